@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs the whole strata test suite on a fresh machine: installs what the tests need,
+# builds once (dev profile, optimised — see Cargo.toml), runs every test with nextest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TERM_COLOR=never
+# Crash tests kill and restart a writer this many times (the engine issue asks for >= 200).
+export STRATA_CRASH_ITERATIONS="${STRATA_CRASH_ITERATIONS:-200}"
+
+if ! command -v cargo-nextest >/dev/null 2>&1; then
+  cargo install --locked cargo-nextest
+fi
+
+cargo build --workspace --all-targets
+cargo nextest run --workspace --no-fail-fast
+
+# Model checks for the few structures shared across threads (loom), in their own
+# target dir because --cfg loom changes every crate's build.
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
+  cargo test -p strata-engine --release --lib loom
