@@ -4,7 +4,33 @@
 //! compaction, group commit, the tail cache and the shard runtime (one pinned glommio
 //! executor per core) that owns partitions. It never opens sockets or parses
 //! protocols: `strata-net` calls it.
+//!
+//! Everything here runs on one shard's thread: a `Log` is `Rc`-based and never
+//! crosses threads; requests for it travel to its shard (see `shard`).
 
+pub mod appender;
+pub mod batch_cache;
+pub mod clean_marker;
+pub mod compaction;
+pub mod config;
+pub mod error;
+pub mod faults;
+pub mod file;
+pub mod index;
+pub mod leader_epochs;
+pub mod log;
 pub mod placement;
+pub mod recovery;
+pub mod retention;
+pub mod segment;
 pub mod shard;
 pub mod snapshot;
+pub mod time_index;
+
+pub use batch_cache::BatchCache;
+pub use compaction::CompactionOutcome;
+pub use config::{CleanupPolicy, FlushPolicy, LogConfig};
+pub use error::{EngineError, Result};
+pub use faults::{Fault, FaultInjector};
+pub use log::{run_local, AppendInfo, AppendOptions, Durability, Log, LogEnv, ReadBatches};
+pub use retention::RetentionOutcome;

@@ -1,1 +1,46 @@
-//! strata-schema
+//! strata-schema: the wire and disk formats of strata's record batches.
+//!
+//! A batch is a fixed 80-byte [`BatchHeader`] followed by a payload: either `native`
+//! (an rkyv archive of records that consumers read in place) or `kafka` (a Kafka
+//! RecordBatch v2 exactly as a Kafka client sent it). This crate encodes, checks,
+//! validates, iterates and stamps batches held in byte slices. It owns the formats and
+//! nothing else: it never does I/O, reads native records in place without allocating,
+//! and never panics on untrusted bytes.
+//!
+//! Everything is little endian with alignment 1 (rkyv's `unaligned` feature), so a
+//! batch can be read at any byte position of a segment or socket buffer.
+//!
+//! Which check to use:
+//! - [`validate_batch`] (and [`validate_produced_batch`]) on the produce path: header,
+//!   CRC and full payload structure of exactly one batch.
+//! - [`check_batch`] / [`batches`] on recovery and reads: header, length and CRC only.
+//! - [`stamp_base_offset`], [`stamp_leader_epoch`], [`stamp_log_append_time`] write the
+//!   broker-owned fields, which sit outside every CRC.
+
+mod attributes;
+mod batch;
+mod crc;
+mod error;
+mod header;
+mod kafka;
+mod native;
+
+pub use attributes::{Attributes, Compression, TimestampType};
+pub use batch::{
+    batches, check_batch, stamp_base_offset, stamp_leader_epoch, stamp_log_append_time,
+    validate_batch, validate_produced_batch, BatchIter, BatchView,
+};
+pub use crc::compute_batch_crc;
+pub use error::BatchError;
+pub use header::{
+    layout, peek_batch_len, BatchHeader, PayloadFormat, BATCH_BYTES_MAX, BATCH_HEADER_BYTES,
+    BATCH_MAGIC, BATCH_VERSION,
+};
+pub use kafka::{
+    check_kafka_batch, kafka_records, wrap_kafka_batch, KafkaBatchBuilder, KafkaBatchHeader,
+    KafkaHeader, KafkaRecord, KafkaRecords, KAFKA_HEADER_BYTES, KAFKA_MAGIC,
+};
+pub use native::{
+    retain_native_records, NativeBatchBuilder, NativeHeader, NativeRecord, NativeRecords,
+    RecordView,
+};

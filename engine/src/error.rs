@@ -1,0 +1,74 @@
+//! Errors the engine reports: each says what happened, where, and what a user can do.
+
+use std::io;
+use std::path::PathBuf;
+
+use strata_schema::BatchError;
+
+/// Result of engine operations.
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+/// What went wrong in the storage engine.
+#[derive(thiserror::Error, Debug, Clone)]
+pub enum EngineError {
+    /// The batch bytes are malformed; nothing was written.
+    #[error("invalid record batch: {0}")]
+    InvalidBatch(#[from] BatchError),
+    /// The batch is larger than the topic's `max.message.bytes`.
+    #[error("record batch of {len_bytes} bytes exceeds max.message.bytes = {max_bytes}")]
+    BatchTooLarge { len_bytes: usize, max_bytes: usize },
+    /// The partition refuses writes (and reads past `readable_end_offset`) until it is reopened.
+    #[error("partition {path} is fenced (read-only): {reason}")]
+    Fenced { path: PathBuf, reason: String },
+    /// A storage operation failed.
+    #[error("{op} failed on {path}: {message}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        kind: io::ErrorKind,
+        message: String,
+    },
+    /// The disk is full.
+    #[error("no space left on device while writing {path}; free space, then reopen the partition")]
+    NoSpace { path: PathBuf },
+    /// The requested offset is outside the log.
+    #[error("offset {requested} is out of range: the log holds [{start}, {end})")]
+    OffsetOutOfRange { requested: i64, start: i64, end: i64 },
+    /// Truncation must land on a batch boundary.
+    #[error("offset {offset} is not a batch boundary; the nearest batch starts at {batch_base_offset}")]
+    NotBatchBoundary { offset: i64, batch_base_offset: i64 },
+    /// Stored data failed its checks somewhere other than a torn tail.
+    #[error("corrupt data in {path} at byte {position_bytes}: {detail}")]
+    Corrupt {
+        path: PathBuf,
+        position_bytes: u64,
+        detail: String,
+    },
+    /// An on-disk file has a shape the engine does not understand.
+    #[error("unexpected file {path}: {detail}")]
+    BadFile { path: PathBuf, detail: String },
+    /// The log was closed.
+    #[error("the partition log at {path} is closed")]
+    Closed { path: PathBuf },
+}
+
+impl EngineError {
+    /// Maps an I/O error on `path` during `op`, recognising a full disk.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, err: io::Error) -> Self {
+        let path = path.into();
+        if err.raw_os_error() == Some(libc::ENOSPC) || err.kind() == io::ErrorKind::StorageFull {
+            return EngineError::NoSpace { path };
+        }
+        EngineError::Io {
+            op,
+            path,
+            kind: err.kind(),
+            message: err.to_string(),
+        }
+    }
+
+    /// Whether retrying the same call later may succeed without reopening anything.
+    pub fn is_retriable(&self) -> bool {
+        false
+    }
+}

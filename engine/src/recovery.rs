@@ -1,0 +1,548 @@
+//! Opening a log: find its segments, trust a clean-shutdown marker when it matches
+//! the files, otherwise validate the active segment's tail batch by batch from its
+//! last good index entry, cut a torn tail, and rebuild missing or stale indexes.
+//! Damage anywhere but a torn tail fences the partition (read-only, with the reason)
+//! instead of being skipped.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use glommio::sync::Semaphore;
+use strata_schema::{check_batch, peek_batch_len, BatchError, BatchHeader, BATCH_BYTES_MAX, BATCH_HEADER_BYTES};
+
+use crate::appender::AlignedAppender;
+use crate::clean_marker::{sync_dir, CleanMarker};
+use crate::config::LogConfig;
+use crate::error::{EngineError, Result};
+use crate::file::{ensure_dma_reads, StorageFile};
+use crate::index::{OffsetIndex, INDEX_ENTRY_BYTES};
+use crate::leader_epochs::{LeaderEpochs, LEADER_EPOCHS_NAME};
+use crate::log::{next_log_id, Fence, Log, LogEnv, LogInner, LogState};
+use crate::segment::{
+    parse_segment_name, segment_path, Segment, CLEANED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
+};
+use crate::time_index::{TimeIndex, TIME_ENTRY_BYTES};
+
+/// Bytes per read while scanning a segment.
+const SCAN_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+/// Scan reads in flight ahead of the one being parsed.
+const SCAN_READ_AHEAD: usize = 3;
+
+/// Where a scan stopped.
+#[derive(Debug)]
+pub(crate) struct ScanEnd {
+    /// Position after the last batch visited.
+    pub end_pos: u64,
+    /// The bad batch that stopped it, if any: its position, the error, and its header
+    /// when the header itself was readable.
+    pub invalid: Option<(u64, BatchError, Option<BatchHeader>)>,
+}
+
+/// Visits every valid batch header (length and CRC checked) in `[from, to)` of
+/// `file`, in order, until the visitor returns false or a batch is bad or cut off.
+/// Reads run ahead of parsing so the disk stays busy.
+pub(crate) async fn scan_batches(
+    file: &Rc<StorageFile>,
+    from: u64,
+    to: u64,
+    mut visit: impl FnMut(u64, &BatchHeader) -> bool,
+) -> Result<ScanEnd> {
+    let mut next_read = from;
+    let mut inflight = VecDeque::new();
+    let mut carry: Vec<u8> = Vec::new();
+    let mut pos = from;
+    loop {
+        while inflight.len() < SCAN_READ_AHEAD && next_read < to {
+            let len = SCAN_CHUNK_BYTES.min((to - next_read) as usize);
+            let f = Rc::clone(file);
+            let at = next_read;
+            inflight.push_back(glommio::spawn_local(async move { f.read_at(at, len).await }));
+            next_read += len as u64;
+        }
+        let Some(task) = inflight.pop_front() else {
+            break;
+        };
+        let chunk = task.await?;
+        if chunk.is_empty() {
+            break;
+        }
+        let mut owned;
+        let data: &[u8] = if carry.is_empty() {
+            &chunk
+        } else {
+            owned = std::mem::take(&mut carry);
+            owned.extend_from_slice(&chunk);
+            &owned
+        };
+        let mut at = 0usize;
+        while at < data.len() {
+            let rest = &data[at..];
+            if rest.len() >= BATCH_HEADER_BYTES {
+                if let Err(e) = BatchHeader::decode(rest) {
+                    return Ok(ScanEnd {
+                        end_pos: pos,
+                        invalid: Some((pos, e, None)),
+                    });
+                }
+            }
+            let Some(n) = peek_batch_len(rest) else {
+                break;
+            };
+            if n > BATCH_BYTES_MAX || n < BATCH_HEADER_BYTES {
+                let e = BatchError::TooLarge {
+                    len_bytes: n,
+                    max_bytes: BATCH_BYTES_MAX,
+                };
+                return Ok(ScanEnd {
+                    end_pos: pos,
+                    invalid: Some((pos, e, None)),
+                });
+            }
+            if rest.len() < n {
+                break;
+            }
+            match check_batch(&rest[..n]) {
+                Ok(h) => {
+                    if !visit(pos, &h) {
+                        return Ok(ScanEnd {
+                            end_pos: pos,
+                            invalid: None,
+                        });
+                    }
+                    pos += n as u64;
+                    at += n;
+                }
+                Err(e) => {
+                    let h = BatchHeader::decode(rest).ok();
+                    return Ok(ScanEnd {
+                        end_pos: pos,
+                        invalid: Some((pos, e, h)),
+                    });
+                }
+            }
+        }
+        carry = data[at..].to_vec();
+    }
+    let invalid = (!carry.is_empty()).then(|| {
+        let h = BatchHeader::decode(&carry).ok();
+        let need = peek_batch_len(&carry).unwrap_or(BATCH_HEADER_BYTES);
+        (
+            pos,
+            BatchError::TooShort {
+                need_bytes: need,
+                have_bytes: carry.len(),
+            },
+            h,
+        )
+    });
+    Ok(ScanEnd { end_pos: pos, invalid })
+}
+
+/// What the directory listing found.
+#[derive(Default)]
+struct Listing {
+    bases: Vec<i64>,
+    log_sizes: Vec<u64>,
+    index_sizes: Vec<Option<u64>>,
+    time_sizes: Vec<Option<u64>>,
+    marker: Option<String>,
+    epochs: Option<String>,
+}
+
+/// Lists the directory (creating it), removing leftovers of interrupted compaction.
+/// Blocking: runs on glommio's blocking pool.
+fn list_dir(dir: &Path) -> std::io::Result<Listing> {
+    std::fs::create_dir_all(dir)?;
+    let mut listing = Listing::default();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.ends_with(CLEANED_SUFFIX) || name.ends_with(".tmp") {
+            std::fs::remove_file(entry.path())?;
+        } else if let Some(base) = parse_segment_name(&name) {
+            listing.bases.push(base);
+        }
+    }
+    listing.bases.sort_unstable();
+    let size = |p: PathBuf| std::fs::metadata(p).ok().map(|m| m.len());
+    for &b in &listing.bases {
+        listing
+            .log_sizes
+            .push(size(segment_path(dir, b, LOG_SUFFIX)).unwrap_or(0));
+        listing.index_sizes.push(size(segment_path(dir, b, INDEX_SUFFIX)));
+        listing
+            .time_sizes
+            .push(size(segment_path(dir, b, TIME_INDEX_SUFFIX)));
+    }
+    let marker_path = CleanMarker::path(dir);
+    listing.marker = std::fs::read_to_string(&marker_path).ok();
+    if listing.marker.is_some() {
+        // Gone before anything is appended, or a crash after new appends would trust it.
+        std::fs::remove_file(&marker_path)?;
+        sync_dir(dir)?;
+    }
+    listing.epochs = std::fs::read_to_string(dir.join(LEADER_EPOCHS_NAME)).ok();
+    Ok(listing)
+}
+
+fn index_sizes_ok(index: Option<u64>, time: Option<u64>) -> bool {
+    matches!((index, time), (Some(i), Some(t))
+        if i % INDEX_ENTRY_BYTES as u64 == 0 && t % TIME_ENTRY_BYTES as u64 == 0)
+}
+
+pub(crate) async fn open_log(dir: &Path, config: LogConfig, env: LogEnv) -> Result<Log> {
+    let dir = dir.to_path_buf();
+    let listing = glommio::executor()
+        .spawn_blocking({
+            let dir = dir.clone();
+            move || list_dir(&dir)
+        })
+        .await
+        .map_err(|e| EngineError::io("list", &dir, e))?;
+    ensure_dma_reads(dir.parent().unwrap_or(&dir)).await?;
+    let marker = listing.marker.as_deref().and_then(CleanMarker::decode);
+    let epochs = listing
+        .epochs
+        .as_deref()
+        .map(LeaderEpochs::decode)
+        .unwrap_or_default();
+    let inner = Rc::new(LogInner {
+        id: next_log_id(),
+        dir: dir.clone(),
+        env,
+        io_lock: Semaphore::new(1),
+        state: RefCell::new(LogState {
+            config,
+            segments: Vec::new(),
+            log_start_offset: 0,
+            high_watermark: 0,
+            pending: VecDeque::new(),
+            pending_bytes: 0,
+            writer: None,
+            flusher_running: false,
+            sync_timer_armed: false,
+            written_end_offset: 0,
+            durable_end_offset: 0,
+            durable_wanted_offset: 0,
+            fence: None,
+            appends_paused: false,
+            closed: false,
+            waiters: Vec::new(),
+            epochs,
+            epochs_dirty: false,
+        }),
+    });
+    let n = listing.bases.len();
+    if n == 0 {
+        let start = marker.map_or(0, |m| m.next_offset);
+        inner.state.borrow_mut().segments.push(Segment::empty(start));
+    }
+    for k in 0..n {
+        let base = listing.bases[k];
+        let size = listing.log_sizes[k];
+        let (index_size, time_size) = (listing.index_sizes[k], listing.time_sizes[k]);
+        if k + 1 < n {
+            let mut seg = Segment::empty(base);
+            seg.next_offset = listing.bases[k + 1];
+            seg.size_bytes = size;
+            seg.written_bytes = size;
+            seg.closed = true;
+            seg.indexes_loaded = false;
+            inner.state.borrow_mut().segments.push(seg);
+            match time_size {
+                Some(t) if index_sizes_ok(index_size, time_size) && t >= TIME_ENTRY_BYTES as u64 => {
+                    let ts = read_last_timestamp(&inner, base, t).await?;
+                    inner.state.borrow_mut().segments[k].max_timestamp_ms = ts;
+                }
+                _ => rebuild_indexes(&inner, base).await?,
+            }
+            continue;
+        }
+        let trusted = marker.filter(|m| {
+            m.active_base_offset == base && m.active_size_bytes == size && index_sizes_ok(index_size, time_size)
+        });
+        inner.state.borrow_mut().segments.push(Segment::empty(base));
+        match trusted {
+            Some(m) => open_clean_active(&inner, base, size, m.next_offset).await?,
+            None => recover_active(&inner, base, size).await?,
+        }
+    }
+    {
+        let mut st = inner.state.borrow_mut();
+        let end = st.log_end_offset();
+        st.log_start_offset = st.segments[0].base_offset;
+        st.written_end_offset = end;
+        st.durable_end_offset = end;
+        st.durable_wanted_offset = end;
+        st.high_watermark = end;
+        st.epochs.truncate_from(end);
+    }
+    Ok(Log { inner })
+}
+
+async fn read_last_timestamp(inner: &LogInner, base: i64, time_size: u64) -> Result<i64> {
+    let path = segment_path(&inner.dir, base, TIME_INDEX_SUFFIX);
+    let f = StorageFile::open_read(&path, &inner.env.faults).await?;
+    let at = time_size - TIME_ENTRY_BYTES as u64;
+    let raw = f.read_at(at, TIME_ENTRY_BYTES).await?;
+    f.close().await?;
+    let mut ts = [0u8; 8];
+    ts.copy_from_slice(raw.get(..8).unwrap_or(&[0; 8]));
+    Ok(i64::from_le_bytes(ts))
+}
+
+async fn read_whole(inner: &LogInner, path: &Path) -> Result<Vec<u8>> {
+    let f = StorageFile::open_read(path, &inner.env.faults).await?;
+    let size = f.size().await?;
+    let data = if size == 0 {
+        Vec::new()
+    } else {
+        f.read_at(0, size as usize).await?.to_vec()
+    };
+    f.close().await?;
+    Ok(data)
+}
+
+/// Reads the header of the batch at `pos`, if one is there.
+async fn header_at(file: &StorageFile, pos: u64) -> Result<Option<BatchHeader>> {
+    let raw = file.read_at(pos, BATCH_HEADER_BYTES).await?;
+    Ok(BatchHeader::decode(&raw).ok())
+}
+
+async fn open_clean_active(inner: &Rc<LogInner>, base: i64, size: u64, next_offset: i64) -> Result<()> {
+    let index = OffsetIndex::decode(&read_whole(inner, &segment_path(&inner.dir, base, INDEX_SUFFIX)).await?);
+    let time_index = TimeIndex::decode(&read_whole(inner, &segment_path(&inner.dir, base, TIME_INDEX_SUFFIX)).await?);
+    let first_append_ms = if size > 0 {
+        let f = inner.segment_file(base, false).await?;
+        header_at(&f, 0).await?.map_or(-1, |h| h.log_append_time_ms)
+    } else {
+        -1
+    };
+    let mut st = inner.state.borrow_mut();
+    let seg = st.active_mut();
+    seg.next_offset = next_offset;
+    seg.size_bytes = size;
+    seg.written_bytes = size;
+    seg.max_timestamp_ms = time_index.max_timestamp_ms().unwrap_or(-1);
+    seg.bytes_since_index = size - index.last().map_or(0, |(_, p)| u64::from(p));
+    seg.first_append_ms = first_append_ms;
+    seg.index = index;
+    seg.time_index = time_index;
+    Ok(())
+}
+
+/// Validates the active segment after an unclean stop: keeps the index entries that
+/// point at the batches they claim, scans from the last one, and cuts a torn tail.
+async fn recover_active(inner: &Rc<LogInner>, base: i64, file_size: u64) -> Result<()> {
+    let index_path = segment_path(&inner.dir, base, INDEX_SUFFIX);
+    let time_path = segment_path(&inner.dir, base, TIME_INDEX_SUFFIX);
+    let mut index = OffsetIndex::decode(&read_whole(inner, &index_path).await.unwrap_or_default());
+    let mut time_index = TimeIndex::decode(&read_whole(inner, &time_path).await.unwrap_or_default());
+    let file = inner.segment_file(base, true).await?;
+    index.truncate_to_position(file_size);
+    while let Some((rel, pos)) = index.last() {
+        match header_at(&file, u64::from(pos)).await? {
+            Some(h) if h.base_offset == base + i64::from(rel) => break,
+            _ => index.pop(),
+        }
+    }
+    let (start_rel, start_pos) = index.last().unwrap_or((0, 0));
+    index.pop();
+    time_index.truncate_to_offset(start_rel);
+    let interval = u64::from(inner.state.borrow().config.index_interval_bytes);
+    let mut seg = Segment::empty(base);
+    seg.next_offset = base + i64::from(start_rel);
+    seg.size_bytes = u64::from(start_pos);
+    seg.max_timestamp_ms = time_index.max_timestamp_ms().unwrap_or(-1);
+    seg.index = index;
+    seg.time_index = time_index;
+    seg.bytes_since_index = interval;
+    let mut epochs = std::mem::take(&mut inner.state.borrow_mut().epochs);
+    epochs.truncate_from(seg.next_offset);
+    let scan = scan_batches(&file, u64::from(start_pos), file_size, |pos, h| {
+        if h.base_offset != seg.next_offset {
+            return false;
+        }
+        seg.note_batch(pos, h.base_offset, h.last_offset(), h.batch_len_bytes() as u64, h.max_timestamp_ms, interval);
+        epochs.observe(h.leader_epoch, h.base_offset);
+        true
+    })
+    .await?;
+    let end = seg.size_bytes;
+    debug_assert_eq!(end, scan.end_pos);
+    let mut fence = None;
+    if end < file_size {
+        let corrupt = match &scan.invalid {
+            Some((pos, err, Some(h))) => {
+                let after = pos + h.batch_len_bytes() as u64;
+                let next_ok = if after + BATCH_HEADER_BYTES as u64 <= file_size {
+                    valid_batch_at(&file, after, h.last_offset() + 1).await?
+                } else {
+                    false
+                };
+                next_ok.then(|| format!("{err}"))
+            }
+            _ => None,
+        };
+        match corrupt {
+            Some(detail) => {
+                let err = EngineError::Corrupt {
+                    path: file.path().to_path_buf(),
+                    position_bytes: end,
+                    detail: format!("{detail}; valid batches follow it, so this is not a torn tail"),
+                };
+                tracing::error!(error = %err, "partition fenced at open");
+                fence = Some(Fence {
+                    reason: err.to_string(),
+                    readable_end_offset: seg.next_offset,
+                });
+            }
+            None => {
+                tracing::warn!(
+                    path = %file.path().display(),
+                    valid_bytes = end,
+                    file_bytes = file_size,
+                    "cutting torn tail"
+                );
+                file.truncate(end).await?;
+                file.fdatasync().await?;
+            }
+        }
+    } else if file_size > 0 {
+        // What survived the crash is on the device; make sure it is not only in its cache.
+        file.fdatasync().await?;
+    }
+    seg.written_bytes = end;
+    if end > 0 {
+        seg.first_append_ms = header_at(&file, 0).await?.map_or(-1, |h| h.log_append_time_ms);
+    }
+    seg.file = Some(file);
+    seg.file_writable = true;
+    let mut st = inner.state.borrow_mut();
+    st.epochs = epochs;
+    st.epochs_dirty = true;
+    if fence.is_some() {
+        st.fence = fence;
+    }
+    *st.active_mut() = seg;
+    Ok(())
+}
+
+/// Whether a whole valid batch with `base_offset` starts at `pos`.
+async fn valid_batch_at(file: &StorageFile, pos: u64, base_offset: i64) -> Result<bool> {
+    let Some(h) = header_at(file, pos).await? else {
+        return Ok(false);
+    };
+    if h.base_offset != base_offset {
+        return Ok(false);
+    }
+    let raw = file.read_at(pos, h.batch_len_bytes()).await?;
+    Ok(check_batch(&raw).is_ok())
+}
+
+/// Loads a closed segment's indexes, rebuilding them when they do not match the log.
+pub(crate) async fn load_segment_indexes(inner: &LogInner, base: i64) -> Result<()> {
+    let index_raw = read_whole(inner, &segment_path(&inner.dir, base, INDEX_SUFFIX)).await;
+    let time_raw = read_whole(inner, &segment_path(&inner.dir, base, TIME_INDEX_SUFFIX)).await;
+    let (Ok(index_raw), Ok(time_raw)) = (index_raw, time_raw) else {
+        return rebuild_indexes(inner, base).await;
+    };
+    let index = OffsetIndex::decode(&index_raw);
+    let time_index = TimeIndex::decode(&time_raw);
+    let size = {
+        let st = inner.state.borrow();
+        let Some(i) = st.segment_index(base) else {
+            return Ok(());
+        };
+        st.segments[i].size_bytes
+    };
+    let mut fresh = index.len() * INDEX_ENTRY_BYTES == index_raw.len()
+        && time_index.len() * TIME_ENTRY_BYTES == time_raw.len()
+        && (size == 0 || !index.is_empty());
+    if let (true, Some((rel, pos))) = (fresh, index.last()) {
+        let file = inner.segment_file(base, false).await?;
+        fresh = u64::from(pos) < size
+            && header_at(&file, u64::from(pos))
+                .await?
+                .is_some_and(|h| h.base_offset == base + i64::from(rel));
+    }
+    if !fresh {
+        tracing::warn!(dir = %inner.dir.display(), base, "stale index; rebuilding");
+        return rebuild_indexes(inner, base).await;
+    }
+    let mut st = inner.state.borrow_mut();
+    if let Some(i) = st.segment_index(base) {
+        let seg = &mut st.segments[i];
+        seg.index = index;
+        seg.time_index = time_index;
+        seg.indexes_loaded = true;
+    }
+    Ok(())
+}
+
+/// Rebuilds a closed segment's indexes by scanning it; damage inside fences the log.
+pub(crate) async fn rebuild_indexes(inner: &LogInner, base: i64) -> Result<()> {
+    let (size, next_offset) = {
+        let st = inner.state.borrow();
+        let Some(i) = st.segment_index(base) else {
+            return Ok(());
+        };
+        (st.segments[i].size_bytes, st.segments[i].next_offset)
+    };
+    let file = inner.segment_file(base, false).await?;
+    let interval = u64::from(inner.state.borrow().config.index_interval_bytes);
+    let mut seg = Segment::empty(base);
+    let scan = scan_batches(&file, 0, size, |pos, h| {
+        seg.note_batch(pos, h.base_offset, h.last_offset(), h.batch_len_bytes() as u64, h.max_timestamp_ms, interval);
+        true
+    })
+    .await?;
+    if let Some((pos, err, _)) = scan.invalid {
+        let readable = seg.next_offset;
+        return Err(inner.corrupt(file.path(), pos, format!("in a closed segment: {err}"), readable));
+    }
+    if seg.next_offset > next_offset {
+        let readable = next_offset;
+        return Err(inner.corrupt(
+            file.path(),
+            0,
+            format!("segment holds offsets up to {} but the next segment starts at {next_offset}", seg.next_offset),
+            readable,
+        ));
+    }
+    if seg.max_timestamp_ms >= 0 && seg.next_offset > base {
+        let last_rel = seg.rel(seg.next_offset - 1);
+        let max = seg.max_timestamp_ms;
+        seg.time_index.maybe_push(max, last_rel);
+    }
+    write_index_file(inner, &segment_path(&inner.dir, base, INDEX_SUFFIX), &seg.index.encode_from(0)).await?;
+    write_index_file(inner, &segment_path(&inner.dir, base, TIME_INDEX_SUFFIX), &seg.time_index.encode_from(0))
+        .await?;
+    let mut st = inner.state.borrow_mut();
+    if let Some(i) = st.segment_index(base) {
+        let s = &mut st.segments[i];
+        s.index = seg.index;
+        s.time_index = seg.time_index;
+        s.max_timestamp_ms = seg.max_timestamp_ms;
+        s.indexes_loaded = true;
+    }
+    Ok(())
+}
+
+/// Writes an index file with exactly `bytes`, durably.
+pub(crate) async fn write_index_file(inner: &LogInner, path: &Path, bytes: &[u8]) -> Result<()> {
+    let f = Rc::new(StorageFile::open_rw(path, &inner.env.faults).await?);
+    f.truncate(0).await?;
+    let mut app = AlignedAppender::resume(Rc::clone(&f), 0).await?;
+    app.append(&[bytes]).await?;
+    f.truncate(bytes.len() as u64).await?;
+    f.fdatasync().await?;
+    drop(app);
+    if let Ok(f) = Rc::try_unwrap(f) {
+        f.close().await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,217 @@
+//! Whole batches: checking, full validation, iterating a buffer, and stamping.
+
+use crate::crc::crc_of;
+use crate::error::BatchError;
+use crate::header::{layout, BatchHeader, PayloadFormat, BATCH_HEADER_BYTES};
+use crate::{kafka, native};
+
+/// One batch inside a buffer: its decoded header and its bytes.
+#[derive(Clone, Copy)]
+pub struct BatchView<'a> {
+    pub(crate) header: BatchHeader,
+    pub(crate) bytes: &'a [u8],
+    /// Set only by [`validate_batch`]: the payload structure has been checked, so
+    /// reading records needs no second bytecheck pass.
+    pub(crate) payload_validated: bool,
+}
+
+impl<'a> BatchView<'a> {
+    pub fn header(&self) -> &BatchHeader {
+        &self.header
+    }
+
+    /// The whole batch, header included.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// The bytes after the header.
+    pub fn payload(&self) -> &'a [u8] {
+        self.bytes.get(BATCH_HEADER_BYTES..).unwrap_or(&[])
+    }
+}
+
+impl core::fmt::Debug for BatchView<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("BatchView")
+            .field("header", &self.header)
+            .field("len_bytes", &self.bytes.len())
+            .finish()
+    }
+}
+
+/// Cheap check for recovery and reads: header decode, enough bytes for the first
+/// batch (later bytes are ignored), and the CRC. The payload structure is not checked.
+pub fn check_batch(bytes: &[u8]) -> Result<BatchHeader, BatchError> {
+    let header = BatchHeader::decode(bytes)?;
+    let batch = bytes
+        .get(..header.batch_len_bytes())
+        .ok_or(BatchError::TooShort {
+            need_bytes: header.batch_len_bytes(),
+            have_bytes: bytes.len(),
+        })?;
+    check_crc(&header, batch)?;
+    Ok(header)
+}
+
+fn check_crc(header: &BatchHeader, batch: &[u8]) -> Result<(), BatchError> {
+    let computed = crc_of(header.payload_format, batch);
+    if computed != header.crc32c {
+        return Err(BatchError::CrcMismatch {
+            stored: header.crc32c,
+            computed,
+        });
+    }
+    Ok(())
+}
+
+/// Full validation of exactly one batch (`bytes.len()` must equal its length): header,
+/// CRC, and payload structure. Native: the rkyv archive passes bytecheck, the record
+/// count matches, offset deltas strictly increase and stay within `last_offset_delta`.
+/// Kafka: the Kafka header and CRC are sound and agree with ours, and uncompressed
+/// records parse with the same offset rules. Never panics.
+///
+/// Gaps in offset deltas are accepted (compaction leaves them); the produce path wants
+/// [`validate_produced_batch`].
+pub fn validate_batch(bytes: &[u8]) -> Result<BatchView<'_>, BatchError> {
+    let header = BatchHeader::decode(bytes)?;
+    if bytes.len() != header.batch_len_bytes() {
+        return Err(BatchError::LengthMismatch {
+            declared_bytes: header.batch_len_bytes(),
+            actual_bytes: bytes.len(),
+        });
+    }
+    check_crc(&header, bytes)?;
+    let payload = &bytes[BATCH_HEADER_BYTES..];
+    match header.payload_format {
+        PayloadFormat::Native => native::check_payload(&header, payload)?,
+        PayloadFormat::Kafka => kafka::check_payload(&header, payload)?,
+    }
+    Ok(BatchView {
+        header,
+        bytes,
+        payload_validated: true,
+    })
+}
+
+/// [`validate_batch`], plus what a producer's batch must also satisfy: its records
+/// occupy every offset it spans (`record_count == last_offset_delta + 1`).
+pub fn validate_produced_batch(bytes: &[u8]) -> Result<BatchView<'_>, BatchError> {
+    let view = validate_batch(bytes)?;
+    if !view.header.is_dense() {
+        return Err(BatchError::NotDense {
+            record_count: view.header.record_count,
+            last_offset_delta: view.header.last_offset_delta,
+        });
+    }
+    Ok(view)
+}
+
+/// Iterate the consecutive batches in `bytes`, checking each with [`check_batch`].
+pub fn batches(bytes: &[u8]) -> BatchIter<'_> {
+    BatchIter {
+        bytes,
+        position_bytes: 0,
+        failed: false,
+    }
+}
+
+/// Yields each batch in turn; ends cleanly at the end of the buffer, or after yielding
+/// one [`BatchError::AtPosition`] for a bad or truncated batch.
+#[derive(Clone, Debug)]
+pub struct BatchIter<'a> {
+    bytes: &'a [u8],
+    position_bytes: usize,
+    failed: bool,
+}
+
+impl BatchIter<'_> {
+    /// Bytes consumed by the batches yielded so far: after an error, the length of the
+    /// good prefix (where recovery truncates).
+    pub fn position_bytes(&self) -> usize {
+        self.position_bytes
+    }
+}
+
+impl<'a> Iterator for BatchIter<'a> {
+    type Item = Result<BatchView<'a>, BatchError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let rest = self.bytes.get(self.position_bytes..)?;
+        if self.failed || rest.is_empty() {
+            return None;
+        }
+        let batch = check_batch(rest).and_then(|header| {
+            let bytes = rest
+                .get(..header.batch_len_bytes())
+                .ok_or(BatchError::TooShort {
+                    need_bytes: header.batch_len_bytes(),
+                    have_bytes: rest.len(),
+                })?;
+            Ok(BatchView {
+                header,
+                bytes,
+                payload_validated: false,
+            })
+        });
+        match batch {
+            Ok(view) => {
+                self.position_bytes += view.bytes.len();
+                Some(Ok(view))
+            }
+            Err(source) => {
+                self.failed = true;
+                Some(Err(BatchError::AtPosition {
+                    position_bytes: self.position_bytes,
+                    source: Box::new(source),
+                }))
+            }
+        }
+    }
+}
+
+impl core::iter::FusedIterator for BatchIter<'_> {}
+
+/// Kafka header fields the broker stamps, as byte ranges of the whole batch.
+const KAFKA_BASE_OFFSET: core::ops::Range<usize> = BATCH_HEADER_BYTES..BATCH_HEADER_BYTES + 8;
+const KAFKA_LEADER_EPOCH: core::ops::Range<usize> =
+    BATCH_HEADER_BYTES + 12..BATCH_HEADER_BYTES + 16;
+
+fn is_kafka(batch: &[u8]) -> bool {
+    batch.get(layout::PAYLOAD_FORMAT) == Some(&(PayloadFormat::Kafka as u8))
+}
+
+fn put(batch: &mut [u8], at: core::ops::Range<usize>, value: &[u8]) {
+    if let Some(dst) = batch.get_mut(at) {
+        dst.copy_from_slice(value);
+    }
+}
+
+/// Set the base offset: the header field, and for Kafka payloads the Kafka
+/// baseOffset too (big endian). Outside both CRCs, so the batch stays valid.
+/// Precondition: `batch` holds at least the header (a shorter buffer is left as is).
+pub fn stamp_base_offset(batch: &mut [u8], base_offset: i64) {
+    debug_assert!(batch.len() >= BATCH_HEADER_BYTES);
+    put(batch, layout::BASE_OFFSET, &base_offset.to_le_bytes());
+    if is_kafka(batch) {
+        put(batch, KAFKA_BASE_OFFSET, &base_offset.to_be_bytes());
+    }
+}
+
+/// Set the leader epoch: the header field, and for Kafka payloads the Kafka
+/// partitionLeaderEpoch too (big endian). The batch stays valid.
+pub fn stamp_leader_epoch(batch: &mut [u8], epoch: i32) {
+    debug_assert!(batch.len() >= BATCH_HEADER_BYTES);
+    put(batch, layout::LEADER_EPOCH, &epoch.to_le_bytes());
+    if is_kafka(batch) {
+        put(batch, KAFKA_LEADER_EPOCH, &epoch.to_be_bytes());
+    }
+}
+
+/// Set the log-append time in the header. A Kafka payload's maxTimestamp is inside the
+/// Kafka CRC and is left alone; the Kafka protocol layer substitutes it when serving a
+/// LogAppendTime topic.
+pub fn stamp_log_append_time(batch: &mut [u8], ts_ms: i64) {
+    debug_assert!(batch.len() >= BATCH_HEADER_BYTES);
+    put(batch, layout::LOG_APPEND_TIME, &ts_ms.to_le_bytes());
+}
