@@ -29,7 +29,10 @@ impl AlignedAppender {
                 return Err(crate::error::EngineError::Corrupt {
                     path: file.path().to_path_buf(),
                     position_bytes: tail_start,
-                    detail: format!("expected {tail_len} bytes at the tail, found {}", block.len()),
+                    detail: format!(
+                        "expected {tail_len} bytes at the tail, found {}",
+                        block.len()
+                    ),
                 });
             }
             tail.extend_from_slice(&block[..tail_len]);

@@ -105,7 +105,8 @@ impl BatchCache {
         let mut out = Vec::new();
         let mut total = 0usize;
         for b in run.iter().skip(start) {
-            if b.base_offset >= end_offset || (!out.is_empty() && total + b.bytes.len() > max_bytes) {
+            if b.base_offset >= end_offset || (!out.is_empty() && total + b.bytes.len() > max_bytes)
+            {
                 break;
             }
             total += b.bytes.len();
@@ -166,7 +167,10 @@ mod tests {
         assert_eq!(cache.used_bytes(), 300);
         cache.insert(2, 1, 1, batch(100));
         assert_eq!(cache.used_bytes(), 300);
-        assert!(cache.read(1, 0, 100, 1000).is_none(), "oldest batch of log 1 evicted");
+        assert!(
+            cache.read(1, 0, 100, 1000).is_none(),
+            "oldest batch of log 1 evicted"
+        );
         assert_eq!(cache.read(1, 15, 100, 1000).map(|v| v.len()), Some(1));
         assert_eq!(cache.read(2, 0, 100, 1000).map(|v| v.len()), Some(2));
     }

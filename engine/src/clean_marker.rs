@@ -24,7 +24,7 @@ impl CleanMarker {
     /// Text form: one `key=value` per line.
     pub fn encode(&self) -> String {
         format!(
-            "strata-clean-v1\nnext_offset={}\nactive_base_offset={}\nactive_size_bytes={}\n",
+            "strata-clean-v1\nnext_offset={}\nactive_base_offset={}\nactive_size_bytes={}\nend\n",
             self.next_offset, self.active_base_offset, self.active_size_bytes
         )
     }
@@ -42,6 +42,9 @@ impl CleanMarker {
         let next_offset = field("next_offset")?;
         let active_base_offset = field("active_base_offset")?;
         let active_size_bytes = u64::try_from(field("active_size_bytes")?).ok()?;
+        if lines.next()? != "end" {
+            return None;
+        }
         Some(CleanMarker {
             next_offset,
             active_base_offset,

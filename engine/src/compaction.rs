@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use strata_schema::{
-    retain_native_records, stamp_base_offset, stamp_leader_epoch, stamp_log_append_time, validate_batch,
-    PayloadFormat,
+    retain_native_records, stamp_base_offset, stamp_leader_epoch, stamp_log_append_time,
+    validate_batch, PayloadFormat,
 };
 
 use crate::appender::AlignedAppender;
@@ -22,7 +22,9 @@ use crate::error::{EngineError, Result};
 use crate::file::StorageFile;
 use crate::log::Log;
 use crate::recovery::write_index_file;
-use crate::segment::{segment_path, Segment, CLEANED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
+use crate::segment::{
+    segment_path, Segment, CLEANED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
+};
 
 /// Bytes read per step while compacting.
 const COMPACT_READ_BYTES: usize = 4 * 1024 * 1024;
@@ -77,7 +79,10 @@ impl Log {
         let end = self.log_end_offset();
         let mut offset = self.log_start_offset();
         while offset < end {
-            let batches = self.inner.read_batches(offset, end, COMPACT_READ_BYTES).await?;
+            let batches = self
+                .inner
+                .read_batches(offset, end, COMPACT_READ_BYTES)
+                .await?;
             if batches.is_empty() {
                 break;
             }
@@ -110,7 +115,10 @@ impl Log {
         let mut before = 0u64;
         let mut offset = base.max(self.log_start_offset());
         while offset < next_offset {
-            let batches = self.inner.read_batches(offset, next_offset, COMPACT_READ_BYTES).await?;
+            let batches = self
+                .inner
+                .read_batches(offset, next_offset, COMPACT_READ_BYTES)
+                .await?;
             if batches.is_empty() {
                 break;
             }
@@ -161,7 +169,14 @@ impl Log {
         let mut chunk_bytes = 0usize;
         for b in batches {
             let h = strata_schema::check_batch(b)?;
-            seg.note_batch(seg.size_bytes, h.base_offset, h.last_offset(), b.len() as u64, h.max_timestamp_ms, interval);
+            seg.note_batch(
+                seg.size_bytes,
+                h.base_offset,
+                h.last_offset(),
+                b.len() as u64,
+                h.max_timestamp_ms,
+                interval,
+            );
             chunk.push(b);
             chunk_bytes += b.len();
             if chunk_bytes >= COMPACT_READ_BYTES {
@@ -178,7 +193,11 @@ impl Log {
             seg.time_index.maybe_push(max, rel);
         }
         drop(app);
-        let _io = inner.io_lock.acquire_permit(1).await.map_err(|_| EngineError::Closed { path: dir.clone() })?;
+        let _io = inner
+            .io_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| EngineError::Closed { path: dir.clone() })?;
         if inner.state.borrow().segment_index(base).is_none() {
             // Retention removed it meanwhile.
             let _ = crate::retention::remove_segment_files(&dir, base).await;
@@ -195,8 +214,18 @@ impl Log {
             })
             .await
             .map_err(|e| EngineError::io("swap compacted segment", &target, e))?;
-        write_index_file(inner, &segment_path(&dir, base, INDEX_SUFFIX), &seg.index.encode_from(0)).await?;
-        write_index_file(inner, &segment_path(&dir, base, TIME_INDEX_SUFFIX), &seg.time_index.encode_from(0)).await?;
+        write_index_file(
+            inner,
+            &segment_path(&dir, base, INDEX_SUFFIX),
+            &seg.index.encode_from(0),
+        )
+        .await?;
+        write_index_file(
+            inner,
+            &segment_path(&dir, base, TIME_INDEX_SUFFIX),
+            &seg.time_index.encode_from(0),
+        )
+        .await?;
         let active_base = {
             let mut st = inner.state.borrow_mut();
             if let Some(i) = st.segment_index(base) {

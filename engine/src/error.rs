@@ -33,9 +33,15 @@ pub enum EngineError {
     NoSpace { path: PathBuf },
     /// The requested offset is outside the log.
     #[error("offset {requested} is out of range: the log holds [{start}, {end})")]
-    OffsetOutOfRange { requested: i64, start: i64, end: i64 },
+    OffsetOutOfRange {
+        requested: i64,
+        start: i64,
+        end: i64,
+    },
     /// Truncation must land on a batch boundary.
-    #[error("offset {offset} is not a batch boundary; the nearest batch starts at {batch_base_offset}")]
+    #[error(
+        "offset {offset} is not a batch boundary; the nearest batch starts at {batch_base_offset}"
+    )]
     NotBatchBoundary { offset: i64, batch_base_offset: i64 },
     /// Stored data failed its checks somewhere other than a torn tail.
     #[error("corrupt data in {path} at byte {position_bytes}: {detail}")]

@@ -75,7 +75,9 @@ impl FaultInjector {
 
     fn take(&self, matches: impl Fn(Fault) -> bool) -> Option<Fault> {
         let mut armed = self.armed.borrow_mut();
-        let slot = armed.iter_mut().find(|a| matches(a.fault) && a.remaining > 0)?;
+        let slot = armed
+            .iter_mut()
+            .find(|a| matches(a.fault) && a.remaining > 0)?;
         if slot.skip_ops > 0 {
             slot.skip_ops -= 1;
             return None;

@@ -183,7 +183,11 @@ pub async fn ensure_dma_reads(dir: &Path) -> Result<()> {
     let needs_write = glommio::executor()
         .spawn_blocking({
             let path = path.clone();
-            move || std::fs::metadata(&path).map(|m| m.len() < probe_len as u64).unwrap_or(true)
+            move || {
+                std::fs::metadata(&path)
+                    .map(|m| m.len() < probe_len as u64)
+                    .unwrap_or(true)
+            }
         })
         .await;
     if needs_write {

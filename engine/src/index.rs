@@ -25,8 +25,9 @@ impl OffsetIndex {
                 if rel <= last_rel || pos <= last_pos {
                     break;
                 }
-            } else if pos != 0 || rel != 0 {
-                // Every segment's first entry is its first batch.
+            } else if pos != 0 {
+                // Every segment's first entry is its first batch (whose offset may be
+                // above the base after compaction).
                 break;
             }
             entries.push((rel, pos));

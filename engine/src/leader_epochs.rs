@@ -50,7 +50,10 @@ impl LeaderEpochs {
 
     /// Text form, one `epoch start` per line.
     pub fn encode(&self) -> String {
-        self.entries.iter().map(|(e, s)| format!("{e} {s}\n")).collect()
+        self.entries
+            .iter()
+            .map(|(e, s)| format!("{e} {s}\n"))
+            .collect()
     }
 
     /// Parses the text form, keeping the well-formed increasing prefix.
@@ -64,7 +67,11 @@ impl LeaderEpochs {
             let (Ok(e), Ok(s)) = (e.parse::<i32>(), s.parse::<i64>()) else {
                 break;
             };
-            if out.entries.last().is_some_and(|&(pe, ps)| e <= pe || s < ps) {
+            if out
+                .entries
+                .last()
+                .is_some_and(|&(pe, ps)| e <= pe || s < ps)
+            {
                 break;
             }
             out.entries.push((e, s));

@@ -32,7 +32,9 @@ use crate::faults::FaultInjector;
 use crate::file::StorageFile;
 use crate::index::INDEX_ENTRY_BYTES;
 use crate::leader_epochs::LeaderEpochs;
-use crate::segment::{segment_path, Segment, SegmentWriter, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
+use crate::segment::{
+    segment_path, Segment, SegmentWriter, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
+};
 use crate::time_index::TIME_ENTRY_BYTES;
 
 /// Bytes written by one flush cycle at most (one aligned write per segment touched).
@@ -130,6 +132,8 @@ pub(crate) struct LogInner {
 pub(crate) struct Fence {
     pub reason: String,
     pub readable_end_offset: i64,
+    /// The fault that fenced the log: appends that were waiting on it get this.
+    pub cause: Option<EngineError>,
 }
 
 #[derive(Clone, Debug)]
@@ -170,7 +174,9 @@ pub(crate) struct LogState {
 
 impl LogState {
     pub(crate) fn active(&self) -> &Segment {
-        self.segments.last().expect("a log always has an active segment")
+        self.segments
+            .last()
+            .expect("a log always has an active segment")
     }
 
     pub(crate) fn active_mut(&mut self) -> &mut Segment {
@@ -270,7 +276,12 @@ impl Log {
 
     /// Why the log is fenced (read-only), if it is.
     pub fn fenced_reason(&self) -> Option<String> {
-        self.inner.state.borrow().fence.as_ref().map(|f| f.reason.clone())
+        self.inner
+            .state
+            .borrow()
+            .fence
+            .as_ref()
+            .map(|f| f.reason.clone())
     }
 
     /// Number of segments.
@@ -365,7 +376,12 @@ impl Log {
 
     /// Whole batches from the one holding `from_offset`, up to `max_bytes` (at least
     /// one batch) and stopping before `max_offset` (default: the high watermark).
-    pub async fn read(&self, from_offset: i64, max_bytes: usize, max_offset: Option<i64>) -> Result<ReadBatches> {
+    pub async fn read(
+        &self,
+        from_offset: i64,
+        max_bytes: usize,
+        max_offset: Option<i64>,
+    ) -> Result<ReadBatches> {
         let (start, end, hw, limit) = {
             let st = self.inner.state.borrow();
             let end = st.log_end_offset();
@@ -391,7 +407,10 @@ impl Log {
         if from_offset >= limit {
             return Ok(out);
         }
-        out.batches = self.inner.read_batches(from_offset, limit, max_bytes).await?;
+        out.batches = self
+            .inner
+            .read_batches(from_offset, limit, max_bytes)
+            .await?;
         Ok(out)
     }
 
@@ -442,14 +461,22 @@ impl Log {
 
     /// Closes the active segment and starts a new one at the log end.
     pub async fn roll(&self) -> Result<()> {
-        {
+        let sealed_base = {
             let mut st = self.inner.state.borrow_mut();
             if st.active().is_empty() {
                 return Ok(());
             }
+            let base = st.active().base_offset;
             self.inner.roll_locked(&mut st, now_ms());
-        }
+            base
+        };
         self.inner.kick_flusher();
+        self.inner
+            .wait_for(|st| {
+                st.segment_index(sealed_base)
+                    .is_none_or(|i| st.segments[i].closed)
+            })
+            .await?;
         self.sync().await
     }
 
@@ -467,7 +494,11 @@ impl Log {
     async fn truncate_paused(&self, offset: i64) -> Result<()> {
         self.sync().await?;
         let inner = &self.inner;
-        let _io = inner.io_lock.acquire_permit(1).await.map_err(|_| inner.closed_error())?;
+        let _io = inner
+            .io_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| inner.closed_error())?;
         let (start, end) = {
             let st = inner.state.borrow();
             (st.log_start_offset, st.log_end_offset())
@@ -488,7 +519,12 @@ impl Log {
         // Drop the writer: the segment it belongs to is cut or deleted below.
         let old_writer = inner.state.borrow_mut().writer.take();
         drop(old_writer);
-        let removed: Vec<Segment> = inner.state.borrow_mut().segments.drain(seg_i + 1..).collect();
+        let removed: Vec<Segment> = inner
+            .state
+            .borrow_mut()
+            .segments
+            .drain(seg_i + 1..)
+            .collect();
         for seg in removed {
             crate::retention::remove_segment_files(&inner.dir, seg.base_offset).await?;
         }
@@ -530,7 +566,11 @@ impl Log {
         self.inner.state.borrow_mut().appends_paused = true;
         let synced = self.sync().await;
         let inner = &self.inner;
-        let _io = inner.io_lock.acquire_permit(1).await.map_err(|_| inner.closed_error())?;
+        let _io = inner
+            .io_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| inner.closed_error())?;
         let fenced = inner.state.borrow().fence.is_some();
         let result = match (synced, fenced) {
             (Ok(()), false) => inner.finish_clean().await,
@@ -580,7 +620,12 @@ impl LogInner {
     }
 
     /// Assigns offsets and a position to a validated batch and queues it.
-    fn assign(&self, batch: &mut Vec<u8>, header: &BatchHeader, options: AppendOptions) -> Result<AppendInfo> {
+    fn assign(
+        &self,
+        batch: &mut Vec<u8>,
+        header: &BatchHeader,
+        options: AppendOptions,
+    ) -> Result<AppendInfo> {
         let now = now_ms();
         let mut st = self.state.borrow_mut();
         if let Some(f) = &st.fence {
@@ -594,7 +639,8 @@ impl LogInner {
             let too_big = active.size_bytes + len > cfg.segment_bytes;
             let too_old = active.first_append_ms >= 0
                 && now.saturating_sub(active.first_append_ms) >= cfg.segment_ms as i64;
-            let rel_overflow = active.next_offset + delta - active.base_offset > i64::from(u32::MAX);
+            let rel_overflow =
+                active.next_offset + delta - active.base_offset > i64::from(u32::MAX);
             if !active.is_empty() && (too_big || too_old || rel_overflow) {
                 self.roll_locked(&mut st, now);
             }
@@ -610,7 +656,14 @@ impl LogInner {
         if seg.first_append_ms < 0 {
             seg.first_append_ms = now;
         }
-        seg.note_batch(position, base_offset, last_offset, len, header.max_timestamp_ms, interval);
+        seg.note_batch(
+            position,
+            base_offset,
+            last_offset,
+            len,
+            header.max_timestamp_ms,
+            interval,
+        );
         let segment_base = seg.base_offset;
         let bytes = Bytes::from(std::mem::take(batch));
         st.pending_bytes += bytes.len();
@@ -624,7 +677,9 @@ impl LogInner {
             st.epochs_dirty = true;
         }
         drop(st);
-        self.env.cache.insert(self.id, base_offset, last_offset, bytes);
+        self.env
+            .cache
+            .insert(self.id, base_offset, last_offset, bytes);
         Ok(AppendInfo {
             base_offset,
             last_offset,
@@ -647,17 +702,26 @@ impl LogInner {
 
     /// Waits until offsets below `end_offset` are written or durable.
     pub(crate) async fn wait_until(&self, end_offset: i64, durability: Durability) -> Result<()> {
+        self.wait_for(|st| match durability {
+            Durability::Written => st.written_end_offset >= end_offset,
+            Durability::Durable => st.durable_end_offset >= end_offset,
+        })
+        .await
+    }
+
+    /// Waits until `reached(state)` holds; fails if the log is fenced or closed first.
+    pub(crate) async fn wait_for(&self, reached: impl Fn(&LogState) -> bool) -> Result<()> {
         futures_lite::future::poll_fn(|cx| {
             let mut st = self.state.borrow_mut();
-            let reached = match durability {
-                Durability::Written => st.written_end_offset >= end_offset,
-                Durability::Durable => st.durable_end_offset >= end_offset,
-            };
-            if reached {
+            if reached(&st) {
                 return Poll::Ready(Ok(()));
             }
             if let Some(f) = &st.fence {
-                return Poll::Ready(Err(fenced_error(&self.dir, f)));
+                let err = f
+                    .cause
+                    .clone()
+                    .unwrap_or_else(|| fenced_error(&self.dir, f));
+                return Poll::Ready(Err(err));
             }
             if st.closed {
                 return Poll::Ready(Err(self.closed_error()));
@@ -687,7 +751,11 @@ impl LogInner {
             !st.flusher_running && st.durable_end_offset < st.written_end_offset
         };
         if needs {
-            let _io = self.io_lock.acquire_permit(1).await.map_err(|_| self.closed_error())?;
+            let _io = self
+                .io_lock
+                .acquire_permit(1)
+                .await
+                .map_err(|_| self.closed_error())?;
             if let Err(e) = self.sync_active().await {
                 self.fail(&e);
                 return Err(e);
@@ -790,7 +858,8 @@ impl LogInner {
         let st = self.state.borrow();
         st.durable_end_offset < st.written_end_offset
             && (st.config.flush == FlushPolicy::EveryBatch
-                || st.durable_wanted_offset > st.durable_end_offset && st.config.flush == FlushPolicy::Os)
+                || st.durable_wanted_offset > st.durable_end_offset
+                    && st.config.flush == FlushPolicy::Os)
     }
 
     async fn write_cycle(&self, ops: &[PendingOp]) -> Result<()> {
@@ -836,14 +905,20 @@ impl LogInner {
             }
             st.written_end_offset = st.written_end_offset.max(end_offset);
         }
-        self.persist_index_entries(&mut writer, written, end_offset).await?;
+        self.persist_index_entries(&mut writer, written, end_offset)
+            .await?;
         self.state.borrow_mut().writer = Some(writer);
         Ok(())
     }
 
     /// Appends index entries of data now on disk (below `written` bytes); unsynced,
     /// they are hints that recovery validates.
-    async fn persist_index_entries(&self, w: &mut SegmentWriter, written: u64, written_end_offset: i64) -> Result<()> {
+    async fn persist_index_entries(
+        &self,
+        w: &mut SegmentWriter,
+        written: u64,
+        written_end_offset: i64,
+    ) -> Result<()> {
         let (index_bytes, index_n, time_bytes, time_n) = {
             let st = self.state.borrow();
             let Some(i) = st.segment_index(w.base_offset) else {
@@ -881,11 +956,17 @@ impl LogInner {
             if w.base_offset == segment_base {
                 return Ok(w);
             }
-            debug_assert!(false, "writer for {} while writing {}", w.base_offset, segment_base);
+            debug_assert!(
+                false,
+                "writer for {} while writing {}",
+                w.base_offset, segment_base
+            );
         }
         let (written, preallocate, segment_bytes) = {
             let st = self.state.borrow();
-            let i = st.segment_index(segment_base).ok_or_else(|| self.closed_error())?;
+            let i = st
+                .segment_index(segment_base)
+                .ok_or_else(|| self.closed_error())?;
             (
                 st.segments[i].written_bytes,
                 st.config.preallocate,
@@ -898,11 +979,16 @@ impl LogInner {
             log_file.preallocate(segment_bytes).await?;
         }
         let index_file = Rc::new(
-            StorageFile::open_rw(&segment_path(&self.dir, segment_base, INDEX_SUFFIX), faults).await?,
+            StorageFile::open_rw(&segment_path(&self.dir, segment_base, INDEX_SUFFIX), faults)
+                .await?,
         );
         index_file.truncate(0).await?;
         let time_file = Rc::new(
-            StorageFile::open_rw(&segment_path(&self.dir, segment_base, TIME_INDEX_SUFFIX), faults).await?,
+            StorageFile::open_rw(
+                &segment_path(&self.dir, segment_base, TIME_INDEX_SUFFIX),
+                faults,
+            )
+            .await?,
         );
         time_file.truncate(0).await?;
         Ok(SegmentWriter {
@@ -916,7 +1002,11 @@ impl LogInner {
     }
 
     /// The segment's file handle, opened (read-write when `writable`) on first use.
-    pub(crate) async fn segment_file(&self, segment_base: i64, writable: bool) -> Result<Rc<StorageFile>> {
+    pub(crate) async fn segment_file(
+        &self,
+        segment_base: i64,
+        writable: bool,
+    ) -> Result<Rc<StorageFile>> {
         {
             let st = self.state.borrow();
             if let Some(i) = st.segment_index(segment_base) {
@@ -947,7 +1037,9 @@ impl LogInner {
         let mut w = self.take_writer(segment_base).await?;
         let (size, next_offset) = {
             let mut st = self.state.borrow_mut();
-            let i = st.segment_index(segment_base).ok_or_else(|| self.closed_error())?;
+            let i = st
+                .segment_index(segment_base)
+                .ok_or_else(|| self.closed_error())?;
             let seg = &mut st.segments[i];
             let last_rel = seg.rel((seg.next_offset - 1).max(seg.base_offset));
             let max_ts = seg.max_timestamp_ms;
@@ -955,7 +1047,8 @@ impl LogInner {
             (seg.size_bytes, seg.next_offset)
         };
         debug_assert_eq!(w.log.size_bytes(), size);
-        self.persist_index_entries(&mut w, size, next_offset).await?;
+        self.persist_index_entries(&mut w, size, next_offset)
+            .await?;
         finish_segment_files(&w, size).await?;
         let mut st = self.state.borrow_mut();
         if let Some(i) = st.segment_index(segment_base) {
@@ -973,7 +1066,10 @@ impl LogInner {
     async fn sync_active(&self) -> Result<()> {
         let (file, target) = {
             let st = self.state.borrow();
-            (st.writer.as_ref().map(|w| Rc::clone(w.log.file())), st.written_end_offset)
+            (
+                st.writer.as_ref().map(|w| Rc::clone(w.log.file())),
+                st.written_end_offset,
+            )
         };
         if let Some(f) = file {
             f.fdatasync().await?;
@@ -993,6 +1089,7 @@ impl LogInner {
             st.fence = Some(Fence {
                 reason: format!("storage fault: {err}"),
                 readable_end_offset,
+                cause: Some(err.clone()),
             });
         }
         st.writer = None;
@@ -1015,7 +1112,8 @@ impl LogInner {
                 seg.time_index.maybe_push(max_ts, last_rel);
             }
         }
-        self.persist_index_entries(&mut w, size, next_offset).await?;
+        self.persist_index_entries(&mut w, size, next_offset)
+            .await?;
         finish_segment_files(&w, size).await?;
         self.persist_epochs_if_dirty().await?;
         let marker = crate::clean_marker::CleanMarker {
@@ -1053,7 +1151,9 @@ impl LogInner {
         self.ensure_indexes(segment_base).await?;
         let (from_pos, limit, max_before) = {
             let st = self.state.borrow();
-            let i = st.segment_index(segment_base).ok_or_else(|| self.closed_error())?;
+            let i = st
+                .segment_index(segment_base)
+                .ok_or_else(|| self.closed_error())?;
             let seg = &st.segments[i];
             if offset == seg.next_offset {
                 return Ok((seg.size_bytes, seg.max_timestamp_ms));
@@ -1061,7 +1161,11 @@ impl LogInner {
             let (rel, pos) = seg.index.lookup(seg.rel(offset));
             let mut t = seg.time_index.clone();
             t.truncate_to_offset(rel);
-            (u64::from(pos), seg.written_bytes, t.max_timestamp_ms().unwrap_or(-1))
+            (
+                u64::from(pos),
+                seg.written_bytes,
+                t.max_timestamp_ms().unwrap_or(-1),
+            )
         };
         let file = self.segment_file(segment_base, false).await?;
         let mut found = None;
@@ -1110,7 +1214,12 @@ impl LogInner {
     }
 
     /// Whole batches from `from` (< `limit`): tail cache, then the write queue, then disk.
-    pub(crate) async fn read_batches(&self, from: i64, limit: i64, max_bytes: usize) -> Result<Vec<Bytes>> {
+    pub(crate) async fn read_batches(
+        &self,
+        from: i64,
+        limit: i64,
+        max_bytes: usize,
+    ) -> Result<Vec<Bytes>> {
         if let Some(b) = self.env.cache.read(self.id, from, limit, max_bytes) {
             if !b.is_empty() {
                 return Ok(b);
@@ -1176,17 +1285,29 @@ impl LogInner {
         (!out.is_empty()).then_some(out)
     }
 
-    async fn read_segment(&self, segment_base: i64, from: i64, limit: i64, max_bytes: usize) -> Result<Vec<Bytes>> {
+    async fn read_segment(
+        &self,
+        segment_base: i64,
+        from: i64,
+        limit: i64,
+        max_bytes: usize,
+    ) -> Result<Vec<Bytes>> {
         self.ensure_indexes(segment_base).await?;
         let file = self.segment_file(segment_base, false).await?;
-        let (mut pos, end_pos, interval) = {
+        let (mut pos, end_pos, interval, mut good_end) = {
             let st = self.state.borrow();
             let Some(i) = st.segment_index(segment_base) else {
                 return Ok(Vec::new());
             };
             let seg = &st.segments[i];
-            let (_, pos) = seg.index.lookup(seg.rel(from.max(seg.base_offset)));
-            (u64::from(pos), seg.written_bytes, st.config.index_interval_bytes as usize)
+            let (rel, pos) = seg.index.lookup(seg.rel(from.max(seg.base_offset)));
+            let good_end = seg.base_offset + i64::from(rel);
+            (
+                u64::from(pos),
+                seg.written_bytes,
+                st.config.index_interval_bytes as usize,
+                good_end,
+            )
         };
         let mut want = max_bytes.saturating_add(interval + READ_SLACK_BYTES);
         loop {
@@ -1210,10 +1331,20 @@ impl LogInner {
                 }
                 let h = match check_batch(&chunk[at..at + batch_len]) {
                     Ok(h) => h,
-                    Err(e) => return Err(self.corrupt(file.path(), pos + at as u64, e.to_string(), from)),
+                    Err(e) => {
+                        return Err(self.corrupt(
+                            file.path(),
+                            pos + at as u64,
+                            e.to_string(),
+                            good_end,
+                        ))
+                    }
                 };
+                good_end = h.last_offset() + 1;
                 if h.last_offset() >= from {
-                    if h.base_offset >= limit || (!ranges.is_empty() && total + batch_len > max_bytes) {
+                    if h.base_offset >= limit
+                        || (!ranges.is_empty() && total + batch_len > max_bytes)
+                    {
                         need_more = None;
                         break;
                     }
@@ -1238,7 +1369,7 @@ impl LogInner {
                             file.path(),
                             pos + at as u64,
                             "batch runs past the written end of the segment".into(),
-                            from,
+                            good_end,
                         ))
                     }
                     None => return Ok(Vec::new()),
@@ -1255,7 +1386,13 @@ impl LogInner {
     }
 
     /// Fences the log for corruption found at `position` and returns the error.
-    pub(crate) fn corrupt(&self, path: &Path, position: u64, detail: String, readable_end: i64) -> EngineError {
+    pub(crate) fn corrupt(
+        &self,
+        path: &Path,
+        position: u64,
+        detail: String,
+        readable_end: i64,
+    ) -> EngineError {
         let err = EngineError::Corrupt {
             path: path.to_path_buf(),
             position_bytes: position,
@@ -1267,6 +1404,7 @@ impl LogInner {
             st.fence = Some(Fence {
                 reason: err.to_string(),
                 readable_end_offset: readable_end,
+                cause: None,
             });
             st.wake_all();
         }
@@ -1280,10 +1418,13 @@ async fn finish_segment_files(w: &SegmentWriter, size_bytes: u64) -> Result<()> 
     log.truncate(size_bytes).await?;
     log.fdatasync().await?;
     let index = w.index.file();
-    index.truncate((w.index_persisted * INDEX_ENTRY_BYTES) as u64).await?;
+    index
+        .truncate((w.index_persisted * INDEX_ENTRY_BYTES) as u64)
+        .await?;
     index.fdatasync().await?;
     let time = w.time_index.file();
-    time.truncate((w.time_persisted * TIME_ENTRY_BYTES) as u64).await?;
+    time.truncate((w.time_persisted * TIME_ENTRY_BYTES) as u64)
+        .await?;
     time.fdatasync().await
 }
 

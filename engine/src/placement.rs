@@ -116,7 +116,10 @@ mod tests {
             owned[placement.shard_for(&format!("topic-{topic}"), 0)] += 1;
         }
         // 100 expected per shard; a fixed hash of distinct names is close to uniform.
-        assert!(owned.iter().all(|&count| (60..=140).contains(&count)), "{owned:?}");
+        assert!(
+            owned.iter().all(|&count| (60..=140).contains(&count)),
+            "{owned:?}"
+        );
     }
 
     #[test]

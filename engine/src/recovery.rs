@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use glommio::sync::Semaphore;
-use strata_schema::{check_batch, peek_batch_len, BatchError, BatchHeader, BATCH_BYTES_MAX, BATCH_HEADER_BYTES};
+use strata_schema::{
+    check_batch, peek_batch_len, BatchError, BatchHeader, BATCH_BYTES_MAX, BATCH_HEADER_BYTES,
+};
 
 use crate::appender::AlignedAppender;
 use crate::clean_marker::{sync_dir, CleanMarker};
@@ -21,7 +23,8 @@ use crate::index::{OffsetIndex, INDEX_ENTRY_BYTES};
 use crate::leader_epochs::{LeaderEpochs, LEADER_EPOCHS_NAME};
 use crate::log::{next_log_id, Fence, Log, LogEnv, LogInner, LogState};
 use crate::segment::{
-    parse_segment_name, segment_path, Segment, CLEANED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
+    parse_segment_name, segment_path, Segment, CLEANED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX,
+    TIME_INDEX_SUFFIX,
 };
 use crate::time_index::{TimeIndex, TIME_ENTRY_BYTES};
 
@@ -58,7 +61,9 @@ pub(crate) async fn scan_batches(
             let len = SCAN_CHUNK_BYTES.min((to - next_read) as usize);
             let f = Rc::clone(file);
             let at = next_read;
-            inflight.push_back(glommio::spawn_local(async move { f.read_at(at, len).await }));
+            inflight.push_back(glommio::spawn_local(
+                async move { f.read_at(at, len).await },
+            ));
             next_read += len as u64;
         }
         let Some(task) = inflight.pop_front() else {
@@ -137,7 +142,10 @@ pub(crate) async fn scan_batches(
             h,
         )
     });
-    Ok(ScanEnd { end_pos: pos, invalid })
+    Ok(ScanEnd {
+        end_pos: pos,
+        invalid,
+    })
 }
 
 /// What the directory listing found.
@@ -172,7 +180,9 @@ fn list_dir(dir: &Path) -> std::io::Result<Listing> {
         listing
             .log_sizes
             .push(size(segment_path(dir, b, LOG_SUFFIX)).unwrap_or(0));
-        listing.index_sizes.push(size(segment_path(dir, b, INDEX_SUFFIX)));
+        listing
+            .index_sizes
+            .push(size(segment_path(dir, b, INDEX_SUFFIX)));
         listing
             .time_sizes
             .push(size(segment_path(dir, b, TIME_INDEX_SUFFIX)));
@@ -238,7 +248,11 @@ pub(crate) async fn open_log(dir: &Path, config: LogConfig, env: LogEnv) -> Resu
     let n = listing.bases.len();
     if n == 0 {
         let start = marker.map_or(0, |m| m.next_offset);
-        inner.state.borrow_mut().segments.push(Segment::empty(start));
+        inner
+            .state
+            .borrow_mut()
+            .segments
+            .push(Segment::empty(start));
     }
     for k in 0..n {
         let base = listing.bases[k];
@@ -253,7 +267,9 @@ pub(crate) async fn open_log(dir: &Path, config: LogConfig, env: LogEnv) -> Resu
             seg.indexes_loaded = false;
             inner.state.borrow_mut().segments.push(seg);
             match time_size {
-                Some(t) if index_sizes_ok(index_size, time_size) && t >= TIME_ENTRY_BYTES as u64 => {
+                Some(t)
+                    if index_sizes_ok(index_size, time_size) && t >= TIME_ENTRY_BYTES as u64 =>
+                {
                     let ts = read_last_timestamp(&inner, base, t).await?;
                     inner.state.borrow_mut().segments[k].max_timestamp_ms = ts;
                 }
@@ -262,7 +278,9 @@ pub(crate) async fn open_log(dir: &Path, config: LogConfig, env: LogEnv) -> Resu
             continue;
         }
         let trusted = marker.filter(|m| {
-            m.active_base_offset == base && m.active_size_bytes == size && index_sizes_ok(index_size, time_size)
+            m.active_base_offset == base
+                && m.active_size_bytes == size
+                && index_sizes_ok(index_size, time_size)
         });
         inner.state.borrow_mut().segments.push(Segment::empty(base));
         match trusted {
@@ -312,9 +330,18 @@ async fn header_at(file: &StorageFile, pos: u64) -> Result<Option<BatchHeader>> 
     Ok(BatchHeader::decode(&raw).ok())
 }
 
-async fn open_clean_active(inner: &Rc<LogInner>, base: i64, size: u64, next_offset: i64) -> Result<()> {
-    let index = OffsetIndex::decode(&read_whole(inner, &segment_path(&inner.dir, base, INDEX_SUFFIX)).await?);
-    let time_index = TimeIndex::decode(&read_whole(inner, &segment_path(&inner.dir, base, TIME_INDEX_SUFFIX)).await?);
+async fn open_clean_active(
+    inner: &Rc<LogInner>,
+    base: i64,
+    size: u64,
+    next_offset: i64,
+) -> Result<()> {
+    let index = OffsetIndex::decode(
+        &read_whole(inner, &segment_path(&inner.dir, base, INDEX_SUFFIX)).await?,
+    );
+    let time_index = TimeIndex::decode(
+        &read_whole(inner, &segment_path(&inner.dir, base, TIME_INDEX_SUFFIX)).await?,
+    );
     let first_append_ms = if size > 0 {
         let f = inner.segment_file(base, false).await?;
         header_at(&f, 0).await?.map_or(-1, |h| h.log_append_time_ms)
@@ -340,7 +367,8 @@ async fn recover_active(inner: &Rc<LogInner>, base: i64, file_size: u64) -> Resu
     let index_path = segment_path(&inner.dir, base, INDEX_SUFFIX);
     let time_path = segment_path(&inner.dir, base, TIME_INDEX_SUFFIX);
     let mut index = OffsetIndex::decode(&read_whole(inner, &index_path).await.unwrap_or_default());
-    let mut time_index = TimeIndex::decode(&read_whole(inner, &time_path).await.unwrap_or_default());
+    let mut time_index =
+        TimeIndex::decode(&read_whole(inner, &time_path).await.unwrap_or_default());
     let file = inner.segment_file(base, true).await?;
     index.truncate_to_position(file_size);
     while let Some((rel, pos)) = index.last() {
@@ -366,7 +394,14 @@ async fn recover_active(inner: &Rc<LogInner>, base: i64, file_size: u64) -> Resu
         if h.base_offset != seg.next_offset {
             return false;
         }
-        seg.note_batch(pos, h.base_offset, h.last_offset(), h.batch_len_bytes() as u64, h.max_timestamp_ms, interval);
+        seg.note_batch(
+            pos,
+            h.base_offset,
+            h.last_offset(),
+            h.batch_len_bytes() as u64,
+            h.max_timestamp_ms,
+            interval,
+        );
         epochs.observe(h.leader_epoch, h.base_offset);
         true
     })
@@ -392,12 +427,15 @@ async fn recover_active(inner: &Rc<LogInner>, base: i64, file_size: u64) -> Resu
                 let err = EngineError::Corrupt {
                     path: file.path().to_path_buf(),
                     position_bytes: end,
-                    detail: format!("{detail}; valid batches follow it, so this is not a torn tail"),
+                    detail: format!(
+                        "{detail}; valid batches follow it, so this is not a torn tail"
+                    ),
                 };
                 tracing::error!(error = %err, "partition fenced at open");
                 fence = Some(Fence {
                     reason: err.to_string(),
                     readable_end_offset: seg.next_offset,
+                    cause: None,
                 });
             }
             None => {
@@ -417,7 +455,9 @@ async fn recover_active(inner: &Rc<LogInner>, base: i64, file_size: u64) -> Resu
     }
     seg.written_bytes = end;
     if end > 0 {
-        seg.first_append_ms = header_at(&file, 0).await?.map_or(-1, |h| h.log_append_time_ms);
+        seg.first_append_ms = header_at(&file, 0)
+            .await?
+            .map_or(-1, |h| h.log_append_time_ms);
     }
     seg.file = Some(file);
     seg.file_writable = true;
@@ -496,20 +536,35 @@ pub(crate) async fn rebuild_indexes(inner: &LogInner, base: i64) -> Result<()> {
     let interval = u64::from(inner.state.borrow().config.index_interval_bytes);
     let mut seg = Segment::empty(base);
     let scan = scan_batches(&file, 0, size, |pos, h| {
-        seg.note_batch(pos, h.base_offset, h.last_offset(), h.batch_len_bytes() as u64, h.max_timestamp_ms, interval);
+        seg.note_batch(
+            pos,
+            h.base_offset,
+            h.last_offset(),
+            h.batch_len_bytes() as u64,
+            h.max_timestamp_ms,
+            interval,
+        );
         true
     })
     .await?;
     if let Some((pos, err, _)) = scan.invalid {
         let readable = seg.next_offset;
-        return Err(inner.corrupt(file.path(), pos, format!("in a closed segment: {err}"), readable));
+        return Err(inner.corrupt(
+            file.path(),
+            pos,
+            format!("in a closed segment: {err}"),
+            readable,
+        ));
     }
     if seg.next_offset > next_offset {
         let readable = next_offset;
         return Err(inner.corrupt(
             file.path(),
             0,
-            format!("segment holds offsets up to {} but the next segment starts at {next_offset}", seg.next_offset),
+            format!(
+                "segment holds offsets up to {} but the next segment starts at {next_offset}",
+                seg.next_offset
+            ),
             readable,
         ));
     }
@@ -518,9 +573,18 @@ pub(crate) async fn rebuild_indexes(inner: &LogInner, base: i64) -> Result<()> {
         let max = seg.max_timestamp_ms;
         seg.time_index.maybe_push(max, last_rel);
     }
-    write_index_file(inner, &segment_path(&inner.dir, base, INDEX_SUFFIX), &seg.index.encode_from(0)).await?;
-    write_index_file(inner, &segment_path(&inner.dir, base, TIME_INDEX_SUFFIX), &seg.time_index.encode_from(0))
-        .await?;
+    write_index_file(
+        inner,
+        &segment_path(&inner.dir, base, INDEX_SUFFIX),
+        &seg.index.encode_from(0),
+    )
+    .await?;
+    write_index_file(
+        inner,
+        &segment_path(&inner.dir, base, TIME_INDEX_SUFFIX),
+        &seg.time_index.encode_from(0),
+    )
+    .await?;
     let mut st = inner.state.borrow_mut();
     if let Some(i) = st.segment_index(base) {
         let s = &mut st.segments[i];

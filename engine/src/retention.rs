@@ -51,7 +51,11 @@ impl Log {
         if !config.cleanup_policy.deletes() {
             return Ok(outcome);
         }
-        let expired = |max_ts: i64| config.retention_ms.is_some_and(|ms| max_ts < now_ms - ms as i64);
+        let expired = |max_ts: i64| {
+            config
+                .retention_ms
+                .is_some_and(|ms| max_ts < now_ms - ms as i64)
+        };
         let active_expired = {
             let st = self.inner.state.borrow();
             let a = st.active();

@@ -90,7 +90,9 @@ impl Segment {
 
     /// Offset relative to the base, as indexes store it.
     pub fn rel(&self, offset: i64) -> u32 {
-        debug_assert!(offset >= self.base_offset && offset - self.base_offset <= i64::from(u32::MAX));
+        debug_assert!(
+            offset >= self.base_offset && offset - self.base_offset <= i64::from(u32::MAX)
+        );
         (offset - self.base_offset) as u32
     }
 

@@ -36,7 +36,7 @@ use glommio::{
 
 use crate::placement::ShardId;
 use event::LocalEvent;
-use flags::{GateState, StartGate, StopFlag};
+use flags::{GateState, Liveness, StartGate, StopFlag};
 use mesh::{Message, PeerLink, RemoteJob, Wiring};
 
 /// Default bound on requests in flight from one shard to another (per ordered pair).
@@ -54,8 +54,9 @@ pub const IO_MEMORY_BYTES_DEFAULT: usize = 10 << 20;
 const BACKGROUND_SHARES: usize = 50;
 /// How often a starting shard checks whether every other shard started (startup only).
 const START_POLL_INTERVAL: Duration = Duration::from_millis(1);
-/// How often a shard winding down re-checks its peers (see `ShardInner::wind_down`).
-const WIND_DOWN_TICK: Duration = Duration::from_millis(100);
+/// How often a shard checks whether a peer's thread died (see `mesh::watch_peers`):
+/// the longest a caller waits on a dead shard before getting `ShardClosed`.
+const LIVENESS_TICK: Duration = Duration::from_millis(100);
 
 /// How to start the shards.
 #[derive(Clone, Debug)]
@@ -147,6 +148,7 @@ where
     let wirings = mesh::wire(shard_count, mesh::ring_capacity(config.channel_capacity));
     let gate = Arc::new(StartGate::new());
     let stop = Arc::new(StopFlag::new());
+    let liveness = Arc::new(Liveness::new(shard_count));
     let (report_sender, reports) = mpsc::channel();
 
     let mut handles = Vec::with_capacity(shard_count);
@@ -159,6 +161,7 @@ where
             wiring,
             gate: Arc::clone(&gate),
             stop: Arc::clone(&stop),
+            liveness: Arc::clone(&liveness),
         };
         let report = StartReport::new(id, report_sender.clone());
         let main = main.clone();
@@ -255,7 +258,9 @@ fn plan_placements(config: &ShardConfig) -> Result<Vec<glommio::Placement>, Shar
     }
     if shard_count > SHARD_COUNT_MAX {
         return Err(ShardError::InvalidConfig {
-            reason: format!("shard_count is {shard_count}, at most {SHARD_COUNT_MAX} are supported"),
+            reason: format!(
+                "shard_count is {shard_count}, at most {SHARD_COUNT_MAX} are supported"
+            ),
         });
     }
     if !config.pin_to_cores {
@@ -281,6 +286,26 @@ struct ShardSetup {
     wiring: Wiring,
     gate: Arc<StartGate>,
     stop: Arc<StopFlag>,
+    liveness: Arc<Liveness>,
+}
+
+thread_local! {
+    /// Reports this thread's end to the other shards; see [`Liveness`].
+    static EXIT_GUARD: RefCell<Option<ExitGuard>> = const { RefCell::new(None) };
+}
+
+/// Marks its shard dead when the shard's thread ends, unless the shard finished
+/// normally first. Lives in a thread-local because that is the one thing glommio
+/// drops on every way out of a shard thread, a panic in any task included.
+struct ExitGuard {
+    liveness: Arc<Liveness>,
+    shard: ShardId,
+}
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        self.liveness.mark_died(self.shard);
+    }
 }
 
 enum StartEvent {
@@ -326,10 +351,19 @@ where
     Fut: Future<Output = R> + 'static,
 {
     let id = setup.id;
+    EXIT_GUARD.with(|guard| {
+        *guard.borrow_mut() = Some(ExitGuard {
+            liveness: Arc::clone(&setup.liveness),
+            shard: id,
+        });
+    });
     loop {
         match setup.gate.state() {
             GateState::Open => break,
-            GateState::Aborted => return Err(ShardError::StartAborted { shard: id }),
+            GateState::Aborted => {
+                setup.liveness.mark_exited(id);
+                return Err(ShardError::StartAborted { shard: id });
+            }
             GateState::Pending => glommio::timer::sleep(START_POLL_INTERVAL).await,
         }
     }
@@ -354,6 +388,7 @@ where
             closing: Cell::new(false),
             stop_flag: setup.stop,
             stop_event: LocalEvent::default(),
+            liveness: setup.liveness,
             locals: RefCell::new(HashMap::new()),
             background,
         }),
@@ -365,6 +400,9 @@ where
         if let Some(receiver) = receiver {
             glommio::spawn_local(mesh::dispatch(shard.clone(), peer, receiver)).detach();
         }
+    }
+    if setup.shard_count > 1 {
+        glommio::spawn_local(mesh::watch_peers(shard.clone(), LIVENESS_TICK)).detach();
     }
 
     let main_shard = shard.clone();
@@ -400,6 +438,7 @@ struct ShardInner {
     stop_flag: Arc<StopFlag>,
     /// This shard's copy of the stop signal, set by `request_stop` or a `Stop` message.
     stop_event: LocalEvent,
+    liveness: Arc<Liveness>,
     locals: RefCell<HashMap<TypeId, Rc<dyn Any>>>,
     background: TaskQueueHandle,
 }
@@ -473,7 +512,12 @@ impl Shard {
 
     /// This shard's value of type `T`, if one was inserted.
     pub fn local<T: 'static>(&self) -> Option<Rc<T>> {
-        let value = self.inner.locals.borrow().get(&TypeId::of::<T>()).cloned()?;
+        let value = self
+            .inner
+            .locals
+            .borrow()
+            .get(&TypeId::of::<T>())
+            .cloned()?;
         value.downcast::<T>().ok()
     }
 
@@ -567,21 +611,14 @@ impl ShardInner {
             // Each ring carries one `MainDone` (reserved in `mesh::ring_capacity`).
             let _ = link.post(Message::MainDone);
         }
-        // A peer whose thread died from a panic drops its ring ends while its
-        // executor is torn down, and the wake-up that tells us may be lost; this
-        // executor re-checks its rings whenever it wakes, so a slow tick bounds how
-        // long the news can take.
-        while !self.all_peers_done.is_set() {
-            self.all_peers_done
-                .wait()
-                .or(glommio::timer::sleep(WIND_DOWN_TICK))
-                .await;
-        }
+        // Peers that died count as done too (`mesh::watch_peers`).
+        self.all_peers_done.wait().await;
         self.closing.set(true);
         for link in self.links() {
             link.close_sender();
         }
         let locals = std::mem::take(&mut *self.locals.borrow_mut());
         drop(locals);
+        self.liveness.mark_exited(self.id);
     }
 }

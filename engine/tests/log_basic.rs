@@ -18,10 +18,15 @@ fn append_read_and_reopen_clean() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t-0");
     run_local(move || async move {
-        let log = Log::open(&path, LogConfig::default(), LogEnv::default()).await.unwrap();
+        let log = Log::open(&path, LogConfig::default(), LogEnv::default())
+            .await
+            .unwrap();
         let mut expected = Vec::new();
         for i in 0..50u64 {
-            let info = log.append(batch(i, 3, 100, 1000 + i as i64), durable()).await.unwrap();
+            let info = log
+                .append(batch(i, 3, 100, 1000 + i as i64), durable())
+                .await
+                .unwrap();
             assert_eq!(info.base_offset, i as i64 * 3);
             assert_eq!(info.last_offset, i as i64 * 3 + 2);
             expected.push((info.base_offset, info.last_offset));
@@ -37,14 +42,25 @@ fn append_read_and_reopen_clean() {
         // A read from the middle of a batch returns that whole batch.
         let r = log.read(4, 1, None).await.unwrap();
         assert_eq!(r.batches.len(), 1);
-        assert_eq!(strata_schema::check_batch(&r.batches[0]).unwrap().base_offset, 3);
+        assert_eq!(
+            strata_schema::check_batch(&r.batches[0])
+                .unwrap()
+                .base_offset,
+            3
+        );
         log.close().await.unwrap();
         assert!(path.join(".clean").exists());
 
-        let log = Log::open(&path, LogConfig::default(), LogEnv::default()).await.unwrap();
+        let log = Log::open(&path, LogConfig::default(), LogEnv::default())
+            .await
+            .unwrap();
         assert!(!path.join(".clean").exists(), "marker removed on open");
         assert_eq!(log.log_end_offset(), 150);
-        assert_eq!(read_all(&log).await, got, "reads come from disk after reopen");
+        assert_eq!(
+            read_all(&log).await,
+            got,
+            "reads come from disk after reopen"
+        );
         let info = log.append(batch(99, 1, 10, 5000), durable()).await.unwrap();
         assert_eq!(info.base_offset, 150);
         log.close().await.unwrap();
@@ -56,15 +72,25 @@ fn reopen_after_unclean_stop_keeps_durable_batches() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t-0");
     run_local(move || async move {
-        let log = Log::open(&path, small_segments(), LogEnv::default()).await.unwrap();
+        let log = Log::open(&path, small_segments(), LogEnv::default())
+            .await
+            .unwrap();
         for i in 0..200u64 {
-            log.append(batch(i, 2, 300, i as i64), durable()).await.unwrap();
+            log.append(batch(i, 2, 300, i as i64), durable())
+                .await
+                .unwrap();
         }
-        assert!(log.segment_count() >= 3, "rolled by size: {}", log.segment_count());
+        assert!(
+            log.segment_count() >= 3,
+            "rolled by size: {}",
+            log.segment_count()
+        );
         let before = read_all(&log).await;
         drop(log); // no close: no marker, recovery must scan
 
-        let log = Log::open(&path, small_segments(), LogEnv::default()).await.unwrap();
+        let log = Log::open(&path, small_segments(), LogEnv::default())
+            .await
+            .unwrap();
         assert_eq!(log.log_end_offset(), 400);
         assert_eq!(read_all(&log).await, before);
         let info = log.append(batch(1000, 1, 10, 0), durable()).await.unwrap();
@@ -77,14 +103,27 @@ fn roll_truncate_and_timestamp_lookup() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t-0");
     run_local(move || async move {
-        let log = Log::open(&path, small_segments(), LogEnv::default()).await.unwrap();
+        let log = Log::open(&path, small_segments(), LogEnv::default())
+            .await
+            .unwrap();
         for i in 0..100u64 {
-            log.append(batch(i, 1, 500, 10_000 + 10 * i as i64), written()).await.unwrap();
+            log.append(batch(i, 1, 500, 10_000 + 10 * i as i64), written())
+                .await
+                .unwrap();
         }
         log.sync().await.unwrap();
-        assert_eq!(log.offset_for_timestamp(0).await.unwrap(), Some((0, 10_000)));
-        assert_eq!(log.offset_for_timestamp(10_055).await.unwrap(), Some((6, 10_060)));
-        assert_eq!(log.offset_for_timestamp(10_990).await.unwrap(), Some((99, 10_990)));
+        assert_eq!(
+            log.offset_for_timestamp(0).await.unwrap(),
+            Some((0, 10_000))
+        );
+        assert_eq!(
+            log.offset_for_timestamp(10_055).await.unwrap(),
+            Some((6, 10_060))
+        );
+        assert_eq!(
+            log.offset_for_timestamp(10_990).await.unwrap(),
+            Some((99, 10_990))
+        );
         assert_eq!(log.offset_for_timestamp(20_000).await.unwrap(), None);
 
         log.truncate(60).await.unwrap();
@@ -92,9 +131,15 @@ fn roll_truncate_and_timestamp_lookup() {
         let all = read_all(&log).await;
         assert_eq!(all.len(), 60);
         assert_eq!(all.last().unwrap().0, 59);
-        let info = log.append(batch(500, 2, 10, 99_999), durable()).await.unwrap();
+        let info = log
+            .append(batch(500, 2, 10, 99_999), durable())
+            .await
+            .unwrap();
         assert_eq!(info.base_offset, 60);
-        assert_eq!(log.offset_for_timestamp(99_999).await.unwrap(), Some((60, 99_999)));
+        assert_eq!(
+            log.offset_for_timestamp(99_999).await.unwrap(),
+            Some((60, 99_999))
+        );
 
         let multi = batch(600, 5, 10, 0);
         let info = log.append(multi, durable()).await.unwrap();
@@ -102,13 +147,18 @@ fn roll_truncate_and_timestamp_lookup() {
             log.truncate(info.base_offset + 2).await,
             Err(EngineError::NotBatchBoundary { .. })
         ));
-        assert!(matches!(log.truncate(1_000).await, Err(EngineError::OffsetOutOfRange { .. })));
+        assert!(matches!(
+            log.truncate(1_000).await,
+            Err(EngineError::OffsetOutOfRange { .. })
+        ));
         log.roll().await.unwrap();
         let segs = log.segment_count();
         log.truncate(10).await.unwrap();
         assert!(log.segment_count() < segs);
         drop(log);
-        let log = Log::open(&path, small_segments(), LogEnv::default()).await.unwrap();
+        let log = Log::open(&path, small_segments(), LogEnv::default())
+            .await
+            .unwrap();
         assert_eq!(log.log_end_offset(), 10);
         assert_eq!(read_all(&log).await.len(), 10);
     });

@@ -1,5 +1,7 @@
 //! Batch attribute bits, laid out as Kafka's so a Kafka batch's low bits copy across.
 
+use crate::error::BatchError;
+
 /// Batch attribute bits (same meaning and positions as Kafka RecordBatch v2 bits 0-5).
 ///
 /// | bits | meaning |
@@ -104,6 +106,19 @@ impl Attributes {
 
     pub fn with_control(self, control: bool) -> Self {
         self.with_bit(Self::CONTROL, control)
+    }
+
+    /// Builders write uncompressed batches with defined bits only.
+    pub(crate) fn check_buildable(self) -> Result<(), BatchError> {
+        if self.0 & !Self::KNOWN_BITS != 0 {
+            return Err(BatchError::UnknownAttributes {
+                bits: self.0 & !Self::KNOWN_BITS,
+            });
+        }
+        match self.compression() {
+            Compression::None => Ok(()),
+            compression => Err(BatchError::UnsupportedCompression { compression }),
+        }
     }
 
     fn with_bit(self, bit: u16, on: bool) -> Self {

@@ -172,6 +172,37 @@ impl<'a> Iterator for BatchIter<'a> {
 
 impl core::iter::FusedIterator for BatchIter<'_> {}
 
+/// Checks that offset deltas strictly increase within `0..=last_offset_delta`.
+pub(crate) struct OffsetDeltas {
+    record_index: usize,
+    min: i64,
+    max: i64,
+}
+
+impl OffsetDeltas {
+    pub(crate) fn new(last_offset_delta: u32) -> Self {
+        OffsetDeltas {
+            record_index: 0,
+            min: 0,
+            max: i64::from(last_offset_delta),
+        }
+    }
+
+    pub(crate) fn check(&mut self, offset_delta: i64) -> Result<(), BatchError> {
+        if offset_delta < self.min || offset_delta > self.max {
+            return Err(BatchError::BadOffsetDelta {
+                record_index: self.record_index,
+                offset_delta,
+                min: self.min,
+                max: self.max,
+            });
+        }
+        self.record_index += 1;
+        self.min = offset_delta + 1;
+        Ok(())
+    }
+}
+
 /// Kafka header fields the broker stamps, as byte ranges of the whole batch.
 const KAFKA_BASE_OFFSET: core::ops::Range<usize> = BATCH_HEADER_BYTES..BATCH_HEADER_BYTES + 8;
 const KAFKA_LEADER_EPOCH: core::ops::Range<usize> =

@@ -7,12 +7,12 @@
 //! Compressed batches are carried opaque; decoding them is unsupported.
 
 use crate::attributes::{Attributes, Compression};
+use crate::batch::OffsetDeltas;
 use crate::crc::seal_batch;
 use crate::error::BatchError;
 use crate::header::{
     BatchHeader, PayloadFormat, BATCH_BYTES_MAX, BATCH_HEADER_BYTES, BATCH_VERSION,
 };
-use crate::native::{check_built_attributes, OffsetDeltas};
 
 /// Size of the Kafka RecordBatch v2 header.
 pub const KAFKA_HEADER_BYTES: usize = 61;
@@ -563,7 +563,7 @@ impl KafkaBatchBuilder {
         if self.record_count == 0 {
             return Err(BatchError::EmptyBatch);
         }
-        check_built_attributes(self.attributes)?;
+        self.attributes.check_buildable()?;
         let len_bytes = KAFKA_HEADER_BYTES + self.records.len();
         if BATCH_HEADER_BYTES + len_bytes > BATCH_BYTES_MAX {
             return Err(BatchError::TooLarge {

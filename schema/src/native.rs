@@ -7,7 +7,7 @@
 use rkyv::rancor;
 
 use crate::attributes::{Attributes, Compression};
-use crate::batch::BatchView;
+use crate::batch::{BatchView, OffsetDeltas};
 use crate::crc::seal_batch;
 use crate::error::BatchError;
 use crate::header::{BatchHeader, PayloadFormat, BATCH_HEADER_BYTES, BATCH_VERSION};
@@ -70,37 +70,6 @@ pub(crate) fn check_payload(header: &BatchHeader, payload: &[u8]) -> Result<(), 
         deltas.check(i64::from(record.offset_delta.to_native()))?;
     }
     Ok(())
-}
-
-/// Checks that offset deltas strictly increase within `0..=last_offset_delta`.
-pub(crate) struct OffsetDeltas {
-    record_index: usize,
-    min: i64,
-    max: i64,
-}
-
-impl OffsetDeltas {
-    pub(crate) fn new(last_offset_delta: u32) -> Self {
-        OffsetDeltas {
-            record_index: 0,
-            min: 0,
-            max: i64::from(last_offset_delta),
-        }
-    }
-
-    pub(crate) fn check(&mut self, offset_delta: i64) -> Result<(), BatchError> {
-        if offset_delta < self.min || offset_delta > self.max {
-            return Err(BatchError::BadOffsetDelta {
-                record_index: self.record_index,
-                offset_delta,
-                min: self.min,
-                max: self.max,
-            });
-        }
-        self.record_index += 1;
-        self.min = offset_delta + 1;
-        Ok(())
-    }
 }
 
 impl<'a> BatchView<'a> {
@@ -351,7 +320,7 @@ impl NativeBatchBuilder {
         if record_count == 0 {
             return Err(BatchError::EmptyBatch);
         }
-        check_built_attributes(self.attributes)?;
+        self.attributes.check_buildable()?;
         let header = BatchHeader {
             base_offset: 0,
             payload_len_bytes: 0,
@@ -370,19 +339,6 @@ impl NativeBatchBuilder {
             producer_id: self.producer_id,
         };
         encode(header, &self.records, self.estimated_bytes)
-    }
-}
-
-/// Builders write uncompressed batches with defined attribute bits only.
-pub(crate) fn check_built_attributes(attributes: Attributes) -> Result<(), BatchError> {
-    if attributes.0 & !Attributes::KNOWN_BITS != 0 {
-        return Err(BatchError::UnknownAttributes {
-            bits: attributes.0 & !Attributes::KNOWN_BITS,
-        });
-    }
-    match attributes.compression() {
-        Compression::None => Ok(()),
-        compression => Err(BatchError::UnsupportedCompression { compression }),
     }
 }
 

@@ -1,2 +1,15 @@
 //! strata-tests: end-to-end tests across processes — real binaries, real clients,
 //! crashes and faults. Shared helpers live here; the tests live in `tests/tests/`.
+//!
+//! - [`rng`]: a seeded SplitMix64, so every crash and fault schedule replays from a
+//!   printed seed without pulling in `rand`.
+//! - [`stamp`]: self-describing record values (writer generation, sequence number,
+//!   record index, checksum) and the batches built from them.
+//! - [`log_check`]: reads a whole log back and checks every batch it holds.
+//!
+//! The `strata-crash-writer` binary (`src/bin/crash_writer.rs`) is the process that
+//! crash tests kill.
+
+pub mod log_check;
+pub mod rng;
+pub mod stamp;

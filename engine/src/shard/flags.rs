@@ -1,4 +1,5 @@
-//! The two flags that shard threads share: the start gate and the stop request.
+//! The flags that shard threads share: the start gate, the stop request and each
+//! shard's liveness.
 //!
 //! Both are single atomics that carry a decision and nothing else; the data that
 //! travels with a decision (channel ends, the stop message) moves by ownership or over
@@ -83,6 +84,54 @@ impl StopFlag {
     }
 }
 
+const SHARD_RUNNING: u8 = 0;
+const SHARD_EXITED: u8 = 1;
+const SHARD_DIED: u8 = 2;
+
+/// Whether each shard's thread is still there. A shard that exits normally closes its
+/// rings first, so its peers learn it from the rings; a thread killed by a panic
+/// outside any job leaves its ring ends behind in a half-torn-down executor, and its
+/// peers learn it only from this flag (set by a thread-exit guard), which they poll.
+#[derive(Debug)]
+pub(crate) struct Liveness {
+    shards: Box<[AtomicU8]>,
+}
+
+impl Liveness {
+    pub(crate) fn new(shard_count: usize) -> Self {
+        Self {
+            shards: (0..shard_count)
+                .map(|_| AtomicU8::new(SHARD_RUNNING))
+                .collect(),
+        }
+    }
+
+    /// The shard finished normally (its rings are closed). Final.
+    pub(crate) fn mark_exited(&self, shard: usize) {
+        let _ = self.shards[shard].compare_exchange(
+            SHARD_RUNNING,
+            SHARD_EXITED,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
+
+    /// The shard's thread ended without finishing normally. Ignored after
+    /// `mark_exited`.
+    pub(crate) fn mark_died(&self, shard: usize) {
+        let _ = self.shards[shard].compare_exchange(
+            SHARD_RUNNING,
+            SHARD_DIED,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
+
+    pub(crate) fn has_died(&self, shard: usize) -> bool {
+        self.shards[shard].load(Ordering::Acquire) == SHARD_DIED
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
@@ -103,6 +152,17 @@ mod tests {
         assert!(stop.request());
         assert!(!stop.request());
         assert!(stop.is_requested());
+    }
+
+    #[test]
+    fn a_clean_exit_is_never_reported_as_a_death() {
+        let liveness = Liveness::new(2);
+        liveness.mark_exited(0);
+        liveness.mark_died(0);
+        liveness.mark_died(1);
+        liveness.mark_exited(1);
+        assert!(!liveness.has_died(0));
+        assert!(liveness.has_died(1));
     }
 }
 
@@ -149,6 +209,22 @@ mod loom_tests {
             };
             stop.request();
             observer.join().expect("observer panicked");
+        });
+    }
+
+    #[test]
+    fn exit_and_death_race_to_a_single_final_state() {
+        loom::model(|| {
+            let liveness = Arc::new(Liveness::new(1));
+            let exit_guard = {
+                let liveness = Arc::clone(&liveness);
+                thread::spawn(move || liveness.mark_died(0))
+            };
+            liveness.mark_exited(0);
+            let seen = liveness.has_died(0);
+            exit_guard.join().expect("guard panicked");
+            // Whichever came first stays: observations never change after that.
+            assert_eq!(liveness.has_died(0), seen);
         });
     }
 

@@ -29,7 +29,9 @@ use std::{
 
 use futures_lite::{future::BoxedLocal, FutureExt};
 use glommio::{
-    channels::shared_channel::{self, ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender},
+    channels::shared_channel::{
+        self, ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender,
+    },
     sync::{Semaphore, StaticPermit},
     GlommioError, ResourceType,
 };
@@ -186,7 +188,10 @@ impl PeerLink {
             Err(GlommioError::WouldBlock(ResourceType::Channel(message))) => {
                 // `ring_capacity` leaves room for every message the permits allow, so
                 // this is a bug; still, losing a reply would hang its caller: wait.
-                debug_assert!(false, "cross-shard ring full: the in-flight bound is broken");
+                debug_assert!(
+                    false,
+                    "cross-shard ring full: the in-flight bound is broken"
+                );
                 let sender = Rc::clone(&self.sender);
                 glommio::spawn_local(async move { sender.send(message).await }).detach();
                 Ok(())
@@ -197,7 +202,11 @@ impl PeerLink {
     }
 
     /// Sends `job` to the peer and waits for its output.
-    pub(super) async fn call(&self, peer: ShardId, job: RemoteJob) -> Result<JobOutput, ShardError> {
+    pub(super) async fn call(
+        &self,
+        peer: ShardId,
+        job: RemoteJob,
+    ) -> Result<JobOutput, ShardError> {
         if self.is_closed() {
             return Err(ShardError::ShardClosed { shard: peer });
         }
@@ -225,20 +234,30 @@ impl PeerLink {
     fn complete(&self, peer: ShardId, id: u64, outcome: Result<JobOutput, JobPanic>) {
         let entry = self.pending.borrow_mut().remove(id);
         match entry {
-            Some(entry) => entry.slot.fulfil(
-                outcome.map_err(|message| ShardError::JobPanicked { shard: peer, message }),
+            Some(entry) => entry
+                .slot
+                .fulfil(outcome.map_err(|message| ShardError::JobPanicked {
+                    shard: peer,
+                    message,
+                })),
+            // A peer found dead had its requests failed already; its late replies
+            // are dropped. From a live peer, an unknown id is a bug.
+            None => debug_assert!(
+                self.is_closed(),
+                "reply {id} from shard {peer} matches no request"
             ),
-            None => debug_assert!(false, "reply {id} from shard {peer} matches no request"),
         }
         // `entry` (and its permit) is dropped here: the next request may go.
     }
 
-    /// The peer's ring to us ended: fail everything still waiting on it.
+    /// The peer is gone: fail everything still waiting on it.
     fn fail_all(&self, peer: ShardId) {
         self.closed.set(true);
         let entries = self.pending.borrow_mut().take_all();
         for entry in entries {
-            entry.slot.fulfil(Err(ShardError::ShardClosed { shard: peer }));
+            entry
+                .slot
+                .fulfil(Err(ShardError::ShardClosed { shard: peer }));
         }
     }
 }
@@ -285,7 +304,10 @@ impl PendingTable {
 
     fn take_all(&mut self) -> Vec<Pending> {
         self.free.clear();
-        std::mem::take(&mut self.slots).into_iter().flatten().collect()
+        std::mem::take(&mut self.slots)
+            .into_iter()
+            .flatten()
+            .collect()
     }
 }
 
@@ -379,4 +401,30 @@ pub(super) async fn dispatch(shard: Shard, peer: ShardId, receiver: ConnectedRec
     }
     shard.inner.link(peer).fail_all(peer);
     shard.inner.peer_done(peer);
+}
+
+/// Polls the other shards' liveness and treats a dead one as gone: its pending
+/// requests fail with `ShardClosed` and it no longer holds up the wind-down. Runs for
+/// the shard's whole life. Polling (rather than a wake-up from the dying thread) is
+/// deliberate: a shard is only ever woken by its own thread or by glommio's channels,
+/// and a dead thread's channels may never say so.
+pub(super) async fn watch_peers(shard: Shard, tick: std::time::Duration) {
+    loop {
+        glommio::timer::sleep(tick).await;
+        for peer in 0..shard.shard_count() {
+            if peer == shard.id() || !shard.inner.liveness.has_died(peer) {
+                continue;
+            }
+            let link = shard.inner.link(peer);
+            if !link.is_closed() {
+                tracing::error!(
+                    shard = shard.id(),
+                    peer,
+                    "peer shard died; failing its requests"
+                );
+                link.fail_all(peer);
+                shard.inner.peer_done(peer);
+            }
+        }
+    }
 }

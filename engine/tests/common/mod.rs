@@ -12,7 +12,12 @@ pub fn batch(tag: u64, records: usize, value_bytes: usize, timestamp_ms: i64) ->
         let mut value = format!("{tag}:{i}:").into_bytes();
         value.resize(value_bytes.max(value.len()), b'x');
         let key = format!("k{}", (tag as usize + i) % 7);
-        b.push(timestamp_ms + i as i64, Some(key.as_bytes()), Some(&value), &[("h", Some(b"v"))]);
+        b.push(
+            timestamp_ms + i as i64,
+            Some(key.as_bytes()),
+            Some(&value),
+            &[("h", Some(b"v"))],
+        );
     }
     b.build()
 }

@@ -1,0 +1,190 @@
+//! What the process and its disk did: resident memory, open files, CPU time, and the
+//! block device's request counters. Reads `/proc` and `/sys` with std (blocking, but
+//! tiny), so call it between measured phases, never inside a hot loop.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::Duration;
+
+/// Resident set size of this process, from `/proc/self/statm`.
+pub fn rss_bytes() -> u64 {
+    let text = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    pages * page_bytes()
+}
+
+fn page_bytes() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(n).unwrap_or(4096)
+}
+
+/// Number of open file descriptors of this process.
+pub fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+}
+
+/// User plus system CPU time of the whole process so far.
+pub fn cpu_time() -> Duration {
+    // SAFETY: getrusage writes into the zeroed struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer to a rusage.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Raises the soft open-files limit to the hard limit; returns the new soft limit.
+pub fn raise_nofile_limit() -> u64 {
+    // SAFETY: getrlimit/setrlimit with a valid struct.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur
+    }
+}
+
+/// Counters of the block device holding a directory (`/proc/diskstats`). The device
+/// is shared with everything else on the machine, so deltas are indicative only.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DiskCounters {
+    pub writes: u64,
+    pub sectors_written: u64,
+    pub reads: u64,
+    pub sectors_read: u64,
+    pub flushes: u64,
+}
+
+impl DiskCounters {
+    /// Counters of the device that holds `dir` (its whole disk when it is a
+    /// partition); zero when they cannot be read.
+    pub fn of_dir(dir: &Path) -> Self {
+        let Ok(meta) = std::fs::metadata(dir) else {
+            return Self::default();
+        };
+        let dev = meta.dev();
+        let (major, minor) = (libc::major(dev), libc::minor(dev));
+        let text = std::fs::read_to_string("/proc/diskstats").unwrap_or_default();
+        for line in text.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 14 {
+                continue;
+            }
+            if f[0].parse() != Ok(major) || f[1].parse() != Ok(minor) {
+                continue;
+            }
+            let n = |i: usize| f.get(i).and_then(|s| s.parse().ok()).unwrap_or(0u64);
+            return DiskCounters {
+                reads: n(3),
+                sectors_read: n(5),
+                writes: n(7),
+                sectors_written: n(9),
+                flushes: n(18),
+            };
+        }
+        Self::default()
+    }
+
+    /// `self - earlier`, per field.
+    pub fn since(&self, earlier: &DiskCounters) -> DiskCounters {
+        DiskCounters {
+            writes: self.writes.saturating_sub(earlier.writes),
+            sectors_written: self.sectors_written.saturating_sub(earlier.sectors_written),
+            reads: self.reads.saturating_sub(earlier.reads),
+            sectors_read: self.sectors_read.saturating_sub(earlier.sectors_read),
+            flushes: self.flushes.saturating_sub(earlier.flushes),
+        }
+    }
+
+    /// Average device write size in KiB (0 when nothing was written).
+    pub fn avg_write_kib(&self) -> f64 {
+        if self.writes == 0 {
+            return 0.0;
+        }
+        self.sectors_written as f64 * 512.0 / 1024.0 / self.writes as f64
+    }
+}
+
+/// Process CPU time and device counters at one instant, to diff against a later one.
+#[derive(Clone, Copy, Debug)]
+pub struct Snapshot {
+    pub cpu: Duration,
+    pub disk: DiskCounters,
+}
+
+impl Snapshot {
+    /// Takes a snapshot for the device holding `dir`.
+    pub fn take(dir: &Path) -> Self {
+        Snapshot {
+            cpu: cpu_time(),
+            disk: DiskCounters::of_dir(dir),
+        }
+    }
+}
+
+/// What happened between two snapshots over `wall`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Usage {
+    /// Process CPU time / wall time, in percent of one core.
+    pub cpu_pct: f64,
+    pub disk: DiskCounters,
+    pub wall: Duration,
+}
+
+impl Usage {
+    /// The usage between `a` and `b`, `wall` apart.
+    pub fn between(a: &Snapshot, b: &Snapshot, wall: Duration) -> Self {
+        let cpu = b.cpu.saturating_sub(a.cpu);
+        let secs = wall.as_secs_f64();
+        Usage {
+            cpu_pct: if secs > 0.0 {
+                cpu.as_secs_f64() / secs * 100.0
+            } else {
+                0.0
+            },
+            disk: b.disk.since(&a.disk),
+            wall,
+        }
+    }
+
+    /// Device flushes per second.
+    pub fn flushes_per_s(&self) -> f64 {
+        let s = self.wall.as_secs_f64();
+        if s > 0.0 {
+            self.disk.flushes as f64 / s
+        } else {
+            0.0
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn process_counters_are_plausible() {
+        assert!(rss_bytes() > 0);
+        assert!(open_fds() >= 3);
+        let before = cpu_time();
+        let mut x = 0u64;
+        for i in 0..1_000_000u64 {
+            x = x.wrapping_add(i * i);
+        }
+        assert!(x > 0);
+        assert!(cpu_time() >= before);
+    }
+}
