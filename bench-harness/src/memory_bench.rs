@@ -188,7 +188,8 @@ fn create_partitions(args: &IdleArgs, root: &Path) -> anyhow::Result<()> {
         };
         let batch = batch_of(records, record_bytes);
         let slots = Rc::new(Semaphore::new(concurrency as u64));
-        let mut tasks = Vec::with_capacity(count + 1);
+        let mut tasks: Vec<glommio::Task<strata_engine::Result<()>>> =
+            Vec::with_capacity(count + 1);
         let dirs = std::iter::once(root.join(WARMUP_PARTITION))
             .chain((0..count).map(|i| partition_dir(&root, i)));
         for dir in dirs {
@@ -205,7 +206,7 @@ fn create_partitions(args: &IdleArgs, root: &Path) -> anyhow::Result<()> {
                         .await?;
                 }
                 log.close().await?;
-                strata_engine::Result::Ok(())
+                Ok(())
             }));
         }
         for t in tasks {

@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{ensure, Context};
 use glommio::io::{DmaFile, OpenOptions};
@@ -100,19 +100,18 @@ impl RawFiles {
 
     /// Closes the current file (its writes must have completed) and starts the next.
     async fn start_next(&mut self) -> anyhow::Result<()> {
-        self.close().await?;
+        selio(f.close().await)?;
         let path = self.dir.join(format!("raw-{:05}.data", self.next_index));
         self.next_index += 1;
-        let file = OpenOptions::new()
+        let file = io(OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(true)
             .dma_open(&path)
-            .await
-            .with_context(|| format!("create {}", path.display()))?;
-        file.pre_allocate(self.file_bytes, true)
-            .await
+            .await)
+        .with_context(|| format!("create {}", path.display()))?;
+        io(file.pre_allocate(self.file_bytes, true).await)
             .with_context(|| format!("fallocate {}", path.display()))?;
         self.file = Some(Rc::new(file));
         self.pos = 0;
@@ -130,11 +129,16 @@ impl RawFiles {
     async fn close(&mut self) -> anyhow::Result<()> {
         if let Some(f) = self.file.take() {
             if let Ok(f) = Rc::try_unwrap(f) {
-                f.close().await?;
+                io(f.close().await)?;
             }
         }
         Ok(())
     }
+}
+
+/// glommio's errors are not `Sync`; its I/O errors convert to `std::io::Error`.
+fn io<T>(r: glommio::Result<T, ()>) -> std::io::Result<T> {
+    r.map_err(Into::into)
 }
 
 fn fill_buffer(buf: &mut [u8], fill: &[u8]) {
@@ -179,10 +183,10 @@ pub async fn run_raw(spec: &RawSpec) -> anyhow::Result<RawResult> {
             let mut buf = file.alloc_dma_buffer(len);
             fill_buffer(buf.as_bytes_mut(), &spec.fill);
             let issued = Instant::now();
-            let written = file.write_at(buf, pos).await?;
+            let written = io(file.write_at(buf, pos).await)?;
             ensure!(written == len, "short write: {written} of {len} bytes");
             let sync_start = Instant::now();
-            file.fdatasync().await?;
+            io(file.fdatasync().await)?;
             let done = Instant::now();
             if window.counts(issued) {
                 record_us(&mut sync_latency, (done - sync_start).as_micros() as u64);
@@ -200,7 +204,7 @@ pub async fn run_raw(spec: &RawSpec) -> anyhow::Result<RawResult> {
                 if inflight.len() >= depth || (files.needs_new_file(len) && !inflight.is_empty()) {
                     let (task, issued): (glommio::Task<glommio::Result<usize, ()>>, Instant) =
                         inflight.pop_front().expect("inflight is not empty");
-                    let written = task.await?;
+                    let written = io(task.await)?;
                     ensure!(written == len, "short write: {written} of {len} bytes");
                     let done = Instant::now();
                     if window.counts(issued) {
@@ -220,7 +224,7 @@ pub async fn run_raw(spec: &RawSpec) -> anyhow::Result<RawResult> {
                 inflight.push_back((task, issued));
             }
             while let Some((task, _)) = inflight.pop_front() {
-                task.await?;
+                io(task.await)?;
             }
         }
     }
@@ -256,14 +260,14 @@ pub async fn read_files(
                 .await
                 .with_context(|| format!("open {}", path.display()))?,
         );
-        let size = file.file_size().await?;
+        let size = io(file.file_size().await)?;
         if size == 0 {
             ensure!(
                 total > 0,
                 "{}: the first file read must not be empty",
                 path.display()
             );
-            file.close_rc().await?;
+            io(file.close_rc().await)?;
             continue;
         }
         let mut next = 0u64;
@@ -282,10 +286,10 @@ pub async fn read_files(
             let Some(task) = inflight.pop_front() else {
                 break;
             };
-            let got = task.await?;
+            let got = io(task.await)?;
             total += got.len() as u64;
         }
-        file.close_rc().await?;
+        io(file.close_rc().await)?;
     }
     Ok((total, start.elapsed().as_secs_f64()))
 }

@@ -243,6 +243,7 @@ fn ten_thousand_concurrent_invokes_complete_within_the_in_flight_bound() {
     })
     .expect("run");
     for (sum, max_in_flight) in results {
+        eprintln!("DEBUG max_in_flight {max_in_flight}");
         assert_eq!(sum, 3 * CALLS * (CALLS - 1) / 2);
         assert!(max_in_flight >= 1);
         assert!(

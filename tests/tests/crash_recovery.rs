@@ -128,8 +128,8 @@ struct ChildRun {
     alive: Duration,
 }
 
-/// Parses the writer's stdout lines.
-fn parse_lines(lines: &[String]) -> Result<(Option<(i64, i64)>, Vec<Ack>), String> {
+/// Parses the writer's stdout lines into what it did in `alive`.
+fn parse_lines(lines: &[String], alive: Duration) -> Result<ChildRun, String> {
     let mut ready = None;
     let mut acks = Vec::new();
     for line in lines {
@@ -151,7 +151,7 @@ fn parse_lines(lines: &[String]) -> Result<(Option<(i64, i64)>, Vec<Ack>), Strin
             _ => return Err(format!("unexpected writer line {line:?}")),
         }
     }
-    Ok((ready, acks))
+    Ok(ChildRun { ready, acks, alive })
 }
 
 /// Waits for `child` to exit, up to `timeout`.
@@ -269,8 +269,7 @@ fn run_child(dir: &Path, seed: u64, generation: u64, kill_at: KillAt) -> Result<
             "writer ended on its own ({status}) before it was killed; stderr:\n{stderr}"
         ));
     }
-    let (ready, acks) = parse_lines(&lines)?;
-    Ok(ChildRun { ready, acks, alive })
+    parse_lines(&lines, alive)
 }
 
 /// What one recovery and check found.
