@@ -100,7 +100,7 @@ impl RawFiles {
 
     /// Closes the current file (its writes must have completed) and starts the next.
     async fn start_next(&mut self) -> anyhow::Result<()> {
-        selio(f.close().await)?;
+        self.close().await?;
         let path = self.dir.join(format!("raw-{:05}.data", self.next_index));
         self.next_index += 1;
         let file = io(OpenOptions::new()
@@ -111,8 +111,10 @@ impl RawFiles {
             .dma_open(&path)
             .await)
         .with_context(|| format!("create {}", path.display()))?;
-        io(file.pre_allocate(self.file_bytes, true).await)
-            .with_context(|| format!("fallocate {}", path.display()))?;
+        if std::env::var("XP_NOPREALLOC").is_err() {
+            io(file.pre_allocate(self.file_bytes, true).await)
+                .with_context(|| format!("fallocate {}", path.display()))?;
+        }
         self.file = Some(Rc::new(file));
         self.pos = 0;
         Ok(())
@@ -165,6 +167,9 @@ pub async fn run_raw(spec: &RawSpec) -> anyhow::Result<RawResult> {
         spec.write_bytes
     );
     std::fs::create_dir_all(&spec.dir).with_context(|| format!("create {}", spec.dir.display()))?;
+    if std::env::var("XP_PROBE").is_ok() {
+        strata_engine::file::ensure_dma_reads(&spec.dir).await?;
+    }
     let mut files = RawFiles::new(&spec.dir, spec.file_bytes);
     files.start_next().await?;
     let mut sync_latency = latency_histogram();
@@ -179,13 +184,54 @@ pub async fn run_raw(spec: &RawSpec) -> anyhow::Result<RawResult> {
             if files.needs_new_file(len) {
                 files.start_next().await?;
             }
-            let (file, pos) = files.advance(len);
-            let mut buf = file.alloc_dma_buffer(len);
+            let (file, mut pos) = files.advance(len);
+            let mut wlen = len;
+            if std::env::var("XP_OVERLAP").is_ok() {
+                thread_local! { static LOGICAL: std::cell::Cell<u64> = const { std::cell::Cell::new(0) }; }
+                let logical = LOGICAL.with(|c| c.get());
+                let blen = spec.fill.len() as u64;
+                let start = logical & !4095;
+                let end = (logical + blen + 4095) & !4095;
+                pos = start;
+                wlen = (end - start) as usize;
+                LOGICAL.with(|c| c.set(logical + blen));
+            }
+            let mut buf = file.alloc_dma_buffer(wlen);
             fill_buffer(buf.as_bytes_mut(), &spec.fill);
             let issued = Instant::now();
             let written = io(file.write_at(buf, pos).await)?;
-            ensure!(written == len, "short write: {written} of {len} bytes");
+            ensure!(written == wlen, "short write: {written} of {len} bytes");
+            let w_done = Instant::now();
+            if std::env::var("XP_SIDE").is_ok() {
+                thread_local! { static SIDE: std::cell::RefCell<Option<(Rc<DmaFile>, u64)>> = const { std::cell::RefCell::new(None) }; }
+                let have = SIDE.with(|s| s.borrow().clone());
+                let (sf, spos) = match have {
+                    Some(x) => x,
+                    None => {
+                        let f = Rc::new(io(OpenOptions::new()
+                            .read(true)
+                            .write(true)
+                            .create(true)
+                            .truncate(true)
+                            .dma_open(spec.dir.join("side"))
+                            .await)?);
+                        (f, 0)
+                    }
+                };
+                let mut b = sf.alloc_dma_buffer(4096);
+                b.as_bytes_mut().fill(7);
+                io(sf.write_at(b, spos).await)?;
+                let np = if std::env::var("XP_SIDE_GROW").is_ok() {
+                    spos + 4096
+                } else {
+                    0
+                };
+                SIDE.with(|s| *s.borrow_mut() = Some((sf, np)));
+            }
             let sync_start = Instant::now();
+            if std::env::var("XP_PRINT").is_ok() {
+                eprintln!("w {} us", (w_done - issued).as_micros());
+            }
             io(file.fdatasync().await)?;
             let done = Instant::now();
             if window.counts(issued) {
@@ -256,9 +302,7 @@ pub async fn read_files(
     let mut total = 0u64;
     for path in files {
         let file = Rc::new(
-            DmaFile::open(path)
-                .await
-                .with_context(|| format!("open {}", path.display()))?,
+            io(DmaFile::open(path).await).with_context(|| format!("open {}", path.display()))?,
         );
         let size = io(file.file_size().await)?;
         if size == 0 {

@@ -95,7 +95,7 @@ pub(crate) async fn scan_batches(
             let Some(n) = peek_batch_len(rest) else {
                 break;
             };
-            if n > BATCH_BYTES_MAX || n < BATCH_HEADER_BYTES {
+            if !(BATCH_HEADER_BYTES..=BATCH_BYTES_MAX).contains(&n) {
                 let e = BatchError::TooLarge {
                     len_bytes: n,
                     max_bytes: BATCH_BYTES_MAX,

@@ -163,7 +163,7 @@ where
             stop: Arc::clone(&stop),
             liveness: Arc::clone(&liveness),
         };
-        let report = StartReport::new(id, report_sender.clone());
+        let report = StartReport::new(report_sender.clone());
         let main = main.clone();
         let spawned = LocalExecutorBuilder::new(placement)
             .name(&format!("{}-{id}", config.name))
@@ -243,12 +243,6 @@ fn plan_placements(config: &ShardConfig) -> Result<Vec<glommio::Placement>, Shar
         });
     }
     let cores = core_affinity::get_core_ids().unwrap_or_default();
-    let shard_count = match config.shard_count {
-        0 if !cores.is_empty() => cores.len(),
-        0 if config.pin_to_cores => 0, // reported below
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
     if config.pin_to_cores && cores.is_empty() {
         return Err(ShardError::InvalidConfig {
             reason: "cannot list the cores this process may run on, so shards cannot be \
@@ -256,6 +250,11 @@ fn plan_placements(config: &ShardConfig) -> Result<Vec<glommio::Placement>, Shar
                 .to_owned(),
         });
     }
+    let shard_count = match config.shard_count {
+        0 if cores.is_empty() => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        0 => cores.len(),
+        n => n,
+    };
     if shard_count > SHARD_COUNT_MAX {
         return Err(ShardError::InvalidConfig {
             reason: format!(
@@ -321,7 +320,7 @@ struct StartReport {
 }
 
 impl StartReport {
-    fn new(_id: ShardId, sender: mpsc::Sender<StartEvent>) -> Self {
+    fn new(sender: mpsc::Sender<StartEvent>) -> Self {
         Self {
             sender: Some(sender),
         }

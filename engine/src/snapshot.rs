@@ -77,11 +77,6 @@ impl<T> SnapshotCell<T> {
         self.load_versioned().1
     }
 
-    /// A reader for one shard, starting at the newest snapshot.
-    pub fn reader(self: &Arc<Self>) -> SnapshotReader<T> {
-        SnapshotReader::new(Arc::clone(self))
-    }
-
     /// The newest snapshot and its version, read together under the lock so they
     /// always match.
     fn load_versioned(&self) -> (u64, Arc<T>) {
@@ -168,7 +163,7 @@ mod tests {
     #[test]
     fn reader_starts_at_the_current_snapshot() {
         let cell = Arc::new(SnapshotCell::new(Arc::new("v0")));
-        let mut reader = cell.reader();
+        let mut reader = SnapshotReader::new(Arc::clone(&cell));
         assert_eq!(**reader.get(), "v0");
         assert_eq!(reader.version(), 0);
         assert_eq!(cell.version(), 0);
@@ -177,7 +172,7 @@ mod tests {
     #[test]
     fn reader_sees_each_publish_and_keeps_old_snapshots_alive() {
         let cell = Arc::new(SnapshotCell::new(Arc::new(vec![0u32])));
-        let mut reader = cell.reader();
+        let mut reader = SnapshotReader::new(Arc::clone(&cell));
         let held = Arc::clone(reader.get());
         assert_eq!(cell.publish(Arc::new(vec![1])), 1);
         assert_eq!(cell.publish(Arc::new(vec![2])), 2);
@@ -190,7 +185,7 @@ mod tests {
     #[test]
     fn unchanged_cell_returns_the_cached_arc() {
         let cell = Arc::new(SnapshotCell::new(Arc::new(7u64)));
-        let mut reader = cell.reader();
+        let mut reader = SnapshotReader::new(Arc::clone(&cell));
         let first = Arc::as_ptr(reader.get());
         let second = Arc::as_ptr(reader.get());
         assert_eq!(first, second);
@@ -210,7 +205,7 @@ mod tests {
         };
         let readers: Vec<_> = (0..2)
             .map(|_| {
-                let mut reader = cell.reader();
+                let mut reader = SnapshotReader::new(Arc::clone(&cell));
                 std::thread::spawn(move || {
                     let mut last = 0;
                     while last < 1_000 {
@@ -262,7 +257,7 @@ mod loom_tests {
     fn reader_that_saw_the_new_version_never_gets_the_old_snapshot() {
         loom::model(|| {
             let cell = Arc::new(SnapshotCell::new(meta(0)));
-            let mut reader = cell.reader();
+            let mut reader = SnapshotReader::new(Arc::clone(&cell));
             let publisher = {
                 let cell = Arc::clone(&cell);
                 thread::spawn(move || cell.publish(meta(1)))
@@ -287,7 +282,7 @@ mod loom_tests {
         loom::model(|| {
             let cell = Arc::new(SnapshotCell::new(meta(0)));
             let reader_thread = {
-                let mut reader = cell.reader();
+                let mut reader = SnapshotReader::new(Arc::clone(&cell));
                 thread::spawn(move || {
                     let before = whole(reader.get());
                     let after = whole(reader.get());
@@ -306,7 +301,7 @@ mod loom_tests {
     fn concurrent_publishers_leave_the_last_published_value_visible() {
         loom::model(|| {
             let cell = Arc::new(SnapshotCell::new(meta(0)));
-            let mut reader = cell.reader();
+            let mut reader = SnapshotReader::new(Arc::clone(&cell));
             let publishers: Vec<_> = [1, 2]
                 .into_iter()
                 .map(|epoch| {

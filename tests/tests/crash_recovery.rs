@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::FileExt;
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -34,8 +34,9 @@ const ITERATIONS_DEFAULT: u64 = 200;
 const SEED_DEFAULT: u64 = 0x5354_5241_5441_0001;
 /// Iterations that share one log directory before a fresh one (bounds disk use).
 const ITERATIONS_PER_DIR: u64 = 25;
-/// Segment size of the crash log: small, so segments roll and seal during a run.
-const SEGMENT_BYTES: u64 = 256 * 1024;
+/// Segment sizes of the crash log, one drawn per directory: small, so segments roll
+/// and seal during a run (the smallest every few batches).
+const SEGMENT_BYTES_CHOICES: [u64; 3] = [64 * 1024, 256 * 1024, 1024 * 1024];
 /// Kill delay after the writer reports ready, in `[min, max)` ms.
 const KILL_AFTER_READY_MS_MIN: u64 = 5;
 const KILL_AFTER_READY_MS_MAX: u64 = 80;
@@ -43,7 +44,7 @@ const KILL_AFTER_READY_MS_MAX: u64 = 80;
 /// below `KILL_AFTER_SPAWN_MS_MAX` (about its start-up time here), so some kills land
 /// while it is still opening and recovering the log.
 const KILL_AFTER_SPAWN_ONE_IN: u64 = 8;
-const KILL_AFTER_SPAWN_MS_MAX: u64 = 40;
+const KILL_AFTER_SPAWN_MS_MAX: u64 = 80;
 /// How long a writer may take to open its log and report ready.
 const CHILD_READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a writer may take to die after SIGKILL and close its stdout.
@@ -55,10 +56,26 @@ const CHILD_MAX_BATCHES: u64 = 100_000;
 /// Bytes of writer stderr kept for failure messages.
 const CHILD_STDERR_BYTES_MAX: u64 = 64 * 1024;
 
-fn crash_config() -> LogConfig {
-    LogConfig {
-        segment_bytes: SEGMENT_BYTES,
-        ..LogConfig::default()
+/// One crash iteration: a writer generation is killed, then the log is checked.
+#[derive(Clone, Debug)]
+struct Round {
+    log_dir: PathBuf,
+    segment_bytes: u64,
+    seed: u64,
+    /// Generation of the writer process.
+    killed_generation: u64,
+    /// Generation of the batch appended here after recovery.
+    new_generation: u64,
+    /// Close the log after the check; otherwise drop it (no clean-shutdown marker).
+    clean: bool,
+}
+
+impl Round {
+    fn config(&self) -> LogConfig {
+        LogConfig {
+            segment_bytes: self.segment_bytes,
+            ..LogConfig::default()
+        }
     }
 }
 
@@ -119,7 +136,7 @@ enum KillAt {
 }
 
 /// What one writer did before it was killed.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct ChildRun {
     /// Log start and end offsets the writer found at open, if it got that far.
     ready: Option<(i64, i64)>,
@@ -171,16 +188,16 @@ fn wait_with_deadline(child: &mut Child, timeout: Duration) -> Result<Option<Exi
     }
 }
 
-/// Spawns a writer on `dir`, kills it with SIGKILL as `kill_at` says, and collects
-/// what it acknowledged.
-fn run_child(dir: &Path, seed: u64, generation: u64, kill_at: KillAt) -> Result<ChildRun, String> {
+/// Spawns the writer of `round`, kills it with SIGKILL as `kill_at` says, and
+/// collects what it acknowledged.
+fn run_child(round: &Round, kill_at: KillAt) -> Result<ChildRun, String> {
     let spawned = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_strata-crash-writer"))
         .arg("--dir")
-        .arg(dir)
-        .args(["--seed", &seed.to_string()])
-        .args(["--generation", &generation.to_string()])
-        .args(["--segment-bytes", &SEGMENT_BYTES.to_string()])
+        .arg(&round.log_dir)
+        .args(["--seed", &round.seed.to_string()])
+        .args(["--generation", &round.killed_generation.to_string()])
+        .args(["--segment-bytes", &round.segment_bytes.to_string()])
         .args(["--max-batches", &CHILD_MAX_BATCHES.to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -288,17 +305,20 @@ struct Recovered {
 /// (`previous`) is still there, every batch in `ledger` (all acks since the directory
 /// was fresh) is at its offsets and intact, offsets are contiguous from start to end,
 /// every batch validates, and generations only grow along the log. Then appends one
-/// batch of `new_generation` and closes the log (`clean`) or drops it.
+/// batch of the round's new generation and closes the log or drops it.
 async fn recover_and_check(
-    dir: PathBuf,
+    round: Round,
     ledger: BTreeMap<i64, Ack>,
     previous: Vec<StoredBatch>,
-    killed_generation: u64,
-    new_generation: u64,
-    seed: u64,
-    clean: bool,
 ) -> Result<Recovered, String> {
-    let log = Log::open(&dir, crash_config(), LogEnv::default())
+    let Round {
+        killed_generation,
+        new_generation,
+        seed,
+        clean,
+        ..
+    } = round;
+    let log = Log::open(&round.log_dir, round.config(), LogEnv::default())
         .await
         .map_err(|e| format!("reopen after the crash: {e}"))?;
     if let Some(reason) = log.fenced_reason() {
@@ -333,8 +353,9 @@ async fn recover_and_check(
     let mut prev_generation = 0;
     for b in &batches {
         if b.generation < prev_generation || b.generation > killed_generation {
+            let newest = killed_generation;
             return Err(format!(
-                "batch {b:?} out of generation order (previous generation {prev_generation}, newest writer {killed_generation})"
+                "{b:?} breaks generation order (after {prev_generation}, newest {newest})"
             ));
         }
         prev_generation = b.generation;
@@ -347,21 +368,16 @@ async fn recover_and_check(
         by_base.insert(b.base_offset, *b);
     }
     for ack in ledger.values() {
-        match by_base.get(&ack.base_offset) {
-            Some(b)
-                if (b.last_offset, b.generation, b.seq)
-                    == (ack.last_offset, ack.generation, ack.seq) => {}
-            Some(b) => {
-                return Err(format!(
-                    "acknowledged {ack:?}, but its offsets now hold {b:?}"
-                ))
-            }
-            None => {
-                return Err(format!(
-                "acknowledged {ack:?} is missing: the recovered log holds [0, {end}) in {} batches",
-                batches.len()
-            ))
-            }
+        let Some(b) = by_base.get(&ack.base_offset) else {
+            let n = batches.len();
+            return Err(format!(
+                "acknowledged {ack:?} is missing; the log holds [0, {end}) in {n} batches"
+            ));
+        };
+        if (b.last_offset, b.generation, b.seq) != (ack.last_offset, ack.generation, ack.seq) {
+            return Err(format!(
+                "acknowledged {ack:?}, but its offsets now hold {b:?}"
+            ));
         }
     }
     let survivors = batches
@@ -476,6 +492,7 @@ fn acknowledged_batches_survive_sigkill() {
     let mut ledger: BTreeMap<i64, Ack> = BTreeMap::new();
     let mut previous: Vec<StoredBatch> = Vec::new();
     let mut generation = 0u64;
+    let mut segment_bytes = SEGMENT_BYTES_CHOICES[0];
     let (mut acks_total, mut ack_checks_total, mut survivors_total) = (0usize, 0usize, 0usize);
     let (mut kills_before_ready, mut segments_max, mut size_bytes_max) = (0usize, 0usize, 0u64);
 
@@ -490,6 +507,10 @@ fn acknowledged_batches_survive_sigkill() {
             ledger.clear();
             previous.clear();
             generation = 0;
+            let mut dir_rng = root.fork(u64::MAX - iteration);
+            segment_bytes = SEGMENT_BYTES_CHOICES
+                [dir_rng.range(0, SEGMENT_BYTES_CHOICES.len() as u64) as usize];
+            println!("fresh log directory, segments of {segment_bytes} bytes");
         }
         let tmp = dir.as_mut().expect("a directory is set up above");
         let log_dir = tmp.path().join("p-0");
@@ -508,11 +529,18 @@ fn acknowledged_batches_survive_sigkill() {
         } else {
             KillAt::AfterReadyMs(plan.range(KILL_AFTER_READY_MS_MIN, KILL_AFTER_READY_MS_MAX))
         };
-        let clean = iteration % 2 == 0;
-        generation += 1;
-        let killed_generation = generation;
+        let round = Round {
+            log_dir: log_dir.clone(),
+            segment_bytes,
+            seed,
+            killed_generation: generation + 1,
+            new_generation: generation + 2,
+            clean: iteration % 2 == 0,
+        };
+        generation += 2;
+        let (killed_generation, clean) = (round.killed_generation, round.clean);
 
-        let run = run_child(&log_dir, seed, killed_generation, kill_at).unwrap_or_else(|e| fail(e));
+        let run = run_child(&round, kill_at).unwrap_or_else(|e| fail(e));
         let expected_end = previous.last().map_or(0, |b| b.last_offset + 1);
         if let Err(e) = record_acks(&mut ledger, &run, killed_generation, expected_end) {
             fail(e);
@@ -521,25 +549,9 @@ fn acknowledged_batches_survive_sigkill() {
             kills_before_ready += 1;
         }
 
-        generation += 1;
-        let (check_dir, check_ledger, check_previous) = (
-            log_dir.clone(),
-            ledger.clone(),
-            std::mem::take(&mut previous),
-        );
-        let new_generation = generation;
+        let (check_ledger, check_previous) = (ledger.clone(), std::mem::take(&mut previous));
         let recovered = with_deadline("recovery and check", VERIFY_TIMEOUT, move || {
-            run_local(move || {
-                recover_and_check(
-                    check_dir,
-                    check_ledger,
-                    check_previous,
-                    killed_generation,
-                    new_generation,
-                    seed,
-                    clean,
-                )
-            })
+            run_local(move || recover_and_check(round, check_ledger, check_previous))
         })
         .unwrap_or_else(|e| fail(e));
 
@@ -595,12 +607,14 @@ fn torn_tail_config() -> LogConfig {
     }
 }
 
-/// Appends `count` batches of `generation`, then closes the log (`clean`) or drops it.
+/// Appends `count` batches of `generation`, rolls to a new empty segment if `roll`,
+/// then closes the log (`clean`) or drops it. Returns the batches and the active
+/// segment's base offset.
 fn fill_log(
     path: PathBuf,
     seed: u64,
-    generation: u64,
     count: u64,
+    roll: bool,
     clean: bool,
 ) -> (Vec<StoredBatch>, i64) {
     run_local(move || async move {
@@ -609,10 +623,13 @@ fn fill_log(
             .expect("open");
         let mut rng = SplitMix64::new(seed);
         for seq in 0..count {
-            let batch = build_batch(&mut rng, generation, seq, now_ms());
+            let batch = build_batch(&mut rng, 1, seq, now_ms());
             log.append(batch, AppendOptions::new(Durability::Durable))
                 .await
                 .expect("append");
+        }
+        if roll {
+            log.roll().await.expect("roll");
         }
         let batches = read_whole_log(&log).await.expect("log check");
         let active_base = *log
@@ -628,8 +645,9 @@ fn fill_log(
     })
 }
 
-/// Reopens the log and returns its checked batches; the log must not be fenced.
-fn reopen_and_read(path: PathBuf, append: Option<(u64, u64)>) -> (Vec<StoredBatch>, Option<i64>) {
+/// Reopens the log (it must not be fenced) and returns its checked batches; with
+/// `append`, then appends one batch of generation 2 and checks it lands at the end.
+fn reopen_and_read(path: PathBuf, append: Option<u64>) -> Vec<StoredBatch> {
     run_local(move || async move {
         let log = Log::open(&path, torn_tail_config(), LogEnv::default())
             .await
@@ -641,33 +659,37 @@ fn reopen_and_read(path: PathBuf, append: Option<(u64, u64)>) -> (Vec<StoredBatc
         );
         let end = log.log_end_offset();
         let batches = read_whole_log(&log).await.expect("log check after reopen");
-        let appended_at = match append {
-            Some((seed, generation)) => {
-                let batch = build_batch(&mut SplitMix64::new(seed), generation, 0, now_ms());
-                let info = log
-                    .append(batch, AppendOptions::new(Durability::Durable))
-                    .await
-                    .expect("append after recovery");
-                assert_eq!(
-                    info.base_offset, end,
-                    "an append after recovery lands at the log end"
-                );
-                Some(info.base_offset)
-            }
-            None => None,
-        };
+        if let Some(seed) = append {
+            let batch = build_batch(&mut SplitMix64::new(seed), 2, 0, now_ms());
+            let info = log
+                .append(batch, AppendOptions::new(Durability::Durable))
+                .await
+                .expect("append after recovery");
+            assert_eq!(
+                info.base_offset, end,
+                "an append after recovery lands at the log end"
+            );
+        }
         drop(log);
-        (batches, appended_at)
+        batches
     })
 }
 
-fn torn_tail_case(tail: Tail, clean: bool, seed: u64) {
+/// Writes `tail` right after the last whole batch of the active segment — or, with
+/// `roll`, as the first bytes of a freshly rolled, empty segment — then checks that a
+/// reopen cuts it and keeps everything else, and that a second reopen agrees.
+fn torn_tail_case(tail: Tail, roll: bool, clean: bool, seed: u64) {
+    let case = format!(
+        "tail {tail:?}{} after a {} stop",
+        if roll { " in a new segment" } else { "" },
+        if clean { "clean" } else { "unclean" }
+    );
     let tmp = tempfile::tempdir().expect("temp dir");
     let path = tmp.path().join("p-0");
-    let (before, active_base) = fill_log(path.clone(), seed, 1, TORN_TAIL_BATCHES, clean);
+    let (before, active_base) = fill_log(path.clone(), seed, TORN_TAIL_BATCHES, roll, clean);
     assert!(
         active_base > 0,
-        "the log rolled (segment size {TORN_TAIL_SEGMENT_BYTES})"
+        "{case}: the log rolled (segment size {TORN_TAIL_SEGMENT_BYTES})"
     );
     let end = before.last().expect("batches were appended").last_offset + 1;
     let data_end: u64 = before
@@ -675,12 +697,19 @@ fn torn_tail_case(tail: Tail, clean: bool, seed: u64) {
         .filter(|b| b.base_offset >= active_base)
         .map(|b| b.len_bytes as u64)
         .sum();
+    if roll {
+        assert_eq!(
+            (active_base, data_end),
+            (end, 0),
+            "{case}: the rolled segment is empty"
+        );
+    }
     let log_file = path.join(format!("{active_base:020}.log"));
     if clean {
         let len = std::fs::metadata(&log_file).expect("active segment").len();
         assert_eq!(
             len, data_end,
-            "a clean close leaves the active segment at its exact size"
+            "{case}: a clean close leaves the active segment at its exact size"
         );
     }
 
@@ -701,28 +730,26 @@ fn torn_tail_case(tail: Tail, clean: bool, seed: u64) {
             g
         }
     };
+    // With `roll` after an unclean stop the new segment's file may not exist yet.
     let f = std::fs::OpenOptions::new()
         .write(true)
+        .create(true)
+        .truncate(false)
         .open(&log_file)
         .expect("open the active segment");
     f.write_all_at(&bytes, data_end)
         .expect("write the torn tail");
     drop(f);
 
-    let case = format!(
-        "tail {tail:?} after a {} stop",
-        if clean { "clean" } else { "unclean" }
-    );
-    let (after, appended_at) = reopen_and_read(path.clone(), Some((seed ^ 1, 2)));
+    let after = reopen_and_read(path.clone(), Some(seed ^ 1));
     assert_eq!(
         after, before,
         "{case}: the log ends at the last whole batch"
     );
-    assert_eq!(appended_at, Some(end), "{case}");
     let len = std::fs::metadata(&log_file).expect("active segment").len();
     assert!(len >= data_end, "{case}: whole batches stay in the file");
 
-    let (again, _) = reopen_and_read(path, None);
+    let again = reopen_and_read(path, None);
     assert_eq!(
         again.len(),
         before.len() + 1,
@@ -746,8 +773,10 @@ fn torn_tail_is_cut_at_the_last_whole_batch() {
         Tail::Garbage,
     ];
     for (i, tail) in tails.into_iter().enumerate() {
-        for clean in [false, true] {
-            torn_tail_case(tail, clean, 0x7041_1000 + i as u64);
+        for roll in [false, true] {
+            for clean in [false, true] {
+                torn_tail_case(tail, roll, clean, 0x7041_1000 + i as u64);
+            }
         }
     }
 }

@@ -224,7 +224,8 @@ impl PeerLink {
             _permit: permit,
         });
         if self.post(Message::Request { id, job }).is_err() {
-            drop(self.pending.borrow_mut().remove(id));
+            let entry = self.pending.borrow_mut().remove(id);
+            drop(entry); // releases the permit
             return Err(ShardError::ShardClosed { shard: peer });
         }
         ReplyFuture { slot }.await
