@@ -196,6 +196,7 @@ pub fn run(args: EngineAppendArgs) -> anyhow::Result<()> {
                         pattern: case.raw_pattern(args.raw_depth),
                         budget,
                         fill: Arc::clone(&template),
+                        probe_dma_reads: true,
                     };
                     let r = run_raw_on_executor(spec)?;
                     println!(

@@ -1,6 +1,8 @@
 //! `strata-bench limits`: the raw disk limits of this machine for the engine's write
 //! pattern, measured on plain O_DIRECT files: sequential writes of the write size at a
-//! few queue depths, and a write + fdatasync loop with its fdatasync latency.
+//! few queue depths, a write + fdatasync loop into preallocated, growing files (the
+//! engine's pattern) with its fdatasync latency, and the same loop over blocks that
+//! are already written (no allocation or size change to persist: the device's floor).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -39,6 +41,10 @@ pub struct LimitsArgs {
     /// Rounds; patterns alternate within each round and medians are reported.
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
+    /// Skip the DMA read probe the engine runs first (shows what glommio does to
+    /// O_DIRECT writes when a thread's first DMA file is empty).
+    #[arg(long)]
+    pub skip_dma_probe: bool,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -53,6 +59,7 @@ pub fn run(args: LimitsArgs) -> anyhow::Result<()> {
         .map(|&depth| RawPattern::Sequential { depth })
         .collect();
     patterns.push(RawPattern::WriteSync);
+    patterns.push(RawPattern::OverwriteSync);
     let budget = Budget {
         warmup: Duration::ZERO,
         measure: Duration::from_secs_f64(args.max_seconds),
@@ -60,11 +67,16 @@ pub fn run(args: LimitsArgs) -> anyhow::Result<()> {
     };
     let fill: Arc<[u8]> = Arc::from(build_batch(1024, args.write_bytes));
     println!(
-        "raw O_DIRECT limits in {}: {} B writes, files preallocated to {} B, {} round(s)",
+        "raw O_DIRECT limits in {}: {} B writes, files preallocated to {} B, {} round(s){}",
         args.dir.display(),
         args.write_bytes,
         args.file_bytes,
-        args.rounds
+        args.rounds,
+        if args.skip_dma_probe {
+            ", WITHOUT the DMA read probe"
+        } else {
+            ""
+        }
     );
     let mut results: Vec<Vec<RawResult>> = vec![Vec::new(); patterns.len()];
     for round in 0..args.rounds {
@@ -81,6 +93,7 @@ pub fn run(args: LimitsArgs) -> anyhow::Result<()> {
                 pattern: patterns[i],
                 budget,
                 fill: Arc::clone(&fill),
+                probe_dma_reads: !args.skip_dma_probe,
             };
             let r = run_raw_on_executor(spec.clone())?;
             std::fs::remove_dir_all(&spec.dir)
@@ -161,6 +174,7 @@ pub fn run(args: LimitsArgs) -> anyhow::Result<()> {
             "write_bytes": args.write_bytes,
             "file_bytes": args.file_bytes,
             "rounds": args.rounds,
+            "dma_read_probe": !args.skip_dma_probe,
             "patterns": out,
         }),
     )

@@ -2,7 +2,9 @@
 //! glommio's DMA files (the same io_uring path the engine uses): sequential appends of
 //! a fixed write size, optionally each followed by fdatasync, into files that are
 //! preallocated with `fallocate(KEEP_SIZE)` and grow as they are written — the way the
-//! engine writes a segment — and sequential reads of whole files.
+//! engine writes a segment — and sequential reads of whole files. Like the engine, a
+//! run first reads a non-empty file with DMA (`ensure_dma_reads`), so that glommio
+//! picks the same io_uring ring for this device as it does for the engine.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -28,7 +30,13 @@ pub enum RawPattern {
     Sequential { depth: usize },
     /// One write, then fdatasync, then the next write.
     WriteSync,
+    /// WriteSync over a ring of already-written blocks (`OVERWRITE_RING_BYTES`): no
+    /// block allocation, extent conversion or size change for fdatasync to persist.
+    OverwriteSync,
 }
+
+/// Bytes of the region `OverwriteSync` writes first and then cycles over.
+pub const OVERWRITE_RING_BYTES: u64 = 64 << 20;
 
 impl RawPattern {
     /// Short name for tables.
@@ -36,6 +44,7 @@ impl RawPattern {
         match self {
             RawPattern::Sequential { depth } => format!("seq write qd{depth}"),
             RawPattern::WriteSync => "write+fdatasync".into(),
+            RawPattern::OverwriteSync => "overwrite+fdatasync".into(),
         }
     }
 }
@@ -53,6 +62,10 @@ pub struct RawSpec {
     pub budget: Budget,
     /// Bytes copied into every write buffer (repeated to fill it).
     pub fill: Arc<[u8]>,
+    /// Run the engine's DMA read probe first, as `Log::open` does. Without it the
+    /// thread's first DMA open is an empty file, glommio concludes the device supports
+    /// I/O polling, and every DMA write of the thread goes to its poll ring.
+    pub probe_dma_reads: bool,
 }
 
 /// What a raw run measured over its counted window.
@@ -60,7 +73,7 @@ pub struct RawSpec {
 pub struct RawResult {
     pub bytes: u64,
     pub seconds: f64,
-    /// fdatasync latency (WriteSync only).
+    /// fdatasync latency (WriteSync and OverwriteSync only).
     pub sync_latency: Histogram<u64>,
     /// Latency of a write, including its fdatasync for WriteSync.
     pub cycle_latency: Histogram<u64>,
@@ -111,10 +124,8 @@ impl RawFiles {
             .dma_open(&path)
             .await)
         .with_context(|| format!("create {}", path.display()))?;
-        if std::env::var("XP_NOPREALLOC").is_err() {
-            io(file.pre_allocate(self.file_bytes, true).await)
-                .with_context(|| format!("fallocate {}", path.display()))?;
-        }
+        io(file.pre_allocate(self.file_bytes, true).await)
+            .with_context(|| format!("fallocate {}", path.display()))?;
         self.file = Some(Rc::new(file));
         self.pos = 0;
         Ok(())
@@ -167,71 +178,41 @@ pub async fn run_raw(spec: &RawSpec) -> anyhow::Result<RawResult> {
         spec.write_bytes
     );
     std::fs::create_dir_all(&spec.dir).with_context(|| format!("create {}", spec.dir.display()))?;
-    if std::env::var("XP_PROBE").is_ok() {
+    if spec.probe_dma_reads {
         strata_engine::file::ensure_dma_reads(&spec.dir).await?;
     }
-    let mut files = RawFiles::new(&spec.dir, spec.file_bytes);
+    let len = spec.write_bytes;
+    let overwrite = spec.pattern == RawPattern::OverwriteSync;
+    let file_bytes = if overwrite {
+        OVERWRITE_RING_BYTES.max(len as u64)
+    } else {
+        spec.file_bytes
+    };
+    let mut files = RawFiles::new(&spec.dir, file_bytes);
     files.start_next().await?;
+    if overwrite {
+        fill_region(&mut files, len, &spec.fill).await?;
+    }
     let mut sync_latency = latency_histogram();
     let mut cycle_latency = latency_histogram();
-    let len = spec.write_bytes;
     let mut window = Window::new(&spec.dir, &spec.budget);
     match spec.pattern {
-        RawPattern::WriteSync => loop {
+        RawPattern::WriteSync | RawPattern::OverwriteSync => loop {
             if window.done(Instant::now()) {
                 break;
             }
-            if files.needs_new_file(len) {
+            if overwrite && files.needs_new_file(len) {
+                files.pos = 0;
+            } else if files.needs_new_file(len) {
                 files.start_next().await?;
             }
-            let (file, mut pos) = files.advance(len);
-            let mut wlen = len;
-            if std::env::var("XP_OVERLAP").is_ok() {
-                thread_local! { static LOGICAL: std::cell::Cell<u64> = const { std::cell::Cell::new(0) }; }
-                let logical = LOGICAL.with(|c| c.get());
-                let blen = spec.fill.len() as u64;
-                let start = logical & !4095;
-                let end = (logical + blen + 4095) & !4095;
-                pos = start;
-                wlen = (end - start) as usize;
-                LOGICAL.with(|c| c.set(logical + blen));
-            }
-            let mut buf = file.alloc_dma_buffer(wlen);
+            let (file, pos) = files.advance(len);
+            let mut buf = file.alloc_dma_buffer(len);
             fill_buffer(buf.as_bytes_mut(), &spec.fill);
             let issued = Instant::now();
             let written = io(file.write_at(buf, pos).await)?;
-            ensure!(written == wlen, "short write: {written} of {len} bytes");
-            let w_done = Instant::now();
-            if std::env::var("XP_SIDE").is_ok() {
-                thread_local! { static SIDE: std::cell::RefCell<Option<(Rc<DmaFile>, u64)>> = const { std::cell::RefCell::new(None) }; }
-                let have = SIDE.with(|s| s.borrow().clone());
-                let (sf, spos) = match have {
-                    Some(x) => x,
-                    None => {
-                        let f = Rc::new(io(OpenOptions::new()
-                            .read(true)
-                            .write(true)
-                            .create(true)
-                            .truncate(true)
-                            .dma_open(spec.dir.join("side"))
-                            .await)?);
-                        (f, 0)
-                    }
-                };
-                let mut b = sf.alloc_dma_buffer(4096);
-                b.as_bytes_mut().fill(7);
-                io(sf.write_at(b, spos).await)?;
-                let np = if std::env::var("XP_SIDE_GROW").is_ok() {
-                    spos + 4096
-                } else {
-                    0
-                };
-                SIDE.with(|s| *s.borrow_mut() = Some((sf, np)));
-            }
+            ensure!(written == len, "short write: {written} of {len} bytes");
             let sync_start = Instant::now();
-            if std::env::var("XP_PRINT").is_ok() {
-                eprintln!("w {} us", (w_done - issued).as_micros());
-            }
             io(file.fdatasync().await)?;
             let done = Instant::now();
             if window.counts(issued) {
@@ -283,6 +264,21 @@ pub async fn run_raw(spec: &RawSpec) -> anyhow::Result<RawResult> {
         cycle_latency,
         usage,
     })
+}
+
+/// Writes the whole current file once (then syncs it) and rewinds to its start.
+async fn fill_region(files: &mut RawFiles, len: usize, fill: &[u8]) -> anyhow::Result<()> {
+    while !files.needs_new_file(len) {
+        let (file, pos) = files.advance(len);
+        let mut buf = file.alloc_dma_buffer(len);
+        fill_buffer(buf.as_bytes_mut(), fill);
+        let written = io(file.write_at(buf, pos).await)?;
+        ensure!(written == len, "short write: {written} of {len} bytes");
+    }
+    let file = Rc::clone(files.file.as_ref().expect("a file is open"));
+    io(file.fdatasync().await)?;
+    files.pos = 0;
+    Ok(())
 }
 
 /// Reads `files` whole and in order with O_DIRECT, `chunk_bytes` per read and up to

@@ -100,7 +100,7 @@ pub enum ShardError {
     /// A shard's thread or executor could not be created.
     #[error(
         "shard {shard} could not start: {reason} (check that io_uring is available, \
-         that RLIMIT_MEMLOCK covers io_memory_bytes and that the core is usable)"
+         that RLIMIT_MEMLOCK is at least 512 KiB and that the core is usable)"
     )]
     Spawn { shard: ShardId, reason: String },
     /// This shard was ready but gave up because another shard failed to start.

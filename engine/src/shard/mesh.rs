@@ -382,7 +382,8 @@ pub(super) fn panic_message(payload: &(dyn Any + Send)) -> String {
 
 /// Serves the ring from `peer` until the peer closes it: runs requests as local
 /// tasks, routes replies, records the peer's control messages. Never waits on
-/// anything but the ring, so the ring always drains.
+/// anything but the ring, so the ring always drains. (glommio's `spawn_local` polls
+/// a new task once before returning, so a job that never waits runs right here.)
 pub(super) async fn dispatch(shard: Shard, peer: ShardId, receiver: ConnectedReceiver<Message>) {
     while let Some(message) = receiver.recv().await {
         match message {
