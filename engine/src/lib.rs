@@ -11,6 +11,7 @@
 pub mod appender;
 pub mod batch_cache;
 pub mod clean_marker;
+pub mod cleaner;
 pub mod compaction;
 pub mod config;
 pub mod error;
@@ -28,6 +29,7 @@ pub mod snapshot;
 pub mod time_index;
 
 pub use batch_cache::BatchCache;
+pub use cleaner::Cleaner;
 pub use compaction::CompactionOutcome;
 pub use config::{CleanupPolicy, FlushPolicy, LogConfig};
 pub use error::{EngineError, Result};
