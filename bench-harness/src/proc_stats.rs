@@ -160,6 +160,16 @@ impl Usage {
         }
     }
 
+    /// Megabytes written to the device per second.
+    pub fn device_write_mb_per_s(&self) -> f64 {
+        let s = self.wall.as_secs_f64();
+        if s > 0.0 {
+            self.disk.sectors_written as f64 * 512.0 / 1e6 / s
+        } else {
+            0.0
+        }
+    }
+
     /// Device flushes per second.
     pub fn flushes_per_s(&self) -> f64 {
         let s = self.wall.as_secs_f64();

@@ -167,7 +167,7 @@ fn fill_buffer(buf: &mut [u8], fill: &[u8]) {
 /// Runs a raw write pattern on the current glommio executor.
 pub async fn run_raw(spec: &RawSpec) -> anyhow::Result<RawResult> {
     ensure!(
-        spec.write_bytes > 0 && spec.write_bytes % DMA_ALIGN_BYTES == 0,
+        spec.write_bytes > 0 && spec.write_bytes.is_multiple_of(DMA_ALIGN_BYTES),
         "write size {} is not a positive multiple of {DMA_ALIGN_BYTES}",
         spec.write_bytes
     );
@@ -291,7 +291,7 @@ pub async fn read_files(
     depth: usize,
 ) -> anyhow::Result<(u64, f64)> {
     ensure!(
-        chunk_bytes % DMA_ALIGN_BYTES == 0,
+        chunk_bytes.is_multiple_of(DMA_ALIGN_BYTES),
         "read size must be a multiple of {DMA_ALIGN_BYTES}"
     );
     let start = Instant::now();
