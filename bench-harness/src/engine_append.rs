@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use strata_engine::{AppendOptions, BatchCache, Durability, FlushPolicy, Log, LogConfig, LogEnv};
 
 use crate::limits::run_raw_on_executor;
-use crate::proc_stats::Usage;
+use crate::proc_stats::{settle, Usage};
 use crate::raw_io::{RawPattern, RawResult, RawSpec};
 use crate::report::{
     latency_histogram, mb_per_s, median, record_us, verdict, write_json, Latency, Table,
@@ -180,14 +180,17 @@ pub fn run(args: EngineAppendArgs) -> anyhow::Result<()> {
                     "{}-{}-r{round}-s{step}",
                     case.flush, case.partitions
                 ));
+                let settled = settle(&args.dir);
                 if (step == 0) != raw_first {
                     let r = strata_on_executor(*case, &args, &run_dir, &template, budget)?;
                     println!(
-                        "  {:<12} round {} strata {:>8.1} MB/s  p99 {:>7.0} us",
+                        "  {:<12} round {} strata {:>8.1} MB/s  p99 {:>7.0} us  (settled {:.1} s, {} discards during)",
                         case.name(),
                         round + 1,
                         r.mb_per_s(),
-                        Latency::of(&r.latency).p99_us
+                        Latency::of(&r.latency).p99_us,
+                        settled.as_secs_f64(),
+                        r.usage.disk.discards
                     );
                     strata_runs.push(r);
                 } else {
@@ -202,10 +205,13 @@ pub fn run(args: EngineAppendArgs) -> anyhow::Result<()> {
                     };
                     let r = run_raw_on_executor(spec)?;
                     println!(
-                        "  {:<12} round {} raw    {:>8.1} MB/s  ({})",
+                        "  {:<12} round {} raw    {:>8.1} MB/s  p99 {:>7.0} us  (settled {:.1} s, {} discards during; {})",
                         case.name(),
                         round + 1,
                         r.mb_per_s(),
+                        Latency::of(&r.cycle_latency).p99_us,
+                        settled.as_secs_f64(),
+                        r.usage.disk.discards,
                         case.raw_pattern(args.raw_depth).name()
                     );
                     raw_runs.push(r);
@@ -255,6 +261,8 @@ struct Summary {
     raw_write_kib: f64,
     strata_device_mb_s: f64,
     raw_device_mb_s: f64,
+    strata_cpu_psi_pct: f64,
+    raw_cpu_psi_pct: f64,
 }
 
 impl Summary {
@@ -301,6 +309,8 @@ impl Summary {
             raw_write_kib: med(&|i| raw[i].usage.disk.avg_write_kib(), raw.len()),
             strata_device_mb_s: med(&|i| strata[i].usage.device_write_mb_per_s(), strata.len()),
             raw_device_mb_s: med(&|i| raw[i].usage.device_write_mb_per_s(), raw.len()),
+            strata_cpu_psi_pct: med(&|i| strata[i].usage.cpu_pressure_pct, strata.len()),
+            raw_cpu_psi_pct: med(&|i| raw[i].usage.cpu_pressure_pct, raw.len()),
             strata_rounds,
             raw_rounds,
         }
@@ -348,6 +358,8 @@ impl Summary {
             "raw_device_write_kib_avg": self.raw_write_kib,
             "strata_device_write_mb_per_s": self.strata_device_mb_s,
             "raw_device_write_mb_per_s": self.raw_device_mb_s,
+            "strata_cpu_pressure_pct": self.strata_cpu_psi_pct,
+            "raw_cpu_pressure_pct": self.raw_cpu_psi_pct,
         })
     }
 }
@@ -393,6 +405,7 @@ fn print_tables(summaries: &[Summary], rounds: usize) {
         "dev flushes/s strata/raw",
         "dev write KiB strata/raw",
         "dev MB/s strata/raw",
+        "cpu psi % strata/raw",
     ]);
     for s in summaries {
         detail.row(vec![
@@ -405,10 +418,13 @@ fn print_tables(summaries: &[Summary], rounds: usize) {
             format!("{:.0}/{:.0}", s.strata_flushes_per_s, s.raw_flushes_per_s),
             format!("{:.0}/{:.0}", s.strata_write_kib, s.raw_write_kib),
             format!("{:.0}/{:.0}", s.strata_device_mb_s, s.raw_device_mb_s),
+            format!("{:.0}/{:.0}", s.strata_cpu_psi_pct, s.raw_cpu_psi_pct),
         ]);
     }
     println!();
-    println!("details (device counters are machine-wide: other work on the disk shows up too)");
+    println!(
+        "details (device counters and cpu psi, the share of time some task waited for a CPU, are machine-wide: other work shows up too)"
+    );
     detail.print();
 }
 

@@ -12,6 +12,7 @@ use anyhow::Context;
 use clap::Args;
 use serde_json::json;
 
+use crate::proc_stats::settle;
 use crate::raw_io::{run_raw, RawPattern, RawResult, RawSpec};
 use crate::report::{median, write_json, Latency, Table};
 use crate::window::Budget;
@@ -95,14 +96,17 @@ pub fn run(args: LimitsArgs) -> anyhow::Result<()> {
                 fill: Arc::clone(&fill),
                 probe_dma_reads: !args.skip_dma_probe,
             };
+            let settled = settle(&args.dir);
             let r = run_raw_on_executor(spec.clone())?;
             std::fs::remove_dir_all(&spec.dir)
                 .with_context(|| format!("remove {}", spec.dir.display()))?;
             println!(
-                "  round {} {:<16} {:>8.1} MB/s",
+                "  round {} {:<19} {:>8.1} MB/s  (settled {:.1} s, {} discards during)",
                 round + 1,
                 patterns[i].name(),
-                r.mb_per_s()
+                r.mb_per_s(),
+                settled.as_secs_f64(),
+                r.usage.disk.discards
             );
             results[i].push(r);
         }
@@ -116,6 +120,7 @@ pub fn run(args: LimitsArgs) -> anyhow::Result<()> {
         "dev writes KiB avg",
         "flushes/s",
         "cpu %",
+        "cpu psi %",
     ]);
     let mut out = Vec::new();
     for (p, rs) in patterns.iter().zip(&results) {
@@ -141,6 +146,11 @@ pub fn run(args: LimitsArgs) -> anyhow::Result<()> {
                 .collect::<Vec<_>>(),
         );
         let cpu = median(&rs.iter().map(|r| r.usage.cpu_pct).collect::<Vec<_>>());
+        let psi = median(
+            &rs.iter()
+                .map(|r| r.usage.cpu_pressure_pct)
+                .collect::<Vec<_>>(),
+        );
         table.row(vec![
             p.name(),
             format!("{mbps:.1}"),
@@ -149,6 +159,7 @@ pub fn run(args: LimitsArgs) -> anyhow::Result<()> {
             format!("{avg_kib:.0}"),
             format!("{flushes:.0}"),
             format!("{cpu:.0}"),
+            format!("{psi:.0}"),
         ]);
         out.push(json!({
             "pattern": p.name(),
@@ -159,6 +170,7 @@ pub fn run(args: LimitsArgs) -> anyhow::Result<()> {
             "device_write_kib_avg": avg_kib,
             "device_flushes_per_s": flushes,
             "cpu_pct": cpu,
+            "cpu_pressure_pct": psi,
         }));
     }
     println!();

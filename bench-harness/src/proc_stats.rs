@@ -66,6 +66,7 @@ pub struct DiskCounters {
     pub reads: u64,
     pub sectors_read: u64,
     pub flushes: u64,
+    pub discards: u64,
 }
 
 impl DiskCounters {
@@ -92,6 +93,7 @@ impl DiskCounters {
                 sectors_read: n(5),
                 writes: n(7),
                 sectors_written: n(9),
+                discards: n(14),
                 flushes: n(18),
             };
         }
@@ -106,6 +108,7 @@ impl DiskCounters {
             reads: self.reads.saturating_sub(earlier.reads),
             sectors_read: self.sectors_read.saturating_sub(earlier.sectors_read),
             flushes: self.flushes.saturating_sub(earlier.flushes),
+            discards: self.discards.saturating_sub(earlier.discards),
         }
     }
 
@@ -118,11 +121,61 @@ impl DiskCounters {
     }
 }
 
-/// Process CPU time and device counters at one instant, to diff against a later one.
+/// How long the device must issue no discard before a run starts.
+pub const SETTLE_QUIET_MS: u64 = 500;
+/// Longest wait for the device to settle.
+pub const SETTLE_MAX_MS: u64 = 10_000;
+
+/// `settle_disk` with the default quiet time and limit.
+pub fn settle(dir: &Path) -> Duration {
+    settle_disk(
+        dir,
+        Duration::from_millis(SETTLE_QUIET_MS),
+        Duration::from_millis(SETTLE_MAX_MS),
+    )
+}
+
+/// Waits until the device holding `dir` has issued no discard for `quiet`, at most
+/// `max`; returns how long it waited. Deleting a benchmark's files (preallocated
+/// segments, on a filesystem mounted with `discard`) makes the device trim them
+/// for a while, and a run measured meanwhile would pay for the previous one.
+pub fn settle_disk(dir: &Path, quiet: Duration, max: Duration) -> Duration {
+    let start = std::time::Instant::now();
+    let step = Duration::from_millis(100);
+    let mut last = DiskCounters::of_dir(dir).discards;
+    let mut quiet_since = std::time::Instant::now();
+    while start.elapsed() < max {
+        std::thread::sleep(step);
+        let now = DiskCounters::of_dir(dir).discards;
+        if now != last {
+            last = now;
+            quiet_since = std::time::Instant::now();
+        } else if quiet_since.elapsed() >= quiet {
+            break;
+        }
+    }
+    start.elapsed()
+}
+
+/// Microseconds that some task of the machine was stalled on `resource` ("cpu",
+/// "io"), from pressure stall information; 0 when the kernel has none.
+pub fn pressure_stall_us(resource: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/pressure/{resource}")).unwrap_or_default();
+    text.lines()
+        .find(|l| l.starts_with("some "))
+        .and_then(|l| l.split_whitespace().find_map(|f| f.strip_prefix("total=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Process CPU time, device counters and machine-wide stall time at one instant, to
+/// diff against a later one.
 #[derive(Clone, Copy, Debug)]
 pub struct Snapshot {
     pub cpu: Duration,
     pub disk: DiskCounters,
+    pub cpu_stall_us: u64,
+    pub io_stall_us: u64,
 }
 
 impl Snapshot {
@@ -131,6 +184,8 @@ impl Snapshot {
         Snapshot {
             cpu: cpu_time(),
             disk: DiskCounters::of_dir(dir),
+            cpu_stall_us: pressure_stall_us("cpu"),
+            io_stall_us: pressure_stall_us("io"),
         }
     }
 }
@@ -142,6 +197,11 @@ pub struct Usage {
     pub cpu_pct: f64,
     pub disk: DiskCounters,
     pub wall: Duration,
+    /// Share of the time some task of the machine waited for a CPU (PSI), percent:
+    /// how contended the machine was, by this run or by anything else.
+    pub cpu_pressure_pct: f64,
+    /// Share of the time some task waited for I/O (PSI), percent.
+    pub io_pressure_pct: f64,
 }
 
 impl Usage {
@@ -149,6 +209,13 @@ impl Usage {
     pub fn between(a: &Snapshot, b: &Snapshot, wall: Duration) -> Self {
         let cpu = b.cpu.saturating_sub(a.cpu);
         let secs = wall.as_secs_f64();
+        let pct = |us: u64| {
+            if secs > 0.0 {
+                us as f64 / 1e6 / secs * 100.0
+            } else {
+                0.0
+            }
+        };
         Usage {
             cpu_pct: if secs > 0.0 {
                 cpu.as_secs_f64() / secs * 100.0
@@ -157,6 +224,8 @@ impl Usage {
             },
             disk: b.disk.since(&a.disk),
             wall,
+            cpu_pressure_pct: pct(b.cpu_stall_us.saturating_sub(a.cpu_stall_us)),
+            io_pressure_pct: pct(b.io_stall_us.saturating_sub(a.io_stall_us)),
         }
     }
 

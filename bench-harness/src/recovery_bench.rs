@@ -17,6 +17,7 @@ use clap::Args;
 use serde_json::{json, Value};
 use strata_engine::{AppendOptions, BatchCache, Durability, FlushPolicy, Log, LogConfig, LogEnv};
 
+use crate::proc_stats::settle;
 use crate::raw_io::read_files;
 use crate::report::{median, verdict, write_json, Table};
 use crate::workload::build_batch;
@@ -380,6 +381,7 @@ fn open_child(args: &RecoveryArgs, log_dir: &Path, raw_read: bool) -> anyhow::Re
     if raw_read {
         cmd.arg("--raw-read");
     }
+    settle(log_dir);
     let start = Instant::now();
     let out = cmd
         .stderr(Stdio::inherit())

@@ -1,0 +1,162 @@
+//! Keeps every `strata-bench` subcommand working: each runs at a tiny size and must
+//! exit 0 and print its table. Nothing here looks at a number — benchmarks never fail
+//! on speed.
+
+use std::path::Path;
+use std::process::Command;
+
+fn run_bench(args: &[&str], dir: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_strata-bench"))
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .output()
+        .expect("start strata-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "strata-bench {args:?} failed ({})\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn assert_contains(text: &str, needles: &[&str]) {
+    for n in needles {
+        assert!(text.contains(n), "output lacks {n:?}:\n{text}");
+    }
+}
+
+fn dir_is_empty_but_for_probe(dir: &Path) -> bool {
+    std::fs::read_dir(dir)
+        .expect("list the bench dir")
+        .filter_map(Result::ok)
+        .all(|e| e.file_name().to_string_lossy().starts_with('.'))
+}
+
+#[test]
+fn limits_prints_its_table() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = dir.path().join("limits.json");
+    let out = run_bench(
+        &[
+            "limits",
+            "--total-bytes",
+            "4194304",
+            "--max-seconds",
+            "1",
+            "--rounds",
+            "1",
+            "--json",
+            json.to_str().expect("utf-8 path"),
+        ],
+        dir.path(),
+    );
+    assert_contains(
+        &out,
+        &[
+            "pattern",
+            "MB/s",
+            "fdatasync p50/p99/p99.9 us",
+            "write+fdatasync",
+        ],
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("json written")).expect("json");
+    assert_eq!(v["bench"], "limits");
+}
+
+#[test]
+fn engine_append_prints_its_tables() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run_bench(
+        &[
+            "engine-append",
+            "--partitions",
+            "1,4",
+            "--flush",
+            "every,10ms",
+            "--seconds",
+            "0.5",
+            "--warmup-ms",
+            "100",
+            "--rounds",
+            "1",
+            "--segment-bytes",
+            "8388608",
+        ],
+        dir.path(),
+    );
+    assert_contains(
+        &out,
+        &[
+            "strata MB/s",
+            "limit MB/s",
+            "ratio",
+            "durable p50/p99/p99.9 us",
+            "raw fdatasync p50/p99/p99.9 us",
+            "every x1",
+            "every x4",
+            "10ms x1",
+            "10ms x4",
+        ],
+    );
+    assert!(
+        dir_is_empty_but_for_probe(dir.path()),
+        "engine-append left files behind"
+    );
+}
+
+#[test]
+fn recovery_prints_its_table() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run_bench(
+        &[
+            "recovery",
+            "--size-gib",
+            "0.05",
+            "--segment-bytes",
+            "16777216",
+            "--rounds",
+            "1",
+        ],
+        dir.path(),
+    );
+    assert_contains(
+        &out,
+        &[
+            "reopen after SIGKILL, indexes intact",
+            "reopen after SIGKILL, indexes deleted",
+            "raw O_DIRECT sequential read",
+        ],
+    );
+    assert!(
+        dir_is_empty_but_for_probe(dir.path()),
+        "recovery left files behind"
+    );
+}
+
+#[test]
+fn idle_partitions_prints_its_table() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run_bench(
+        &[
+            "idle-partitions",
+            "--count",
+            "200",
+            "--segment-bytes",
+            "1048576",
+        ],
+        dir.path(),
+    );
+    assert_contains(
+        &out,
+        &[
+            "RSS growth",
+            "per partition",
+            "open file descriptors growth",
+            "Log::heap_bytes() sum",
+        ],
+    );
+}
