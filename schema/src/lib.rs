@@ -24,6 +24,7 @@ mod error;
 mod header;
 mod kafka;
 mod native;
+pub mod protocol;
 
 pub use attributes::{Attributes, Compression, TimestampType};
 pub use batch::{
