@@ -10,6 +10,7 @@
 //! more subcommands beside these.
 
 pub mod alloc_counter;
+pub mod append_summary;
 pub mod engine_append;
 pub mod limits;
 pub mod memory_bench;

@@ -20,8 +20,8 @@ use crate::proc_stats::Usage;
 use crate::report::{latency_histogram, mb_per_s, record_us};
 use crate::window::{Budget, Window};
 
-/// O_DIRECT alignment of offsets, lengths and buffers.
-pub const DMA_ALIGN_BYTES: usize = 4096;
+/// O_DIRECT alignment of offsets, lengths and buffers (the engine's).
+pub const DMA_ALIGN_BYTES: usize = strata_engine::file::DMA_ALIGN_BYTES as usize;
 
 /// Which raw write pattern to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -257,11 +257,22 @@ impl Log {
         self.inner.state.borrow().high_watermark
     }
 
-    /// Sets the high watermark; clamped to the log's bounds.
+    /// Sets the high watermark; clamped to the log's bounds. Wakes readers waiting in
+    /// `wait_for_data_beyond`.
     pub fn set_high_watermark(&self, offset: i64) {
         let mut st = self.inner.state.borrow_mut();
         let end = st.log_end_offset();
-        st.high_watermark = offset.clamp(st.log_start_offset, end);
+        let hw = offset.clamp(st.log_start_offset, end);
+        if hw != st.high_watermark {
+            st.high_watermark = hw;
+            st.wake_all();
+        }
+    }
+
+    /// Resolves once the high watermark is above `offset` (there is data to read
+    /// there); fails if the log is fenced or closed first. For long-poll fetches.
+    pub async fn wait_for_data_beyond(&self, offset: i64) -> Result<()> {
+        self.inner.wait_for(|st| st.high_watermark > offset).await
     }
 
     /// The current configuration.

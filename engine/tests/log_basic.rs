@@ -38,7 +38,12 @@ fn append_read_and_reopen_clean() {
         assert_eq!(got[7].2, vec!["7:0:", "7:1:", "7:2:"]);
         // Readers stop at the high watermark, which the owner moves.
         assert!(log.read(4, 1, None).await.unwrap().batches.is_empty());
+        let waiter = {
+            let log = log.clone();
+            glommio::spawn_local(async move { log.wait_for_data_beyond(3).await })
+        };
         log.set_high_watermark(log.log_end_offset());
+        waiter.await.unwrap();
         // A read from the middle of a batch returns that whole batch.
         let r = log.read(4, 1, None).await.unwrap();
         assert_eq!(r.batches.len(), 1);

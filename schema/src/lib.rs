@@ -17,15 +17,19 @@
 //! - [`stamp_base_offset`], [`stamp_leader_epoch`], [`stamp_log_append_time`] write the
 //!   broker-owned fields, which sit outside every CRC.
 
+mod api;
 mod attributes;
 mod batch;
 mod crc;
 mod error;
+mod error_code;
+mod frame;
 mod header;
 mod kafka;
 mod native;
 pub mod protocol;
 
+pub use api::ApiKey;
 pub use attributes::{Attributes, Compression, TimestampType};
 pub use batch::{
     batches, check_batch, stamp_base_offset, stamp_leader_epoch, stamp_log_append_time,
@@ -33,6 +37,11 @@ pub use batch::{
 };
 pub use crc::compute_batch_crc;
 pub use error::BatchError;
+pub use error_code::ErrorCode;
+pub use frame::{
+    encode_frame, frame_header, split_frame, Frame, FrameError, FrameHeader, FRAME_BYTES_MAX,
+    FRAME_HEADER_BYTES,
+};
 pub use header::{
     layout, peek_batch_len, BatchHeader, PayloadFormat, BATCH_BYTES_MAX, BATCH_HEADER_BYTES,
     BATCH_MAGIC, BATCH_VERSION,

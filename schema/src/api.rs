@@ -1,0 +1,93 @@
+//! Native protocol API keys and the versions this build serves.
+
+/// One request type of the native protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u16)]
+pub enum ApiKey {
+    ApiVersions = 0,
+    Metadata = 1,
+    CreateTopics = 2,
+    DeleteTopics = 3,
+    CreatePartitions = 4,
+    AlterConfigs = 5,
+    Produce = 10,
+    Fetch = 11,
+    ListOffsets = 12,
+    JoinGroup = 20,
+    Heartbeat = 21,
+    LeaveGroup = 22,
+    OffsetCommit = 23,
+    OffsetFetch = 24,
+    DescribeGroup = 25,
+    ListGroups = 26,
+    DeleteGroup = 27,
+}
+
+impl ApiKey {
+    /// Every API, in key order.
+    pub const ALL: [ApiKey; 17] = [
+        ApiKey::ApiVersions,
+        ApiKey::Metadata,
+        ApiKey::CreateTopics,
+        ApiKey::DeleteTopics,
+        ApiKey::CreatePartitions,
+        ApiKey::AlterConfigs,
+        ApiKey::Produce,
+        ApiKey::Fetch,
+        ApiKey::ListOffsets,
+        ApiKey::JoinGroup,
+        ApiKey::Heartbeat,
+        ApiKey::LeaveGroup,
+        ApiKey::OffsetCommit,
+        ApiKey::OffsetFetch,
+        ApiKey::DescribeGroup,
+        ApiKey::ListGroups,
+        ApiKey::DeleteGroup,
+    ];
+
+    /// The key for a wire value, if it is one.
+    pub fn from_u16(v: u16) -> Option<ApiKey> {
+        ApiKey::ALL.iter().copied().find(|k| *k as u16 == v)
+    }
+
+    /// Versions served: (min, max).
+    pub fn versions(self) -> (u16, u16) {
+        (0, 0)
+    }
+
+    /// The name used in docs and errors.
+    pub fn name(self) -> &'static str {
+        match self {
+            ApiKey::ApiVersions => "ApiVersions",
+            ApiKey::Metadata => "Metadata",
+            ApiKey::CreateTopics => "CreateTopics",
+            ApiKey::DeleteTopics => "DeleteTopics",
+            ApiKey::CreatePartitions => "CreatePartitions",
+            ApiKey::AlterConfigs => "AlterConfigs",
+            ApiKey::Produce => "Produce",
+            ApiKey::Fetch => "Fetch",
+            ApiKey::ListOffsets => "ListOffsets",
+            ApiKey::JoinGroup => "JoinGroup",
+            ApiKey::Heartbeat => "Heartbeat",
+            ApiKey::LeaveGroup => "LeaveGroup",
+            ApiKey::OffsetCommit => "OffsetCommit",
+            ApiKey::OffsetFetch => "OffsetFetch",
+            ApiKey::DescribeGroup => "DescribeGroup",
+            ApiKey::ListGroups => "ListGroups",
+            ApiKey::DeleteGroup => "DeleteGroup",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_roundtrip() {
+        for k in ApiKey::ALL {
+            assert_eq!(ApiKey::from_u16(k as u16), Some(k));
+        }
+        assert_eq!(ApiKey::from_u16(999), None);
+    }
+}

@@ -1,0 +1,135 @@
+//! Error codes of the native protocol: what a client sees in a response's `Error`.
+
+/// A protocol error code; 0 means no error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(i16)]
+pub enum ErrorCode {
+    None = 0,
+    Unknown = 1,
+    /// A record batch failed validation (bad CRC, malformed).
+    CorruptBatch = 2,
+    UnknownTopic = 3,
+    UnknownPartition = 4,
+    InvalidConfig = 5,
+    /// A batch is larger than `max.message.bytes`.
+    MessageTooLarge = 6,
+    UnsupportedVersion = 7,
+    UnknownApi = 8,
+    /// The request body could not be decoded or is inconsistent.
+    InvalidRequest = 9,
+    OffsetOutOfRange = 10,
+    RequestTimedOut = 11,
+    TopicAlreadyExists = 12,
+    InvalidPartitions = 13,
+    InvalidTopicName = 14,
+    /// The disk failed; the partition is read-only until it is reopened.
+    StorageError = 15,
+    /// The partition is fenced after corruption or a storage fault.
+    PartitionFenced = 16,
+    GroupNotFound = 17,
+    UnknownMemberId = 18,
+    IllegalGeneration = 19,
+    RebalanceInProgress = 20,
+    GroupNotEmpty = 21,
+    InvalidSessionTimeout = 22,
+    /// A frame exceeded the maximum frame size.
+    FrameTooLarge = 23,
+    BrokerShuttingDown = 24,
+    InvalidAcks = 25,
+    NotCoordinator = 26,
+}
+
+impl ErrorCode {
+    /// The code for a wire value; unknown values map to `Unknown`.
+    pub fn from_i16(v: i16) -> ErrorCode {
+        use ErrorCode::*;
+        const ALL: [ErrorCode; 27] = [
+            None,
+            Unknown,
+            CorruptBatch,
+            UnknownTopic,
+            UnknownPartition,
+            InvalidConfig,
+            MessageTooLarge,
+            UnsupportedVersion,
+            UnknownApi,
+            InvalidRequest,
+            OffsetOutOfRange,
+            RequestTimedOut,
+            TopicAlreadyExists,
+            InvalidPartitions,
+            InvalidTopicName,
+            StorageError,
+            PartitionFenced,
+            GroupNotFound,
+            UnknownMemberId,
+            IllegalGeneration,
+            RebalanceInProgress,
+            GroupNotEmpty,
+            InvalidSessionTimeout,
+            FrameTooLarge,
+            BrokerShuttingDown,
+            InvalidAcks,
+            NotCoordinator,
+        ];
+        ALL.iter()
+            .copied()
+            .find(|c| *c as i16 == v)
+            .unwrap_or(Unknown)
+    }
+
+    /// Whether a client may retry the same request and expect it to succeed.
+    pub fn is_retriable(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::RequestTimedOut | ErrorCode::RebalanceInProgress | ErrorCode::NotCoordinator
+        )
+    }
+
+    /// A short name for messages.
+    pub fn name(self) -> &'static str {
+        use ErrorCode::*;
+        match self {
+            None => "NONE",
+            Unknown => "UNKNOWN",
+            CorruptBatch => "CORRUPT_BATCH",
+            UnknownTopic => "UNKNOWN_TOPIC",
+            UnknownPartition => "UNKNOWN_PARTITION",
+            InvalidConfig => "INVALID_CONFIG",
+            MessageTooLarge => "MESSAGE_TOO_LARGE",
+            UnsupportedVersion => "UNSUPPORTED_VERSION",
+            UnknownApi => "UNKNOWN_API",
+            InvalidRequest => "INVALID_REQUEST",
+            OffsetOutOfRange => "OFFSET_OUT_OF_RANGE",
+            RequestTimedOut => "REQUEST_TIMED_OUT",
+            TopicAlreadyExists => "TOPIC_ALREADY_EXISTS",
+            InvalidPartitions => "INVALID_PARTITIONS",
+            InvalidTopicName => "INVALID_TOPIC_NAME",
+            StorageError => "STORAGE_ERROR",
+            PartitionFenced => "PARTITION_FENCED",
+            GroupNotFound => "GROUP_NOT_FOUND",
+            UnknownMemberId => "UNKNOWN_MEMBER_ID",
+            IllegalGeneration => "ILLEGAL_GENERATION",
+            RebalanceInProgress => "REBALANCE_IN_PROGRESS",
+            GroupNotEmpty => "GROUP_NOT_EMPTY",
+            InvalidSessionTimeout => "INVALID_SESSION_TIMEOUT",
+            FrameTooLarge => "FRAME_TOO_LARGE",
+            BrokerShuttingDown => "BROKER_SHUTTING_DOWN",
+            InvalidAcks => "INVALID_ACKS",
+            NotCoordinator => "NOT_COORDINATOR",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_roundtrip() {
+        for v in 0..27i16 {
+            assert_eq!(ErrorCode::from_i16(v) as i16, v);
+        }
+        assert_eq!(ErrorCode::from_i16(-5), ErrorCode::Unknown);
+    }
+}
