@@ -8,6 +8,11 @@ export CARGO_TERM_COLOR=never
 # Crash tests kill and restart a writer this many times (the engine issue asks for >= 200).
 export STRATA_CRASH_ITERATIONS="${STRATA_CRASH_ITERATIONS:-200}"
 
+# cmake builds flatc from the `flatc` crate's vendored source (schema staleness test).
+if ! command -v cmake >/dev/null 2>&1; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake
+fi
+
 if ! command -v cargo-nextest >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi

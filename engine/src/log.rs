@@ -41,6 +41,13 @@ use crate::time_index::TIME_ENTRY_BYTES;
 pub const WRITE_CYCLE_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// Bytes of appended batches waiting for the disk before appends wait (back-pressure).
 pub const PENDING_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Index entries of the active segment are written once this many are pending (and
+/// always when a segment closes): recovery rescans at most this many index intervals,
+/// and durable appends do not pay an index write per flush cycle.
+const INDEX_PERSIST_ENTRIES: usize = 256;
+/// A segment's disk space is reserved in steps of this much as it grows, so that many
+/// active partitions do not each reserve a whole segment.
+const PREALLOCATE_STEP_BYTES: u64 = 32 * 1024 * 1024;
 /// Bytes read from disk per read beyond the index interval and the byte budget.
 const READ_SLACK_BYTES: usize = 16 * 1024;
 
@@ -647,7 +654,8 @@ impl LogInner {
         {
             let cfg = st.config.clone();
             let active = st.active();
-            let too_big = active.size_bytes + len > cfg.segment_bytes;
+            // Index positions are u32: no segment grows past 4 GiB whatever the config.
+            let too_big = active.size_bytes + len > cfg.segment_bytes.min(u64::from(u32::MAX));
             let too_old = active.first_append_ms >= 0
                 && now.saturating_sub(active.first_append_ms) >= cfg.segment_ms as i64;
             let rel_overflow =
@@ -907,6 +915,8 @@ impl LogInner {
             Some(PendingOp::Write { last_offset, .. }) => last_offset + 1,
             _ => return Ok(()),
         };
+        self.reserve_space(&mut writer, chunks.iter().map(|c| c.len() as u64).sum())
+            .await?;
         writer.log.append(&chunks).await?;
         let written = writer.log.size_bytes();
         {
@@ -916,9 +926,25 @@ impl LogInner {
             }
             st.written_end_offset = st.written_end_offset.max(end_offset);
         }
-        self.persist_index_entries(&mut writer, written, end_offset)
+        self.persist_index_entries(&mut writer, written, end_offset, false)
             .await?;
         self.state.borrow_mut().writer = Some(writer);
+        Ok(())
+    }
+
+    /// Extends the log file's reservation ahead of a write of `more_bytes`.
+    async fn reserve_space(&self, w: &mut SegmentWriter, more_bytes: u64) -> Result<()> {
+        let (preallocate, segment_bytes) = {
+            let st = self.state.borrow();
+            (st.config.preallocate, st.config.segment_bytes)
+        };
+        let needed = w.log.size_bytes() + more_bytes;
+        if !preallocate || needed <= w.preallocated_bytes {
+            return Ok(());
+        }
+        let target = (needed + PREALLOCATE_STEP_BYTES).min(segment_bytes.max(needed));
+        w.log.file().preallocate(target).await?;
+        w.preallocated_bytes = target;
         Ok(())
     }
 
@@ -929,6 +955,7 @@ impl LogInner {
         w: &mut SegmentWriter,
         written: u64,
         written_end_offset: i64,
+        all: bool,
     ) -> Result<()> {
         let (index_bytes, index_n, time_bytes, time_n) = {
             let st = self.state.borrow();
@@ -937,6 +964,9 @@ impl LogInner {
             };
             let seg = &st.segments[i];
             let index_n = seg.index.count_below(written);
+            if !all && index_n < w.index_persisted + INDEX_PERSIST_ENTRIES {
+                return Ok(());
+            }
             let time_n = if written_end_offset > seg.base_offset {
                 seg.time_index.count_upto(seg.rel(written_end_offset - 1))
             } else {
@@ -973,22 +1003,15 @@ impl LogInner {
                 w.base_offset, segment_base
             );
         }
-        let (written, preallocate, segment_bytes) = {
+        let written = {
             let st = self.state.borrow();
             let i = st
                 .segment_index(segment_base)
                 .ok_or_else(|| self.closed_error())?;
-            (
-                st.segments[i].written_bytes,
-                st.config.preallocate,
-                st.config.segment_bytes,
-            )
+            st.segments[i].written_bytes
         };
         let faults = &self.env.faults;
         let log_file = self.segment_file(segment_base, true).await?;
-        if preallocate && written == 0 {
-            log_file.preallocate(segment_bytes).await?;
-        }
         let index_file = Rc::new(
             StorageFile::open_rw(&segment_path(&self.dir, segment_base, INDEX_SUFFIX), faults)
                 .await?,
@@ -1009,6 +1032,7 @@ impl LogInner {
             time_index: AlignedAppender::resume(time_file, 0).await?,
             index_persisted: 0,
             time_persisted: 0,
+            preallocated_bytes: 0,
         })
     }
 
@@ -1058,7 +1082,7 @@ impl LogInner {
             (seg.size_bytes, seg.next_offset)
         };
         debug_assert_eq!(w.log.size_bytes(), size);
-        self.persist_index_entries(&mut w, size, next_offset)
+        self.persist_index_entries(&mut w, size, next_offset, true)
             .await?;
         finish_segment_files(&w, size).await?;
         let mut st = self.state.borrow_mut();
@@ -1123,7 +1147,7 @@ impl LogInner {
                 seg.time_index.maybe_push(max_ts, last_rel);
             }
         }
-        self.persist_index_entries(&mut w, size, next_offset)
+        self.persist_index_entries(&mut w, size, next_offset, true)
             .await?;
         finish_segment_files(&w, size).await?;
         self.persist_epochs_if_dirty().await?;

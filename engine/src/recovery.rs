@@ -343,8 +343,15 @@ async fn open_clean_active(
         &read_whole(inner, &segment_path(&inner.dir, base, TIME_INDEX_SUFFIX)).await?,
     );
     let first_append_ms = if size > 0 {
-        let f = inner.segment_file(base, false).await?;
-        header_at(&f, 0).await?.map_or(-1, |h| h.log_append_time_ms)
+        // A handle of its own, closed again: idle partitions hold no open files.
+        let f = StorageFile::open_read(
+            &segment_path(&inner.dir, base, LOG_SUFFIX),
+            &inner.env.faults,
+        )
+        .await?;
+        let ts = header_at(&f, 0).await?.map_or(-1, |h| h.log_append_time_ms);
+        f.close().await?;
+        ts
     } else {
         -1
     };
@@ -458,6 +465,11 @@ async fn recover_active(inner: &Rc<LogInner>, base: i64, file_size: u64) -> Resu
         seg.first_append_ms = header_at(&file, 0)
             .await?
             .map_or(-1, |h| h.log_append_time_ms);
+    }
+    // Index files that match the recovered segment, so the next open needs no scan.
+    if fence.is_none() {
+        write_index_file(inner, &index_path, &seg.index.encode_from(0)).await?;
+        write_index_file(inner, &time_path, &seg.time_index.encode_from(0)).await?;
     }
     seg.file = Some(file);
     seg.file_writable = true;
