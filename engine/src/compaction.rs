@@ -160,7 +160,8 @@ impl Log {
         let inner = &self.inner;
         let dir = inner.dir.clone();
         let cleaned = dir.join(format!("{base:020}.{LOG_SUFFIX}.{CLEANED_SUFFIX}"));
-        let interval = u64::from(self.config().index_interval_bytes);
+        let config = self.config();
+        let interval = u64::from(config.index_interval_bytes);
         let mut seg = Segment::empty(base);
         let file = Rc::new(StorageFile::open_rw(&cleaned, &inner.env.faults).await?);
         file.truncate(0).await?;
@@ -174,7 +175,7 @@ impl Log {
                 h.base_offset,
                 h.last_offset(),
                 b.len() as u64,
-                h.max_timestamp_ms,
+                config.batch_time_ms(&h),
                 interval,
             );
             chunk.push(b);

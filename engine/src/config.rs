@@ -55,8 +55,23 @@ pub struct LogConfig {
     pub delete_retention_ms: u64,
     /// Largest accepted batch (header included).
     pub max_batch_bytes: usize,
-    /// Reserve a segment's disk space when it is created.
+    /// Reserve disk space ahead of writes (in steps as a segment grows).
     pub preallocate: bool,
+    /// `message.timestamp.type=LogAppendTime`: the broker's append time, not the
+    /// producer's timestamps, drives time lookups, time retention and segment age.
+    pub log_append_time: bool,
+}
+
+impl LogConfig {
+    /// The timestamp this log indexes a batch by: its max record timestamp, or its
+    /// append time under `LogAppendTime`.
+    pub fn batch_time_ms(&self, header: &strata_schema::BatchHeader) -> i64 {
+        if self.log_append_time {
+            header.log_append_time_ms
+        } else {
+            header.max_timestamp_ms
+        }
+    }
 }
 
 impl Default for LogConfig {
@@ -72,6 +87,7 @@ impl Default for LogConfig {
             delete_retention_ms: 24 * 3600 * 1000,
             max_batch_bytes: 1024 * 1024 + 4096,
             preallocate: true,
+            log_append_time: false,
         }
     }
 }

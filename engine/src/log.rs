@@ -457,9 +457,14 @@ impl Log {
             if batches.is_empty() {
                 break;
             }
+            let config = self.inner.state.borrow().config.clone();
             for bytes in &batches {
                 let view = check_batch(bytes)?;
-                if view.max_timestamp_ms >= timestamp_ms {
+                let batch_time = config.batch_time_ms(&view);
+                if batch_time >= timestamp_ms {
+                    if config.log_append_time {
+                        return Ok(Some((view.base_offset, batch_time)));
+                    }
                     return Ok(Some(first_record_at_or_after(bytes, &view, timestamp_ms)));
                 }
                 offset = view.last_offset() + 1;
@@ -670,6 +675,11 @@ impl LogInner {
         stamp_leader_epoch(batch, options.leader_epoch);
         stamp_log_append_time(batch, now);
         let interval = u64::from(st.config.index_interval_bytes);
+        let batch_time = if st.config.log_append_time {
+            now
+        } else {
+            header.max_timestamp_ms
+        };
         let seg = st.active_mut();
         let position = seg.size_bytes;
         if seg.first_append_ms < 0 {
@@ -680,7 +690,7 @@ impl LogInner {
             base_offset,
             last_offset,
             len,
-            header.max_timestamp_ms,
+            batch_time,
             interval,
         );
         let segment_base = seg.base_offset;
@@ -1203,6 +1213,7 @@ impl LogInner {
             )
         };
         let file = self.segment_file(segment_base, false).await?;
+        let config = self.state.borrow().config.clone();
         let mut found = None;
         let mut max_ts = max_before;
         let mut boundary_err = None;
@@ -1215,7 +1226,7 @@ impl LogInner {
                 boundary_err = Some(h.base_offset);
                 return false;
             }
-            max_ts = max_ts.max(h.max_timestamp_ms);
+            max_ts = max_ts.max(config.batch_time_ms(h));
             true
         })
         .await?;

@@ -387,7 +387,8 @@ async fn recover_active(inner: &Rc<LogInner>, base: i64, file_size: u64) -> Resu
     let (start_rel, start_pos) = index.last().unwrap_or((0, 0));
     index.pop();
     time_index.truncate_to_offset(start_rel);
-    let interval = u64::from(inner.state.borrow().config.index_interval_bytes);
+    let config = inner.state.borrow().config.clone();
+    let interval = u64::from(config.index_interval_bytes);
     let mut seg = Segment::empty(base);
     seg.next_offset = base + i64::from(start_rel);
     seg.size_bytes = u64::from(start_pos);
@@ -406,7 +407,7 @@ async fn recover_active(inner: &Rc<LogInner>, base: i64, file_size: u64) -> Resu
             h.base_offset,
             h.last_offset(),
             h.batch_len_bytes() as u64,
-            h.max_timestamp_ms,
+            config.batch_time_ms(h),
             interval,
         );
         epochs.observe(h.leader_epoch, h.base_offset);
@@ -545,7 +546,8 @@ pub(crate) async fn rebuild_indexes(inner: &LogInner, base: i64) -> Result<()> {
         (st.segments[i].size_bytes, st.segments[i].next_offset)
     };
     let file = inner.segment_file(base, false).await?;
-    let interval = u64::from(inner.state.borrow().config.index_interval_bytes);
+    let config = inner.state.borrow().config.clone();
+    let interval = u64::from(config.index_interval_bytes);
     let mut seg = Segment::empty(base);
     let scan = scan_batches(&file, 0, size, |pos, h| {
         seg.note_batch(
@@ -553,7 +555,7 @@ pub(crate) async fn rebuild_indexes(inner: &LogInner, base: i64) -> Result<()> {
             h.base_offset,
             h.last_offset(),
             h.batch_len_bytes() as u64,
-            h.max_timestamp_ms,
+            config.batch_time_ms(h),
             interval,
         );
         true

@@ -168,3 +168,43 @@ fn roll_truncate_and_timestamp_lookup() {
         assert_eq!(read_all(&log).await.len(), 10);
     });
 }
+
+#[test]
+fn log_append_time_drives_time_lookups() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    run_local(move || async move {
+        let cfg = LogConfig {
+            log_append_time: true,
+            ..small_segments()
+        };
+        let log = Log::open(&path, cfg.clone(), LogEnv::default())
+            .await
+            .unwrap();
+        // Producer timestamps far in the past are ignored for lookups.
+        let first = log.append(batch(1, 2, 10, 5), durable()).await.unwrap();
+        glommio::timer::sleep(std::time::Duration::from_millis(20)).await;
+        let second = log.append(batch(2, 2, 10, 5), durable()).await.unwrap();
+        assert!(second.log_append_time_ms > first.log_append_time_ms);
+        assert_eq!(
+            log.offset_for_timestamp(6).await.unwrap().map(|x| x.0),
+            Some(0)
+        );
+        let found = log
+            .offset_for_timestamp(first.log_append_time_ms + 1)
+            .await
+            .unwrap();
+        assert_eq!(found, Some((2, second.log_append_time_ms)));
+        drop(log);
+        let log = Log::open(&path, cfg, LogEnv::default()).await.unwrap();
+        let found = log
+            .offset_for_timestamp(first.log_append_time_ms + 1)
+            .await
+            .unwrap();
+        assert_eq!(
+            found,
+            Some((2, second.log_append_time_ms)),
+            "after recovery"
+        );
+    });
+}
