@@ -72,9 +72,4 @@ impl EngineError {
             message: err.to_string(),
         }
     }
-
-    /// Whether retrying the same call later may succeed without reopening anything.
-    pub fn is_retriable(&self) -> bool {
-        false
-    }
 }

@@ -490,7 +490,7 @@ impl Log {
                 return Ok(());
             }
             let base = st.active().base_offset;
-            self.inner.roll_locked(&mut st, now_ms());
+            self.inner.roll_locked(&mut st);
             base
         };
         self.inner.kick_flusher();
@@ -666,7 +666,7 @@ impl LogInner {
             let rel_overflow =
                 active.next_offset + delta - active.base_offset > i64::from(u32::MAX);
             if !active.is_empty() && (too_big || too_old || rel_overflow) {
-                self.roll_locked(&mut st, now);
+                self.roll_locked(&mut st);
             }
         }
         let base_offset = st.log_end_offset();
@@ -717,7 +717,7 @@ impl LogInner {
     }
 
     /// Seals the active segment and opens a new, empty one at the log end.
-    pub(crate) fn roll_locked(&self, st: &mut LogState, _now_ms: i64) {
+    pub(crate) fn roll_locked(&self, st: &mut LogState) {
         let base = st.active().base_offset;
         let next = st.log_end_offset();
         st.pending.push_back(PendingOp::Seal { segment_base: base });
