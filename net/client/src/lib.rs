@@ -1,5 +1,62 @@
-//! strata-client: the native client for strata — producer, consumer, consumer groups
-//! and admin.
+//! strata-client: the native client for strata — [`Producer`], [`Consumer`] and
+//! [`Admin`] (consumer groups come in a later round; see [`Consumer`]).
 //!
-//! It speaks strata's native protocol and depends on neither the server crates nor
-//! glommio, so it runs from plain synchronous code or any async runtime.
+//! It owns the client side of strata's native protocol: connections with pipelined
+//! requests, request encoding and response decoding (via `strata-schema`, which owns
+//! the formats), batching, partitioning, retries and consumer positions. It depends on
+//! neither the server crates nor glommio: plain `std` threads and sockets do the I/O,
+//! so it works from synchronous code and from any async runtime (tokio included).
+//!
+//! - Every request returns a runtime-agnostic future ([`Call`], [`SendFuture`]) that
+//!   the client's own threads complete: `.await` it anywhere, or `.wait()` for it.
+//! - Threads: one reader per [`Connection`] (completes responses, enforces timeouts)
+//!   and, for a [`Producer`], one sender (batches, sends, retries).
+//! - Every queue is bounded: [`IN_FLIGHT_MAX`] requests per connection, the producer's
+//!   `buffer_bytes`, the consumer's fetch sizes.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use strata_client::*;
+//!
+//! # fn main() -> Result<()> {
+//! let admin = Admin::connect(AdminConfig::default())?;
+//! admin.create_topic("events", 3, &[("retention.ms", "86400000")]).wait()?;
+//!
+//! let producer = Producer::connect(ProducerConfig::default())?;
+//! let meta = producer.send_blocking(ProducerRecord::new("events", "hello").key("k"))?;
+//! println!("written at {}/{}", meta.partition, meta.offset);
+//!
+//! let mut consumer = Consumer::connect(ConsumerConfig::default())?;
+//! consumer.assign(&[("events", meta.partition)]);
+//! consumer.seek("events", meta.partition, meta.offset)?;
+//! for record in &consumer.poll(Duration::from_secs(1))? {
+//!     println!("{:?} = {:?}", record.key(), record.value()); // borrowed, not copied
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+mod accumulator;
+mod admin;
+mod brokers;
+mod call;
+mod completion;
+mod connection;
+mod consumer;
+mod error;
+mod partitioner;
+mod producer;
+mod protocol;
+mod records;
+
+pub use admin::{Admin, AdminConfig, ListedOffset, OffsetSpec};
+pub use brokers::{brokers_from_env, parse_brokers, BROKERS_ENV, DEFAULT_BROKERS};
+pub use call::Call;
+pub use completion::Pending;
+pub use connection::{Connection, Response, CONNECT_TIMEOUT, IN_FLIGHT_MAX};
+pub use consumer::{Consumer, ConsumerConfig, OffsetReset};
+pub use error::{ClientError, Result};
+pub use partitioner::{murmur2, partition_for_key, to_positive, Partitioner};
+pub use producer::{Acks, Producer, ProducerConfig, ProducerRecord, RecordMetadata, SendFuture};
+pub use protocol::{PartitionDescription, TopicDescription};
+pub use records::{ConsumerRecord, Records, RecordsIter};

@@ -1,0 +1,207 @@
+//! [`Admin`]: topic administration — create, list, describe, delete, add partitions,
+//! alter configs — and offset look-ups.
+
+use std::time::Duration;
+
+use strata_schema::{ApiKey, ErrorCode};
+
+use crate::brokers::brokers_from_env;
+use crate::call::Call;
+use crate::connection::Connection;
+use crate::error::{ClientError, Result};
+use crate::protocol::{self, TopicDescription};
+
+/// How to reach the brokers for administration.
+#[derive(Clone, Debug)]
+pub struct AdminConfig {
+    /// Broker addresses (`host:port`); the first that accepts is used.
+    pub brokers: Vec<String>,
+    /// Time allowed for each request's response.
+    pub request_timeout: Duration,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            brokers: brokers_from_env(),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Which offset [`Admin::list_offsets`] looks up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OffsetSpec {
+    /// The first offset still in the log (the log start).
+    Earliest,
+    /// The offset the next record will get (the high watermark).
+    Latest,
+    /// The first offset whose timestamp is at or after this time (ms since the epoch).
+    Timestamp(i64),
+}
+
+impl OffsetSpec {
+    pub(crate) fn wire(self) -> i64 {
+        match self {
+            OffsetSpec::Earliest => protocol::LIST_OFFSETS_EARLIEST,
+            OffsetSpec::Latest => protocol::LIST_OFFSETS_LATEST,
+            OffsetSpec::Timestamp(ms) => ms,
+        }
+    }
+}
+
+/// The answer to a [`list_offsets`](Admin::list_offsets) look-up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListedOffset {
+    /// `-1` when no record is at or after a requested timestamp.
+    pub offset: i64,
+    /// The timestamp of the record at `offset`, or `-1`.
+    pub timestamp_ms: i64,
+}
+
+/// Administrative client over one connection. Every method returns a [`Call`]:
+/// `.await` it, or `.wait()` for it in synchronous code.
+pub struct Admin {
+    conn: Connection,
+    request_timeout: Duration,
+}
+
+impl Admin {
+    /// Connects to the first reachable broker of `config.brokers`.
+    pub fn connect(config: AdminConfig) -> Result<Admin> {
+        Ok(Admin {
+            conn: Connection::connect(&config.brokers)?,
+            request_timeout: config.request_timeout,
+        })
+    }
+
+    fn call<T>(
+        &self,
+        api: ApiKey,
+        body: Vec<u8>,
+        decode: impl FnOnce(&[u8]) -> Result<T> + Send + 'static,
+    ) -> Call<T> {
+        let pending = self.conn.request(api, &body, &[], self.request_timeout);
+        Call::new(pending, move |response| decode(response.body()))
+    }
+
+    /// Creates `name` with `partitions` partitions and topic configs (`key`, `value`).
+    pub fn create_topic(&self, name: &str, partitions: u32, configs: &[(&str, &str)]) -> Call<()> {
+        let configs: Vec<(&str, Option<&str>)> =
+            configs.iter().map(|(k, v)| (*k, Some(*v))).collect();
+        let body = protocol::encode_create_topics(name, partitions, &configs);
+        self.call(ApiKey::CreateTopics, body, protocol::decode_create_topics)
+    }
+
+    /// Every topic (internal ones too with `include_internal`), sorted by name.
+    pub fn list_topics(&self, include_internal: bool) -> Call<Vec<TopicDescription>> {
+        let body = protocol::encode_metadata(None, include_internal);
+        self.call(ApiKey::Metadata, body, |body| {
+            let mut topics = protocol::decode_metadata(body)?
+                .into_iter()
+                .filter_map(|(_, t)| t.ok())
+                .collect::<Vec<_>>();
+            topics.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(topics)
+        })
+    }
+
+    /// One topic: partitions (high watermark, log start, size) and effective configs.
+    /// An unknown topic is [`ErrorCode::UnknownTopic`].
+    pub fn describe_topic(&self, name: &str) -> Call<TopicDescription> {
+        let wanted = name.to_owned();
+        let body = protocol::encode_metadata(Some(&[name]), true);
+        self.call(ApiKey::Metadata, body, move |body| {
+            protocol::decode_metadata(body)?
+                .into_iter()
+                .find(|(n, _)| *n == wanted)
+                .map(|(_, t)| t)
+                .unwrap_or_else(|| {
+                    Err(ClientError::Broker {
+                        api: ApiKey::Metadata.name(),
+                        code: ErrorCode::UnknownTopic,
+                        message: format!("topic `{wanted}` does not exist"),
+                    })
+                })
+        })
+    }
+
+    /// Several topics, each with its own result, in the order asked.
+    pub fn describe_topics(&self, names: &[&str]) -> Call<Vec<Result<TopicDescription>>> {
+        let wanted: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+        let body = protocol::encode_metadata(Some(names), true);
+        self.call(ApiKey::Metadata, body, move |body| {
+            let mut found = protocol::decode_metadata(body)?;
+            Ok(wanted
+                .iter()
+                .map(|name| match found.iter().position(|(n, _)| n == name) {
+                    Some(i) => found.swap_remove(i).1,
+                    None => Err(ClientError::Broker {
+                        api: ApiKey::Metadata.name(),
+                        code: ErrorCode::UnknownTopic,
+                        message: format!("topic `{name}` does not exist"),
+                    }),
+                })
+                .collect())
+        })
+    }
+
+    /// Deletes `name` and its data.
+    pub fn delete_topic(&self, name: &str) -> Call<()> {
+        let wanted = name.to_owned();
+        let body = protocol::encode_delete_topics(&[name]);
+        self.call(ApiKey::DeleteTopics, body, move |body| {
+            protocol::decode_delete_topics(body)?
+                .into_iter()
+                .find(|(n, _)| *n == wanted || n.is_empty())
+                .map(|(_, r)| r)
+                .unwrap_or_else(|| {
+                    Err(ClientError::Protocol(format!(
+                        "DeleteTopics response has no result for `{wanted}`"
+                    )))
+                })
+        })
+    }
+
+    /// Grows `name` to `total_partitions` partitions (never shrinks).
+    pub fn add_partitions(&self, name: &str, total_partitions: u32) -> Call<()> {
+        let body = protocol::encode_create_partitions(name, total_partitions);
+        self.call(
+            ApiKey::CreatePartitions,
+            body,
+            protocol::decode_create_partitions,
+        )
+    }
+
+    /// Sets topic configs; a `None` value resets the key to its default.
+    pub fn alter_config(&self, name: &str, configs: &[(&str, Option<&str>)]) -> Call<()> {
+        let body = protocol::encode_alter_configs(name, configs);
+        self.call(ApiKey::AlterConfigs, body, protocol::decode_alter_configs)
+    }
+
+    /// The offset of one partition that `spec` names.
+    pub fn list_offsets(
+        &self,
+        topic: &str,
+        partition: u32,
+        spec: OffsetSpec,
+    ) -> Call<ListedOffset> {
+        let body = protocol::encode_list_offsets(&[(topic, partition, spec.wire())]);
+        let wanted = (topic.to_owned(), partition);
+        self.call(ApiKey::ListOffsets, body, move |body| {
+            let (_, _, result) = protocol::decode_list_offsets(body)?
+                .into_iter()
+                .find(|(t, p, _)| (t.as_str(), *p) == (wanted.0.as_str(), wanted.1))
+                .ok_or_else(|| {
+                    ClientError::Protocol(format!(
+                        "ListOffsets response has no result for {}/{}",
+                        wanted.0, wanted.1
+                    ))
+                })?;
+            result.map(|(offset, timestamp_ms)| ListedOffset {
+                offset,
+                timestamp_ms,
+            })
+        })
+    }
+}

@@ -1,0 +1,347 @@
+//! [`Consumer`]: reads assigned partitions from a position, one Fetch per `poll`.
+//!
+//! Positions live here, per partition: set by `seek`, by the reset policy when
+//! unknown (or out of range), and advanced past the records each `poll` returns.
+//! Consumer groups (a later round) plug in as a second source of the assignment
+//! (`subscribe(group)` replacing `assign`) and of starting positions (committed
+//! offsets instead of the reset policy), with `commit` writing `position()` back;
+//! `poll` and the position bookkeeping stay as they are.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use strata_schema::{ApiKey, ErrorCode};
+
+use crate::admin::OffsetSpec;
+use crate::brokers::brokers_from_env;
+use crate::completion::block_on;
+use crate::connection::Connection;
+use crate::error::{ClientError, Result};
+use crate::protocol::{self, FetchPartition};
+use crate::records::{PartitionBatches, Records};
+
+/// Where to start when a partition has no valid position.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OffsetReset {
+    Earliest,
+    Latest,
+    /// Fail the poll with `OFFSET_OUT_OF_RANGE` / no position.
+    None,
+}
+
+/// Consumer settings; `Default` works against a local broker.
+#[derive(Clone, Debug)]
+pub struct ConsumerConfig {
+    pub brokers: Vec<String>,
+    /// Names this consumer in broker logs and (later) group membership.
+    pub client_id: String,
+    /// Upper bound on one fetch response's batch bytes.
+    pub fetch_max_bytes: u32,
+    /// Upper bound per partition in one fetch.
+    pub fetch_partition_max_bytes: u32,
+    /// The broker answers once this many bytes are ready (or `fetch_max_wait` passed).
+    pub fetch_min_bytes: u32,
+    /// Longest the broker holds a fetch waiting for `fetch_min_bytes`.
+    pub fetch_max_wait: Duration,
+    pub auto_offset_reset: OffsetReset,
+    /// Time allowed for a response beyond the fetch's own wait.
+    pub request_timeout: Duration,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        ConsumerConfig {
+            brokers: brokers_from_env(),
+            client_id: "strata-client".into(),
+            fetch_max_bytes: 50 * 1024 * 1024,
+            fetch_partition_max_bytes: 1024 * 1024,
+            fetch_min_bytes: 1,
+            fetch_max_wait: Duration::from_millis(500),
+            auto_offset_reset: OffsetReset::Earliest,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Pause after a lost connection before the next fetch in the same poll.
+const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Reads records from assigned partitions: `poll` blocks up to its timeout,
+/// `poll_async` awaits from any runtime.
+pub struct Consumer {
+    config: ConsumerConfig,
+    conn: Option<Connection>,
+    /// Next offset to read per assigned partition; `None` = resolve by reset policy.
+    positions: BTreeMap<(Arc<str>, u32), Option<i64>>,
+    /// High watermark per partition as of the last fetch.
+    high_watermarks: BTreeMap<(Arc<str>, u32), i64>,
+}
+
+impl Consumer {
+    /// Connects to the first reachable broker.
+    pub fn connect(config: ConsumerConfig) -> Result<Consumer> {
+        let conn = Connection::connect(&config.brokers)?;
+        Ok(Consumer {
+            config,
+            conn: Some(conn),
+            positions: BTreeMap::new(),
+            high_watermarks: BTreeMap::new(),
+        })
+    }
+
+    fn conn(&mut self) -> Result<&Connection> {
+        if self.conn.as_ref().is_none_or(Connection::is_closed) {
+            self.conn = Some(Connection::connect(&self.config.brokers)?);
+        }
+        Ok(self.conn.as_ref().expect("just connected"))
+    }
+
+    /// Reads exactly these partitions from now on. Partitions kept from the previous
+    /// assignment keep their positions; new ones start by the reset policy.
+    pub fn assign(&mut self, partitions: &[(&str, u32)]) {
+        let mut next = BTreeMap::new();
+        for &(topic, partition) in partitions {
+            let key = (Arc::<str>::from(topic), partition);
+            let position = self.positions.get(&key).copied().flatten();
+            next.insert(key, position);
+        }
+        self.positions = next;
+        let positions = &self.positions;
+        self.high_watermarks
+            .retain(|k, _| positions.contains_key(k));
+    }
+
+    /// The assigned partitions.
+    pub fn assignment(&self) -> Vec<(String, u32)> {
+        self.positions
+            .keys()
+            .map(|(t, p)| (t.to_string(), *p))
+            .collect()
+    }
+
+    fn slot(&mut self, topic: &str, partition: u32) -> Result<&mut Option<i64>> {
+        self.positions
+            .get_mut(&(Arc::from(topic), partition))
+            .ok_or_else(|| {
+                ClientError::Config(format!(
+                    "{topic}/{partition} is not assigned to this consumer; call assign() first"
+                ))
+            })
+    }
+
+    /// The next `poll` reads `topic`/`partition` from `offset`.
+    pub fn seek(&mut self, topic: &str, partition: u32, offset: i64) -> Result<()> {
+        *self.slot(topic, partition)? = Some(offset);
+        Ok(())
+    }
+
+    /// Moves to the first offset still in the log.
+    pub fn seek_to_beginning(&mut self, topic: &str, partition: u32) -> Result<()> {
+        let offset = block_on(self.list_offset(topic, partition, OffsetSpec::Earliest))?;
+        self.seek(topic, partition, offset)
+    }
+
+    /// Moves past the last record: only records produced from now on are read.
+    pub fn seek_to_end(&mut self, topic: &str, partition: u32) -> Result<()> {
+        let offset = block_on(self.list_offset(topic, partition, OffsetSpec::Latest))?;
+        self.seek(topic, partition, offset)
+    }
+
+    /// Moves to the first record at or after `timestamp_ms` (or the end if none is).
+    pub fn seek_to_timestamp(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        timestamp_ms: i64,
+    ) -> Result<()> {
+        let spec = OffsetSpec::Timestamp(timestamp_ms);
+        let mut offset = block_on(self.list_offset(topic, partition, spec))?;
+        if offset < 0 {
+            offset = block_on(self.list_offset(topic, partition, OffsetSpec::Latest))?;
+        }
+        self.seek(topic, partition, offset)
+    }
+
+    /// The partition's high watermark as of the last `poll` (for lag: `hw - position`).
+    pub fn high_watermark(&self, topic: &str, partition: u32) -> Option<i64> {
+        self.high_watermarks
+            .get(&(Arc::from(topic), partition))
+            .copied()
+    }
+
+    /// The offset the next `poll` reads from, resolving it by the reset policy if the
+    /// partition has none yet.
+    pub fn position(&mut self, topic: &str, partition: u32) -> Result<i64> {
+        block_on(self.resolve_position(topic, partition))
+    }
+
+    async fn resolve_position(&mut self, topic: &str, partition: u32) -> Result<i64> {
+        if let Some(offset) = *self.slot(topic, partition)? {
+            return Ok(offset);
+        }
+        let spec = match self.config.auto_offset_reset {
+            OffsetReset::Earliest => OffsetSpec::Earliest,
+            OffsetReset::Latest => OffsetSpec::Latest,
+            OffsetReset::None => {
+                return Err(ClientError::Broker {
+                    api: ApiKey::Fetch.name(),
+                    code: ErrorCode::OffsetOutOfRange,
+                    message: format!(
+                        "{topic}/{partition} has no valid position and auto_offset_reset is None; seek first"
+                    ),
+                })
+            }
+        };
+        let offset = self.list_offset(topic, partition, spec).await?;
+        *self.slot(topic, partition)? = Some(offset);
+        Ok(offset)
+    }
+
+    async fn list_offset(&mut self, topic: &str, partition: u32, spec: OffsetSpec) -> Result<i64> {
+        let body = protocol::encode_list_offsets(&[(topic, partition, spec.wire())]);
+        let timeout = self.config.request_timeout;
+        let response = self
+            .conn()?
+            .request(ApiKey::ListOffsets, &body, &[], timeout)
+            .await?;
+        protocol::decode_list_offsets(response.body())?
+            .into_iter()
+            .find(|(t, p, _)| t == topic && *p == partition)
+            .ok_or_else(|| {
+                ClientError::Protocol(format!(
+                    "ListOffsets response has no result for {topic}/{partition}"
+                ))
+            })?
+            .2
+            .map(|(offset, _)| offset)
+    }
+
+    /// Fetches from every assigned partition and returns what arrived, waiting up to
+    /// `timeout` for at least one record (empty `Records` if none came). Positions
+    /// advance past the returned records. Blocks the calling thread; a lost connection
+    /// is re-established within the timeout.
+    pub fn poll(&mut self, timeout: Duration) -> Result<Records> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match block_on(self.poll_async(remaining)) {
+                Err(e) if e.is_retriable() && !remaining.is_zero() => {
+                    std::thread::sleep(RECONNECT_BACKOFF.min(remaining));
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// [`poll`](Self::poll) for async code: awaits the broker instead of blocking
+    /// (only reconnecting blocks, briefly). A retriable error (lost connection,
+    /// timeout) is returned at once; the next call reconnects.
+    pub async fn poll_async(&mut self, timeout: Duration) -> Result<Records> {
+        if self.positions.is_empty() {
+            return Err(ClientError::Config(
+                "no partitions assigned; call assign() first".into(),
+            ));
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let records = match self
+                .fetch_once(remaining.min(self.config.fetch_max_wait))
+                .await
+            {
+                Ok(records) => records,
+                Err(e) => {
+                    if e.is_retriable() {
+                        self.conn = None;
+                    }
+                    return Err(e);
+                }
+            };
+            if !records.is_empty() || Instant::now() >= deadline {
+                return Ok(records);
+            }
+        }
+    }
+
+    async fn fetch_once(&mut self, max_wait: Duration) -> Result<Records> {
+        let keys: Vec<(Arc<str>, u32)> = self.positions.keys().cloned().collect();
+        let mut offsets = Vec::with_capacity(keys.len());
+        for (topic, partition) in &keys {
+            offsets.push(self.resolve_position(topic, *partition).await?);
+        }
+        let parts: Vec<FetchPartition<'_>> = keys
+            .iter()
+            .zip(&offsets)
+            .map(|((topic, partition), &fetch_offset)| FetchPartition {
+                topic,
+                partition: *partition,
+                fetch_offset,
+                max_bytes: self.config.fetch_partition_max_bytes,
+            })
+            .collect();
+        let max_wait_ms = max_wait.as_millis().min(u128::from(u32::MAX)) as u32;
+        let body = protocol::encode_fetch(
+            max_wait_ms,
+            self.config.fetch_min_bytes,
+            self.config.fetch_max_bytes,
+            &parts,
+        );
+        let timeout = self.config.request_timeout + max_wait;
+        let response = self
+            .conn()?
+            .request(ApiKey::Fetch, &body, &[], timeout)
+            .await?;
+        let results = protocol::decode_fetch(response.body())?;
+        let tail = response.tail();
+        // Nothing moves until the whole response checks out: an error in one partition
+        // must not advance the others past records that were never handed out.
+        let mut at = 0usize;
+        let mut batches = Vec::new();
+        let mut resets = Vec::new();
+        for result in results {
+            let end = at + result.batch_bytes as usize;
+            if end > tail.len() {
+                return Err(ClientError::Protocol(format!(
+                    "Fetch result for {}/{} claims {} batch bytes past the end of the response",
+                    result.topic, result.partition, result.batch_bytes
+                )));
+            }
+            let range = at..end;
+            at = end;
+            let key = (Arc::<str>::from(result.topic.as_str()), result.partition);
+            let Some(index) = keys.iter().position(|k| *k == key) else {
+                continue; // not asked for (any more): ignore
+            };
+            if result.high_watermark >= 0 {
+                self.high_watermarks
+                    .insert(key.clone(), result.high_watermark);
+            }
+            match result.result {
+                Ok(()) => {}
+                Err(e)
+                    if e.code() == Some(ErrorCode::OffsetOutOfRange)
+                        && self.config.auto_offset_reset != OffsetReset::None =>
+                {
+                    resets.push(key); // resolved by the reset policy on the next fetch
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+            let part = PartitionBatches::parse(key.0, key.1, &tail, range, offsets[index])?;
+            batches.push(part);
+        }
+        for key in resets {
+            self.positions.insert(key, None);
+        }
+        for part in &batches {
+            let key = (part.topic.clone(), part.partition);
+            if let Some(position) = self.positions.get_mut(&key) {
+                if position.is_none_or(|p| part.next_offset > p) {
+                    *position = Some(part.next_offset);
+                }
+            }
+        }
+        Ok(Records::new(tail, batches))
+    }
+}
