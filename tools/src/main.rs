@@ -1,7 +1,58 @@
-//! `strata`: the one binary — `strata serve` and the admin, produce and consume
-//! commands. It parses arguments and calls the libraries; business logic lives there.
+//! `strata`: the one binary — `strata serve` runs a broker; `topic`, `produce` and
+//! `consume` talk to one. It parses arguments and calls the libraries (`strata-net`,
+//! `strata-client`); business logic lives there. Errors print one line a person can
+//! act on and exit non-zero.
+
+mod consume;
+mod produce;
+mod serve;
+mod topic;
+
+use clap::{Parser, Subcommand};
+
+/// strata: an event streaming platform.
+#[derive(Parser)]
+#[command(name = "strata", version, about)]
+struct Cli {
+    /// Broker address(es), comma separated.
+    #[arg(long, global = true, env = "STRATA_BROKERS", default_value = strata_client::DEFAULT_BROKERS)]
+    brokers: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a broker (embedded defaults work out of the box on localhost).
+    Serve(serve::ServeArgs),
+    /// Create, list, describe, delete and configure topics.
+    #[command(subcommand)]
+    Topic(topic::TopicCommand),
+    /// Produce one record per input line (stdin by default).
+    Produce(produce::ProduceArgs),
+    /// Consume records and print them.
+    Consume(consume::ConsumeArgs),
+}
 
 fn main() {
-    eprintln!("strata: the broker and CLI arrive with the broker issue; see README.md");
-    std::process::exit(2);
+    let cli = Cli::parse();
+    let brokers = strata_client::parse_brokers(&cli.brokers);
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Topic(cmd) => topic::run(cmd, brokers),
+        Command::Produce(args) => produce::run(args, brokers),
+        Command::Consume(args) => consume::run(args, brokers),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// Parses `KEY=VALUE`.
+pub(crate) fn key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected KEY=VALUE, got `{s}`")),
+    }
 }

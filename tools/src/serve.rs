@@ -1,0 +1,106 @@
+//! `strata serve`: runs a broker until SIGINT/SIGTERM, then shuts down gracefully
+//! (stop accepting, finish in-flight work, flush, write clean markers).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use strata_net::{run_broker, BrokerConfig};
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// A config file of `key = value` lines: data-dir, listen, metrics-addr, cores,
+    /// pin-to-cores, and `topic.<config> = <value>` for topic defaults. Flags win.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Where topic metadata and partition logs live.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Shards (one per core); 0 = all cores.
+    #[arg(long)]
+    cores: Option<usize>,
+    /// Native protocol listener.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Prometheus metrics listener; `off` disables it.
+    #[arg(long)]
+    metrics_addr: Option<String>,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = BrokerConfig::default();
+    if let Some(path) = &args.config {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        apply_file(&mut config, &text)
+            .with_context(|| format!("in config file {}", path.display()))?;
+    }
+    if let Some(d) = args.data_dir {
+        config.data_dir = d;
+    }
+    if let Some(c) = args.cores {
+        config.cores = c;
+    }
+    if let Some(l) = args.listen {
+        config.listen = l;
+    }
+    if let Some(m) = args.metrics_addr {
+        config.metrics_addr = parse_metrics(&m)?;
+    }
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&shutdown))
+            .context("cannot install signal handlers")?;
+    }
+    eprintln!(
+        "strata: serving {} (data in {}, metrics {})",
+        config.listen,
+        config.data_dir.display(),
+        config
+            .metrics_addr
+            .map_or("off".to_string(), |a| a.to_string())
+    );
+    run_broker(config, shutdown).context("broker stopped with an error")?;
+    eprintln!("strata: stopped cleanly");
+    Ok(())
+}
+
+fn parse_metrics(v: &str) -> anyhow::Result<Option<SocketAddr>> {
+    if v == "off" {
+        return Ok(None);
+    }
+    Ok(Some(v.parse().with_context(|| {
+        format!("metrics-addr `{v}` is not an address like 127.0.0.1:9251")
+    })?))
+}
+
+fn apply_file(config: &mut BrokerConfig, text: &str) -> anyhow::Result<()> {
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((k, v)) = line.split_once('=') else {
+            bail!("line {}: expected `key = value`", n + 1);
+        };
+        let (k, v) = (k.trim(), v.trim().trim_matches('"'));
+        let bad = |what: &str| anyhow::anyhow!("line {}: {k} = {v}: {what}", n + 1);
+        match k {
+            "data-dir" => config.data_dir = v.into(),
+            "listen" => config.listen = v.parse().map_err(|_| bad("not an address"))?,
+            "metrics-addr" => config.metrics_addr = parse_metrics(v)?,
+            "cores" => config.cores = v.parse().map_err(|_| bad("not a number"))?,
+            "pin-to-cores" => config.pin_to_cores = v.parse().map_err(|_| bad("not true/false"))?,
+            _ => match k.strip_prefix("topic.") {
+                Some(key) => {
+                    config.topic_defaults.insert(key.to_string(), v.to_string());
+                }
+                None => return Err(bad("unknown key")),
+            },
+        }
+    }
+    Ok(())
+}
