@@ -6,7 +6,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use strata_schema::{batches, kafka_records, validate_batch, BatchView, PayloadFormat};
+use strata_schema::layout;
+use strata_schema::{
+    batches, compute_batch_crc, kafka_records, validate_batch, BatchView, PayloadFormat, BATCH_HEADER_BYTES,
+    BATCH_MAGIC, BATCH_VERSION,
+};
 
 fn read_all(view: &BatchView<'_>) {
     match view.header().payload_format {
@@ -31,7 +35,25 @@ fn read_all(view: &BatchView<'_>) {
     }
 }
 
-fuzz_target!(|data: &[u8]| {
+/// The same bytes with framing fields and CRC made consistent, so the fuzzer reaches
+/// payload parsing instead of stopping at the checksum.
+fn with_consistent_frame(data: &[u8]) -> Option<Vec<u8>> {
+    if data.len() < BATCH_HEADER_BYTES {
+        return None;
+    }
+    let mut fixed = data.to_vec();
+    let payload_len = (data.len() - BATCH_HEADER_BYTES) as u32;
+    fixed[layout::PAYLOAD_LEN].copy_from_slice(&payload_len.to_le_bytes());
+    fixed[layout::MAGIC].copy_from_slice(&BATCH_MAGIC.to_le_bytes());
+    fixed[layout::VERSION] = BATCH_VERSION;
+    fixed[layout::PAYLOAD_FORMAT] = 1 + (data[layout::PAYLOAD_FORMAT] & 1);
+    fixed[72..BATCH_HEADER_BYTES].fill(0);
+    let crc = compute_batch_crc(&fixed).ok()?;
+    fixed[layout::CRC].copy_from_slice(&crc.to_le_bytes());
+    Some(fixed)
+}
+
+fn check(data: &[u8]) {
     if let Ok(view) = validate_batch(data) {
         assert_eq!(view.bytes().len(), data.len());
         if view.header().payload_format == PayloadFormat::Native {
@@ -46,4 +68,11 @@ fuzz_target!(|data: &[u8]| {
         read_all(&view);
     }
     assert!(consumed_bytes <= data.len());
+}
+
+fuzz_target!(|data: &[u8]| {
+    check(data);
+    if let Some(fixed) = with_consistent_frame(data) {
+        check(&fixed);
+    }
 });
