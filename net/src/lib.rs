@@ -3,3 +3,30 @@
 //! Owns listeners, connections, request routing between shards, the native and Kafka
 //! protocol handlers, and the broker-to-broker replication transport. It reaches
 //! storage only through `strata-engine`'s API and never looks at segment files.
+//!
+//! Today it serves the native protocol of one broker: [`run_broker`] starts one shard
+//! per core; every shard accepts connections on the same port (SO_REUSEPORT) and
+//! answers requests, sending the parts that touch partitions of other shards to their
+//! owners. Topic metadata lives on shard 0 and reaches the others as snapshots.
+
+mod broker;
+mod config;
+mod connection;
+mod errors;
+pub mod groups;
+mod handlers;
+mod metadata;
+mod metrics;
+mod response;
+mod server;
+mod topic_config;
+
+pub use config::{
+    BrokerConfig, BrokerError, DATA_DIR_DEFAULT, LISTEN_ADDR_DEFAULT, METRICS_ADDR_DEFAULT,
+};
+pub use connection::{IN_FLIGHT_BYTES_MAX, IN_FLIGHT_REQUESTS_MAX};
+pub use errors::{engine_error_code, WireError};
+pub use metadata::{validate_topic_name, CONSUMER_OFFSETS_TOPIC};
+pub use response::SERVED_APIS;
+pub use server::run_broker;
+pub use topic_config::{ConfigError, TopicConfig, TOPIC_CONFIG_KEYS};

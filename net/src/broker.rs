@@ -1,0 +1,514 @@
+//! One shard's broker state: the topic snapshot it reads, the partition logs it owns,
+//! and (on shard 0) the metadata changes it applies for every shard.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use glommio::sync::Semaphore;
+use strata_engine::placement::{Placement, ShardId};
+use strata_engine::shard::Shard;
+use strata_engine::snapshot::{SnapshotCell, SnapshotReader};
+use strata_engine::{BatchCache, Cleaner, Log, LogEnv};
+use strata_schema::ErrorCode;
+
+use crate::config::BrokerConfig;
+use crate::errors::WireError;
+use crate::metadata::{
+    partition_dir, store_topics, validate_topic_name, TopicMeta, Topics, PARTITIONS_MAX,
+};
+use crate::topic_config::TopicConfig;
+
+/// A job a metadata change runs on every shard.
+type LocalJob = std::pin::Pin<Box<dyn Future<Output = ()>>>;
+
+/// The shard that owns topic metadata and applies every change to it.
+pub const METADATA_SHARD: ShardId = 0;
+
+/// A shard's broker state, stored with `Shard::insert_local`.
+pub struct Broker {
+    pub shard: Shard,
+    pub config: Arc<BrokerConfig>,
+    pub placement: Placement,
+    meta_cell: Arc<SnapshotCell<Topics>>,
+    meta: RefCell<SnapshotReader<Topics>>,
+    logs: RefCell<HashMap<(String, u32), Log>>,
+    /// One partition opens at a time per shard, so a partition is never opened twice.
+    opening: Semaphore,
+    env: LogEnv,
+    cleaner: Rc<Cleaner>,
+    /// Serialises metadata changes (used on `METADATA_SHARD` only).
+    meta_lock: Semaphore,
+}
+
+impl Broker {
+    /// The state of `shard`, with the shard's own tail cache and cleaner.
+    pub fn new(
+        shard: Shard,
+        config: Arc<BrokerConfig>,
+        meta_cell: Arc<SnapshotCell<Topics>>,
+    ) -> Self {
+        let placement = Placement::new(shard.shard_count());
+        Broker {
+            shard,
+            config,
+            placement,
+            meta: RefCell::new(SnapshotReader::new(Arc::clone(&meta_cell))),
+            meta_cell,
+            logs: RefCell::new(HashMap::new()),
+            opening: Semaphore::new(1),
+            env: LogEnv {
+                cache: BatchCache::new(strata_engine::batch_cache::CACHE_BUDGET_BYTES_DEFAULT),
+                faults: Default::default(),
+            },
+            cleaner: Cleaner::new(),
+            meta_lock: Semaphore::new(1),
+        }
+    }
+
+    /// This shard's broker, from inside a job sent with `invoke_on`.
+    pub fn of(shard: &Shard) -> Rc<Broker> {
+        shard
+            .local::<Broker>()
+            .expect("every shard stores its Broker before it serves anything")
+    }
+
+    /// The newest topic snapshot.
+    pub fn topics(&self) -> Arc<Topics> {
+        Arc::clone(self.meta.borrow_mut().get())
+    }
+
+    /// Starts this shard's cleaner.
+    pub fn start_cleaner(&self) {
+        self.cleaner
+            .start(&self.shard, self.config.cleaner_interval_ms);
+    }
+
+    /// Which shard owns a partition.
+    pub fn owner(&self, topic: &str, partition: u32) -> ShardId {
+        self.placement.shard_for(topic, partition)
+    }
+
+    /// The open log of a partition this shard owns, opening it on first use.
+    pub async fn log(&self, topic: &str, partition: u32) -> Result<Log, WireError> {
+        debug_assert_eq!(self.owner(topic, partition), self.shard.id());
+        let key = (topic.to_owned(), partition);
+        if let Some(log) = self.logs.borrow().get(&key) {
+            return Ok(log.clone());
+        }
+        let meta = self.topic_meta(topic)?;
+        if partition >= meta.partitions {
+            return Err(WireError::new(
+                ErrorCode::UnknownPartition,
+                format!(
+                    "topic {topic} has {} partitions; partition {partition} does not exist",
+                    meta.partitions
+                ),
+            ));
+        }
+        let _permit = self
+            .opening
+            .acquire_permit(1)
+            .await
+            .map_err(|_| WireError::new(ErrorCode::BrokerShuttingDown, "shard is stopping"))?;
+        if let Some(log) = self.logs.borrow().get(&key) {
+            return Ok(log.clone());
+        }
+        let dir = partition_dir(&self.config.data_dir, topic, partition);
+        let log = Log::open(&dir, meta.config.log.clone(), self.env.clone()).await?;
+        // The topic may have been deleted while the log opened.
+        if self
+            .topics()
+            .get(topic)
+            .is_none_or(|t| partition >= t.partitions)
+        {
+            let _ = log.close().await;
+            return Err(unknown_topic(topic));
+        }
+        self.cleaner.register(&log);
+        self.logs.borrow_mut().insert(key, log.clone());
+        Ok(log)
+    }
+
+    /// `e`, or UnknownTopic when `e` comes from a log closed because its topic was
+    /// deleted meanwhile.
+    pub fn closed_means_deleted(&self, topic: &str, e: WireError) -> WireError {
+        if e.code == ErrorCode::BrokerShuttingDown && self.topics().get(topic).is_none() {
+            return unknown_topic(topic);
+        }
+        e
+    }
+
+    /// The topic called `name`, or UnknownTopic.
+    pub fn topic_meta(&self, name: &str) -> Result<Arc<TopicMeta>, WireError> {
+        self.topics()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| unknown_topic(name))
+    }
+
+    /// Opens every partition of every topic that this shard owns (at startup).
+    pub async fn open_owned(&self) -> Result<(), (String, u32, WireError)> {
+        let topics = self.topics();
+        for t in topics.topics.values() {
+            for p in 0..t.partitions {
+                if self.owner(&t.name, p) == self.shard.id() {
+                    self.log(&t.name, p)
+                        .await
+                        .map_err(|e| (t.name.clone(), p, e))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes every log this shard has open (writes their clean markers).
+    pub async fn close_all(&self) {
+        let logs: Vec<((String, u32), Log)> = self.logs.borrow_mut().drain().collect();
+        for ((t, p), log) in logs {
+            if let Err(e) = log.close().await {
+                tracing::warn!(topic = %t, partition = p, error = %e, "closing a partition failed");
+            }
+        }
+    }
+
+    /// Closes and forgets this shard's logs of `topic`.
+    async fn close_topic(&self, topic: &str) {
+        let logs: Vec<Log> = {
+            let mut map = self.logs.borrow_mut();
+            let keys: Vec<_> = map.keys().filter(|(t, _)| t == topic).cloned().collect();
+            keys.into_iter().filter_map(|k| map.remove(&k)).collect()
+        };
+        for log in logs {
+            let _ = log.close().await;
+        }
+        crate::metrics::forget_topic(topic);
+    }
+
+    /// Gives this shard's open logs of `topic` its current config.
+    fn apply_config(&self, topic: &str) {
+        let Some(meta) = self.topics().get(topic).cloned() else {
+            return;
+        };
+        for ((t, _), log) in self.logs.borrow().iter() {
+            if t == topic {
+                log.set_config(meta.config.log.clone());
+            }
+        }
+    }
+
+    // ---- metadata changes: run on METADATA_SHARD -------------------------------
+
+    /// Runs a metadata change on the metadata shard.
+    pub async fn on_metadata_shard<F, Fut>(&self, job: F) -> Result<(), WireError>
+    where
+        F: FnOnce(Rc<Broker>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), WireError>> + 'static,
+    {
+        self.shard
+            .invoke_on(METADATA_SHARD, move |shard| async move {
+                job(Broker::of(&shard)).await
+            })
+            .await?
+    }
+
+    /// Writes `topics` durably, then publishes it to every shard.
+    async fn commit(&self, topics: Topics) -> Result<(), WireError> {
+        let text = topics.to_text();
+        let data_dir = self.config.data_dir.clone();
+        glommio::executor()
+            .spawn_blocking(move || store_topics(&data_dir, &text))
+            .await
+            .map_err(|e| {
+                WireError::new(
+                    ErrorCode::StorageError,
+                    format!("cannot write topic metadata: {e}"),
+                )
+            })?;
+        self.meta_cell.publish(Arc::new(topics));
+        Ok(())
+    }
+
+    /// Runs `job(topic)` on every shard, in turn.
+    async fn on_every_shard(&self, topic: &str, job: fn(Rc<Broker>, String) -> LocalJob) {
+        for s in 0..self.shard.shard_count() {
+            let topic = topic.to_owned();
+            if let Err(e) = self
+                .shard
+                .invoke_on(s, move |shard| job(Broker::of(&shard), topic))
+                .await
+            {
+                tracing::warn!(shard = s, error = %e, "metadata change did not reach a shard");
+            }
+        }
+    }
+
+    /// Opens the partitions `from..to` of `topic` on their owners (creating them).
+    async fn open_partitions(&self, topic: &str, from: u32, to: u32) -> Result<(), WireError> {
+        for p in from..to {
+            let owner = self.owner(topic, p);
+            let t = topic.to_owned();
+            self.shard
+                .invoke_on(owner, move |shard| async move {
+                    Broker::of(&shard).log(&t, p).await.map(drop)
+                })
+                .await??;
+        }
+        Ok(())
+    }
+
+    async fn remove_partition_dirs(
+        &self,
+        topic: &str,
+        from: u32,
+        to: u32,
+    ) -> Result<(), WireError> {
+        let dirs: Vec<PathBuf> = (from..to)
+            .map(|p| partition_dir(&self.config.data_dir, topic, p))
+            .collect();
+        glommio::executor()
+            .spawn_blocking(move || {
+                for d in dirs {
+                    match std::fs::remove_dir_all(&d) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(format!("cannot remove {}: {e}", d.display())),
+                    }
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|e| WireError::new(ErrorCode::StorageError, e))
+    }
+
+    /// Creates a topic. Runs on the metadata shard.
+    pub async fn create_topic(
+        &self,
+        name: String,
+        partitions: u32,
+        overrides: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), WireError> {
+        debug_assert_eq!(self.shard.id(), METADATA_SHARD);
+        validate_topic_name(&name).map_err(|e| WireError::new(ErrorCode::InvalidTopicName, e))?;
+        if partitions == 0 || partitions > PARTITIONS_MAX {
+            return Err(WireError::new(
+                ErrorCode::InvalidPartitions,
+                format!(
+                    "a topic needs 1 to {PARTITIONS_MAX} partitions, {partitions} were asked for"
+                ),
+            ));
+        }
+        let config = TopicConfig::resolve(&self.config.topic_defaults, &overrides)
+            .map_err(|e| WireError::new(ErrorCode::InvalidConfig, e.to_string()))?;
+        let _lock = self
+            .meta_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| stopping())?;
+        let mut topics = (*self.topics()).clone();
+        if topics.get(&name).is_some() {
+            return Err(WireError::new(
+                ErrorCode::TopicAlreadyExists,
+                format!("topic {name} already exists"),
+            ));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        // Leftovers of an interrupted delete must not come back as data.
+        self.remove_partition_dirs(&name, 0, partitions).await?;
+        topics.topics.insert(
+            name.clone(),
+            Arc::new(TopicMeta {
+                name: name.clone(),
+                partitions,
+                overrides,
+                config,
+            }),
+        );
+        self.commit(topics).await?;
+        self.open_partitions(&name, 0, partitions).await
+    }
+
+    /// Deletes a topic and its data. Runs on the metadata shard.
+    pub async fn delete_topic(&self, name: String) -> Result<(), WireError> {
+        debug_assert_eq!(self.shard.id(), METADATA_SHARD);
+        let _lock = self
+            .meta_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| stopping())?;
+        let mut topics = (*self.topics()).clone();
+        let Some(meta) = topics.topics.remove(&name) else {
+            return Err(unknown_topic(&name));
+        };
+        self.commit(topics).await?;
+        self.on_every_shard(&name, |b, t| {
+            Box::pin(async move { b.close_topic(&t).await })
+        })
+        .await;
+        self.remove_partition_dirs(&name, 0, meta.partitions).await
+    }
+
+    /// Raises a topic's partition count. Runs on the metadata shard.
+    pub async fn create_partitions(&self, name: String, total: u32) -> Result<(), WireError> {
+        debug_assert_eq!(self.shard.id(), METADATA_SHARD);
+        let _lock = self
+            .meta_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| stopping())?;
+        let mut topics = (*self.topics()).clone();
+        let Some(meta) = topics.topics.get(&name).cloned() else {
+            return Err(unknown_topic(&name));
+        };
+        if total <= meta.partitions || total > PARTITIONS_MAX {
+            return Err(WireError::new(
+                ErrorCode::InvalidPartitions,
+                format!(
+                    "topic {name} has {} partitions; the new count must be larger and at most {PARTITIONS_MAX}, {total} was asked for",
+                    meta.partitions
+                ),
+            ));
+        }
+        self.remove_partition_dirs(&name, meta.partitions, total)
+            .await?;
+        let mut new_meta = (*meta).clone();
+        new_meta.partitions = total;
+        topics.topics.insert(name.clone(), Arc::new(new_meta));
+        self.commit(topics).await?;
+        self.open_partitions(&name, meta.partitions, total).await
+    }
+
+    /// Sets (value) or resets (no value) topic configs. Runs on the metadata shard.
+    pub async fn alter_configs(
+        &self,
+        name: String,
+        changes: Vec<(String, Option<String>)>,
+        validate_only: bool,
+    ) -> Result<(), WireError> {
+        debug_assert_eq!(self.shard.id(), METADATA_SHARD);
+        let _lock = self
+            .meta_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| stopping())?;
+        let mut topics = (*self.topics()).clone();
+        let Some(meta) = topics.topics.get(&name).cloned() else {
+            return Err(unknown_topic(&name));
+        };
+        let mut overrides = meta.overrides.clone();
+        for (k, v) in changes {
+            match v {
+                Some(v) => {
+                    overrides.insert(k, v);
+                }
+                None => {
+                    // Resetting an unknown key is still an error that names it.
+                    TopicConfig::default()
+                        .apply(&k, "")
+                        .err()
+                        .filter(|e| {
+                            matches!(e, crate::topic_config::ConfigError::UnknownKey { .. })
+                        })
+                        .map_or(Ok(()), |e| {
+                            Err(WireError::new(ErrorCode::InvalidConfig, e.to_string()))
+                        })?;
+                    overrides.remove(&k);
+                }
+            }
+        }
+        let config = TopicConfig::resolve(&self.config.topic_defaults, &overrides)
+            .map_err(|e| WireError::new(ErrorCode::InvalidConfig, e.to_string()))?;
+        if validate_only {
+            return Ok(());
+        }
+        let mut new_meta = (*meta).clone();
+        new_meta.overrides = overrides;
+        new_meta.config = config;
+        topics.topics.insert(name.clone(), Arc::new(new_meta));
+        self.commit(topics).await?;
+        self.on_every_shard(&name, |b, t| Box::pin(async move { b.apply_config(&t) }))
+            .await;
+        Ok(())
+    }
+}
+
+/// UnknownTopic for `name`.
+pub fn unknown_topic(name: &str) -> WireError {
+    WireError::new(
+        ErrorCode::UnknownTopic,
+        format!("topic {name:?} does not exist"),
+    )
+}
+
+fn stopping() -> WireError {
+    WireError::new(ErrorCode::BrokerShuttingDown, "the broker is shutting down")
+}
+
+/// Runs `job(broker, item)` for every item on the shard that owns it (one
+/// `invoke_on` per shard, items of one shard run concurrently), and returns the
+/// results in item order. Items move to their shard by ownership.
+pub async fn scatter<T, R, Fut>(
+    broker: &Broker,
+    items: Vec<(ShardId, T)>,
+    job: fn(Rc<Broker>, T) -> Fut,
+    failed: fn(WireError) -> R,
+) -> Vec<R>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+    Fut: Future<Output = R> + 'static,
+{
+    let n = items.len();
+    let mut by_shard: BTreeMap<ShardId, Vec<(usize, T)>> = BTreeMap::new();
+    for (i, (s, item)) in items.into_iter().enumerate() {
+        by_shard.entry(s).or_default().push((i, item));
+    }
+    let mut tasks = Vec::with_capacity(by_shard.len());
+    for (s, group) in by_shard {
+        let indexes: Vec<usize> = group.iter().map(|(i, _)| *i).collect();
+        let shard = broker.shard.clone();
+        let task = glommio::spawn_local(async move {
+            shard
+                .invoke_on(s, move |shard| async move {
+                    let b = Broker::of(&shard);
+                    let running: Vec<_> = group
+                        .into_iter()
+                        .map(|(_, item)| glommio::spawn_local(job(Rc::clone(&b), item)))
+                        .collect();
+                    let mut out = Vec::with_capacity(running.len());
+                    for t in running {
+                        out.push(t.await);
+                    }
+                    out
+                })
+                .await
+        });
+        tasks.push((indexes, task));
+    }
+    let mut results: Vec<Option<R>> = (0..n).map(|_| None).collect();
+    for (indexes, task) in tasks {
+        match task.await {
+            Ok(out) => {
+                for (i, r) in indexes.into_iter().zip(out) {
+                    results[i] = Some(r);
+                }
+            }
+            Err(e) => {
+                let e = WireError::from(e);
+                for i in indexes {
+                    results[i] = Some(failed(e.clone()));
+                }
+            }
+        }
+    }
+    results
+        .into_iter()
+        .map(|r| r.expect("every item got a result"))
+        .collect()
+}

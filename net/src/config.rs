@@ -1,0 +1,82 @@
+//! How a broker is started: `BrokerConfig`, and what can stop it from starting.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use strata_engine::shard::ShardError;
+
+/// Default native protocol listener.
+pub const LISTEN_ADDR_DEFAULT: &str = "127.0.0.1:9250";
+/// Default Prometheus metrics listener.
+pub const METRICS_ADDR_DEFAULT: &str = "127.0.0.1:9251";
+/// Default data directory.
+pub const DATA_DIR_DEFAULT: &str = "./strata-data";
+
+/// Everything `run_broker` needs.
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    /// Where topic metadata and partition logs live.
+    pub data_dir: PathBuf,
+    /// Native protocol listener; every shard binds it (SO_REUSEPORT).
+    pub listen: SocketAddr,
+    /// Prometheus text metrics over HTTP (any path), served by shard 0; `None` = no
+    /// metrics listener.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Number of shards (one per core); 0 = every core this process may run on.
+    pub cores: usize,
+    /// Pin each shard to its own core.
+    pub pin_to_cores: bool,
+    /// Default topic configs (`retention.ms` → `-1`, …), applied under each topic's
+    /// own; see `topic_config` for the keys.
+    pub topic_defaults: BTreeMap<String, String>,
+    /// This broker's id in Metadata responses.
+    pub broker_id: i32,
+    /// How often each shard's cleaner runs retention and compaction.
+    pub cleaner_interval_ms: u64,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            data_dir: PathBuf::from(DATA_DIR_DEFAULT),
+            listen: LISTEN_ADDR_DEFAULT
+                .parse()
+                .expect("a valid literal address"),
+            metrics_addr: Some(
+                METRICS_ADDR_DEFAULT
+                    .parse()
+                    .expect("a valid literal address"),
+            ),
+            cores: 0,
+            pin_to_cores: true,
+            topic_defaults: BTreeMap::new(),
+            broker_id: 0,
+            cleaner_interval_ms: strata_engine::cleaner::CLEANER_INTERVAL_MS_DEFAULT,
+        }
+    }
+}
+
+/// Why the broker could not start or stopped with an error.
+#[derive(thiserror::Error, Debug)]
+pub enum BrokerError {
+    /// A setting is invalid.
+    #[error("invalid broker configuration: {0}")]
+    Config(String),
+    /// The data directory or its metadata could not be read or created.
+    #[error("data directory problem: {0}")]
+    DataDir(String),
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {reason} (is another broker running on that port?)")]
+    Bind { addr: SocketAddr, reason: String },
+    /// A partition log could not be opened at startup.
+    #[error("cannot open partition {topic}-{partition}: {reason}")]
+    OpenPartition {
+        topic: String,
+        partition: u32,
+        reason: String,
+    },
+    /// The shard runtime failed.
+    #[error(transparent)]
+    Shards(#[from] ShardError),
+}

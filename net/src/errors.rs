@@ -1,0 +1,52 @@
+//! How engine and shard errors become protocol error codes.
+
+use strata_engine::shard::ShardError;
+use strata_engine::EngineError;
+use strata_schema::ErrorCode;
+
+/// A protocol error: a code and a message for people.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WireError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl WireError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        WireError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// The code a client sees for an engine error.
+pub fn engine_error_code(e: &EngineError) -> ErrorCode {
+    match e {
+        EngineError::InvalidBatch(_) => ErrorCode::CorruptBatch,
+        EngineError::BatchTooLarge { .. } => ErrorCode::MessageTooLarge,
+        EngineError::Fenced { .. } => ErrorCode::PartitionFenced,
+        EngineError::Io { .. } | EngineError::NoSpace { .. } => ErrorCode::StorageError,
+        EngineError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+        EngineError::NotBatchBoundary { .. } => ErrorCode::InvalidRequest,
+        EngineError::Corrupt { .. } | EngineError::BadFile { .. } => ErrorCode::StorageError,
+        // A log is closed only by shutdown or topic deletion.
+        EngineError::Closed { .. } => ErrorCode::BrokerShuttingDown,
+    }
+}
+
+impl From<EngineError> for WireError {
+    fn from(e: EngineError) -> Self {
+        WireError::new(engine_error_code(&e), e.to_string())
+    }
+}
+
+impl From<ShardError> for WireError {
+    fn from(e: ShardError) -> Self {
+        let code = match e {
+            ShardError::ShardClosed { .. } => ErrorCode::BrokerShuttingDown,
+            _ => ErrorCode::Unknown,
+        };
+        WireError::new(code, e.to_string())
+    }
+}

@@ -1,0 +1,291 @@
+//! Produce: split the tail per partition (`batch_bytes`) and into batches, send each
+//! partition's batches to its owner shard, append them in order, and answer per
+//! partition.
+//!
+//! acks: 1 waits until the batches are written, -1 (all) until they are durable; 0
+//! validates the batches fully, starts the appends and answers at once without
+//! offsets (native clients still want to hear about bad batches).
+//!
+//! Copies: the connection reads each partition's bytes into their own buffer. A
+//! partition carrying one batch (the usual case) hands that buffer to the engine as
+//! it is; it then moves to the owner shard and into the engine's write queue and
+//! tail cache without further copies (the engine's one copy is into its aligned
+//! O_DIRECT write buffer). A partition carrying several batches has each batch
+//! copied once into its own buffer, because the engine owns exactly one batch per
+//! append.
+//!
+//! Order: requests are handled concurrently, but each one's appends are queued on
+//! the owner shard in request order (tasks start in spawn order and cross-shard
+//! calls are FIFO), and a partition's batches are appended one after another.
+
+use std::rc::Rc;
+
+use flatbuffers::FlatBufferBuilder;
+use strata_engine::{AppendOptions, Durability};
+use strata_schema::protocol::*;
+use strata_schema::{
+    peek_batch_len, validate_produced_batch, ApiKey, BatchHeader, ErrorCode, TimestampType,
+    BATCH_HEADER_BYTES,
+};
+
+use super::{decode, Request};
+use crate::broker::Broker;
+use crate::connection::Tail;
+use crate::errors::WireError;
+use crate::response::{error_table, Response};
+
+/// Where a partition's batches landed: (base offset, log-append time, log start).
+type Appended = Result<(i64, i64, i64), WireError>;
+
+struct PartitionAppend {
+    topic: String,
+    partition: u32,
+    batches: Vec<Vec<u8>>,
+    durability: Durability,
+}
+
+/// One partition's batch bytes: its own buffer (read straight from the socket) or
+/// a slice of the request's tail.
+enum PartBytes<'a> {
+    Owned(Vec<u8>),
+    Borrowed(&'a [u8]),
+}
+
+/// Splits one partition's bytes into whole batches, checking each header and that
+/// its offsets are dense (as every producer's batch is). A partition of exactly one
+/// batch in its own buffer keeps that buffer; otherwise each batch is copied out.
+fn split_batches(part: PartBytes<'_>, full_check: bool) -> Result<Vec<Vec<u8>>, WireError> {
+    let corrupt = |m: String| WireError::new(ErrorCode::CorruptBatch, m);
+    let all: &[u8] = match &part {
+        PartBytes::Owned(v) => v,
+        PartBytes::Borrowed(s) => s,
+    };
+    if all.is_empty() {
+        return Err(corrupt("the partition has no batch bytes".to_owned()));
+    }
+    let mut ranges = Vec::new();
+    let mut at = 0usize;
+    while at < all.len() {
+        let bytes = &all[at..];
+        let i = ranges.len();
+        let len = peek_batch_len(bytes)
+            .filter(|&n| n >= BATCH_HEADER_BYTES && n <= bytes.len())
+            .ok_or_else(|| {
+                corrupt(format!(
+                    "batch {i} does not fit in the {} bytes left for the partition",
+                    bytes.len()
+                ))
+            })?;
+        let batch = &bytes[..len];
+        if full_check {
+            validate_produced_batch(batch).map_err(|e| corrupt(format!("batch {i}: {e}")))?;
+        } else {
+            let h = BatchHeader::decode(batch).map_err(|e| corrupt(format!("batch {i}: {e}")))?;
+            if !h.is_dense() {
+                return Err(corrupt(format!(
+                    "batch {i}: {} records do not fill offset delta {}",
+                    h.record_count, h.last_offset_delta
+                )));
+            }
+        }
+        ranges.push(at..at + len);
+        at += len;
+    }
+    match part {
+        PartBytes::Owned(v) if ranges.len() == 1 => Ok(vec![v]),
+        _ => Ok(ranges.into_iter().map(|r| all[r].to_vec()).collect()),
+    }
+}
+
+/// Appends one partition's batches in order on its owner shard.
+async fn append(broker: Rc<Broker>, p: PartitionAppend) -> Appended {
+    let log = broker.log(&p.topic, p.partition).await?;
+    let log_append_time = broker
+        .topics()
+        .get(&p.topic)
+        .is_some_and(|t| t.config.timestamp_type == TimestampType::LogAppendTime);
+    let count = p.batches.len();
+    let mut first = None;
+    for (i, batch) in p.batches.into_iter().enumerate() {
+        // Only the last append needs to wait for durability: it covers the others.
+        let durability = if i + 1 == count {
+            p.durability
+        } else {
+            Durability::Written
+        };
+        let (bytes, records) = (
+            batch.len() as u64,
+            BatchHeader::decode(&batch).map_or(0, |h| u64::from(h.record_count)),
+        );
+        let info = log.append(batch, AppendOptions::new(durability)).await;
+        let info = match info {
+            Ok(info) => info,
+            Err(e) => {
+                let mut e = broker.closed_means_deleted(&p.topic, WireError::from(e));
+                if i > 0 {
+                    e.message = format!(
+                        "{} (the partition's first {i} batches were appended)",
+                        e.message
+                    );
+                }
+                return Err(e);
+            }
+        };
+        crate::metrics::count_partition(&p.topic, p.partition, |c| {
+            c.bytes_in += bytes;
+            c.records_in += records;
+        });
+        // One node: everything appended is committed.
+        log.set_high_watermark(log.high_watermark().max(info.last_offset + 1));
+        first.get_or_insert(info);
+    }
+    let info = first.expect("split_batches never returns no batches");
+    let time = if log_append_time {
+        info.log_append_time_ms
+    } else {
+        -1
+    };
+    Ok((info.base_offset, time, log.log_start_offset()))
+}
+
+pub async fn handle(broker: &Broker, req: &Request<'_>, tail: Tail) -> Result<Response, WireError> {
+    let r = decode::<ProduceRequest>(req.body, ApiKey::Produce)?;
+    let topic = r.topic().to_owned();
+    let acks = r.acks();
+    let parts: Vec<(u32, u32)> = r
+        .partitions()
+        .iter()
+        .flatten()
+        .map(|p| (p.partition(), p.batch_bytes()))
+        .collect();
+    let durability = match acks {
+        0 | 1 => Some(Durability::Written),
+        -1 => Some(Durability::Durable),
+        _ => None,
+    };
+    let meta = broker.topic_meta(&topic);
+    // Per partition: an early error, or the batches to append.
+    let mut results: Vec<Option<Appended>> = Vec::with_capacity(parts.len());
+    let mut items = Vec::new();
+    let mut slots = Vec::new();
+    let (whole, mut owned) = match tail {
+        Tail::Whole(v) => (v, None),
+        Tail::Parts { parts, rest } => {
+            if !rest.is_empty() {
+                tracing::debug!(extra = rest.len(), "produce tail has undeclared bytes");
+            }
+            (Vec::new(), Some(parts.into_iter()))
+        }
+    };
+    let mut cursor = 0usize;
+    for (i, &(partition, batch_bytes)) in parts.iter().enumerate() {
+        let start = cursor;
+        cursor = cursor.saturating_add(batch_bytes as usize);
+        let bytes = match owned.as_mut() {
+            Some(parts) => parts.next().map(PartBytes::Owned),
+            None => whole.get(start..cursor).map(PartBytes::Borrowed),
+        };
+        let checked = (|| {
+            let bytes = bytes.ok_or_else(|| {
+                WireError::new(
+                    ErrorCode::InvalidRequest,
+                    format!(
+                        "partition {partition} claims {batch_bytes} batch bytes but the tail ends {} bytes after its start",
+                        whole.len().saturating_sub(start)
+                    ),
+                )
+            })?;
+            let durability = durability.ok_or_else(|| {
+                WireError::new(
+                    ErrorCode::InvalidAcks,
+                    format!("acks must be 0, 1 or -1 (all), not {acks}"),
+                )
+            })?;
+            let m = meta.as_ref().map_err(Clone::clone)?;
+            if partition >= m.partitions {
+                return Err(WireError::new(
+                    ErrorCode::UnknownPartition,
+                    format!(
+                        "topic {topic} has {} partitions; partition {partition} does not exist",
+                        m.partitions
+                    ),
+                ));
+            }
+            if parts[..i].iter().any(|(p, _)| *p == partition) {
+                return Err(WireError::new(
+                    ErrorCode::InvalidRequest,
+                    format!("partition {partition} appears twice in the request"),
+                ));
+            }
+            Ok(PartitionAppend {
+                topic: topic.clone(),
+                partition,
+                batches: split_batches(bytes, acks == 0)?,
+                durability,
+            })
+        })();
+        let early = match checked {
+            Ok(append) => {
+                items.push((broker.owner(&topic, partition), append));
+                slots.push(i);
+                None
+            }
+            Err(e) => Some(e),
+        };
+        results.push(early.map(Err));
+    }
+    if acks == 0 {
+        let shard_broker = Broker::of(&broker.shard);
+        glommio::spawn_local(async move {
+            for r in crate::broker::scatter(&shard_broker, items, append, Err).await {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e.message, "acks=0 append failed");
+                }
+            }
+        })
+        .detach();
+        for i in slots {
+            results[i] = Some(Ok((-1, -1, -1)));
+        }
+    } else {
+        let appended = crate::broker::scatter(broker, items, append, Err).await;
+        for (i, a) in slots.into_iter().zip(appended) {
+            results[i] = Some(a);
+        }
+    }
+
+    let mut fbb = FlatBufferBuilder::new();
+    let results: Vec<_> = parts
+        .iter()
+        .zip(results)
+        .map(|(&(partition, _), r)| {
+            let r = r.expect("every partition has a result");
+            let (base_offset, log_append_time_ms, log_start_offset, error) = match r {
+                Ok((b, t, s)) => (b, t, s, None),
+                Err(e) => (-1, -1, -1, Some(e)),
+            };
+            let error = error_table(&mut fbb, error.as_ref());
+            ProducePartitionResult::create(
+                &mut fbb,
+                &ProducePartitionResultArgs {
+                    partition,
+                    error,
+                    base_offset,
+                    log_append_time_ms,
+                    log_start_offset,
+                },
+            )
+        })
+        .collect();
+    let results = fbb.create_vector(&results);
+    let topic = fbb.create_string(&topic);
+    let root = ProduceResponse::create(
+        &mut fbb,
+        &ProduceResponseArgs {
+            topic: Some(topic),
+            results: Some(results),
+        },
+    );
+    fbb.finish(root, None);
+    Ok(req.reply(fbb.finished_data(), Vec::new()))
+}

@@ -1,0 +1,235 @@
+//! Topic metadata: which topics exist, their partition counts and configs, and the
+//! durable file (`data_dir/__meta/topics`) they are kept in.
+//!
+//! Shard 0 owns the metadata: it applies every change, writes the file (temp file,
+//! fsync, rename, directory fsync) and publishes the new state to every shard as an
+//! immutable [`Topics`] snapshot. Everything here is plain data and text; the I/O
+//! functions are blocking and run at startup or on a blocking thread.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::topic_config::{ConfigError, TopicConfig};
+
+/// Longest topic name (Kafka's rule).
+pub const TOPIC_NAME_BYTES_MAX: usize = 249;
+/// Most partitions a topic may have.
+pub const PARTITIONS_MAX: u32 = 10_000;
+/// The consumer groups' internal topic (created by the group coordinator).
+pub const CONSUMER_OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// Directory under the data dir that holds the metadata file.
+pub const META_DIR: &str = "__meta";
+const TOPICS_FILE: &str = "topics";
+const TOPICS_FILE_HEADER: &str = "strata-topics v1";
+
+/// Checks a topic name against Kafka's rules: 1..=249 of `[a-zA-Z0-9._-]`, not `.`
+/// or `..`.
+pub fn validate_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("topic name is empty".to_owned());
+    }
+    if name.len() > TOPIC_NAME_BYTES_MAX {
+        return Err(format!(
+            "topic name is {} characters long, at most {TOPIC_NAME_BYTES_MAX} are allowed",
+            name.len()
+        ));
+    }
+    if name == "." || name == ".." {
+        return Err(format!("topic name {name:?} is reserved"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "topic name {name:?} contains {c:?}; only ASCII letters, digits, '.', '_' and '-' are allowed"
+        ));
+    }
+    if name == META_DIR {
+        return Err(format!(
+            "topic name {name:?} is reserved for broker metadata"
+        ));
+    }
+    Ok(())
+}
+
+/// One topic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicMeta {
+    pub name: String,
+    pub partitions: u32,
+    /// The configs set on this topic (not the defaults).
+    pub overrides: BTreeMap<String, String>,
+    /// Effective configuration (defaults and overrides resolved).
+    pub config: TopicConfig,
+}
+
+impl TopicMeta {
+    /// Whether this is a broker-internal topic.
+    pub fn internal(&self) -> bool {
+        self.name.starts_with("__")
+    }
+}
+
+/// Every topic, as one immutable snapshot.
+#[derive(Clone, Debug, Default)]
+pub struct Topics {
+    pub topics: BTreeMap<String, Arc<TopicMeta>>,
+}
+
+impl Topics {
+    /// The topic called `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<TopicMeta>> {
+        self.topics.get(name)
+    }
+
+    /// The file text for these topics: a header line, then per topic a `topic NAME
+    /// PARTITIONS` line followed by its `config KEY=VALUE` lines. Names, keys and
+    /// values are validated before they get here and contain no whitespace or `=`.
+    pub fn to_text(&self) -> String {
+        let mut out = format!("{TOPICS_FILE_HEADER}\n");
+        for t in self.topics.values() {
+            out.push_str(&format!("topic {} {}\n", t.name, t.partitions));
+            for (k, v) in &t.overrides {
+                out.push_str(&format!("config {k}={v}\n"));
+            }
+        }
+        out
+    }
+
+    /// Parses [`to_text`](Self::to_text) output, resolving configs over `defaults`.
+    pub fn from_text(text: &str, defaults: &BTreeMap<String, String>) -> Result<Topics, String> {
+        let mut lines = text.lines().enumerate();
+        match lines.next() {
+            Some((_, TOPICS_FILE_HEADER)) => {}
+            other => {
+                return Err(format!(
+                    "expected header {TOPICS_FILE_HEADER:?}, found {:?}",
+                    other.map(|(_, l)| l)
+                ))
+            }
+        }
+        let mut pending: Vec<(String, u32, BTreeMap<String, String>)> = Vec::new();
+        for (i, line) in lines {
+            let line_no = i + 1;
+            if line.is_empty() {
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("topic ") {
+                let (name, count) = rest
+                    .split_once(' ')
+                    .ok_or_else(|| format!("line {line_no}: expected `topic NAME PARTITIONS`"))?;
+                validate_topic_name(name).map_err(|e| format!("line {line_no}: {e}"))?;
+                let count: u32 = count
+                    .parse()
+                    .map_err(|_| format!("line {line_no}: bad partition count {count:?}"))?;
+                pending.push((name.to_owned(), count, BTreeMap::new()));
+            } else if let Some(rest) = line.strip_prefix("config ") {
+                let (k, v) = rest
+                    .split_once('=')
+                    .ok_or_else(|| format!("line {line_no}: expected `config KEY=VALUE`"))?;
+                let topic = pending
+                    .last_mut()
+                    .ok_or_else(|| format!("line {line_no}: config before any topic"))?;
+                topic.2.insert(k.to_owned(), v.to_owned());
+            } else {
+                return Err(format!("line {line_no}: unexpected {line:?}"));
+            }
+        }
+        let mut topics = Topics::default();
+        for (name, partitions, overrides) in pending {
+            let config = TopicConfig::resolve(defaults, &overrides)
+                .map_err(|e: ConfigError| format!("topic {name}: {e}"))?;
+            topics.topics.insert(
+                name.clone(),
+                Arc::new(TopicMeta {
+                    name,
+                    partitions,
+                    overrides,
+                    config,
+                }),
+            );
+        }
+        Ok(topics)
+    }
+}
+
+/// Where partition `partition` of `topic` keeps its log.
+pub fn partition_dir(data_dir: &Path, topic: &str, partition: u32) -> PathBuf {
+    data_dir.join(format!("{topic}-{partition}"))
+}
+
+fn topics_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(META_DIR).join(TOPICS_FILE)
+}
+
+/// Reads the topics file (blocking; at startup). No file = no topics.
+pub fn load_topics(data_dir: &Path, defaults: &BTreeMap<String, String>) -> Result<Topics, String> {
+    let path = topics_path(data_dir);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            Topics::from_text(&text, defaults).map_err(|e| format!("{}: {e}", path.display()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Topics::default()),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// Writes the topics file atomically and durably (blocking: run it on a blocking
+/// thread): temp file, fsync, rename over the old one, fsync the directory.
+pub fn store_topics(data_dir: &Path, text: &str) -> std::io::Result<()> {
+    let dir = data_dir.join(META_DIR);
+    std::fs::create_dir_all(&dir)?;
+    let tmp = dir.join(format!("{TOPICS_FILE}.tmp"));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, topics_path(data_dir))?;
+    std::fs::File::open(&dir)?.sync_all()?;
+    std::fs::File::open(data_dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_kafka_rules() {
+        assert!(validate_topic_name("orders.v1_a-b").is_ok());
+        assert!(validate_topic_name("").is_err());
+        assert!(validate_topic_name(".").is_err());
+        assert!(validate_topic_name("..").is_err());
+        assert!(validate_topic_name("a b").is_err());
+        assert!(validate_topic_name("a/b").is_err());
+        assert!(validate_topic_name(&"x".repeat(250)).is_err());
+        assert!(validate_topic_name(&"x".repeat(249)).is_ok());
+    }
+
+    #[test]
+    fn text_round_trips() {
+        let mut overrides = BTreeMap::new();
+        overrides.insert("retention.ms".to_owned(), "-1".to_owned());
+        let defaults = BTreeMap::new();
+        let config = TopicConfig::resolve(&defaults, &overrides).unwrap();
+        let mut topics = Topics::default();
+        topics.topics.insert(
+            "t".to_owned(),
+            Arc::new(TopicMeta {
+                name: "t".to_owned(),
+                partitions: 3,
+                overrides,
+                config,
+            }),
+        );
+        let back = Topics::from_text(&topics.to_text(), &defaults).unwrap();
+        assert_eq!(
+            back.get("t").unwrap().as_ref(),
+            topics.get("t").unwrap().as_ref()
+        );
+        assert!(Topics::from_text("garbage", &defaults).is_err());
+    }
+}

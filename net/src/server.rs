@@ -1,0 +1,191 @@
+//! `run_broker`: start the shards, listen, serve, and shut down cleanly.
+//!
+//! Every shard binds the listen address itself: glommio's `TcpListener::bind` sets
+//! SO_REUSEPORT, so the kernel spreads new connections over the shards' accept
+//! queues and no shard hands connections to another. We chose that over one
+//! acceptor shard because it keeps accepting shared-nothing (no cross-shard hop per
+//! connection, no acceptor hot spot) and because a connection's requests are
+//! routed by partition owner anyway: which shard holds the socket only decides where
+//! the framing and the gathering of replies run.
+//!
+//! Shutdown, when the flag flips (polled by shard 0): every shard stops accepting
+//! and reading, finishes and answers the requests it has in flight, waits until all
+//! shards got that far (so no request can still reach a log), then closes its logs,
+//! which writes their clean markers.
+
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use glommio::net::TcpListener;
+use strata_engine::shard::{run_shards, Shard, ShardConfig};
+use strata_engine::snapshot::SnapshotCell;
+
+use crate::broker::{Broker, METADATA_SHARD};
+use crate::config::{BrokerConfig, BrokerError};
+use crate::connection;
+use crate::metadata::{load_topics, Topics};
+use crate::topic_config::TopicConfig;
+
+/// How often shard 0 looks at the shutdown flag.
+const SHUTDOWN_POLL_MS: u64 = 20;
+/// How often a stopping shard checks whether its connections and its peers are done.
+const DRAIN_POLL_MS: u64 = 5;
+/// Longest a stopping shard waits for its connections to finish their requests.
+const DRAIN_WAIT_MS_MAX: u64 = 30_000;
+/// Connections one shard serves at once; more are closed as they arrive.
+pub const CONNECTIONS_PER_SHARD_MAX: usize = 10_000;
+
+/// What every shard shares, read-only (plus the drain counter).
+struct Shared {
+    config: Arc<BrokerConfig>,
+    topics: Arc<SnapshotCell<Topics>>,
+    shutdown: Arc<AtomicBool>,
+    /// Shards that stored their `Broker` and opened their partitions.
+    ready: AtomicUsize,
+    /// Shards that finished serving their connections.
+    drained: AtomicUsize,
+}
+
+/// Runs a broker until `shutdown` becomes true, then shuts it down gracefully.
+/// Blocks the calling thread.
+pub fn run_broker(config: BrokerConfig, shutdown: Arc<AtomicBool>) -> Result<(), BrokerError> {
+    TopicConfig::resolve(&config.topic_defaults, &Default::default())
+        .map_err(|e| BrokerError::Config(format!("topic default: {e}")))?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        BrokerError::DataDir(format!("cannot create {}: {e}", config.data_dir.display()))
+    })?;
+    let topics =
+        load_topics(&config.data_dir, &config.topic_defaults).map_err(BrokerError::DataDir)?;
+    let shard_config = ShardConfig {
+        shard_count: config.cores,
+        pin_to_cores: config.pin_to_cores,
+        name: "strata-shard".to_owned(),
+        ..ShardConfig::default()
+    };
+    let shared = Arc::new(Shared {
+        config: Arc::new(config),
+        topics: Arc::new(SnapshotCell::new(Arc::new(topics))),
+        shutdown,
+        ready: AtomicUsize::new(0),
+        drained: AtomicUsize::new(0),
+    });
+    let results = run_shards(shard_config, move |shard| {
+        let shared = Arc::clone(&shared);
+        async move { shard_main(shard, shared).await }
+    })?;
+    results.into_iter().collect::<Result<Vec<()>, _>>()?;
+    Ok(())
+}
+
+async fn shard_main(shard: Shard, shared: Arc<Shared>) -> Result<(), BrokerError> {
+    let broker = Rc::new(Broker::new(
+        shard.clone(),
+        Arc::clone(&shared.config),
+        Arc::clone(&shared.topics),
+    ));
+    shard.insert_local(Rc::clone(&broker));
+    if shard.id() == METADATA_SHARD {
+        let (flag, s) = (Arc::clone(&shared.shutdown), shard.clone());
+        glommio::spawn_local(async move {
+            while !s.is_stopping() {
+                if flag.load(Ordering::Acquire) {
+                    s.request_stop();
+                    break;
+                }
+                let tick = glommio::timer::sleep(Duration::from_millis(SHUTDOWN_POLL_MS));
+                futures_lite::future::or(tick, s.stopped()).await;
+            }
+        })
+        .detach();
+    }
+    let result = serve(&shard, &broker, &shared).await;
+    if result.is_err() {
+        shard.request_stop();
+    }
+    // Wait for every shard to stop serving before closing logs: a peer's in-flight
+    // request may still append here.
+    shared.drained.fetch_add(1, Ordering::AcqRel);
+    while shared.drained.load(Ordering::Acquire) < shard.shard_count() {
+        glommio::timer::sleep(Duration::from_millis(DRAIN_POLL_MS)).await;
+    }
+    broker.close_all().await;
+    result
+}
+
+/// Opens this shard's partitions, then accepts and serves connections until the
+/// shard stops, and waits for them to finish.
+async fn serve(shard: &Shard, broker: &Rc<Broker>, shared: &Shared) -> Result<(), BrokerError> {
+    broker
+        .open_owned()
+        .await
+        .map_err(|(topic, partition, e)| BrokerError::OpenPartition {
+            topic,
+            partition,
+            reason: e.message,
+        })?;
+    broker.start_cleaner();
+    // No shard accepts before every shard can take requests from the others.
+    shared.ready.fetch_add(1, Ordering::AcqRel);
+    while shared.ready.load(Ordering::Acquire) < shard.shard_count() {
+        if shard.is_stopping() {
+            return Ok(());
+        }
+        glommio::timer::sleep(Duration::from_millis(1)).await;
+    }
+    let addr = broker.config.listen;
+    let listener = TcpListener::bind(addr).map_err(|e| BrokerError::Bind {
+        addr,
+        reason: e.to_string(),
+    })?;
+    tracing::info!(shard = shard.id(), %addr, "listening");
+    if let (METADATA_SHARD, Some(maddr)) = (shard.id(), broker.config.metrics_addr) {
+        let metrics_listener = crate::metrics::bind(maddr).map_err(|reason| BrokerError::Bind {
+            addr: maddr,
+            reason,
+        })?;
+        glommio::spawn_local(crate::metrics::serve(Rc::clone(broker), metrics_listener)).detach();
+    }
+    let open = Rc::new(std::cell::Cell::new(0usize));
+    loop {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            shard.stopped().await;
+            None
+        })
+        .await;
+        let stream = match accepted {
+            None => break,
+            Some(Ok(stream)) => stream,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(DRAIN_POLL_MS)).await;
+                continue;
+            }
+        };
+        if open.get() >= CONNECTIONS_PER_SHARD_MAX {
+            tracing::warn!("too many connections; closing a new one");
+            drop(stream);
+            continue;
+        }
+        open.set(open.get() + 1);
+        crate::metrics::with(|m| {
+            m.connections_open += 1;
+            m.connections_total += 1;
+        });
+        let (b, o) = (Rc::clone(broker), Rc::clone(&open));
+        glommio::spawn_local(async move {
+            connection::serve(b, stream).await;
+            o.set(o.get() - 1);
+            crate::metrics::with(|m| m.connections_open -= 1);
+        })
+        .detach();
+    }
+    drop(listener);
+    let mut waited_ms = 0;
+    while open.get() > 0 && waited_ms < DRAIN_WAIT_MS_MAX {
+        glommio::timer::sleep(Duration::from_millis(DRAIN_POLL_MS)).await;
+        waited_ms += DRAIN_POLL_MS;
+    }
+    Ok(())
+}
