@@ -211,6 +211,7 @@ async fn strata_run(
     let env = LogEnv {
         cache: BatchCache::new(cache_bytes),
         faults: Default::default(),
+        metrics: Default::default(),
     };
     let defaults = LogConfig::default();
     let config = LogConfig {

@@ -185,6 +185,7 @@ fn create_partitions(args: &IdleArgs, root: &Path) -> anyhow::Result<()> {
         let env = LogEnv {
             cache: BatchCache::new(8 << 20),
             faults: Default::default(),
+            metrics: Default::default(),
         };
         let batch = batch_of(records, record_bytes);
         let slots = Rc::new(Semaphore::new(concurrency as u64));
@@ -255,6 +256,7 @@ pub fn open(args: IdleOpenArgs) -> anyhow::Result<()> {
         let env = LogEnv {
             cache: BatchCache::new(strata_engine::batch_cache::CACHE_BUDGET_BYTES_DEFAULT),
             faults: Default::default(),
+            metrics: Default::default(),
         };
         // The first open starts what every shard has once (DMA probe, io_uring
         // buffers, blocking pool): it belongs to the baseline.

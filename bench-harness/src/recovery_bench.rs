@@ -294,6 +294,7 @@ pub fn writer(args: RecoveryWriterArgs) -> anyhow::Result<()> {
         let env = LogEnv {
             cache: BatchCache::new(64 << 20),
             faults: Default::default(),
+            metrics: Default::default(),
         };
         let log = Log::open(&args.dir, config, env).await?;
         let start = Instant::now();
@@ -430,6 +431,7 @@ pub fn open(args: RecoveryOpenArgs) -> anyhow::Result<()> {
         let env = LogEnv {
             cache: BatchCache::new(64 << 20),
             faults: Default::default(),
+            metrics: Default::default(),
         };
         let start = Instant::now();
         let log = Log::open(&args.dir, config, env).await?;

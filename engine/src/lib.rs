@@ -26,6 +26,7 @@ pub mod retention;
 pub mod segment;
 pub mod shard;
 pub mod snapshot;
+pub mod storage_metrics;
 pub mod time_index;
 
 pub use batch_cache::BatchCache;
@@ -36,3 +37,4 @@ pub use error::{EngineError, Result};
 pub use faults::{Fault, FaultInjector};
 pub use log::{run_local, AppendInfo, AppendOptions, Durability, Log, LogEnv, ReadBatches};
 pub use retention::RetentionOutcome;
+pub use storage_metrics::{StorageMetrics, StorageMetricsSnapshot};

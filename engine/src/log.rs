@@ -108,6 +108,7 @@ impl ReadBatches {
 pub struct LogEnv {
     pub cache: Rc<BatchCache>,
     pub faults: FaultInjector,
+    pub metrics: Rc<crate::storage_metrics::StorageMetrics>,
 }
 
 impl Default for LogEnv {
@@ -115,6 +116,7 @@ impl Default for LogEnv {
         LogEnv {
             cache: BatchCache::new(crate::batch_cache::CACHE_BUDGET_BYTES_DEFAULT),
             faults: FaultInjector::default(),
+            metrics: Rc::default(),
         }
     }
 }
@@ -927,8 +929,13 @@ impl LogInner {
         };
         self.reserve_space(&mut writer, chunks.iter().map(|c| c.len() as u64).sum())
             .await?;
+        let started = std::time::Instant::now();
         writer.log.append(&chunks).await?;
         let written = writer.log.size_bytes();
+        let bytes: usize = chunks.iter().map(|c| c.len()).sum();
+        self.env
+            .metrics
+            .record_write(bytes as u64, started.elapsed());
         {
             let mut st = self.state.borrow_mut();
             if let Some(i) = st.segment_index(segment_base) {
@@ -1117,7 +1124,9 @@ impl LogInner {
             )
         };
         if let Some(f) = file {
+            let started = std::time::Instant::now();
             f.fdatasync().await?;
+            self.env.metrics.record_fsync(started.elapsed());
         }
         let mut st = self.state.borrow_mut();
         st.durable_end_offset = st.durable_end_offset.max(target);

@@ -38,7 +38,7 @@ pub struct Broker {
     logs: RefCell<HashMap<(String, u32), Log>>,
     /// One partition opens at a time per shard, so a partition is never opened twice.
     opening: Semaphore,
-    env: LogEnv,
+    pub(crate) env: LogEnv,
     cleaner: Rc<Cleaner>,
     /// Serialises metadata changes (used on `METADATA_SHARD` only).
     meta_lock: Semaphore,
@@ -63,6 +63,7 @@ impl Broker {
             env: LogEnv {
                 cache: BatchCache::new(strata_engine::batch_cache::CACHE_BUDGET_BYTES_DEFAULT),
                 faults: Default::default(),
+                metrics: Default::default(),
             },
             cleaner: Cleaner::new(),
             meta_lock: Semaphore::new(1),

@@ -48,6 +48,11 @@ pub struct ShardMetrics {
     pub produce_latency_us: Histogram<u64>,
     /// Fetch request latency (µs), long-poll waits included.
     pub fetch_latency_us: Histogram<u64>,
+    /// Storage I/O of the shard's logs, copied from the engine when scraped.
+    pub storage_bytes_written: u64,
+    pub storage_fsyncs: u64,
+    pub write_latency_us: Histogram<u64>,
+    pub fsync_latency_us: Histogram<u64>,
 }
 
 impl Default for ShardMetrics {
@@ -61,6 +66,10 @@ impl Default for ShardMetrics {
             partitions: BTreeMap::new(),
             produce_latency_us: hist(),
             fetch_latency_us: hist(),
+            storage_bytes_written: 0,
+            storage_fsyncs: 0,
+            write_latency_us: hist(),
+            fsync_latency_us: hist(),
         }
     }
 }
@@ -203,7 +212,35 @@ pub fn render(shards: &[ShardMetrics]) -> String {
             }
         }
     }
-    let latencies: [LatencySeries; 2] = [
+    let storage: [Series<ShardMetrics, u64>; 2] = [
+        (
+            "strata_storage_bytes_written_total",
+            "Log bytes written to disk.",
+            |m| m.storage_bytes_written,
+        ),
+        (
+            "strata_storage_fsyncs_total",
+            "fdatasync calls that made appends durable.",
+            |m| m.storage_fsyncs,
+        ),
+    ];
+    for (name, help, get) in storage {
+        counter(&mut out, name, help, "counter");
+        for (s, m) in shards.iter().enumerate() {
+            let _ = writeln!(out, "{name}{{shard=\"{s}\"}} {}", get(m));
+        }
+    }
+    let latencies: [LatencySeries; 4] = [
+        (
+            "strata_write_latency_us",
+            "Log write latency (one aligned O_DIRECT write per cycle) in microseconds.",
+            |m| &m.write_latency_us,
+        ),
+        (
+            "strata_fsync_latency_us",
+            "fdatasync latency of durable appends in microseconds.",
+            |m| &m.fsync_latency_us,
+        ),
         (
             "strata_produce_latency_us",
             "Produce request latency in microseconds.",
@@ -283,7 +320,17 @@ async fn scrape(broker: Rc<Broker>, mut stream: TcpStream) -> std::io::Result<()
     for s in 0..broker.shard.shard_count() {
         match broker
             .shard
-            .invoke_on(s, |_| async { with(|m| m.clone()) })
+            .invoke_on(s, |shard| async move {
+                let mut m = with(|m| m.clone());
+                if let Some(b) = shard.local::<Broker>() {
+                    let io = b.env.metrics.snapshot();
+                    m.storage_bytes_written = io.bytes_written;
+                    m.storage_fsyncs = io.fsyncs;
+                    m.write_latency_us = io.write_latency_us;
+                    m.fsync_latency_us = io.fsync_latency_us;
+                }
+                m
+            })
             .await
         {
             Ok(m) => shards.push(m),

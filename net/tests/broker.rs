@@ -752,6 +752,14 @@ fn metrics_are_served_as_prometheus_text() {
     assert!(text.contains("partition=\"1\"} 3\n"), "{text}");
     assert!(text.contains("code=\"UNKNOWN_TOPIC\"} 1"), "{text}");
     assert!(text.contains("strata_produce_latency_us{shard="), "{text}");
+    // The default produce waits for durability: at least one fdatasync was timed.
+    let fsyncs: u64 = text
+        .lines()
+        .filter(|l| l.starts_with("strata_storage_fsyncs_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(fsyncs >= 1, "{text}");
+    assert!(text.contains("strata_fsync_latency_us{shard="), "{text}");
     broker.stop();
 }
 
