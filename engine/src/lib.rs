@@ -35,6 +35,8 @@ pub use compaction::CompactionOutcome;
 pub use config::{CleanupPolicy, FlushPolicy, LogConfig};
 pub use error::{EngineError, Result};
 pub use faults::{Fault, FaultInjector};
-pub use log::{run_local, AppendInfo, AppendOptions, Durability, Log, LogEnv, ReadBatches};
+pub use log::{
+    run_local, AppendInfo, AppendOptions, Durability, Log, LogEnv, OpenKind, ReadBatches,
+};
 pub use retention::RetentionOutcome;
 pub use storage_metrics::{StorageMetrics, StorageMetricsSnapshot};

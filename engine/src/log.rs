@@ -179,6 +179,19 @@ pub(crate) struct LogState {
     pub waiters: Vec<Waker>,
     pub epochs: LeaderEpochs,
     pub epochs_dirty: bool,
+    /// How the last open found the log.
+    pub opened: OpenKind,
+}
+
+/// How `Log::open` found the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenKind {
+    /// A new, empty log.
+    Created,
+    /// A clean-shutdown marker matched the files: no recovery scan.
+    Clean,
+    /// No usable marker: the active segment's tail was validated by a scan.
+    Recovered,
 }
 
 impl LogState {
@@ -292,6 +305,11 @@ impl Log {
     /// Replaces the configuration; it applies to the next append, roll and cleanup.
     pub fn set_config(&self, config: LogConfig) {
         self.inner.state.borrow_mut().config = config;
+    }
+
+    /// How the last open found the log (clean marker, recovery scan, or new).
+    pub fn opened(&self) -> OpenKind {
+        self.inner.state.borrow().opened
     }
 
     /// Why the log is fenced (read-only), if it is.

@@ -21,7 +21,7 @@ use crate::error::{EngineError, Result};
 use crate::file::{ensure_dma_reads, StorageFile};
 use crate::index::{OffsetIndex, INDEX_ENTRY_BYTES};
 use crate::leader_epochs::{LeaderEpochs, LEADER_EPOCHS_NAME};
-use crate::log::{next_log_id, Fence, Log, LogEnv, LogInner, LogState};
+use crate::log::{next_log_id, Fence, Log, LogEnv, LogInner, LogState, OpenKind};
 use crate::segment::{
     parse_segment_name, segment_path, Segment, CLEANED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX,
     TIME_INDEX_SUFFIX,
@@ -243,6 +243,7 @@ pub(crate) async fn open_log(dir: &Path, config: LogConfig, env: LogEnv) -> Resu
             waiters: Vec::new(),
             epochs,
             epochs_dirty: false,
+            opened: OpenKind::Created,
         }),
     });
     let n = listing.bases.len();
@@ -284,8 +285,14 @@ pub(crate) async fn open_log(dir: &Path, config: LogConfig, env: LogEnv) -> Resu
         });
         inner.state.borrow_mut().segments.push(Segment::empty(base));
         match trusted {
-            Some(m) => open_clean_active(&inner, base, size, m.next_offset).await?,
-            None => recover_active(&inner, base, size).await?,
+            Some(m) => {
+                open_clean_active(&inner, base, size, m.next_offset).await?;
+                inner.state.borrow_mut().opened = OpenKind::Clean;
+            }
+            None => {
+                recover_active(&inner, base, size).await?;
+                inner.state.borrow_mut().opened = OpenKind::Recovered;
+            }
         }
     }
     {
