@@ -14,6 +14,7 @@ pub mod append_summary;
 pub mod engine_append;
 pub mod limits;
 pub mod memory_bench;
+pub mod native_e2e;
 pub mod proc_stats;
 pub mod raw_io;
 pub mod recovery_bench;

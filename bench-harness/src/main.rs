@@ -5,6 +5,7 @@ use strata_bench::alloc_counter::CountingAlloc;
 use strata_bench::engine_append::{self, EngineAppendArgs};
 use strata_bench::limits::{self, LimitsArgs};
 use strata_bench::memory_bench::{self, IdleArgs, IdleOpenArgs};
+use strata_bench::native_e2e::{self, NativeE2eArgs};
 use strata_bench::recovery_bench::{self, RecoveryArgs, RecoveryOpenArgs, RecoveryWriterArgs};
 
 /// Counts live heap bytes for `idle-partitions`; otherwise the system allocator.
@@ -30,6 +31,8 @@ enum Cmd {
     Recovery(RecoveryArgs),
     /// Memory and file descriptors held by N idle partitions.
     IdlePartitions(IdleArgs),
+    /// Produce and consume through the native client against a running broker.
+    NativeE2e(NativeE2eArgs),
     /// (child of `recovery`) Builds a partition, then waits for SIGKILL.
     #[command(hide = true)]
     RecoveryWriter(RecoveryWriterArgs),
@@ -47,6 +50,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::EngineAppend(a) => engine_append::run(a),
         Cmd::Recovery(a) => recovery_bench::run(a),
         Cmd::IdlePartitions(a) => memory_bench::run(a),
+        Cmd::NativeE2e(a) => native_e2e::run(a),
         Cmd::RecoveryWriter(a) => recovery_bench::writer(a),
         Cmd::RecoveryOpen(a) => recovery_bench::open(a),
         Cmd::IdleOpen(a) => memory_bench::open(a),

@@ -1,0 +1,238 @@
+//! `strata-bench native-e2e`: produce through the native client to a broker and
+//! consume the same records back, measuring throughput, publish latency (send →
+//! acknowledged) and end-to-end latency (send → received).
+//!
+//! With `--rate N` (MB/s) records are sent on a fixed schedule and both latencies are
+//! measured from each record's *intended* send time, so a stall delays every record
+//! scheduled behind it and shows in the tail (coordinated omission corrected). With
+//! `--rate max` the producer sends as fast as its buffer allows.
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use serde_json::json;
+use strata_client::{
+    Acks, Admin, AdminConfig, Consumer, ConsumerConfig, Producer, ProducerConfig, ProducerRecord,
+    SendFuture,
+};
+
+use crate::report::{latency_histogram, mb_per_s, record_us, write_json, Latency, Table};
+
+/// Bytes at the start of each value: the intended send time (µs since the epoch).
+const STAMP_BYTES: usize = 8;
+/// Acknowledgements waited for in order, at most this many pending (memory bound).
+const PENDING_ACKS_MAX: usize = 100_000;
+
+#[derive(Args, Debug)]
+pub struct NativeE2eArgs {
+    /// Broker address.
+    #[arg(long, default_value = "127.0.0.1:9250")]
+    brokers: String,
+    /// Topic to use (created with one partition if missing).
+    #[arg(long, default_value = "strata-bench-e2e")]
+    topic: String,
+    /// Bytes per record value.
+    #[arg(long, default_value_t = 1024)]
+    record_bytes: usize,
+    /// `max`, or a fixed rate in MB/s.
+    #[arg(long, default_value = "max")]
+    rate: String,
+    /// Measured seconds.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// 0, 1 or all.
+    #[arg(long, default_value = "all")]
+    acks: String,
+    /// Producer batch size in bytes.
+    #[arg(long, default_value_t = 64 * 1024)]
+    batch_bytes: usize,
+    /// Producer linger in milliseconds.
+    #[arg(long, default_value_t = 1)]
+    linger_ms: u64,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+pub fn run(args: NativeE2eArgs) -> anyhow::Result<()> {
+    if args.record_bytes < STAMP_BYTES {
+        bail!("--record-bytes must be at least {STAMP_BYTES}");
+    }
+    let rate_mbps: Option<f64> = match args.rate.as_str() {
+        "max" => None,
+        r => Some(
+            r.parse()
+                .with_context(|| format!("--rate {r}: expected `max` or MB/s"))?,
+        ),
+    };
+    let brokers = strata_client::parse_brokers(&args.brokers);
+    let admin = Admin::connect(AdminConfig {
+        brokers: brokers.clone(),
+        ..AdminConfig::default()
+    })?;
+    if admin.describe_topic(&args.topic).wait().is_err() {
+        admin
+            .create_topic(&args.topic, 1, &[])
+            .wait()
+            .context("create the benchmark topic")?;
+    }
+    let end = admin
+        .list_offsets(&args.topic, 0, strata_client::OffsetSpec::Latest)
+        .wait()?
+        .offset;
+
+    // Consumer: from the current end, records the end-to-end latency of each record.
+    let (stop_tx, stop_rx) = mpsc::channel::<u64>();
+    let consumer_brokers = brokers.clone();
+    let topic = args.topic.clone();
+    let consumer = std::thread::spawn(
+        move || -> anyhow::Result<(hdrhistogram::Histogram<u64>, u64)> {
+            let mut c = Consumer::connect(ConsumerConfig {
+                brokers: consumer_brokers,
+                fetch_max_wait: Duration::from_millis(100),
+                ..ConsumerConfig::default()
+            })?;
+            c.assign(&[(topic.as_str(), 0)]);
+            c.seek(&topic, 0, end)?;
+            let mut e2e = latency_histogram();
+            let (mut received, mut expected) = (0u64, None::<u64>);
+            let deadline_after_stop = Duration::from_secs(30);
+            let mut stop_seen: Option<Instant> = None;
+            loop {
+                if expected.is_none() {
+                    if let Ok(n) = stop_rx.try_recv() {
+                        expected = Some(n);
+                        stop_seen = Some(Instant::now());
+                    }
+                }
+                if expected.is_some_and(|n| received >= n)
+                    || stop_seen.is_some_and(|t| t.elapsed() > deadline_after_stop)
+                {
+                    break;
+                }
+                let records = c.poll(Duration::from_millis(100))?;
+                let now = now_us();
+                for r in records.iter() {
+                    let v = r.value().unwrap_or_default();
+                    if v.len() >= STAMP_BYTES {
+                        let mut stamp = [0u8; STAMP_BYTES];
+                        stamp.copy_from_slice(&v[..STAMP_BYTES]);
+                        record_us(&mut e2e, now.saturating_sub(u64::from_le_bytes(stamp)));
+                    }
+                    received += 1;
+                }
+            }
+            Ok((e2e, received))
+        },
+    );
+
+    let producer = Producer::connect(ProducerConfig {
+        brokers,
+        acks: args.acks.parse::<Acks>()?,
+        batch_bytes: args.batch_bytes,
+        linger: Duration::from_millis(args.linger_ms),
+        ..ProducerConfig::default()
+    })?;
+    // Acknowledgements are awaited on their own thread, in send order.
+    let (ack_tx, ack_rx) = mpsc::sync_channel::<(u64, SendFuture)>(PENDING_ACKS_MAX);
+    let acker = std::thread::spawn(
+        move || -> anyhow::Result<(hdrhistogram::Histogram<u64>, u64)> {
+            let mut publish = latency_histogram();
+            let mut acked = 0u64;
+            for (intended_us, fut) in ack_rx {
+                fut.wait().context("a send failed")?;
+                record_us(&mut publish, now_us().saturating_sub(intended_us));
+                acked += 1;
+            }
+            Ok((publish, acked))
+        },
+    );
+
+    let interval =
+        rate_mbps.map(|mbps| Duration::from_secs_f64(args.record_bytes as f64 / (mbps * 1e6)));
+    let started = Instant::now();
+    let start_us = now_us();
+    let mut payload = vec![b'x'; args.record_bytes];
+    let mut sent = 0u64;
+    while started.elapsed() < Duration::from_secs(args.seconds) {
+        let intended_us = match interval {
+            Some(iv) => {
+                let due = iv.mul_f64(sent as f64);
+                let elapsed = started.elapsed();
+                if due > elapsed {
+                    std::thread::sleep((due - elapsed).min(Duration::from_millis(1)));
+                    continue;
+                }
+                start_us + due.as_micros() as u64
+            }
+            None => now_us(),
+        };
+        payload[..STAMP_BYTES].copy_from_slice(&intended_us.to_le_bytes());
+        let fut = producer.send(ProducerRecord::new(&args.topic, payload.clone()));
+        ack_tx
+            .send((intended_us, fut))
+            .context("acknowledgement thread stopped")?;
+        sent += 1;
+    }
+    producer.flush();
+    drop(ack_tx);
+    let (publish, acked) = acker
+        .join()
+        .map_err(|_| anyhow::anyhow!("ack thread panicked"))??;
+    let produce_secs = started.elapsed().as_secs_f64();
+    let _ = stop_tx.send(sent);
+    let (e2e, received) = consumer
+        .join()
+        .map_err(|_| anyhow::anyhow!("consumer thread panicked"))??;
+    producer.close();
+
+    let bytes = acked * args.record_bytes as u64;
+    let (p, e) = (Latency::of(&publish), Latency::of(&e2e));
+    let mut t = Table::new(&[
+        "rate",
+        "acks",
+        "sent",
+        "acked",
+        "received",
+        "MB/s acked",
+        "publish p50/p99/p99.9 us",
+        "e2e p50/p99/p99.9 us",
+        "e2e max us",
+    ]);
+    t.row(vec![
+        args.rate.clone(),
+        args.acks.clone(),
+        sent.to_string(),
+        acked.to_string(),
+        received.to_string(),
+        format!("{:.1}", mb_per_s(bytes, produce_secs)),
+        p.triple(),
+        e.triple(),
+        format!("{:.0}", e.max_us),
+    ]);
+    t.print();
+    if received < acked {
+        eprintln!(
+            "warning: {} acknowledged records were not received",
+            acked - received
+        );
+    }
+    write_json(
+        args.json.as_deref(),
+        &json!({
+            "benchmark": "native-e2e",
+            "config": format!("{args:?}"),
+            "sent": sent, "acked": acked, "received": received,
+            "mb_per_s": mb_per_s(bytes, produce_secs),
+            "publish": p.to_json(), "e2e": e.to_json(),
+        }),
+    )
+}
