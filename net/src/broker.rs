@@ -338,6 +338,7 @@ impl Broker {
     /// Deletes a topic and its data. Runs on the metadata shard.
     pub async fn delete_topic(&self, name: String) -> Result<(), WireError> {
         debug_assert_eq!(self.shard.id(), METADATA_SHARD);
+        refuse_offsets_topic(&name, "deleted")?;
         let _lock = self
             .meta_lock
             .acquire_permit(1)
@@ -358,6 +359,8 @@ impl Broker {
     /// Raises a topic's partition count. Runs on the metadata shard.
     pub async fn create_partitions(&self, name: String, total: u32) -> Result<(), WireError> {
         debug_assert_eq!(self.shard.id(), METADATA_SHARD);
+        // Its partition count decides which partition coordinates each group.
+        refuse_offsets_topic(&name, "given more partitions")?;
         let _lock = self
             .meta_lock
             .acquire_permit(1)
@@ -445,6 +448,17 @@ pub fn unknown_topic(name: &str) -> WireError {
         ErrorCode::UnknownTopic,
         format!("topic {name:?} does not exist"),
     )
+}
+
+/// The group coordinators live in `__consumer_offsets`; it must stay as it is.
+fn refuse_offsets_topic(name: &str, what: &str) -> Result<(), WireError> {
+    if name == crate::metadata::CONSUMER_OFFSETS_TOPIC {
+        return Err(WireError::new(
+            ErrorCode::InvalidRequest,
+            format!("topic {name} holds the consumer groups' offsets and cannot be {what}"),
+        ));
+    }
+    Ok(())
 }
 
 fn stopping() -> WireError {

@@ -48,6 +48,10 @@ pub async fn serve(broker: Rc<Broker>, stream: TcpStream) {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "cannot set TCP_NODELAY");
     }
+    // The client's address, as group members show it.
+    let peer: Rc<str> = stream
+        .peer_addr()
+        .map_or_else(|_| Rc::from(""), |a| Rc::from(a.ip().to_string()));
     let (mut reader, writer) = futures_lite::io::split(stream);
     let (queue, replies) = local_channel::new_bounded::<InFlight>(IN_FLIGHT_REQUESTS_MAX);
     let writer = glommio::spawn_local(write_replies(writer, replies));
@@ -67,7 +71,11 @@ pub async fn serve(broker: Rc<Broker>, stream: TcpStream) {
             }
             break;
         };
-        let task = glommio::spawn_local(handlers::handle(Rc::clone(&broker), frame));
+        let task = glommio::spawn_local(handlers::handle(
+            Rc::clone(&broker),
+            frame,
+            Rc::clone(&peer),
+        ));
         let in_flight = InFlight {
             task,
             _budget: permit,

@@ -8,11 +8,14 @@
 //! per core; every shard accepts connections on the same port (SO_REUSEPORT) and
 //! answers requests, sending the parts that touch partitions of other shards to their
 //! owners. Topic metadata lives on shard 0 and reaches the others as snapshots.
+//! Consumer groups are coordinated by the owners of `__consumer_offsets`
+//! partitions: the logic is in [`groups`] (no I/O), its hosting in `group_host`.
 
 mod broker;
 mod config;
 mod connection;
 mod errors;
+mod group_host;
 pub mod groups;
 mod handlers;
 mod metadata;

@@ -16,8 +16,8 @@ use strata_schema::{frame_header, ApiKey, ErrorCode};
 
 use crate::errors::WireError;
 
-/// The APIs this broker serves (consumer group APIs come later).
-pub const SERVED_APIS: [ApiKey; 9] = [
+/// The APIs this broker serves.
+pub const SERVED_APIS: [ApiKey; 17] = [
     ApiKey::ApiVersions,
     ApiKey::Metadata,
     ApiKey::CreateTopics,
@@ -27,6 +27,14 @@ pub const SERVED_APIS: [ApiKey; 9] = [
     ApiKey::Produce,
     ApiKey::Fetch,
     ApiKey::ListOffsets,
+    ApiKey::JoinGroup,
+    ApiKey::Heartbeat,
+    ApiKey::LeaveGroup,
+    ApiKey::OffsetCommit,
+    ApiKey::OffsetFetch,
+    ApiKey::DescribeGroup,
+    ApiKey::ListGroups,
+    ApiKey::DeleteGroup,
 ];
 
 /// One response frame: header and body in `head`, then the batches of the tail,

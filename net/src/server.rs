@@ -58,6 +58,9 @@ pub fn run_broker(config: BrokerConfig, shutdown: Arc<AtomicBool>) -> Result<(),
     })?;
     let topics =
         load_topics(&config.data_dir, &config.topic_defaults).map_err(BrokerError::DataDir)?;
+    let topics =
+        crate::group_host::ensure_offsets_topic(&config.data_dir, &config.topic_defaults, topics)
+            .map_err(BrokerError::DataDir)?;
     let shard_config = ShardConfig {
         shard_count: config.cores,
         pin_to_cores: config.pin_to_cores,
@@ -126,6 +129,13 @@ async fn serve(shard: &Shard, broker: &Rc<Broker>, shared: &Shared) -> Result<()
             reason: e.message,
         })?;
     broker.start_cleaner();
+    crate::group_host::start(broker)
+        .await
+        .map_err(|e| BrokerError::OpenPartition {
+            topic: crate::metadata::CONSUMER_OFFSETS_TOPIC.to_owned(),
+            partition: 0,
+            reason: format!("loading the group coordinators: {}", e.message),
+        })?;
     // No shard accepts before every shard can take requests from the others.
     shared.ready.fetch_add(1, Ordering::AcqRel);
     while shared.ready.load(Ordering::Acquire) < shard.shard_count() {

@@ -1,6 +1,8 @@
 //! strata-tests: end-to-end tests across processes — real binaries, real clients,
 //! crashes and faults. Shared helpers live here; the tests live in `tests/tests/`.
 //!
+//! - [`broker`]: a real `strata serve` process on a free port (start, SIGTERM, SIGKILL,
+//!   restart) and the `strata` CLI, for the broker tests.
 //! - [`rng`]: a seeded SplitMix64, so every crash and fault schedule replays from a
 //!   printed seed without pulling in `rand`.
 //! - [`stamp`]: self-describing record values (writer generation, sequence number,
@@ -10,6 +12,7 @@
 //! The `strata-crash-writer` binary (`src/bin/crash_writer.rs`) is the process that
 //! crash tests kill.
 
+pub mod broker;
 pub mod log_check;
 pub mod rng;
 pub mod stamp;

@@ -1,11 +1,18 @@
-//! `strata consume`: reads records of a topic and prints them as text or JSON.
+//! `strata consume`: reads records of a topic and prints them as text or JSON —
+//! alone (every partition, or one), or as a member of a consumer group, which
+//! commits what it printed after each poll (at least once: a record printed and
+//! not yet committed when the process dies is printed again by whoever takes over
+//! its partition).
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
-use strata_client::{Admin, AdminConfig, Consumer, ConsumerConfig, ConsumerRecord, OffsetReset};
+use strata_client::{
+    Admin, AdminConfig, AssignmentStrategy, Consumer, ConsumerConfig, ConsumerRecord, OffsetReset,
+};
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Format {
@@ -16,10 +23,18 @@ enum Format {
 #[derive(Args)]
 pub struct ConsumeArgs {
     topic: String,
-    /// Consumer group (consumer groups arrive with the group coordinator; not yet served).
+    /// Consume as a member of this consumer group: the broker assigns the
+    /// partitions, and what is printed is committed.
     #[arg(long)]
     group: Option<String>,
-    /// Where to start: beginning, end, an offset, or @UNIX_MS.
+    /// With --group: how partitions are spread over the members.
+    #[arg(long, default_value = "range", value_parser = parse_strategy)]
+    strategy: AssignmentStrategy,
+    /// With --group: the broker drops this member after this long without a heartbeat.
+    #[arg(long, default_value_t = 10_000)]
+    session_timeout_ms: u64,
+    /// Where to start: beginning, end, an offset, or @UNIX_MS. With --group: where
+    /// partitions without a committed offset start (beginning or end).
     #[arg(long, default_value = "beginning")]
     from: String,
     /// Only this partition (default: all).
@@ -55,9 +70,13 @@ fn parse_start(s: &str) -> anyhow::Result<Start> {
     })
 }
 
+fn parse_strategy(s: &str) -> Result<AssignmentStrategy, String> {
+    s.parse()
+}
+
 pub fn run(args: ConsumeArgs, brokers: Vec<String>) -> anyhow::Result<()> {
-    if let Some(g) = &args.group {
-        bail!("consumer groups are not served by this broker version yet (asked for group {g}); consume without --group");
+    if let Some(group) = args.group.clone() {
+        return run_group(&group, args, brokers);
     }
     let start = parse_start(&args.from)?;
     let admin = Admin::connect(AdminConfig {
@@ -109,6 +128,66 @@ pub fn run(args: ConsumeArgs, brokers: Vec<String>) -> anyhow::Result<()> {
             }
         }
         out.flush()?;
+    }
+}
+
+/// `strata consume --group`: subscribe, print, commit what was printed.
+fn run_group(group: &str, args: ConsumeArgs, brokers: Vec<String>) -> anyhow::Result<()> {
+    if args.partition.is_some() {
+        bail!("--partition and --group exclude each other: the group assigns the partitions");
+    }
+    let reset = match parse_start(&args.from)? {
+        Start::Beginning => OffsetReset::Earliest,
+        Start::End => OffsetReset::Latest,
+        Start::Offset(_) | Start::Time(_) => bail!(
+            "with --group, --from is beginning or end (where partitions without a committed offset start); move the group with `strata group reset-offsets {group} --topic {} --to ...`",
+            args.topic
+        ),
+    };
+    let session_timeout = Duration::from_millis(args.session_timeout_ms);
+    let mut consumer = Consumer::connect(ConsumerConfig {
+        brokers,
+        auto_offset_reset: reset,
+        session_timeout,
+        heartbeat_interval: (session_timeout / 3).max(Duration::from_millis(50)),
+        // Commits follow what was printed, below.
+        enable_auto_commit: false,
+        ..ConsumerConfig::default()
+    })?;
+    consumer
+        .subscribe(group, &[args.topic.as_str()], args.strategy)
+        .with_context(|| format!("cannot join group {group}"))?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut seen = 0u64;
+    loop {
+        let records = consumer.poll(Duration::from_millis(500))?;
+        let mut printed: BTreeMap<(String, u32), i64> = BTreeMap::new();
+        let mut done = false;
+        for r in records.iter() {
+            print_record(&mut out, &r, args.format)?;
+            printed.insert((r.topic().to_owned(), r.partition()), r.offset() + 1);
+            seen += 1;
+            if args.count.is_some_and(|c| seen >= c) {
+                done = true;
+                break;
+            }
+        }
+        out.flush()?;
+        if !printed.is_empty() {
+            let offsets: Vec<(&str, u32, i64)> = printed
+                .iter()
+                .map(|((t, p), o)| (t.as_str(), *p, *o))
+                .collect();
+            if let Err(e) = consumer.commit_offsets_sync(&offsets) {
+                // The group moved on (rebalance); the next poll rejoins, and the new
+                // owner re-reads from the last commit.
+                eprintln!("warning: commit failed: {e}");
+            }
+        }
+        if done {
+            return Ok(());
+        }
     }
 }
 

@@ -1,9 +1,10 @@
-//! `strata`: the one binary — `strata serve` runs a broker; `topic`, `produce` and
-//! `consume` talk to one. It parses arguments and calls the libraries (`strata-net`,
+//! `strata`: the one binary — `strata serve` runs a broker; `topic`, `produce`,
+//! `consume` and `group` talk to one. It parses arguments and calls the libraries (`strata-net`,
 //! `strata-client`); business logic lives there. Errors print one line a person can
 //! act on and exit non-zero.
 
 mod consume;
+mod group;
 mod produce;
 mod serve;
 mod topic;
@@ -30,8 +31,11 @@ enum Command {
     Topic(topic::TopicCommand),
     /// Produce one record per input line (stdin by default).
     Produce(produce::ProduceArgs),
-    /// Consume records and print them.
+    /// Consume records and print them (alone, or in a consumer group with --group).
     Consume(consume::ConsumeArgs),
+    /// List, describe, reset and delete consumer groups.
+    #[command(subcommand)]
+    Group(group::GroupCommand),
 }
 
 fn main() {
@@ -42,6 +46,7 @@ fn main() {
         Command::Topic(cmd) => topic::run(cmd, brokers),
         Command::Produce(args) => produce::run(args, brokers),
         Command::Consume(args) => consume::run(args, brokers),
+        Command::Group(cmd) => group::run(cmd, brokers),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -1,5 +1,6 @@
 //! [`Admin`]: topic administration — create, list, describe, delete, add partitions,
-//! alter configs — and offset look-ups.
+//! alter configs — offset look-ups, and consumer groups — list, describe (with lag),
+//! delete, committed offsets, reset offsets.
 
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use crate::brokers::brokers_from_env;
 use crate::call::Call;
 use crate::connection::Connection;
 use crate::error::{ClientError, Result};
+use crate::group_protocol::{self as gp, CommittedOffset, GroupDescription, GroupListing};
 use crate::protocol::{self, TopicDescription};
 
 /// How to reach the brokers for administration.
@@ -46,6 +48,42 @@ impl OffsetSpec {
             OffsetSpec::Earliest => protocol::LIST_OFFSETS_EARLIEST,
             OffsetSpec::Latest => protocol::LIST_OFFSETS_LATEST,
             OffsetSpec::Timestamp(ms) => ms,
+        }
+    }
+}
+
+/// Where [`Admin::reset_offsets`] moves a group's committed offsets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResetTo {
+    /// The first offset still in each partition.
+    Earliest,
+    /// The end of each partition: only new records are consumed.
+    Latest,
+    /// This offset in every partition (clamped to what the partition holds).
+    Offset(i64),
+    /// The first record at or after this time (ms since the epoch), else the end.
+    Timestamp(i64),
+}
+
+impl std::str::FromStr for ResetTo {
+    type Err = String;
+
+    /// `earliest`, `latest`, an offset, or `@UNIX_MS`.
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "earliest" | "beginning" => Ok(ResetTo::Earliest),
+            "latest" | "end" => Ok(ResetTo::Latest),
+            _ => {
+                if let Some(ms) = s.strip_prefix('@') {
+                    ms.parse().map(ResetTo::Timestamp).map_err(|_| {
+                        format!("{s:?}: expected @ followed by milliseconds since the epoch")
+                    })
+                } else {
+                    s.parse().map(ResetTo::Offset).map_err(|_| {
+                        format!("{s:?}: expected earliest, latest, an offset or @UNIX_MS")
+                    })
+                }
+            }
         }
     }
 }
@@ -203,5 +241,72 @@ impl Admin {
                 timestamp_ms,
             })
         })
+    }
+
+    // ---- consumer groups -------------------------------------------------------
+
+    /// Every consumer group, sorted by name.
+    pub fn list_groups(&self) -> Call<Vec<GroupListing>> {
+        self.call(ApiKey::ListGroups, gp::encode_list_groups(), |body| {
+            let mut groups = gp::decode_list_groups(body)?;
+            groups.sort_by(|a, b| a.group.cmp(&b.group));
+            Ok(groups)
+        })
+    }
+
+    /// A group's state, members with their assignments, and per-partition committed
+    /// offsets and lag. A group that does not exist has state `Dead`.
+    pub fn describe_group(&self, group: &str) -> Call<GroupDescription> {
+        let body = gp::encode_describe_group(group);
+        self.call(ApiKey::DescribeGroup, body, gp::decode_describe_group)
+    }
+
+    /// Deletes a group without active members, with its committed offsets.
+    pub fn delete_group(&self, group: &str) -> Call<()> {
+        let body = gp::encode_delete_group(group);
+        self.call(ApiKey::DeleteGroup, body, gp::decode_delete_group)
+    }
+
+    /// Every offset `group` has committed.
+    pub fn committed_offsets(&self, group: &str) -> Call<Vec<CommittedOffset>> {
+        let body = gp::encode_offset_fetch(group, None);
+        self.call(ApiKey::OffsetFetch, body, gp::decode_offset_fetch)
+    }
+
+    /// Sets `group`'s committed offsets (topic, partition, offset) as an
+    /// administrator; the broker refuses while the group has active members.
+    pub fn commit_group_offsets(&self, group: &str, offsets: &[(&str, u32, i64)]) -> Call<()> {
+        let body = gp::encode_commit(group, "", -1, offsets);
+        self.call(ApiKey::OffsetCommit, body, gp::decode_commit)
+    }
+
+    /// Moves `group`'s committed offsets of every partition of `topic` to `to`, and
+    /// returns (partition, new offset). The group must have no active members.
+    /// Blocks the calling thread (several requests in turn).
+    pub fn reset_offsets(&self, group: &str, topic: &str, to: ResetTo) -> Result<Vec<(u32, i64)>> {
+        let description = self.describe_topic(topic).wait()?;
+        let mut offsets = Vec::with_capacity(description.partitions.len());
+        for p in &description.partitions {
+            let (start, end) = (p.log_start_offset.max(0), p.high_watermark.max(0));
+            let offset = match to {
+                ResetTo::Earliest => start,
+                ResetTo::Latest => end,
+                ResetTo::Offset(o) => o.clamp(start, end.max(start)),
+                ResetTo::Timestamp(ms) => {
+                    let found = self
+                        .list_offsets(topic, p.partition, OffsetSpec::Timestamp(ms))
+                        .wait()?;
+                    if found.offset < 0 {
+                        end
+                    } else {
+                        found.offset
+                    }
+                }
+            };
+            offsets.push((p.partition, offset));
+        }
+        let triples: Vec<(&str, u32, i64)> = offsets.iter().map(|&(p, o)| (topic, p, o)).collect();
+        self.commit_group_offsets(group, &triples).wait()?;
+        Ok(offsets)
     }
 }

@@ -375,6 +375,10 @@ fn deliver(shared: &Shared, frame: Bytes, header: &FrameHeader) {
     shared.slot_free.notify_one();
     let result = if header.api == waiter.api as u16 {
         Ok(Response::from_frame(frame, header))
+    } else if header.api == ApiKey::ApiVersions as u16 {
+        // The broker answers request-level errors (unknown api, unsupported version,
+        // undecodable body) with an ApiVersions body carrying the error.
+        Err(request_level_error(&frame, header, waiter.api))
     } else {
         Err(ClientError::Protocol(format!(
             "response {} to a {} request carries api {}",
@@ -384,6 +388,31 @@ fn deliver(shared: &Shared, frame: Bytes, header: &FrameHeader) {
         )))
     };
     waiter.completer.complete(result);
+}
+
+/// The error of an ApiVersions-shaped reply to a request of another api.
+fn request_level_error(frame: &[u8], header: &FrameHeader, api: ApiKey) -> ClientError {
+    let start = strata_schema::FRAME_HEADER_BYTES;
+    let body = frame
+        .get(start..start + header.body_len as usize)
+        .unwrap_or_default();
+    match flatbuffers::root::<strata_schema::protocol::ApiVersionsResponse>(body) {
+        Ok(r) => {
+            let (code, message) = r
+                .error()
+                .map(|e| (e.code(), e.message().unwrap_or_default().to_string()))
+                .unwrap_or((1, String::new()));
+            ClientError::Broker {
+                api: api.name(),
+                code: strata_schema::ErrorCode::from_i16(code),
+                message,
+            }
+        }
+        Err(e) => ClientError::Protocol(format!(
+            "undecodable error reply to a {} request: {e}",
+            api.name()
+        )),
+    }
 }
 
 /// Fails the requests whose deadline has passed.

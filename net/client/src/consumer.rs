@@ -2,10 +2,11 @@
 //!
 //! Positions live here, per partition: set by `seek`, by the reset policy when
 //! unknown (or out of range), and advanced past the records each `poll` returns.
-//! Consumer groups (a later round) plug in as a second source of the assignment
-//! (`subscribe(group)` replacing `assign`) and of starting positions (committed
-//! offsets instead of the reset policy), with `commit` writing `position()` back;
-//! `poll` and the position bookkeeping stay as they are.
+//! With a group (`subscribe`), the broker's assignment replaces `assign`, committed
+//! offsets come before the reset policy, and `commit_*` write `position()` back
+//! (also automatically every `auto_commit_interval`, and before each rebalance).
+//! A rebalance happens inside `poll`, when the heartbeat thread saw that the group
+//! asks for one (see `group`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,9 +16,12 @@ use strata_schema::{ApiKey, ErrorCode};
 
 use crate::admin::OffsetSpec;
 use crate::brokers::brokers_from_env;
+use crate::call::Call;
 use crate::completion::block_on;
 use crate::connection::Connection;
 use crate::error::{ClientError, Result};
+use crate::group::{GroupSettings, Membership};
+use crate::group_protocol::AssignmentStrategy;
 use crate::protocol::{self, FetchPartition};
 use crate::records::{PartitionBatches, Records};
 
@@ -47,6 +51,17 @@ pub struct ConsumerConfig {
     pub auto_offset_reset: OffsetReset,
     /// Time allowed for a response beyond the fetch's own wait.
     pub request_timeout: Duration,
+    /// With a group: the broker drops this member when no heartbeat arrives for
+    /// this long, and gives its partitions to the others.
+    pub session_timeout: Duration,
+    /// With a group: how long a rebalance waits for members to rejoin.
+    pub rebalance_timeout: Duration,
+    /// With a group: time between heartbeats (a third of the session timeout or less).
+    pub heartbeat_interval: Duration,
+    /// With a group: commit positions every `auto_commit_interval` (from `poll`),
+    /// before a rebalance and on close.
+    pub enable_auto_commit: bool,
+    pub auto_commit_interval: Duration,
 }
 
 impl Default for ConsumerConfig {
@@ -60,12 +75,19 @@ impl Default for ConsumerConfig {
             fetch_max_wait: Duration::from_millis(500),
             auto_offset_reset: OffsetReset::Earliest,
             request_timeout: Duration::from_secs(30),
+            session_timeout: Duration::from_secs(10),
+            rebalance_timeout: Duration::from_secs(30),
+            heartbeat_interval: Duration::from_secs(3),
+            enable_auto_commit: true,
+            auto_commit_interval: Duration::from_secs(5),
         }
     }
 }
 
 /// Pause after a lost connection before the next fetch in the same poll.
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest `close` (and drop) waits for the last commit and the leave.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Reads records from assigned partitions: `poll` blocks up to its timeout,
 /// `poll_async` awaits from any runtime.
@@ -76,6 +98,9 @@ pub struct Consumer {
     positions: BTreeMap<(Arc<str>, u32), Option<i64>>,
     /// High watermark per partition as of the last fetch.
     high_watermarks: BTreeMap<(Arc<str>, u32), i64>,
+    /// The group this consumer subscribed with, if any.
+    group: Option<Membership>,
+    last_auto_commit: Instant,
 }
 
 impl Consumer {
@@ -87,6 +112,8 @@ impl Consumer {
             conn: Some(conn),
             positions: BTreeMap::new(),
             high_watermarks: BTreeMap::new(),
+            group: None,
+            last_auto_commit: Instant::now(),
         })
     }
 
@@ -238,6 +265,14 @@ impl Consumer {
     /// (only reconnecting blocks, briefly). A retriable error (lost connection,
     /// timeout) is returned at once; the next call reconnects.
     pub async fn poll_async(&mut self, timeout: Duration) -> Result<Records> {
+        self.group_duties().await?;
+        if self.positions.is_empty() && self.group.is_some() {
+            // Subscribed but given nothing (more members than partitions): idle. This
+            // pauses the calling thread, also under an async runtime (no
+            // runtime-independent timer).
+            std::thread::sleep(timeout.min(self.config.fetch_max_wait));
+            return Ok(Records::new(Default::default(), Vec::new()));
+        }
         if self.positions.is_empty() {
             return Err(ClientError::Config(
                 "no partitions assigned; call assign() first".into(),
@@ -343,5 +378,158 @@ impl Consumer {
             }
         }
         Ok(Records::new(tail, batches))
+    }
+}
+
+/// Consumer groups: subscribe, rebalance, commit, close.
+impl Consumer {
+    /// Joins `group` to consume `topics`, with partitions assigned by the broker
+    /// using `strategy`. Blocks until the first assignment arrives. Each assigned
+    /// partition starts at the group's committed offset, else by
+    /// `auto_offset_reset`. Replaces any previous `assign` or `subscribe`.
+    pub fn subscribe(
+        &mut self,
+        group: &str,
+        topics: &[&str],
+        strategy: AssignmentStrategy,
+    ) -> Result<()> {
+        if let Some(mut old) = self.group.take() {
+            old.leave(CLOSE_TIMEOUT);
+        }
+        let settings = GroupSettings {
+            brokers: self.config.brokers.clone(),
+            client_id: self.config.client_id.clone(),
+            session_timeout: self.config.session_timeout,
+            rebalance_timeout: self.config.rebalance_timeout,
+            heartbeat_interval: self.config.heartbeat_interval,
+            request_timeout: self.config.request_timeout,
+        };
+        self.group = Some(Membership::new(group, topics, strategy, settings)?);
+        self.assign(&[]);
+        block_on(self.rebalance())
+    }
+
+    /// The group's member id and generation, once subscribed and joined.
+    pub fn group_membership(&self) -> Option<(String, i32)> {
+        self.group.as_ref().map(Membership::generation)
+    }
+
+    /// Rebalances when the group asks for it, and auto-commits when due.
+    async fn group_duties(&mut self) -> Result<()> {
+        let Some(group) = &self.group else {
+            return Ok(());
+        };
+        if group.needs_rejoin() {
+            return self.rebalance().await;
+        }
+        if self.config.enable_auto_commit
+            && self.last_auto_commit.elapsed() >= self.config.auto_commit_interval
+        {
+            self.last_auto_commit = Instant::now();
+            // Fire and forget: a failure is retried at the next interval, and a group
+            // error it reports marks the membership for a rejoin.
+            drop(self.commit_async());
+        }
+        Ok(())
+    }
+
+    /// Commits (if auto-commit is on), rejoins, and applies the new assignment.
+    async fn rebalance(&mut self) -> Result<()> {
+        if self.config.enable_auto_commit {
+            // Give up partitions with their progress saved; a stale generation fails
+            // here harmlessly.
+            let _ = self.commit_async().await;
+        }
+        let group = self.group.as_mut().expect("called with a group");
+        let assignment = group.join().await?;
+        let parts: Vec<(&str, u32)> = assignment.iter().map(|(t, p)| (t.as_str(), *p)).collect();
+        self.assign(&parts);
+        let missing: Vec<(Arc<str>, u32)> = self
+            .positions
+            .iter()
+            .filter(|(_, position)| position.is_none())
+            .map(|(k, _)| k.clone())
+            .collect();
+        if !missing.is_empty() {
+            let wanted: Vec<(&str, u32)> = missing.iter().map(|(t, p)| (&**t, *p)).collect();
+            let group = self.group.as_mut().expect("called with a group");
+            for c in group.committed(&wanted).await? {
+                let key = (Arc::<str>::from(c.topic.as_str()), c.partition);
+                if c.offset >= 0 {
+                    if let Some(slot) = self.positions.get_mut(&key) {
+                        *slot = Some(c.offset);
+                    }
+                }
+            }
+        }
+        self.last_auto_commit = Instant::now();
+        Ok(())
+    }
+
+    /// (topic, partition, position) of every assigned partition that has one.
+    fn position_offsets(&self) -> Vec<(Arc<str>, u32, i64)> {
+        self.positions
+            .iter()
+            .filter_map(|((t, p), o)| o.map(|o| (t.clone(), *p, o)))
+            .collect()
+    }
+
+    /// Commits the current positions (the next offset `poll` reads per partition)
+    /// to the group. `.await` or `.wait()` the result, or drop it.
+    pub fn commit_async(&mut self) -> Call<()> {
+        let offsets = self.position_offsets();
+        let offsets: Vec<(&str, u32, i64)> =
+            offsets.iter().map(|(t, p, o)| (&**t, *p, *o)).collect();
+        self.commit_offsets_async(&offsets)
+    }
+
+    /// Commits the current positions and waits for the broker to store them.
+    pub fn commit_sync(&mut self) -> Result<()> {
+        self.commit_async().wait()
+    }
+
+    /// Commits explicit (topic, partition, next offset to read) triples.
+    pub fn commit_offsets_async(&mut self, offsets: &[(&str, u32, i64)]) -> Call<()> {
+        match self.group.as_mut() {
+            Some(group) => group.commit(offsets),
+            None => Call::new(
+                crate::completion::Pending::ready(Err(ClientError::Config(
+                    "commit needs a group; call subscribe() first".into(),
+                ))),
+                |_| Ok(()),
+            ),
+        }
+    }
+
+    /// [`commit_offsets_async`](Self::commit_offsets_async), waiting for the result.
+    pub fn commit_offsets_sync(&mut self, offsets: &[(&str, u32, i64)]) -> Result<()> {
+        self.commit_offsets_async(offsets).wait()
+    }
+
+    /// Leaves the group (after a last commit when auto-commit is on), so its
+    /// partitions move to the other members at once rather than after the session
+    /// timeout. Dropping the consumer does the same.
+    pub fn close(mut self) -> Result<()> {
+        self.leave_group()
+    }
+
+    fn leave_group(&mut self) -> Result<()> {
+        let Some(group) = self.group.as_ref() else {
+            return Ok(());
+        };
+        let mut result = Ok(());
+        if self.config.enable_auto_commit && !group.needs_rejoin() {
+            result = self.commit_sync();
+        }
+        if let Some(mut group) = self.group.take() {
+            group.leave(CLOSE_TIMEOUT);
+        }
+        result
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        let _ = self.leave_group();
     }
 }

@@ -1,5 +1,5 @@
-//! strata-client: the native client for strata — [`Producer`], [`Consumer`] and
-//! [`Admin`] (consumer groups come in a later round; see [`Consumer`]).
+//! strata-client: the native client for strata — [`Producer`], [`Consumer`] (alone
+//! with `assign`, or in a consumer group with `subscribe`) and [`Admin`].
 //!
 //! It owns the client side of strata's native protocol: connections with pipelined
 //! requests, request encoding and response decoding (via `strata-schema`, which owns
@@ -9,8 +9,9 @@
 //!
 //! - Every request returns a runtime-agnostic future ([`Call`], [`SendFuture`]) that
 //!   the client's own threads complete: `.await` it anywhere, or `.wait()` for it.
-//! - Threads: one reader per [`Connection`] (completes responses, enforces timeouts)
-//!   and, for a [`Producer`], one sender (batches, sends, retries).
+//! - Threads: one reader per [`Connection`] (completes responses, enforces timeouts),
+//!   for a [`Producer`] one sender (batches, sends, retries), and for a subscribed
+//!   [`Consumer`] one heartbeat thread.
 //! - Every queue is bounded: [`IN_FLIGHT_MAX`] requests per connection, the producer's
 //!   `buffer_bytes`, the consumer's fetch sizes.
 //!
@@ -44,18 +45,23 @@ mod completion;
 mod connection;
 mod consumer;
 mod error;
+mod group;
+mod group_protocol;
 mod partitioner;
 mod producer;
 mod protocol;
 mod records;
 
-pub use admin::{Admin, AdminConfig, ListedOffset, OffsetSpec};
+pub use admin::{Admin, AdminConfig, ListedOffset, OffsetSpec, ResetTo};
 pub use brokers::{brokers_from_env, parse_brokers, BROKERS_ENV, DEFAULT_BROKERS};
 pub use call::Call;
 pub use completion::Pending;
 pub use connection::{Connection, Response, CONNECT_TIMEOUT, IN_FLIGHT_MAX};
 pub use consumer::{Consumer, ConsumerConfig, OffsetReset};
 pub use error::{ClientError, Result};
+pub use group_protocol::{
+    AssignmentStrategy, CommittedOffset, GroupDescription, GroupListing, GroupMember, PartitionLag,
+};
 pub use partitioner::{murmur2, partition_for_key, to_positive, Partitioner};
 pub use producer::{Acks, Producer, ProducerConfig, ProducerRecord, RecordMetadata, SendFuture};
 pub use protocol::{PartitionDescription, TopicDescription};

@@ -3,6 +3,7 @@
 
 mod admin;
 mod fetch;
+mod groups;
 mod list_offsets;
 mod metadata;
 mod produce;
@@ -21,6 +22,8 @@ use crate::response::{api_versions_body, request_error, Response, SERVED_APIS};
 pub struct Request<'a> {
     pub header: FrameHeader,
     pub body: &'a [u8],
+    /// The client's IP address ("" when unknown).
+    pub peer: &'a str,
 }
 
 impl Request<'_> {
@@ -50,11 +53,12 @@ where
 }
 
 /// Answers one request.
-pub async fn handle(broker: Rc<Broker>, frame: RequestFrame) -> Response {
+pub async fn handle(broker: Rc<Broker>, frame: RequestFrame, peer: Rc<str>) -> Response {
     let RequestFrame { header, body, tail } = frame;
     let req = Request {
         header,
         body: &body,
+        peer: &peer,
     };
     let Some(api) = ApiKey::from_u16(header.api).filter(|k| SERVED_APIS.contains(k)) else {
         return request_error(
@@ -94,7 +98,14 @@ pub async fn handle(broker: Rc<Broker>, frame: RequestFrame) -> Response {
         ApiKey::Produce => produce::handle(&broker, &req, tail).await,
         ApiKey::Fetch => fetch::handle(&broker, &req).await,
         ApiKey::ListOffsets => list_offsets::handle(&broker, &req).await,
-        _ => Err(WireError::new(ErrorCode::UnknownApi, "not served")),
+        ApiKey::JoinGroup => groups::join(&broker, &req).await,
+        ApiKey::Heartbeat => groups::heartbeat(&broker, &req).await,
+        ApiKey::LeaveGroup => groups::leave(&broker, &req).await,
+        ApiKey::OffsetCommit => groups::commit(&broker, &req).await,
+        ApiKey::OffsetFetch => groups::offset_fetch(&broker, &req).await,
+        ApiKey::DescribeGroup => groups::describe(&broker, &req).await,
+        ApiKey::ListGroups => groups::list(&broker, &req).await,
+        ApiKey::DeleteGroup => groups::delete(&broker, &req).await,
     };
     match api {
         ApiKey::Produce => {

@@ -1,0 +1,476 @@
+//! The group coordinators on their shards: the glommio layer around
+//! [`groups::Coordinator`](crate::groups::Coordinator), which is plain logic.
+//!
+//! The coordinator of a group is the shard that owns partition
+//! `coordinator_partition(group, n)` of `__consumer_offsets`; each such partition has
+//! one [`Host`] on its owner shard: the coordinator, the partition's log, and the
+//! join requests it holds. This layer only moves bytes and time:
+//! - it replays the partition into the coordinator at startup (state survives a
+//!   restart because every offset and every generation is a record there);
+//! - it ticks every coordinator every `GROUP_TICK_MS` with the wall clock, which is
+//!   what expires sessions and ends rebalances at their deadline;
+//! - it appends the records the coordinator asks for as native batches, durably
+//!   (fdatasync'ed, like acks=all), one append at a time per partition so the log
+//!   holds them in the order the coordinator produced them;
+//! - it parks a join until the coordinator answers it, or the shard stops.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use glommio::channels::local_channel::{self, LocalSender};
+use glommio::sync::Semaphore;
+use strata_engine::placement::ShardId;
+use strata_engine::shard::Shard;
+use strata_engine::{AppendOptions, Durability, Log};
+use strata_schema::{validate_batch, BatchHeader, ErrorCode, NativeBatchBuilder, PayloadFormat};
+
+use crate::broker::Broker;
+use crate::errors::WireError;
+use crate::groups::{
+    coordinator_partition, Commit, Coordinator, CoordinatorConfig, Effects, GroupDescription,
+    GroupListing, JoinRequest, JoinResponse, OffsetValue, Record, Token, TopicPartition,
+};
+use crate::metadata::{Topics, CONSUMER_OFFSETS_TOPIC};
+
+/// How often coordinators see the clock (session expiry granularity).
+pub const GROUP_TICK_MS: u64 = 100;
+/// A held join gives up this long after its rebalance timeout (the coordinator
+/// answers by the deadline; this only bounds a bug).
+const JOIN_WAIT_SLACK_MS: u64 = 5_000;
+/// Bytes read per step when replaying `__consumer_offsets`.
+const REPLAY_READ_BYTES: usize = 1024 * 1024;
+/// Records' bytes per appended batch at most.
+const PERSIST_BATCH_BYTES_MAX: usize = 1024 * 1024;
+
+/// Unix time in milliseconds: the only clock the coordinators see.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The coordinator of one `__consumer_offsets` partition.
+pub struct Host {
+    partition: u32,
+    log: Log,
+    coordinator: RefCell<Coordinator>,
+    waiters: RefCell<HashMap<Token, LocalSender<Result<JoinResponse, WireError>>>>,
+    /// One append at a time, in the order the records were produced.
+    persisting: Semaphore,
+}
+
+/// This shard's coordinators, stored with `Shard::insert_local`.
+#[derive(Default)]
+pub struct GroupShard {
+    hosts: RefCell<BTreeMap<u32, Rc<Host>>>,
+    next_token: Cell<Token>,
+    /// The topic snapshot whose partition counts the coordinators have.
+    topics_seen: RefCell<Option<Arc<Topics>>>,
+}
+
+fn not_coordinator(why: String) -> WireError {
+    WireError::new(ErrorCode::NotCoordinator, why)
+}
+
+/// Which shard and `__consumer_offsets` partition coordinate `group`.
+pub fn coordinator_of(broker: &Broker, group: &str) -> Result<(ShardId, u32), WireError> {
+    let topics = broker.topics();
+    let meta = topics.get(CONSUMER_OFFSETS_TOPIC).ok_or_else(|| {
+        not_coordinator(format!(
+            "the group coordinator is not available: topic {CONSUMER_OFFSETS_TOPIC} does not exist"
+        ))
+    })?;
+    let p = coordinator_partition(group, meta.partitions);
+    Ok((broker.owner(CONSUMER_OFFSETS_TOPIC, p), p))
+}
+
+/// The host of `partition` on this shard.
+pub fn host(shard: &Shard, partition: u32) -> Result<Rc<Host>, WireError> {
+    shard
+        .local::<GroupShard>()
+        .and_then(|g| g.hosts.borrow().get(&partition).cloned())
+        .ok_or_else(|| {
+            not_coordinator(format!(
+                "shard {} does not coordinate {CONSUMER_OFFSETS_TOPIC} partition {partition}",
+                shard.id()
+            ))
+        })
+}
+
+/// Every host on this shard.
+fn hosts(shard: &Shard) -> Vec<Rc<Host>> {
+    shard
+        .local::<GroupShard>()
+        .map(|g| g.hosts.borrow().values().cloned().collect())
+        .unwrap_or_default()
+}
+
+fn partition_counts(topics: &Topics) -> BTreeMap<String, u32> {
+    topics
+        .topics
+        .values()
+        .map(|t| (t.name.clone(), t.partitions))
+        .collect()
+}
+
+/// Loads this shard's coordinators (replaying their partitions) and starts their
+/// clock. Runs at startup, before the shard accepts connections.
+pub async fn start(broker: &Rc<Broker>) -> Result<(), WireError> {
+    let shard = broker.shard.clone();
+    let state = Rc::new(GroupShard::default());
+    let topics = broker.topics();
+    if let Some(meta) = topics.get(CONSUMER_OFFSETS_TOPIC) {
+        for p in 0..meta.partitions {
+            if broker.owner(CONSUMER_OFFSETS_TOPIC, p) != shard.id() {
+                continue;
+            }
+            let log = broker.log(CONSUMER_OFFSETS_TOPIC, p).await?;
+            let host = Host::load(p, log, shard.id(), &topics).await?;
+            state.hosts.borrow_mut().insert(p, Rc::new(host));
+        }
+    }
+    shard.insert_local(Rc::clone(&state));
+    let b = Rc::clone(broker);
+    glommio::spawn_local(async move { tick_loop(b).await }).detach();
+    Ok(())
+}
+
+/// Gives this shard's coordinators the partition counts of the newest topic
+/// snapshot, if they have not seen it (topics created or grown since).
+fn sync_topics(broker: &Broker) {
+    let Some(state) = broker.shard.local::<GroupShard>() else {
+        return;
+    };
+    let topics = broker.topics();
+    let seen = state
+        .topics_seen
+        .borrow()
+        .as_ref()
+        .is_some_and(|s| Arc::ptr_eq(s, &topics));
+    if seen {
+        return;
+    }
+    let counts = partition_counts(&topics);
+    *state.topics_seen.borrow_mut() = Some(topics);
+    let now = now_ms();
+    for host in hosts(&broker.shard) {
+        let fx = host
+            .coordinator
+            .borrow_mut()
+            .set_partition_counts(now, counts.clone());
+        host.dispatch(fx);
+    }
+}
+
+async fn tick_loop(broker: Rc<Broker>) {
+    let shard = broker.shard.clone();
+    loop {
+        let tick = glommio::timer::sleep(Duration::from_millis(GROUP_TICK_MS));
+        futures_lite::future::or(tick, shard.stopped()).await;
+        if shard.is_stopping() {
+            break;
+        }
+        sync_topics(&broker);
+        let now = now_ms();
+        for host in hosts(&shard) {
+            let fx = host.coordinator.borrow_mut().tick(now);
+            host.dispatch(fx);
+        }
+    }
+    // Held joins get an answer before the connections drain.
+    for host in hosts(&shard) {
+        for (_, tx) in host.waiters.borrow_mut().drain() {
+            let _ = tx.try_send(Err(WireError::new(
+                ErrorCode::BrokerShuttingDown,
+                "the broker is shutting down; join again elsewhere or later",
+            )));
+        }
+    }
+}
+
+impl Host {
+    /// A coordinator holding everything the partition's log says.
+    async fn load(
+        partition: u32,
+        log: Log,
+        shard: ShardId,
+        topics: &Topics,
+    ) -> Result<Host, WireError> {
+        let now = now_ms();
+        let instance = (now as u64) ^ ((shard as u64) << 48) ^ (u64::from(partition) << 40);
+        let mut coordinator = Coordinator::new(CoordinatorConfig {
+            instance,
+            ..Default::default()
+        });
+        let _ = coordinator.set_partition_counts(now, partition_counts(topics));
+        let end = log.log_end_offset();
+        let mut offset = log.log_start_offset();
+        let (mut records, mut skipped) = (0u64, 0u64);
+        while offset < end {
+            let read = log.read(offset, REPLAY_READ_BYTES, Some(end)).await?;
+            if read.batches.is_empty() {
+                break;
+            }
+            for batch in &read.batches {
+                let header = BatchHeader::decode(batch).map_err(|e| {
+                    WireError::new(ErrorCode::StorageError, format!("replaying: {e}"))
+                })?;
+                offset = header.base_offset + i64::from(header.last_offset_delta) + 1;
+                if header.payload_format != PayloadFormat::Native {
+                    skipped += 1;
+                    continue;
+                }
+                let view = match validate_batch(batch) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        tracing::warn!(partition, error = %e, "skipping a bad batch of {CONSUMER_OFFSETS_TOPIC}");
+                        skipped += 1;
+                        continue;
+                    }
+                };
+                let Ok(iter) = view.records() else {
+                    skipped += 1;
+                    continue;
+                };
+                for r in iter {
+                    let Some(key) = r.key() else { continue };
+                    match coordinator.apply(now, key, r.value()) {
+                        Ok(()) => records += 1,
+                        Err(e) => {
+                            skipped += 1;
+                            tracing::warn!(partition, error = %e, "skipping a record of {CONSUMER_OFFSETS_TOPIC}");
+                        }
+                    }
+                }
+            }
+        }
+        tracing::info!(
+            partition,
+            records,
+            skipped,
+            groups = coordinator.list().len(),
+            "group coordinator loaded"
+        );
+        Ok(Host {
+            partition,
+            log,
+            coordinator: RefCell::new(coordinator),
+            waiters: RefCell::new(HashMap::new()),
+            persisting: Semaphore::new(1),
+        })
+    }
+
+    /// Answers the joins the coordinator completed and appends its records (in the
+    /// background: they are group metadata, already in effect).
+    fn dispatch(self: &Rc<Self>, fx: Effects) {
+        for (token, result) in fx.joins {
+            if let Some(tx) = self.waiters.borrow_mut().remove(&token) {
+                let _ = tx.try_send(result);
+            }
+        }
+        if !fx.records.is_empty() {
+            let host = Rc::clone(self);
+            glommio::spawn_local(async move {
+                if let Err(e) = host.persist(fx.records).await {
+                    tracing::warn!(partition = host.partition, error = %e.message, "persisting group metadata failed");
+                }
+            })
+            .detach();
+        }
+    }
+
+    /// Appends `records` durably, in order.
+    async fn persist(&self, records: Vec<Record>) -> Result<(), WireError> {
+        let _turn = self
+            .persisting
+            .acquire_permit(1)
+            .await
+            .map_err(|_| WireError::new(ErrorCode::BrokerShuttingDown, "shard is stopping"))?;
+        let now = now_ms();
+        let mut builder = NativeBatchBuilder::new();
+        let mut batches = Vec::new();
+        for r in &records {
+            if !builder.is_empty() && builder.estimated_bytes() >= PERSIST_BATCH_BYTES_MAX {
+                batches.push(std::mem::take(&mut builder));
+            }
+            builder.push(now, Some(&r.key), r.value.as_deref(), &[]);
+        }
+        if !builder.is_empty() {
+            batches.push(builder);
+        }
+        for b in batches {
+            let batch = b.try_build().map_err(|e| {
+                WireError::new(
+                    ErrorCode::Unknown,
+                    format!("cannot build a group batch: {e}"),
+                )
+            })?;
+            let info = self
+                .log
+                .append(batch, AppendOptions::new(Durability::Durable))
+                .await?;
+            // One node: everything durable is committed.
+            self.log
+                .set_high_watermark(self.log.high_watermark().max(info.last_offset + 1));
+        }
+        Ok(())
+    }
+
+    fn token(shard: &Shard) -> Token {
+        let g = shard
+            .local::<GroupShard>()
+            .expect("hosts exist only where GroupShard was stored");
+        let t = g.next_token.get() + 1;
+        g.next_token.set(t);
+        t
+    }
+}
+
+// ---- requests, run on the coordinator's shard --------------------------------------
+
+/// JoinGroup: answers when the rebalance completes.
+pub async fn join(
+    shard: Shard,
+    host: Rc<Host>,
+    req: JoinRequest,
+) -> Result<JoinResponse, WireError> {
+    let wait = Duration::from_millis(
+        u64::from(req.rebalance_timeout_ms.max(req.session_timeout_ms)) + JOIN_WAIT_SLACK_MS,
+    );
+    // A topic created just before the join must be known to the assignor.
+    sync_topics(&Broker::of(&shard));
+    let token = Host::token(&shard);
+    let (tx, rx) = local_channel::new_bounded(1);
+    host.waiters.borrow_mut().insert(token, tx);
+    let fx = host.coordinator.borrow_mut().join(now_ms(), token, req);
+    host.dispatch(fx);
+    let answer = futures_lite::future::or(async { rx.recv().await }, async {
+        futures_lite::future::or(glommio::timer::sleep(wait), shard.stopped()).await;
+        None
+    })
+    .await;
+    host.waiters.borrow_mut().remove(&token);
+    answer.unwrap_or_else(|| {
+        Err(if shard.is_stopping() {
+            WireError::new(ErrorCode::BrokerShuttingDown, "the broker is shutting down")
+        } else {
+            WireError::new(
+                ErrorCode::RequestTimedOut,
+                "the rebalance did not complete in time; join again",
+            )
+        })
+    })
+}
+
+pub fn heartbeat(
+    host: &Host,
+    group: &str,
+    member_id: &str,
+    generation: i32,
+) -> Result<(), WireError> {
+    host.coordinator
+        .borrow_mut()
+        .heartbeat(now_ms(), group, member_id, generation)
+}
+
+pub fn leave(host: &Rc<Host>, group: &str, member_id: &str) -> Result<(), WireError> {
+    let fx = host
+        .coordinator
+        .borrow_mut()
+        .leave(now_ms(), group, member_id)?;
+    host.dispatch(fx);
+    Ok(())
+}
+
+/// OffsetCommit: validated, appended durably, then in effect.
+pub async fn commit(
+    host: Rc<Host>,
+    group: String,
+    member_id: String,
+    generation: i32,
+    commits: Vec<Commit>,
+) -> Result<(), WireError> {
+    let records =
+        host.coordinator
+            .borrow_mut()
+            .commit(now_ms(), &group, &member_id, generation, &commits)?;
+    if records.is_empty() {
+        return Ok(());
+    }
+    host.persist(records.clone()).await?;
+    let now = now_ms();
+    let mut c = host.coordinator.borrow_mut();
+    for r in &records {
+        c.apply(now, &r.key, r.value.as_deref())
+            .expect("records the coordinator encoded decode");
+    }
+    Ok(())
+}
+
+pub fn fetch_offsets(
+    host: &Host,
+    group: &str,
+    wanted: Option<&[TopicPartition]>,
+) -> Vec<(TopicPartition, Option<OffsetValue>)> {
+    host.coordinator.borrow().fetch_offsets(group, wanted)
+}
+
+pub fn describe(host: &Host, group: &str) -> GroupDescription {
+    host.coordinator.borrow().describe(group)
+}
+
+/// DeleteGroup: removed, then its tombstones appended durably.
+pub async fn delete(host: Rc<Host>, group: String) -> Result<(), WireError> {
+    let records = host.coordinator.borrow_mut().delete(&group)?;
+    host.persist(records).await
+}
+
+/// Every group coordinated on this shard.
+pub fn list(shard: &Shard) -> Vec<GroupListing> {
+    hosts(shard)
+        .iter()
+        .flat_map(|h| h.coordinator.borrow().list())
+        .collect()
+}
+
+/// Segment size of `__consumer_offsets`: small, so compaction (which works on closed
+/// segments) keeps the replay at startup short.
+const OFFSETS_SEGMENT_BYTES: u64 = 100 * 1024 * 1024;
+
+/// Adds `__consumer_offsets` (`OFFSETS_TOPIC_PARTITIONS` partitions, compacted) to
+/// `topics` and stores the metadata file, unless it exists. Blocking; at startup,
+/// before the shards run.
+pub fn ensure_offsets_topic(
+    data_dir: &std::path::Path,
+    defaults: &BTreeMap<String, String>,
+    mut topics: Topics,
+) -> Result<Topics, String> {
+    if topics.get(CONSUMER_OFFSETS_TOPIC).is_some() {
+        return Ok(topics);
+    }
+    let overrides: BTreeMap<String, String> = [
+        ("cleanup.policy".to_owned(), "compact".to_owned()),
+        (
+            "segment.bytes".to_owned(),
+            OFFSETS_SEGMENT_BYTES.to_string(),
+        ),
+    ]
+    .into();
+    let config = crate::topic_config::TopicConfig::resolve(defaults, &overrides)
+        .map_err(|e| format!("{CONSUMER_OFFSETS_TOPIC}: {e}"))?;
+    topics.topics.insert(
+        CONSUMER_OFFSETS_TOPIC.to_owned(),
+        Arc::new(crate::metadata::TopicMeta {
+            name: CONSUMER_OFFSETS_TOPIC.to_owned(),
+            partitions: crate::groups::OFFSETS_TOPIC_PARTITIONS,
+            overrides,
+            config,
+        }),
+    );
+    crate::metadata::store_topics(data_dir, &topics.to_text())
+        .map_err(|e| format!("cannot store topic metadata with {CONSUMER_OFFSETS_TOPIC}: {e}"))?;
+    Ok(topics)
+}
