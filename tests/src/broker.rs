@@ -11,7 +11,8 @@
 //! would silently share it; each picked port is therefore also claimed by an
 //! advisory lock file under the temp dir, held for the `TestBroker`'s life, so that
 //! tests running in parallel processes never pick the same port (not even across a
-//! restart, when the port is briefly unbound).
+//! restart, when the port is briefly unbound). A restart also waits until the old
+//! process's listening socket is gone, which takes a few milliseconds after a SIGKILL.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -71,6 +72,27 @@ fn claim_free_port(lock_dir: &Path) -> (u16, File) {
         }
     }
     panic!("no free port after {PORT_ATTEMPTS_MAX} attempts");
+}
+
+/// Whether a TCP socket in state LISTEN is bound to `addr` (an IPv4 address), from
+/// `/proc/net/tcp`. Connections left on the port (TIME-WAIT, FIN-WAIT) do not count.
+fn is_listening(addr: SocketAddr) -> bool {
+    const TCP_LISTEN: &str = "0A";
+    let SocketAddr::V4(v4) = addr else {
+        panic!("test brokers listen on IPv4 addresses, not {addr}");
+    };
+    // /proc/net/tcp prints the address as the hex of its in-memory u32 (native order).
+    let local = format!(
+        "{:08X}:{:04X}",
+        u32::from_ne_bytes(v4.ip().octets()),
+        v4.port()
+    );
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    table.lines().skip(1).any(|line| {
+        let mut fields = line.split_whitespace();
+        let (local_field, state) = (fields.nth(1), fields.nth(1));
+        local_field == Some(local.as_str()) && state == Some(TCP_LISTEN)
+    })
 }
 
 /// One `strata serve` process (or none, between `kill` and `restart`).
@@ -268,13 +290,33 @@ impl TestBroker {
     /// until it accepted connections.
     pub fn restart(&mut self) -> Duration {
         let started = Instant::now();
+        self.wait_port_free();
         self.spawn();
         started.elapsed()
+    }
+
+    /// Waits until nothing listens on the port any more. A killed broker's listening
+    /// sockets outlive its process by a few milliseconds (the kernel tears its
+    /// io_uring down asynchronously); as the broker binds with SO_REUSEPORT, a new one
+    /// started in that window would join the dying socket's group, and connections
+    /// the kernel hands to the dying socket are reset.
+    fn wait_port_free(&self) {
+        let started = Instant::now();
+        while is_listening(self.addr) {
+            assert!(
+                started.elapsed() < EXIT_TIMEOUT,
+                "something still listens on {} {} ms after the broker exited",
+                self.addr,
+                started.elapsed().as_millis()
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Starts the broker again and SIGKILLs it `delay` later, whatever it is doing by
     /// then (opening and recovering logs, or serving); it is then not running.
     pub fn restart_and_kill_after(&mut self, delay: Duration) {
+        self.wait_port_free();
         self.spawn_process();
         std::thread::sleep(delay);
         self.kill();
@@ -481,4 +523,24 @@ pub fn high_watermark(admin: &strata_client::Admin, topic: &str, partition: u32)
         .wait()
         .unwrap_or_else(|e| panic!("list offsets of {topic}/{partition}: {e}"))
         .offset
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn is_listening_sees_a_listener_and_not_a_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        assert!(is_listening(addr));
+        let client = TcpStream::connect(addr).expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        drop(listener);
+        assert!(
+            !is_listening(addr),
+            "connections on the port are not listeners"
+        );
+        drop((client, server));
+    }
 }

@@ -784,3 +784,97 @@ fn cli_errors_name_the_problem_and_exit_non_zero() {
 
     broker.stop_gracefully();
 }
+
+fn assert_code<T: std::fmt::Debug>(result: Result<T, ClientError>, code: ErrorCode, names: &str) {
+    let e = result.expect_err("the request is rejected");
+    assert_eq!(e.code(), Some(code), "{e}");
+    assert!(
+        e.to_string().contains(names),
+        "the error names `{names}`: {e}"
+    );
+}
+
+#[test]
+fn topic_and_produce_limits_get_precise_errors() {
+    let mut broker = TestBroker::start();
+    let admin = admin(&broker);
+    let mut bystander = Raw::connect(&broker);
+    admin
+        .create_topic("small", 2, &[("max.message.bytes", "2000")])
+        .wait()
+        .expect("create topic");
+
+    assert_code(
+        admin.create_topic("small", 2, &[]).wait(),
+        ErrorCode::TopicAlreadyExists,
+        "small",
+    );
+    for name in ["bad/name", "..", "", "spaced name"] {
+        let e = admin
+            .create_topic(name, 1, &[])
+            .wait()
+            .expect_err("invalid name");
+        assert_eq!(e.code(), Some(ErrorCode::InvalidTopicName), "{name:?}: {e}");
+    }
+    assert_code(
+        admin.create_topic("zero", 0, &[]).wait(),
+        ErrorCode::InvalidPartitions,
+        "0",
+    );
+    assert_code(
+        admin.add_partitions("small", 1).wait(),
+        ErrorCode::InvalidPartitions,
+        "small",
+    );
+    assert_code(
+        admin.add_partitions("small", 2).wait(),
+        ErrorCode::InvalidPartitions,
+        "small",
+    );
+    assert_code(
+        admin.add_partitions("nope", 3).wait(),
+        ErrorCode::UnknownTopic,
+        "nope",
+    );
+    assert_code(
+        admin.delete_topic("nope").wait(),
+        ErrorCode::UnknownTopic,
+        "nope",
+    );
+    assert_still_serving(&mut broker, &mut bystander, "invalid topic administration");
+
+    // A record over the topic's max.message.bytes.
+    let producer = Producer::connect(ProducerConfig {
+        brokers: broker.brokers(),
+        ..ProducerConfig::default()
+    })
+    .expect("producer connects");
+    let e = producer
+        .send(ProducerRecord::new("small", vec![b'x'; 3000]).partition(0))
+        .wait()
+        .expect_err("too large");
+    assert_eq!(e.code(), Some(ErrorCode::MessageTooLarge), "{e}");
+    assert!(e.to_string().contains("max.message.bytes"), "{e}");
+    // The partition still takes records that fit.
+    let meta = producer
+        .send_blocking(ProducerRecord::new("small", vec![b'x'; 100]).partition(0))
+        .expect("a record that fits");
+    assert_eq!(meta.offset, 0, "nothing of the rejected batch was appended");
+    drop(producer);
+
+    // acks outside 0, 1, -1.
+    let mut raw = Raw::connect(&broker);
+    let good = batch("acks");
+    let body = produce_request("small", 2, &[(1, good.len())]);
+    let id = raw.send(ApiKey::Produce as u16, 0, &body, &[&good]);
+    let results = produce_results(&raw.reply_to(id));
+    assert_eq!(results[0].1, ErrorCode::InvalidAcks, "{}", results[0].2);
+    assert_eq!(
+        high_watermark(&admin, "small", 1),
+        0,
+        "nothing appended with invalid acks"
+    );
+    assert_still_serving(&mut broker, &mut bystander, "produce limits");
+
+    broker.stop_gracefully();
+}

@@ -23,6 +23,8 @@ use strata_tests::broker::TestBroker;
 const RECORD_BYTES: usize = 1024;
 /// Sends awaited at once in the throughput phase.
 const PENDING_SENDS_MAX: usize = 20_000;
+/// Largest latency the histogram holds exactly (larger ones count as this).
+const LATENCY_US_MAX: u64 = 60_000_000;
 /// Longest a record may take end to end before the latency phase gives up on it.
 const CONSUME_TAIL_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -92,7 +94,8 @@ fn latency(broker: &TestBroker, phase: Duration, mbps: u64) {
             .expect("consumer connects");
             consumer.assign(&[("lat", 0)]);
             consumer.seek("lat", 0, 0).expect("seek");
-            let mut histogram = Histogram::<u64>::new(3).expect("histogram");
+            let mut histogram =
+                Histogram::<u64>::new_with_bounds(1, LATENCY_US_MAX, 3).expect("histogram");
             let mut seen = 0u64;
             let mut last_progress = Instant::now();
             while seen < total && last_progress.elapsed() < CONSUME_TAIL_TIMEOUT {

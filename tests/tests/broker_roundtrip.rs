@@ -359,3 +359,53 @@ fn cli_round_trip_keeps_keys_and_partition_order() {
     let client_view: Vec<_> = records.into_iter().map(|r| (r.key, r.value)).collect();
     assert_eq!(client_view, cli_view);
 }
+
+/// A value just under the default `max.message.bytes` (1 MiB + 4 KiB) with its batch.
+const LARGE_VALUE_BYTES: usize = 1_000_000;
+
+#[test]
+fn large_empty_and_null_values_round_trip() {
+    let broker = TestBroker::start();
+    let admin = admin(&broker);
+    admin
+        .create_topic("sizes", 1, &[])
+        .wait()
+        .expect("create topic");
+    let producer = Producer::connect(ProducerConfig {
+        brokers: broker.brokers(),
+        ..ProducerConfig::default()
+    })
+    .expect("producer connects");
+    let large: Vec<u8> = (0..LARGE_VALUE_BYTES)
+        .map(|i| (i * 31 % 251) as u8)
+        .collect();
+    let records = vec![
+        ProducerRecord::new("sizes", large.clone()).key("large"),
+        ProducerRecord::new("sizes", Vec::new()).key("empty"),
+        ProducerRecord {
+            topic: "sizes".into(),
+            key: Some(b"null".to_vec()),
+            ..ProducerRecord::default()
+        },
+        ProducerRecord::new("sizes", large.clone()),
+        ProducerRecord::new("sizes", "after"),
+    ];
+    let sends: Vec<_> = records.iter().map(|r| producer.send(r.clone())).collect();
+    for (i, send) in sends.into_iter().enumerate() {
+        let meta = send.wait().unwrap_or_else(|e| panic!("send {i}: {e}"));
+        assert_eq!((meta.partition, meta.offset), (0, i as i64));
+    }
+    producer.close();
+    let read = read_range(&broker.brokers(), "sizes", 0, 0, records.len() as i64);
+    assert_eq!(read.len(), records.len());
+    for (r, sent) in read.iter().zip(&records) {
+        assert_eq!(r.key, sent.key, "key at {}", r.offset);
+        assert_eq!(
+            r.value.as_ref().map(Vec::len),
+            sent.value.as_ref().map(Vec::len),
+            "value length at {}",
+            r.offset
+        );
+        assert!(r.value == sent.value, "value at {} differs", r.offset);
+    }
+}

@@ -345,12 +345,6 @@ fn graceful_shutdown_marks_clean_and_restarts_without_a_scan() {
     broker.kill();
     let crash_restart_took = broker.restart();
     let admin = self::admin(&broker);
-    if let Err(e) = admin.list_offsets(PROBE_TOPIC, 0, strata_client::OffsetSpec::Latest).wait() {
-        let ss = std::process::Command::new("ss").args(["-tanpe"]).output().expect("ss");
-        let ss = String::from_utf8_lossy(&ss.stdout).lines().filter(|l| l.contains(&broker.addr()) ).collect::<Vec<_>>().join("\n");
-        let again = self::admin(&broker).list_offsets(PROBE_TOPIC, 0, strata_client::OffsetSpec::Latest).wait();
-        panic!("DEBUG {e}; running={} again={again:?}\n{ss}\n{}", broker.is_running(), broker.stderr_tail());
-    }
     assert_eq!(
         high_watermark(&admin, PROBE_TOPIC, 0),
         1,

@@ -21,7 +21,7 @@ use strata_tests::rng::SplitMix64;
 const TOPIC: &str = "acked";
 const PARTITIONS: u32 = 4;
 /// Kill-and-restart rounds on one data dir.
-const ROUNDS: u64 = 8;
+const ROUNDS: u64 = 16;
 /// One round in this many also kills a restart while it opens the logs.
 const KILL_DURING_START_ONE_IN: u64 = 2;
 /// Delay of that kill after the spawn, in `[0, max)` ms (a start takes about this long).
