@@ -48,6 +48,8 @@ const INDEX_PERSIST_ENTRIES: usize = 256;
 /// A segment's disk space is reserved in steps of this much as it grows, so that many
 /// active partitions do not each reserve a whole segment.
 const PREALLOCATE_STEP_BYTES: u64 = 32 * 1024 * 1024;
+/// Segment files a log keeps open for reading at most (least recently opened close).
+const OPEN_SEGMENT_FILES_MAX: usize = 16;
 /// Bytes read from disk per read beyond the index interval and the byte budget.
 const READ_SLACK_BYTES: usize = 16 * 1024;
 
@@ -181,6 +183,8 @@ pub(crate) struct LogState {
     pub epochs_dirty: bool,
     /// How the last open found the log.
     pub opened: OpenKind,
+    /// Segments whose file handle was opened through `segment_file`, oldest first.
+    pub open_files: VecDeque<i64>,
 }
 
 /// How `Log::open` found the log.
@@ -1097,6 +1101,24 @@ impl LogInner {
         if let Some(i) = st.segment_index(segment_base) {
             st.segments[i].file = Some(Rc::clone(&file));
             st.segments[i].file_writable = writable;
+            // Bound the descriptors a long log holds: readers of old segments reopen
+            // them; handles in use by in-flight reads stay valid (`Rc`).
+            st.open_files.push_back(segment_base);
+            while st.open_files.len() > OPEN_SEGMENT_FILES_MAX {
+                let Some(old) = st.open_files.pop_front() else {
+                    break;
+                };
+                if old == segment_base {
+                    st.open_files.push_back(old);
+                    continue;
+                }
+                if let Some(j) = st.segment_index(old) {
+                    if st.segments[j].closed {
+                        st.segments[j].file = None;
+                        st.segments[j].file_writable = false;
+                    }
+                }
+            }
         }
         Ok(file)
     }

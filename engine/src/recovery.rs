@@ -244,6 +244,7 @@ pub(crate) async fn open_log(dir: &Path, config: LogConfig, env: LogEnv) -> Resu
             epochs,
             epochs_dirty: false,
             opened: OpenKind::Created,
+            open_files: VecDeque::new(),
         }),
     });
     let n = listing.bases.len();

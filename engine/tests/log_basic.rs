@@ -208,3 +208,29 @@ fn log_append_time_drives_time_lookups() {
         );
     });
 }
+
+#[test]
+fn reading_many_segments_keeps_few_files_open() {
+    let open_fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    run_local(move || async move {
+        let cfg = LogConfig {
+            segment_bytes: 4096,
+            ..LogConfig::default()
+        };
+        let log = Log::open(&path, cfg.clone(), LogEnv::default())
+            .await
+            .unwrap();
+        for i in 0..300u64 {
+            log.append(batch(i, 1, 1500, 0), written()).await.unwrap();
+        }
+        log.close().await.unwrap();
+        let log = Log::open(&path, cfg, LogEnv::default()).await.unwrap();
+        assert!(log.segment_count() >= 150);
+        let before = open_fds();
+        assert_eq!(read_all(&log).await.len(), 300);
+        let after = open_fds();
+        assert!(after <= before + 20, "{before} -> {after} open files");
+    });
+}

@@ -15,6 +15,7 @@ mod broker;
 mod config;
 mod connection;
 mod errors;
+mod exclusive;
 mod group_host;
 pub mod groups;
 mod handlers;

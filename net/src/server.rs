@@ -56,6 +56,8 @@ pub fn run_broker(config: BrokerConfig, shutdown: Arc<AtomicBool>) -> Result<(),
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         BrokerError::DataDir(format!("cannot create {}: {e}", config.data_dir.display()))
     })?;
+    // Held until run_broker returns: one broker per data dir and per port.
+    let _exclusive = crate::exclusive::claim(&config.data_dir, config.listen)?;
     let topics =
         load_topics(&config.data_dir, &config.topic_defaults).map_err(BrokerError::DataDir)?;
     let topics =

@@ -49,7 +49,6 @@ fn second_broker(data_dir: &std::path::Path, listen: &str) -> (Option<i32>, Stri
 }
 
 #[test]
-#[ignore = "reason: bug: a second `strata serve` on a port in use starts anyway (SO_REUSEPORT) and the kernel splits connections between the two brokers"]
 fn a_second_broker_cannot_take_a_listen_port_in_use() {
     let broker = TestBroker::start();
     let other_dir = tempfile::tempdir().expect("temp dir");
@@ -62,7 +61,6 @@ fn a_second_broker_cannot_take_a_listen_port_in_use() {
 }
 
 #[test]
-#[ignore = "reason: bug: a second `strata serve` on a data dir in use starts anyway; the two brokers overwrite each other's topic metadata"]
 fn a_second_broker_cannot_take_a_data_dir_in_use() {
     let broker = TestBroker::start();
     let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -50,6 +50,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(m) = args.metrics_addr {
         config.metrics_addr = parse_metrics(&m)?;
     }
+    raise_open_files_limit();
     let shutdown = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&shutdown))
@@ -103,4 +104,20 @@ fn apply_file(config: &mut BrokerConfig, text: &str) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A broker holds a file per active segment and per open read handle, and a socket
+/// per connection: lift the soft descriptor limit to the hard one, as brokers need.
+fn raise_open_files_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit write/read only the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
 }
