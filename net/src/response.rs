@@ -16,26 +16,8 @@ use strata_schema::{frame_header, ApiKey, ErrorCode};
 
 use crate::errors::WireError;
 
-/// The APIs this broker serves.
-pub const SERVED_APIS: [ApiKey; 17] = [
-    ApiKey::ApiVersions,
-    ApiKey::Metadata,
-    ApiKey::CreateTopics,
-    ApiKey::DeleteTopics,
-    ApiKey::CreatePartitions,
-    ApiKey::AlterConfigs,
-    ApiKey::Produce,
-    ApiKey::Fetch,
-    ApiKey::ListOffsets,
-    ApiKey::JoinGroup,
-    ApiKey::Heartbeat,
-    ApiKey::LeaveGroup,
-    ApiKey::OffsetCommit,
-    ApiKey::OffsetFetch,
-    ApiKey::DescribeGroup,
-    ApiKey::ListGroups,
-    ApiKey::DeleteGroup,
-];
+/// The APIs this broker serves: every native API of the schema.
+pub const SERVED_APIS: [ApiKey; 17] = ApiKey::ALL;
 
 /// One response frame: header and body in `head`, then the batches of the tail,
 /// written as they are (shared with the engine's cache, not copied).
