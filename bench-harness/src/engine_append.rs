@@ -33,7 +33,7 @@ pub struct EngineAppendArgs {
     /// Partition counts to run.
     #[arg(long, value_delimiter = ',', default_value = "1,16,256")]
     pub partitions: Vec<usize>,
-    /// Flush policies to run: every, <N>ms, os.
+    /// Flush policies to run: every, `<N>ms`, os.
     #[arg(long, value_delimiter = ',', default_value = "every,10ms")]
     pub flush: Vec<FlushArg>,
     /// Bytes per record value.

@@ -11,13 +11,16 @@
 
 pub mod alloc_counter;
 pub mod append_summary;
+pub mod counts;
 pub mod engine_append;
 pub mod limits;
+pub mod loopback;
 pub mod memory_bench;
 pub mod native_e2e;
 pub mod proc_stats;
 pub mod raw_io;
 pub mod recovery_bench;
 pub mod report;
+pub mod schedule;
 pub mod window;
 pub mod workload;

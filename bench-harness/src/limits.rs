@@ -3,6 +3,7 @@
 //! few queue depths, a write + fdatasync loop into preallocated, growing files (the
 //! engine's pattern) with its fdatasync latency, and the same loop over blocks that
 //! are already written (no allocation or size change to persist: the device's floor).
+//! Beside them, loopback TCP throughput: the network ceiling of a broker on this host.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,11 +13,15 @@ use anyhow::Context;
 use clap::Args;
 use serde_json::json;
 
+use crate::loopback::{self, LoopbackResult, LOOPBACK_WRITE_BYTES};
 use crate::proc_stats::settle;
 use crate::raw_io::{run_raw, RawPattern, RawResult, RawSpec};
 use crate::report::{median, write_json, Latency, Table};
 use crate::window::Budget;
 use crate::workload::build_batch;
+
+/// The loopback row's name in the table.
+const LOOPBACK_PATTERN: &str = "loopback TCP 64 KiB";
 
 /// Arguments of `strata-bench limits`.
 #[derive(Args, Debug, Clone)]
@@ -30,8 +35,8 @@ pub struct LimitsArgs {
     /// Bytes counted per pattern and round (the run also stops at --max-seconds).
     #[arg(long, default_value_t = 1 << 30)]
     pub total_bytes: u64,
-    /// Longest counted time per pattern and round.
-    #[arg(long, default_value_t = 10.0)]
+    /// Longest counted time per pattern and round (loopback TCP runs this long).
+    #[arg(long, alias = "seconds", default_value_t = 10.0)]
     pub max_seconds: f64,
     /// Queue depths for the sequential-write pattern.
     #[arg(long, value_delimiter = ',', default_value = "1,4")]
@@ -112,6 +117,17 @@ pub fn run(args: LimitsArgs) -> anyhow::Result<()> {
         }
     }
     let _ = std::fs::remove_dir_all(&work);
+    let mut loopback_runs: Vec<LoopbackResult> = Vec::with_capacity(args.rounds);
+    for round in 0..args.rounds {
+        let r = loopback::measure(Duration::from_secs_f64(args.max_seconds))?;
+        println!(
+            "  round {} {:<19} {:>8.1} MB/s",
+            round + 1,
+            LOOPBACK_PATTERN,
+            r.mb_per_s()
+        );
+        loopback_runs.push(r);
+    }
     let mut table = Table::new(&[
         "pattern",
         "MB/s",
@@ -173,6 +189,22 @@ pub fn run(args: LimitsArgs) -> anyhow::Result<()> {
             "cpu_pressure_pct": psi,
         }));
     }
+    let loopback_mbps = median(
+        &loopback_runs
+            .iter()
+            .map(LoopbackResult::mb_per_s)
+            .collect::<Vec<_>>(),
+    );
+    table.row(vec![
+        LOOPBACK_PATTERN.to_string(),
+        format!("{loopback_mbps:.1}"),
+        "-".into(),
+        "-".into(),
+        "-".into(),
+        "-".into(),
+        "-".into(),
+        "-".into(),
+    ]);
     println!();
     println!(
         "raw limits (medians of {} rounds; write lat includes the fdatasync for write+fdatasync)",
@@ -188,6 +220,14 @@ pub fn run(args: LimitsArgs) -> anyhow::Result<()> {
             "rounds": args.rounds,
             "dma_read_probe": !args.skip_dma_probe,
             "patterns": out,
+            "loopback_tcp": {
+                "write_bytes": LOOPBACK_WRITE_BYTES,
+                "mb_per_s_median": loopback_mbps,
+                "mb_per_s_rounds": loopback_runs
+                    .iter()
+                    .map(LoopbackResult::mb_per_s)
+                    .collect::<Vec<_>>(),
+            },
         }),
     )
 }

@@ -2,10 +2,12 @@
 //! consume the same records back, measuring throughput, publish latency (send →
 //! acknowledged) and end-to-end latency (send → received).
 //!
-//! With `--rate N` (MB/s) records are sent on a fixed schedule and both latencies are
-//! measured from each record's *intended* send time, so a stall delays every record
-//! scheduled behind it and shows in the tail (coordinated omission corrected). With
-//! `--rate max` the producer sends as fast as its buffer allows.
+//! With `--rate N` (MB/s, or `Nmsg/s`) records are sent on a fixed [`Schedule`] and
+//! both latencies are measured from each record's *intended* send time, so a stall
+//! delays every record scheduled behind it and shows in the tail (coordinated omission
+//! corrected). With `--rate max` the producer sends as fast as its buffer allows.
+//!
+//! [`Schedule`]: crate::schedule::Schedule
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -18,7 +20,9 @@ use strata_client::{
     SendFuture,
 };
 
+use crate::counts::Counts;
 use crate::report::{latency_histogram, mb_per_s, record_us, write_json, Latency, Table};
+use crate::schedule::Rate;
 
 /// Bytes at the start of each value: the intended send time (µs since the epoch).
 const STAMP_BYTES: usize = 8;
@@ -36,7 +40,7 @@ pub struct NativeE2eArgs {
     /// Bytes per record value.
     #[arg(long, default_value_t = 1024)]
     record_bytes: usize,
-    /// `max`, or a fixed rate in MB/s.
+    /// `max`, or a fixed rate: MB/s (`100` or `100MB/s`) or messages/s (`5000msg/s`).
     #[arg(long, default_value = "max")]
     rate: String,
     /// Measured seconds.
@@ -66,13 +70,7 @@ pub fn run(args: NativeE2eArgs) -> anyhow::Result<()> {
     if args.record_bytes < STAMP_BYTES {
         bail!("--record-bytes must be at least {STAMP_BYTES}");
     }
-    let rate_mbps: Option<f64> = match args.rate.as_str() {
-        "max" => None,
-        r => Some(
-            r.parse()
-                .with_context(|| format!("--rate {r}: expected `max` or MB/s"))?,
-        ),
-    };
+    let rate: Rate = args.rate.parse()?;
     let brokers = strata_client::parse_brokers(&args.brokers);
     let admin = Admin::connect(AdminConfig {
         brokers: brokers.clone(),
@@ -156,22 +154,19 @@ pub fn run(args: NativeE2eArgs) -> anyhow::Result<()> {
         },
     );
 
-    let interval =
-        rate_mbps.map(|mbps| Duration::from_secs_f64(args.record_bytes as f64 / (mbps * 1e6)));
     let started = Instant::now();
     let start_us = now_us();
+    let schedule = rate.schedule(args.record_bytes, started);
     let mut payload = vec![b'x'; args.record_bytes];
     let mut sent = 0u64;
     while started.elapsed() < Duration::from_secs(args.seconds) {
-        let intended_us = match interval {
-            Some(iv) => {
-                let due = iv.mul_f64(sent as f64);
-                let elapsed = started.elapsed();
-                if due > elapsed {
-                    std::thread::sleep((due - elapsed).min(Duration::from_millis(1)));
+        let intended_us = match schedule {
+            Some(s) => {
+                if let Some(wait) = s.wait_before(sent, Instant::now()) {
+                    std::thread::sleep(wait.min(Duration::from_millis(1)));
                     continue;
                 }
-                start_us + due.as_micros() as u64
+                start_us + s.offset(sent).as_micros() as u64
             }
             None => now_us(),
         };
@@ -194,6 +189,11 @@ pub fn run(args: NativeE2eArgs) -> anyhow::Result<()> {
         .map_err(|_| anyhow::anyhow!("consumer thread panicked"))??;
     producer.close();
 
+    let counts = Counts {
+        sent,
+        acked,
+        received,
+    };
     let bytes = acked * args.record_bytes as u64;
     let (p, e) = (Latency::of(&publish), Latency::of(&e2e));
     let mut t = Table::new(&[
@@ -219,11 +219,8 @@ pub fn run(args: NativeE2eArgs) -> anyhow::Result<()> {
         format!("{:.0}", e.max_us),
     ]);
     t.print();
-    if received < acked {
-        eprintln!(
-            "warning: {} acknowledged records were not received",
-            acked - received
-        );
+    if let Some(shortfall) = counts.shortfall() {
+        eprintln!("warning: {shortfall}");
     }
     write_json(
         args.json.as_deref(),
@@ -231,6 +228,7 @@ pub fn run(args: NativeE2eArgs) -> anyhow::Result<()> {
             "benchmark": "native-e2e",
             "config": format!("{args:?}"),
             "sent": sent, "acked": acked, "received": received,
+            "counts": counts.to_json(),
             "mb_per_s": mb_per_s(bytes, produce_secs),
             "publish": p.to_json(), "e2e": e.to_json(),
         }),

@@ -60,11 +60,15 @@ fn limits_prints_its_table() {
             "MB/s",
             "fdatasync p50/p99/p99.9 us",
             "write+fdatasync",
+            "loopback TCP 64 KiB",
         ],
     );
     let v: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&json).expect("json written")).expect("json");
     assert_eq!(v["bench"], "limits");
+    assert!(v["loopback_tcp"]["mb_per_s_median"]
+        .as_f64()
+        .is_some_and(|m| m > 0.0));
 }
 
 #[test]
