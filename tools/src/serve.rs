@@ -28,9 +28,20 @@ pub struct ServeArgs {
     /// Prometheus metrics listener; `off` disables it.
     #[arg(long)]
     metrics_addr: Option<String>,
+    /// Log filter for stderr: error, warn, info, debug, trace, or per-module
+    /// directives such as `strata_engine=info` (env STRATA_LOG).
+    #[arg(long, env = "STRATA_LOG", default_value = "warn")]
+    log_level: String,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
+        .with_context(|| format!("--log-level `{}` is not a log filter", args.log_level))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
     let mut config = BrokerConfig::default();
     if let Some(path) = &args.config {
         let text = std::fs::read_to_string(path)
