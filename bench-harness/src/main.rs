@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use strata_bench::alloc_counter::CountingAlloc;
+use strata_bench::compare::{self, CompareArgs};
 use strata_bench::engine_append::{self, EngineAppendArgs};
 use strata_bench::limits::{self, LimitsArgs};
 use strata_bench::memory_bench::{self, IdleArgs, IdleOpenArgs};
@@ -33,6 +34,8 @@ enum Cmd {
     IdlePartitions(IdleArgs),
     /// Produce and consume through the native client against a running broker.
     NativeE2e(NativeE2eArgs),
+    /// The native-e2e workload against two brokers, A B A B, medians and ratio A/B.
+    Compare(CompareArgs),
     /// (child of `recovery`) Builds a partition, then waits for SIGKILL.
     #[command(hide = true)]
     RecoveryWriter(RecoveryWriterArgs),
@@ -51,6 +54,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Recovery(a) => recovery_bench::run(a),
         Cmd::IdlePartitions(a) => memory_bench::run(a),
         Cmd::NativeE2e(a) => native_e2e::run(a),
+        Cmd::Compare(a) => compare::run(a),
         Cmd::RecoveryWriter(a) => recovery_bench::writer(a),
         Cmd::RecoveryOpen(a) => recovery_bench::open(a),
         Cmd::IdleOpen(a) => memory_bench::open(a),

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use serde_json::json;
+use serde_json::{json, Value};
 use strata_client::{
     Acks, Admin, AdminConfig, Consumer, ConsumerConfig, Producer, ProducerConfig, ProducerRecord,
     SendFuture,
@@ -29,35 +29,98 @@ const STAMP_BYTES: usize = 8;
 /// Acknowledgements waited for in order, at most this many pending (memory bound).
 const PENDING_ACKS_MAX: usize = 100_000;
 
+/// The workload of one native end-to-end run, shared by `native-e2e` and `compare`.
+#[derive(Args, Clone, Debug)]
+pub struct E2eWorkload {
+    /// Topic to use (created with one partition if missing).
+    #[arg(long, default_value = "strata-bench-e2e")]
+    pub topic: String,
+    /// Bytes per record value.
+    #[arg(long, default_value_t = 1024)]
+    pub record_bytes: usize,
+    /// `max`, or a fixed rate: MB/s (`100` or `100MB/s`) or messages/s (`5000msg/s`).
+    #[arg(long, default_value = "max")]
+    pub rate: String,
+    /// Measured seconds.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// 0, 1 or all.
+    #[arg(long, default_value = "all")]
+    pub acks: String,
+    /// Producer batch size in bytes.
+    #[arg(long, default_value_t = 64 * 1024)]
+    pub batch_bytes: usize,
+    /// Producer linger in milliseconds.
+    #[arg(long, default_value_t = 1)]
+    pub linger_ms: u64,
+}
+
+impl E2eWorkload {
+    /// Rejects parameters no run can use, before any connection is made.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.record_bytes < STAMP_BYTES {
+            bail!("--record-bytes must be at least {STAMP_BYTES}");
+        }
+        self.rate.parse::<Rate>()?;
+        self.acks.parse::<Acks>()?;
+        Ok(())
+    }
+
+    /// JSON form, for the configuration part of reports.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "topic": self.topic,
+            "record_bytes": self.record_bytes,
+            "rate": self.rate,
+            "seconds": self.seconds,
+            "acks": self.acks,
+            "batch_bytes": self.batch_bytes,
+            "linger_ms": self.linger_ms,
+        })
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct NativeE2eArgs {
     /// Broker address.
     #[arg(long, default_value = "127.0.0.1:9250")]
     brokers: String,
-    /// Topic to use (created with one partition if missing).
-    #[arg(long, default_value = "strata-bench-e2e")]
-    topic: String,
-    /// Bytes per record value.
-    #[arg(long, default_value_t = 1024)]
-    record_bytes: usize,
-    /// `max`, or a fixed rate: MB/s (`100` or `100MB/s`) or messages/s (`5000msg/s`).
-    #[arg(long, default_value = "max")]
-    rate: String,
-    /// Measured seconds.
-    #[arg(long, default_value_t = 10)]
-    seconds: u64,
-    /// 0, 1 or all.
-    #[arg(long, default_value = "all")]
-    acks: String,
-    /// Producer batch size in bytes.
-    #[arg(long, default_value_t = 64 * 1024)]
-    batch_bytes: usize,
-    /// Producer linger in milliseconds.
-    #[arg(long, default_value_t = 1)]
-    linger_ms: u64,
+    #[command(flatten)]
+    workload: E2eWorkload,
     /// Write the results as JSON here.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+}
+
+/// What one native end-to-end run measured.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct E2eResult {
+    /// Acknowledged megabytes (10^6 bytes) per second over the produce phase.
+    pub mb_per_s: f64,
+    /// Seconds the produce phase took, until every acknowledgement was in.
+    pub produce_secs: f64,
+    /// Send (intended time) → acknowledged.
+    pub publish: Latency,
+    /// Send (intended time) → received by the consumer.
+    pub e2e: Latency,
+    /// Sent, acknowledged and received records.
+    pub counts: Counts,
+}
+
+impl E2eResult {
+    /// JSON form.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "sent": self.counts.sent,
+            "acked": self.counts.acked,
+            "received": self.counts.received,
+            "counts": self.counts.to_json(),
+            "mb_per_s": self.mb_per_s,
+            "produce_secs": self.produce_secs,
+            "publish": self.publish.to_json(),
+            "e2e": self.e2e.to_json(),
+        })
+    }
 }
 
 fn now_us() -> u64 {
@@ -66,12 +129,53 @@ fn now_us() -> u64 {
         .map_or(0, |d| d.as_micros() as u64)
 }
 
+/// `strata-bench native-e2e`: one run against `--brokers`, printed as a table.
 pub fn run(args: NativeE2eArgs) -> anyhow::Result<()> {
-    if args.record_bytes < STAMP_BYTES {
-        bail!("--record-bytes must be at least {STAMP_BYTES}");
+    let w = &args.workload;
+    let r = run_once(&args.brokers, w)?;
+    let (p, e, c) = (r.publish, r.e2e, r.counts);
+    let mut t = Table::new(&[
+        "rate",
+        "acks",
+        "sent",
+        "acked",
+        "received",
+        "MB/s acked",
+        "publish p50/p99/p99.9 us",
+        "e2e p50/p99/p99.9 us",
+        "e2e max us",
+    ]);
+    t.row(vec![
+        w.rate.clone(),
+        w.acks.clone(),
+        c.sent.to_string(),
+        c.acked.to_string(),
+        c.received.to_string(),
+        format!("{:.1}", r.mb_per_s),
+        p.triple(),
+        e.triple(),
+        format!("{:.0}", e.max_us),
+    ]);
+    t.print();
+    if let Some(shortfall) = c.shortfall() {
+        eprintln!("warning: {shortfall}");
     }
+    let mut out = json!({
+        "benchmark": "native-e2e",
+        "config": format!("{args:?}"),
+    });
+    if let (Some(o), Value::Object(m)) = (out.as_object_mut(), r.to_json()) {
+        o.extend(m);
+    }
+    write_json(args.json.as_deref(), &out)
+}
+
+/// Runs the workload `args` once against the broker at `brokers` (the topic is created
+/// when missing) and returns what it measured; prints nothing.
+pub fn run_once(brokers: &str, args: &E2eWorkload) -> anyhow::Result<E2eResult> {
+    args.validate()?;
     let rate: Rate = args.rate.parse()?;
-    let brokers = strata_client::parse_brokers(&args.brokers);
+    let brokers = strata_client::parse_brokers(brokers);
     let admin = Admin::connect(AdminConfig {
         brokers: brokers.clone(),
         ..AdminConfig::default()
@@ -195,42 +299,11 @@ pub fn run(args: NativeE2eArgs) -> anyhow::Result<()> {
         received,
     };
     let bytes = acked * args.record_bytes as u64;
-    let (p, e) = (Latency::of(&publish), Latency::of(&e2e));
-    let mut t = Table::new(&[
-        "rate",
-        "acks",
-        "sent",
-        "acked",
-        "received",
-        "MB/s acked",
-        "publish p50/p99/p99.9 us",
-        "e2e p50/p99/p99.9 us",
-        "e2e max us",
-    ]);
-    t.row(vec![
-        args.rate.clone(),
-        args.acks.clone(),
-        sent.to_string(),
-        acked.to_string(),
-        received.to_string(),
-        format!("{:.1}", mb_per_s(bytes, produce_secs)),
-        p.triple(),
-        e.triple(),
-        format!("{:.0}", e.max_us),
-    ]);
-    t.print();
-    if let Some(shortfall) = counts.shortfall() {
-        eprintln!("warning: {shortfall}");
-    }
-    write_json(
-        args.json.as_deref(),
-        &json!({
-            "benchmark": "native-e2e",
-            "config": format!("{args:?}"),
-            "sent": sent, "acked": acked, "received": received,
-            "counts": counts.to_json(),
-            "mb_per_s": mb_per_s(bytes, produce_secs),
-            "publish": p.to_json(), "e2e": e.to_json(),
-        }),
-    )
+    Ok(E2eResult {
+        mb_per_s: mb_per_s(bytes, produce_secs),
+        produce_secs,
+        publish: Latency::of(&publish),
+        e2e: Latency::of(&e2e),
+        counts,
+    })
 }

@@ -164,3 +164,53 @@ fn idle_partitions_prints_its_table() {
         ],
     );
 }
+
+/// `compare` needs two brokers to run; without one, check its flags are wired and that
+/// bad parameters are refused before any connection is tried.
+#[test]
+fn compare_flags_and_validation_without_a_broker() {
+    let bench = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_strata-bench"))
+            .args(args)
+            .output()
+            .expect("start strata-bench")
+    };
+    let help = bench(&["compare", "--help"]);
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert_contains(
+        &text,
+        &[
+            "--a <A>",
+            "--b <B>",
+            "--rounds",
+            "--topic",
+            "--record-bytes",
+            "--rate",
+            "--seconds",
+            "--acks",
+            "--batch-bytes",
+            "--linger-ms",
+            "--json",
+        ],
+    );
+    // Port 9 (discard) is never a broker here; each call must fail before connecting.
+    for (extra, needle) in [
+        (&["--rounds", "0"][..], "--rounds must be at least 1"),
+        (
+            &["--record-bytes", "4"][..],
+            "--record-bytes must be at least",
+        ),
+        (&["--rate", "fast"][..], "--rate fast"),
+    ] {
+        let mut args = vec!["compare", "--a", "127.0.0.1:9", "--b", "127.0.0.1:9"];
+        args.extend_from_slice(extra);
+        let out = bench(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: stderr lacks {needle:?}:\n{stderr}"
+        );
+    }
+}
