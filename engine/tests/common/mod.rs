@@ -39,8 +39,8 @@ pub fn written() -> AppendOptions {
     AppendOptions::new(Durability::Written)
 }
 
-/// Reads the whole log from its start: (base offset, last offset, record tags) per batch.
-pub async fn read_all(log: &Log) -> Vec<(i64, i64, Vec<String>)> {
+/// Every stored batch from the log start to its end, in order, each checked valid.
+pub async fn all_batches(log: &Log) -> Vec<bytes::Bytes> {
     let mut out = Vec::new();
     let mut offset = log.log_start_offset();
     let end = log.log_end_offset();
@@ -49,8 +49,22 @@ pub async fn read_all(log: &Log) -> Vec<(i64, i64, Vec<String>)> {
         if r.batches.is_empty() {
             break;
         }
-        for b in &r.batches {
-            let h = check_batch(b).expect("stored batch is valid");
+        for b in r.batches {
+            let h = check_batch(&b).expect("stored batch is valid");
+            validate_batch(&b).expect("stored batch validates");
+            offset = h.last_offset() + 1;
+            out.push(b);
+        }
+    }
+    out
+}
+
+/// Reads the whole log from its start: (base offset, last offset, record tags) per batch.
+pub async fn read_all(log: &Log) -> Vec<(i64, i64, Vec<String>)> {
+    all_batches(log)
+        .await
+        .iter()
+        .map(|b| {
             let view = validate_batch(b).expect("stored batch validates");
             let values = view
                 .records()
@@ -61,36 +75,26 @@ pub async fn read_all(log: &Log) -> Vec<(i64, i64, Vec<String>)> {
                     s.split('x').next().unwrap_or_default().to_string()
                 })
                 .collect();
-            out.push((h.base_offset, h.last_offset(), values));
-            offset = h.last_offset() + 1;
-        }
-    }
-    out
+            (
+                view.header().base_offset,
+                view.header().last_offset(),
+                values,
+            )
+        })
+        .collect()
 }
 
 /// Record keys and values of the whole log, in offset order.
 pub async fn read_kv(log: &Log) -> Vec<(i64, String, Option<String>)> {
     let mut out = Vec::new();
-    let mut offset = log.log_start_offset();
-    let end = log.log_end_offset();
-    while offset < end {
-        let r = log.read(offset, 1 << 20, Some(end)).await.expect("read");
-        if r.batches.is_empty() {
-            break;
-        }
-        for b in &r.batches {
-            let view = validate_batch(b).expect("stored batch validates");
-            for rec in view.records().expect("native") {
-                if rec.offset() < offset {
-                    continue;
-                }
-                out.push((
-                    rec.offset(),
-                    String::from_utf8_lossy(rec.key().unwrap_or_default()).into_owned(),
-                    rec.value().map(|v| String::from_utf8_lossy(v).into_owned()),
-                ));
-            }
-            offset = view.header().last_offset() + 1;
+    for b in all_batches(log).await {
+        let view = validate_batch(&b).expect("stored batch validates");
+        for rec in view.records().expect("native") {
+            out.push((
+                rec.offset(),
+                String::from_utf8_lossy(rec.key().unwrap_or_default()).into_owned(),
+                rec.value().map(|v| String::from_utf8_lossy(v).into_owned()),
+            ));
         }
     }
     out
