@@ -8,7 +8,9 @@ use strata_engine::shard::ShardError;
 
 /// Default native protocol listener.
 pub const LISTEN_ADDR_DEFAULT: &str = "127.0.0.1:9250";
-/// Default Prometheus metrics listener.
+/// Default Kafka protocol listener of `strata serve`.
+pub const KAFKA_LISTEN_ADDR_DEFAULT: &str = "127.0.0.1:9092";
+/// Default Prometheus metrics address.
 pub const METRICS_ADDR_DEFAULT: &str = "127.0.0.1:9251";
 /// Default data directory.
 pub const DATA_DIR_DEFAULT: &str = "./strata-data";
@@ -20,6 +22,12 @@ pub struct BrokerConfig {
     pub data_dir: PathBuf,
     /// Native protocol listener; every shard binds it (SO_REUSEPORT).
     pub listen: SocketAddr,
+    /// Kafka protocol listener; every shard binds it (SO_REUSEPORT). `None` = no
+    /// Kafka listener (the `strata serve` default is `KAFKA_LISTEN_ADDR_DEFAULT`).
+    pub kafka_listen: Option<SocketAddr>,
+    /// The `host:port` Kafka clients are told to connect to (Metadata,
+    /// FindCoordinator); `None` = the Kafka listen address.
+    pub kafka_advertised: Option<String>,
     /// Prometheus text metrics over HTTP (any path), served by shard 0; `None` = no
     /// metrics listener.
     pub metrics_addr: Option<SocketAddr>,
@@ -43,6 +51,8 @@ impl Default for BrokerConfig {
             listen: LISTEN_ADDR_DEFAULT
                 .parse()
                 .expect("a valid literal address"),
+            kafka_listen: None,
+            kafka_advertised: None,
             metrics_addr: Some(
                 METRICS_ADDR_DEFAULT
                     .parse()

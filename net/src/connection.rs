@@ -42,9 +42,41 @@ struct InFlight {
     _budget: StaticPermit,
 }
 
+/// A wire protocol served over this connection loop: how a frame is read and how
+/// it is answered.
+pub(crate) trait Protocol: 'static {
+    type Frame: 'static;
+    /// Reads one whole frame, holding its bytes in `budget`. An error means the
+    /// framing is lost (or the peer is gone) and the connection closes.
+    async fn read_frame(
+        reader: &mut ReadHalf<TcpStream>,
+        budget: &Rc<Semaphore>,
+    ) -> Result<(Self::Frame, StaticPermit), String>;
+    /// Answers one frame.
+    async fn handle(broker: Rc<Broker>, frame: Self::Frame, peer: Rc<str>) -> Response;
+}
+
+/// The native protocol.
+pub(crate) struct NativeProtocol;
+
+impl Protocol for NativeProtocol {
+    type Frame = RequestFrame;
+
+    async fn read_frame(
+        reader: &mut ReadHalf<TcpStream>,
+        budget: &Rc<Semaphore>,
+    ) -> Result<(RequestFrame, StaticPermit), String> {
+        read_frame(reader, budget).await
+    }
+
+    async fn handle(broker: Rc<Broker>, frame: RequestFrame, peer: Rc<str>) -> Response {
+        handlers::handle(broker, frame, peer).await
+    }
+}
+
 /// Serves `stream` until the client closes it, its framing is lost, or the shard
 /// stops (then in-flight requests are finished and answered first).
-pub async fn serve(broker: Rc<Broker>, stream: TcpStream) {
+pub(crate) async fn serve<P: Protocol>(broker: Rc<Broker>, stream: TcpStream) {
     if let Err(e) = stream.set_nodelay(true) {
         tracing::debug!(error = %e, "cannot set TCP_NODELAY");
     }
@@ -58,7 +90,7 @@ pub async fn serve(broker: Rc<Broker>, stream: TcpStream) {
     let budget = Rc::new(Semaphore::new(IN_FLIGHT_BYTES_MAX));
     loop {
         let next = futures_lite::future::or(
-            async { Some(read_frame(&mut reader, &budget).await) },
+            async { Some(P::read_frame(&mut reader, &budget).await) },
             async {
                 broker.shard.stopped().await;
                 None
@@ -71,11 +103,7 @@ pub async fn serve(broker: Rc<Broker>, stream: TcpStream) {
             }
             break;
         };
-        let task = glommio::spawn_local(handlers::handle(
-            Rc::clone(&broker),
-            frame,
-            Rc::clone(&peer),
-        ));
+        let task = glommio::spawn_local(P::handle(Rc::clone(&broker), frame, Rc::clone(&peer)));
         let in_flight = InFlight {
             task,
             _budget: permit,
@@ -119,7 +147,10 @@ fn produce_part_lengths(body: &[u8], tail_bytes: usize) -> Option<Vec<usize>> {
     (total <= tail_bytes).then_some(lengths)
 }
 
-async fn read_vec(reader: &mut ReadHalf<TcpStream>, len: usize) -> Result<Vec<u8>, String> {
+pub(crate) async fn read_vec(
+    reader: &mut ReadHalf<TcpStream>,
+    len: usize,
+) -> Result<Vec<u8>, String> {
     let mut buf = vec![0u8; len];
     reader
         .read_exact(&mut buf)

@@ -18,7 +18,7 @@ use crate::config::BrokerError;
 /// Held for the broker's lifetime.
 pub struct ExclusiveGuard {
     _data_dir_lock: File,
-    _port_lock: File,
+    _port_locks: Vec<File>,
 }
 
 fn lock(path: &Path) -> std::io::Result<Option<File>> {
@@ -41,8 +41,9 @@ fn lock(path: &Path) -> std::io::Result<Option<File>> {
     }
 }
 
-/// Takes the data directory and the listen port for this broker, or says who has them.
-pub fn claim(data_dir: &Path, listen: SocketAddr) -> Result<ExclusiveGuard, BrokerError> {
+/// Takes the data directory and the listen ports for this broker, or says who has
+/// them.
+pub fn claim(data_dir: &Path, listens: &[SocketAddr]) -> Result<ExclusiveGuard, BrokerError> {
     let dir_lock_path = data_dir.join(".lock");
     let data_dir_lock = lock(&dir_lock_path)
         .map_err(|e| BrokerError::DataDir(format!("cannot lock {}: {e}", dir_lock_path.display())))?
@@ -52,20 +53,25 @@ pub fn claim(data_dir: &Path, listen: SocketAddr) -> Result<ExclusiveGuard, Brok
                 data_dir.display()
             ))
         })?;
-    let port_lock_path = std::env::temp_dir().join(format!(
-        "strata-listen-{}-{}.lock",
-        listen.ip(),
-        listen.port()
-    ));
-    let in_use = |reason: String| BrokerError::Bind {
-        addr: listen,
-        reason,
-    };
-    let port_lock = lock(&port_lock_path)
-        .map_err(|e| in_use(format!("cannot lock {}: {e}", port_lock_path.display())))?
-        .ok_or_else(|| in_use("address in use by another strata broker".into()))?;
+    let mut port_locks = Vec::with_capacity(listens.len());
+    for &listen in listens {
+        let port_lock_path = std::env::temp_dir().join(format!(
+            "strata-listen-{}-{}.lock",
+            listen.ip(),
+            listen.port()
+        ));
+        let in_use = |reason: String| BrokerError::Bind {
+            addr: listen,
+            reason,
+        };
+        port_locks.push(
+            lock(&port_lock_path)
+                .map_err(|e| in_use(format!("cannot lock {}: {e}", port_lock_path.display())))?
+                .ok_or_else(|| in_use("address in use by another strata broker".into()))?,
+        );
+    }
     Ok(ExclusiveGuard {
         _data_dir_lock: data_dir_lock,
-        _port_lock: port_lock,
+        _port_locks: port_locks,
     })
 }

@@ -19,6 +19,7 @@ mod exclusive;
 mod group_host;
 pub mod groups;
 mod handlers;
+mod kafka;
 mod metadata;
 mod metrics;
 mod response;
@@ -26,7 +27,8 @@ mod server;
 mod topic_config;
 
 pub use config::{
-    BrokerConfig, BrokerError, DATA_DIR_DEFAULT, LISTEN_ADDR_DEFAULT, METRICS_ADDR_DEFAULT,
+    BrokerConfig, BrokerError, DATA_DIR_DEFAULT, KAFKA_LISTEN_ADDR_DEFAULT, LISTEN_ADDR_DEFAULT,
+    METRICS_ADDR_DEFAULT,
 };
 pub use connection::{IN_FLIGHT_BYTES_MAX, IN_FLIGHT_REQUESTS_MAX};
 pub use errors::{engine_error_code, WireError};

@@ -24,7 +24,8 @@ use strata_engine::snapshot::SnapshotCell;
 
 use crate::broker::{Broker, METADATA_SHARD};
 use crate::config::{BrokerConfig, BrokerError};
-use crate::connection;
+use crate::connection::{self, NativeProtocol, Protocol};
+use crate::kafka::KafkaProtocol;
 use crate::metadata::{load_topics, Topics};
 use crate::topic_config::TopicConfig;
 
@@ -57,7 +58,10 @@ pub fn run_broker(config: BrokerConfig, shutdown: Arc<AtomicBool>) -> Result<(),
         BrokerError::DataDir(format!("cannot create {}: {e}", config.data_dir.display()))
     })?;
     // Held until run_broker returns: one broker per data dir and per port.
-    let _exclusive = crate::exclusive::claim(&config.data_dir, config.listen)?;
+    let listens: Vec<_> = std::iter::once(config.listen)
+        .chain(config.kafka_listen)
+        .collect();
+    let _exclusive = crate::exclusive::claim(&config.data_dir, &listens)?;
     let topics =
         load_topics(&config.data_dir, &config.topic_defaults).map_err(BrokerError::DataDir)?;
     let topics =
@@ -146,12 +150,16 @@ async fn serve(shard: &Shard, broker: &Rc<Broker>, shared: &Shared) -> Result<()
         }
         glommio::timer::sleep(Duration::from_millis(1)).await;
     }
-    let addr = broker.config.listen;
-    let listener = TcpListener::bind(addr).map_err(|e| BrokerError::Bind {
-        addr,
-        reason: e.to_string(),
-    })?;
-    tracing::info!(shard = shard.id(), %addr, "listening");
+    let bind = |addr| {
+        let listener = TcpListener::bind(addr).map_err(|e| BrokerError::Bind {
+            addr,
+            reason: e.to_string(),
+        })?;
+        tracing::info!(shard = shard.id(), %addr, "listening");
+        Ok::<_, BrokerError>(listener)
+    };
+    let listener = bind(broker.config.listen)?;
+    let kafka_listener = broker.config.kafka_listen.map(bind).transpose()?;
     if let (METADATA_SHARD, Some(maddr)) = (shard.id(), broker.config.metrics_addr) {
         let metrics_listener = crate::metrics::bind(maddr).map_err(|reason| BrokerError::Bind {
             addr: maddr,
@@ -160,6 +168,34 @@ async fn serve(shard: &Shard, broker: &Rc<Broker>, shared: &Shared) -> Result<()
         glommio::spawn_local(crate::metrics::serve(Rc::clone(broker), metrics_listener)).detach();
     }
     let open = Rc::new(std::cell::Cell::new(0usize));
+    let kafka_accepting = kafka_listener.map(|l| {
+        glommio::spawn_local(accept::<KafkaProtocol>(
+            shard.clone(),
+            Rc::clone(broker),
+            l,
+            Rc::clone(&open),
+        ))
+    });
+    accept::<NativeProtocol>(shard.clone(), Rc::clone(broker), listener, Rc::clone(&open)).await;
+    if let Some(task) = kafka_accepting {
+        task.await;
+    }
+    let mut waited_ms = 0;
+    while open.get() > 0 && waited_ms < DRAIN_WAIT_MS_MAX {
+        glommio::timer::sleep(Duration::from_millis(DRAIN_POLL_MS)).await;
+        waited_ms += DRAIN_POLL_MS;
+    }
+    Ok(())
+}
+
+/// Accepts connections of protocol `P` until the shard stops; `open` counts this
+/// shard's connections of every protocol.
+async fn accept<P: Protocol>(
+    shard: Shard,
+    broker: Rc<Broker>,
+    listener: TcpListener,
+    open: Rc<std::cell::Cell<usize>>,
+) {
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
             shard.stopped().await;
@@ -185,19 +221,12 @@ async fn serve(shard: &Shard, broker: &Rc<Broker>, shared: &Shared) -> Result<()
             m.connections_open += 1;
             m.connections_total += 1;
         });
-        let (b, o) = (Rc::clone(broker), Rc::clone(&open));
+        let (b, o) = (Rc::clone(&broker), Rc::clone(&open));
         glommio::spawn_local(async move {
-            connection::serve(b, stream).await;
+            connection::serve::<P>(b, stream).await;
             o.set(o.get() - 1);
             crate::metrics::with(|m| m.connections_open -= 1);
         })
         .detach();
     }
-    drop(listener);
-    let mut waited_ms = 0;
-    while open.get() > 0 && waited_ms < DRAIN_WAIT_MS_MAX {
-        glommio::timer::sleep(Duration::from_millis(DRAIN_POLL_MS)).await;
-        waited_ms += DRAIN_POLL_MS;
-    }
-    Ok(())
 }

@@ -99,13 +99,15 @@ fn is_listening(addr: SocketAddr) -> bool {
 pub struct TestBroker {
     child: Option<Child>,
     addr: SocketAddr,
+    /// The Kafka protocol listener.
+    kafka_addr: SocketAddr,
     cores: usize,
     /// Holds the data dir and the stderr log.
     dir: tempfile::TempDir,
     stderr_path: PathBuf,
     /// Starts of this broker so far (1 after `start`).
     starts: u32,
-    _port_lock: File,
+    _port_locks: [File; 2],
 }
 
 impl TestBroker {
@@ -120,15 +122,18 @@ impl TestBroker {
             .prefix("strata-broker-test-")
             .tempdir()
             .expect("create temp dir");
-        let (port, port_lock) = claim_free_port(&std::env::temp_dir().join("strata-test-ports"));
+        let lock_dir = std::env::temp_dir().join("strata-test-ports");
+        let (port, port_lock) = claim_free_port(&lock_dir);
+        let (kafka_port, kafka_port_lock) = claim_free_port(&lock_dir);
         let mut broker = TestBroker {
             child: None,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            kafka_addr: SocketAddr::from(([127, 0, 0, 1], kafka_port)),
             cores,
             stderr_path: dir.path().join("broker.stderr"),
             dir,
             starts: 0,
-            _port_lock: port_lock,
+            _port_locks: [port_lock, kafka_port_lock],
         };
         broker.spawn();
         broker
@@ -137,6 +142,11 @@ impl TestBroker {
     /// `host:port` of the broker.
     pub fn addr(&self) -> String {
         self.addr.to_string()
+    }
+
+    /// `host:port` of the broker's Kafka protocol listener.
+    pub fn kafka_addr(&self) -> String {
+        self.kafka_addr.to_string()
     }
 
     /// The broker list for client configs.
@@ -183,6 +193,8 @@ impl TestBroker {
             .arg(self.data_dir())
             .arg("--listen")
             .arg(self.addr.to_string())
+            .arg("--kafka-listen")
+            .arg(self.kafka_addr.to_string())
             .arg("--metrics-addr")
             .arg("off")
             .arg("--cores")
@@ -302,7 +314,7 @@ impl TestBroker {
     /// the kernel hands to the dying socket are reset.
     fn wait_port_free(&self) {
         let started = Instant::now();
-        while is_listening(self.addr) {
+        while is_listening(self.addr) || is_listening(self.kafka_addr) {
             assert!(
                 started.elapsed() < EXIT_TIMEOUT,
                 "something still listens on {} {} ms after the broker exited",

@@ -12,8 +12,8 @@ use strata_net::{run_broker, BrokerConfig};
 
 #[derive(Args)]
 pub struct ServeArgs {
-    /// A config file of `key = value` lines: data-dir, listen, metrics-addr, cores,
-    /// pin-to-cores, and `topic.<config> = <value>` for topic defaults. Flags win.
+    /// A config file of `key = value` lines: data-dir, listen, kafka-listen,
+    /// kafka-advertised, metrics-addr, cores, pin-to-cores, and `topic.<config> = <value>` for topic defaults. Flags win.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Where topic metadata and partition logs live.
@@ -25,6 +25,13 @@ pub struct ServeArgs {
     /// Native protocol listener.
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// Kafka protocol listener (default 127.0.0.1:9092); `off` disables it.
+    #[arg(long)]
+    kafka_listen: Option<String>,
+    /// The host:port Kafka clients are told to connect to (default: the Kafka
+    /// listen address).
+    #[arg(long)]
+    kafka_advertised: Option<String>,
     /// Prometheus metrics listener; `off` disables it.
     #[arg(long)]
     metrics_addr: Option<String>,
@@ -42,7 +49,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .init();
-    let mut config = BrokerConfig::default();
+    let mut config = BrokerConfig {
+        kafka_listen: Some(
+            strata_net::KAFKA_LISTEN_ADDR_DEFAULT
+                .parse()
+                .expect("a valid literal address"),
+        ),
+        ..BrokerConfig::default()
+    };
     if let Some(path) = &args.config {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
@@ -58,6 +72,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(l) = args.listen {
         config.listen = l;
     }
+    if let Some(k) = args.kafka_listen {
+        config.kafka_listen = parse_optional_addr("kafka-listen", &k)?;
+    }
+    if let Some(a) = args.kafka_advertised {
+        config.kafka_advertised = Some(parse_advertised(&a)?);
+    }
     if let Some(m) = args.metrics_addr {
         config.metrics_addr = parse_metrics(&m)?;
     }
@@ -68,8 +88,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             .context("cannot install signal handlers")?;
     }
     eprintln!(
-        "strata: serving {} (data in {}, metrics {})",
+        "strata: serving native {}, kafka {} (data in {}, metrics {})",
         config.listen,
+        config
+            .kafka_listen
+            .map_or("off".to_string(), |a| a.to_string()),
         config.data_dir.display(),
         config
             .metrics_addr
@@ -81,12 +104,28 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 fn parse_metrics(v: &str) -> anyhow::Result<Option<SocketAddr>> {
+    parse_optional_addr("metrics-addr", v)
+}
+
+/// An address, or `off` for none.
+fn parse_optional_addr(what: &str, v: &str) -> anyhow::Result<Option<SocketAddr>> {
     if v == "off" {
         return Ok(None);
     }
     Ok(Some(v.parse().with_context(|| {
-        format!("metrics-addr `{v}` is not an address like 127.0.0.1:9251")
+        format!("{what} `{v}` is not an address like 127.0.0.1:9092, nor `off`")
     })?))
+}
+
+/// A `host:port` to advertise to Kafka clients.
+fn parse_advertised(v: &str) -> anyhow::Result<String> {
+    let ok = v
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+    if !ok {
+        bail!("kafka-advertised `{v}` is not a host:port like broker1.example.com:9092");
+    }
+    Ok(v.to_string())
 }
 
 fn apply_file(config: &mut BrokerConfig, text: &str) -> anyhow::Result<()> {
@@ -104,6 +143,8 @@ fn apply_file(config: &mut BrokerConfig, text: &str) -> anyhow::Result<()> {
             "data-dir" => config.data_dir = v.into(),
             "listen" => config.listen = v.parse().map_err(|_| bad("not an address"))?,
             "metrics-addr" => config.metrics_addr = parse_metrics(v)?,
+            "kafka-listen" => config.kafka_listen = parse_optional_addr(k, v)?,
+            "kafka-advertised" => config.kafka_advertised = Some(parse_advertised(v)?),
             "cores" => config.cores = v.parse().map_err(|_| bad("not a number"))?,
             "pin-to-cores" => config.pin_to_cores = v.parse().map_err(|_| bad("not true/false"))?,
             _ => match k.strip_prefix("topic.") {

@@ -1,0 +1,120 @@
+//! Sends each request to the file of its api family, after checking that the api
+//! and version are served.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::ApiKey;
+
+use super::codec::{encode_response, KafkaFrame};
+use super::errors::KafkaCode;
+use super::{admin, api_versions, groups, producer_ids, ServedApi};
+use crate::broker::Broker;
+use crate::response::Response;
+
+/// What every handler knows about its request.
+pub(crate) struct Ctx {
+    pub broker: Rc<Broker>,
+    pub api: ApiKey,
+    pub version: i16,
+    pub correlation_id: i32,
+    /// The client's `client.id` ("" when none).
+    pub client_id: String,
+    /// The client's IP address ("" when unknown).
+    pub peer: Rc<str>,
+}
+
+/// Decodes the body as the handler's request type, runs the handler, encodes its
+/// response: `call!(ctx, body, handler)` with `async fn handler(&Ctx, Req) -> Resp`.
+macro_rules! call {
+    ($ctx:expr, $body:expr, $handler:path) => {{
+        let ctx: &$crate::kafka::Ctx = $ctx;
+        match $crate::kafka::codec::decode_body($body, ctx.version) {
+            Ok(req) => {
+                let resp = $handler(ctx, req).await;
+                $crate::kafka::dispatch::reply(ctx, &resp)
+            }
+            Err(e) => $crate::kafka::dispatch::undecodable(ctx, &e),
+        }
+    }};
+}
+pub(crate) use call;
+
+/// Every served api, from each family's table.
+pub(crate) fn served_apis() -> Vec<ServedApi> {
+    [
+        api_versions::APIS,
+        groups::APIS,
+        admin::APIS,
+        producer_ids::APIS,
+    ]
+    .concat()
+}
+
+/// The encoded reply to `ctx`'s request.
+pub(crate) fn reply<T>(ctx: &Ctx, body: &T) -> Response
+where
+    T: kafka_protocol::protocol::Encodable + kafka_protocol::protocol::HeaderVersion,
+{
+    encode_response(ctx.correlation_id, ctx.version, body).unwrap_or_else(|e| {
+        tracing::error!(api = ?ctx.api, version = ctx.version, error = %e, "response does not encode");
+        unsupported(ctx.correlation_id, KafkaCode::UnknownServerError)
+    })
+}
+
+/// The reply to a request whose body does not decode.
+pub(crate) fn undecodable(ctx: &Ctx, why: &str) -> Response {
+    tracing::debug!(api = ?ctx.api, version = ctx.version, error = %why, "request body does not decode");
+    unsupported(ctx.correlation_id, KafkaCode::InvalidRequest)
+}
+
+/// An ApiVersions v0 reply carrying `code` and the served apis: the answer to a
+/// request for an api or version this broker does not serve.
+pub(crate) fn unsupported(correlation_id: i32, code: KafkaCode) -> Response {
+    let body = api_versions::response(&served_apis(), code.code());
+    encode_response(correlation_id, 0, &body).expect("an ApiVersions v0 response always encodes")
+}
+
+/// Answers one request.
+pub(crate) async fn handle(broker: Rc<Broker>, frame: KafkaFrame, peer: Rc<str>) -> Response {
+    let KafkaFrame { api, header, body } = frame;
+    let correlation_id = header.correlation_id;
+    let version = header.request_api_version;
+    let Some(api) = api else {
+        tracing::debug!(api_key = header.request_api_key, "unknown kafka api");
+        return unsupported(correlation_id, KafkaCode::UnsupportedVersion);
+    };
+    let served = served_apis()
+        .into_iter()
+        .find(|s| s.key == api && (s.min_version..=s.max_version).contains(&version));
+    if served.is_none() {
+        tracing::debug!(?api, version, "kafka api or version not served");
+        return unsupported(correlation_id, KafkaCode::UnsupportedVersion);
+    }
+    crate::metrics::with(|m| m.requests_total += 1);
+    let ctx = Ctx {
+        broker,
+        api,
+        version,
+        correlation_id,
+        client_id: header
+            .client_id
+            .as_ref()
+            .map(|c| c.as_str().to_owned())
+            .unwrap_or_default(),
+        peer,
+    };
+    serve(&ctx, body).await
+}
+
+async fn serve(ctx: &Ctx, body: Bytes) -> Response {
+    match ctx.api {
+        ApiKey::ApiVersions => call!(ctx, body, api_versions::handle),
+        api if groups::APIS.iter().any(|a| a.key == api) => groups::serve(ctx, body).await,
+        api if admin::APIS.iter().any(|a| a.key == api) => admin::serve(ctx, body).await,
+        api if producer_ids::APIS.iter().any(|a| a.key == api) => {
+            producer_ids::serve(ctx, body).await
+        }
+        _ => unsupported(ctx.correlation_id, KafkaCode::UnsupportedVersion),
+    }
+}

@@ -1,0 +1,119 @@
+//! Kafka error codes, and how strata's own errors map onto them.
+
+use strata_schema::ErrorCode;
+
+use crate::errors::WireError;
+
+/// Kafka's error codes used by this broker (values from Kafka's `Errors` enum).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i16)]
+pub(crate) enum KafkaCode {
+    None = 0,
+    UnknownServerError = -1,
+    OffsetOutOfRange = 1,
+    CorruptMessage = 2,
+    UnknownTopicOrPartition = 3,
+    InvalidFetchSize = 4,
+    LeaderNotAvailable = 5,
+    NotLeaderOrFollower = 6,
+    RequestTimedOut = 7,
+    MessageTooLarge = 10,
+    CoordinatorLoadInProgress = 14,
+    CoordinatorNotAvailable = 15,
+    NotCoordinator = 16,
+    InvalidTopicException = 17,
+    RecordListTooLarge = 18,
+    NotEnoughReplicas = 19,
+    InvalidRequiredAcks = 21,
+    IllegalGeneration = 22,
+    InconsistentGroupProtocol = 23,
+    InvalidGroupId = 24,
+    UnknownMemberId = 25,
+    InvalidSessionTimeout = 26,
+    RebalanceInProgress = 27,
+    InvalidCommitOffsetSize = 28,
+    TopicAuthorizationFailed = 29,
+    GroupAuthorizationFailed = 30,
+    UnsupportedForMessageFormat = 43,
+    UnsupportedVersion = 35,
+    TopicAlreadyExists = 36,
+    InvalidPartitions = 37,
+    InvalidReplicationFactor = 38,
+    InvalidReplicaAssignment = 39,
+    InvalidConfig = 40,
+    NotController = 41,
+    InvalidRequest = 42,
+    PolicyViolation = 44,
+    OutOfOrderSequenceNumber = 45,
+    DuplicateSequenceNumber = 46,
+    InvalidProducerEpoch = 47,
+    InvalidTimestamp = 32,
+    KafkaStorageError = 56,
+    GroupIdNotFound = 69,
+    FetchSessionIdNotFound = 70,
+    InvalidFetchSessionEpoch = 71,
+    NonEmptyGroup = 68,
+    UnknownProducerId = 59,
+    FencedLeaderEpoch = 74,
+    UnknownLeaderEpoch = 75,
+    OffsetNotAvailable = 78,
+    MemberIdRequired = 79,
+    PreferredLeaderNotAvailable = 80,
+    GroupMaxSizeReached = 81,
+    FencedInstanceId = 82,
+    InvalidRecord = 87,
+    ProducerFenced = 90,
+    UnknownTopicId = 100,
+    InconsistentTopicId = 103,
+    FencedMemberEpoch = 110,
+    UnreleasedInstanceId = 111,
+    UnsupportedAssignor = 112,
+    StaleMemberEpoch = 113,
+}
+
+impl KafkaCode {
+    pub fn code(self) -> i16 {
+        self as i16
+    }
+}
+
+/// The Kafka code for a strata error.
+pub(crate) fn kafka_code(code: ErrorCode) -> KafkaCode {
+    use ErrorCode as E;
+    match code {
+        E::None => KafkaCode::None,
+        E::Unknown => KafkaCode::UnknownServerError,
+        E::CorruptBatch => KafkaCode::CorruptMessage,
+        E::UnknownTopic | E::UnknownPartition => KafkaCode::UnknownTopicOrPartition,
+        E::InvalidConfig => KafkaCode::InvalidConfig,
+        E::MessageTooLarge | E::FrameTooLarge => KafkaCode::MessageTooLarge,
+        E::UnsupportedVersion | E::UnknownApi => KafkaCode::UnsupportedVersion,
+        E::InvalidRequest => KafkaCode::InvalidRequest,
+        E::OffsetOutOfRange => KafkaCode::OffsetOutOfRange,
+        E::RequestTimedOut => KafkaCode::RequestTimedOut,
+        E::TopicAlreadyExists => KafkaCode::TopicAlreadyExists,
+        E::InvalidPartitions => KafkaCode::InvalidPartitions,
+        E::InvalidTopicName => KafkaCode::InvalidTopicException,
+        E::StorageError | E::PartitionFenced => KafkaCode::KafkaStorageError,
+        E::GroupNotFound => KafkaCode::GroupIdNotFound,
+        E::UnknownMemberId => KafkaCode::UnknownMemberId,
+        E::IllegalGeneration => KafkaCode::IllegalGeneration,
+        E::RebalanceInProgress => KafkaCode::RebalanceInProgress,
+        E::GroupNotEmpty => KafkaCode::NonEmptyGroup,
+        E::InvalidSessionTimeout => KafkaCode::InvalidSessionTimeout,
+        // Retriable for Kafka clients: they retry elsewhere / later.
+        E::BrokerShuttingDown => KafkaCode::NotLeaderOrFollower,
+        E::InvalidAcks => KafkaCode::InvalidRequiredAcks,
+        E::NotCoordinator => KafkaCode::NotCoordinator,
+    }
+}
+
+/// The Kafka code and message for a strata error (message `None` when no error).
+pub(crate) fn kafka_error(e: &WireError) -> (i16, Option<String>) {
+    let code = kafka_code(e.code);
+    if code == KafkaCode::None {
+        return (0, None);
+    }
+    crate::metrics::count_error(e.code);
+    (code.code(), Some(e.message.clone()))
+}

@@ -1,0 +1,45 @@
+//! The Kafka wire protocol, served on its own listener over the same shards, topics,
+//! logs and group coordinator as the native protocol.
+//!
+//! Messages are decoded and encoded with the `kafka-protocol` crate (generated from
+//! Kafka's own JSON message specs, flexible versions included). Each api family
+//! lives in its own file and lists the versions it serves in an `APIS` table;
+//! [`api_versions`] answers with the union of those tables, and [`dispatch`] sends a
+//! request to its family. Errors inside a decoded request go in that api's own
+//! response; a request for an api or version this broker does not serve gets an
+//! `ApiVersions`-shaped reply with UNSUPPORTED_VERSION (what Kafka brokers send for
+//! versions they do not know) and the connection stays open.
+
+mod admin;
+mod api_versions;
+mod codec;
+mod connection;
+mod dispatch;
+mod errors;
+mod groups;
+mod producer_ids;
+
+pub(crate) use connection::KafkaProtocol;
+pub(crate) use dispatch::Ctx;
+
+/// One served api and its version range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ServedApi {
+    pub key: kafka_protocol::messages::ApiKey,
+    pub min_version: i16,
+    pub max_version: i16,
+}
+
+impl ServedApi {
+    pub const fn new(
+        key: kafka_protocol::messages::ApiKey,
+        min_version: i16,
+        max_version: i16,
+    ) -> Self {
+        ServedApi {
+            key,
+            min_version,
+            max_version,
+        }
+    }
+}
