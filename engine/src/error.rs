@@ -56,6 +56,55 @@ pub enum EngineError {
     /// The log was closed.
     #[error("the partition log at {path} is closed")]
     Closed { path: PathBuf },
+    /// An idempotent producer's batch carries an epoch older than one this partition
+    /// has seen: a newer instance of the producer took over. Nothing was written.
+    #[error(
+        "producer {producer_id} is fenced: its epoch {producer_epoch} is older than epoch \
+         {current_epoch} already written to this partition by a newer instance of the same \
+         producer; close this producer (the newer one carries on)"
+    )]
+    ProducerFenced {
+        producer_id: i64,
+        producer_epoch: i16,
+        current_epoch: i16,
+    },
+    /// An idempotent producer's batch does not continue its sequence: a batch before it
+    /// is missing, or it restarts a new epoch at a sequence other than 0. Nothing was
+    /// written.
+    #[error(
+        "producer {producer_id} epoch {producer_epoch} sent sequence {got}, but this partition \
+         expects sequence {expected}: batches in between were lost or reordered; the producer \
+         must bump its epoch and restart at sequence 0"
+    )]
+    OutOfOrderSequence {
+        producer_id: i64,
+        producer_epoch: i16,
+        expected: i32,
+        got: i32,
+    },
+    /// The partition keeps no state for this producer (never seen, evicted, or idle
+    /// past the expiration) and its batch does not start at sequence 0.
+    #[error(
+        "producer {producer_id} is unknown to this partition (never seen, or its state \
+         expired or was evicted) and its batch starts at sequence {base_sequence}, not 0; \
+         the producer must bump its epoch (epoch {producer_epoch} now) and restart at sequence 0"
+    )]
+    UnknownProducerId {
+        producer_id: i64,
+        producer_epoch: i16,
+        base_sequence: i32,
+    },
+    /// A batch with a producer id carries a negative epoch or base sequence.
+    #[error(
+        "batch of producer {producer_id} has epoch {producer_epoch} and base sequence \
+         {base_sequence}; batches with a producer id need both >= 0 (or producer id -1 for a \
+         non-idempotent producer)"
+    )]
+    InvalidProducerFields {
+        producer_id: i64,
+        producer_epoch: i16,
+        base_sequence: i32,
+    },
 }
 
 impl EngineError {

@@ -1,9 +1,9 @@
 //! strata-engine: storage and partition state.
 //!
 //! Owns segments, the partition log, its indexes, crash recovery, retention,
-//! compaction, group commit, the tail cache and the shard runtime (one pinned glommio
-//! executor per core) that owns partitions. It never opens sockets or parses
-//! protocols: `strata-net` calls it.
+//! compaction, group commit, idempotent producers' per-partition state, the tail cache
+//! and the shard runtime (one pinned glommio executor per core) that owns partitions.
+//! It never opens sockets or parses protocols: `strata-net` calls it.
 //!
 //! Everything here runs on one shard's thread: a `Log` is `Rc`-based and never
 //! crosses threads; requests for it travel to its shard (see `shard`).
@@ -14,6 +14,7 @@ pub mod clean_marker;
 pub mod cleaner;
 pub mod compaction;
 pub mod config;
+pub mod delete_records;
 pub mod error;
 pub mod faults;
 pub mod file;
@@ -21,6 +22,7 @@ pub mod index;
 pub mod leader_epochs;
 pub mod log;
 pub mod placement;
+pub mod producer_state;
 pub mod recovery;
 pub mod retention;
 pub mod segment;
@@ -38,5 +40,6 @@ pub use faults::{Fault, FaultInjector};
 pub use log::{
     run_local, AppendInfo, AppendOptions, Durability, Log, LogEnv, OpenKind, ReadBatches,
 };
+pub use producer_state::{ProducerBatch, ProducerEntry, ProducerStates, SequenceCheck};
 pub use retention::RetentionOutcome;
 pub use storage_metrics::{StorageMetrics, StorageMetricsSnapshot};

@@ -32,6 +32,9 @@ use crate::faults::FaultInjector;
 use crate::file::StorageFile;
 use crate::index::INDEX_ENTRY_BYTES;
 use crate::leader_epochs::LeaderEpochs;
+use crate::producer_state::{
+    ProducerBatch, ProducerEntry, ProducerStates, SequenceCheck, PRODUCER_SNAPSHOT_INTERVAL_BYTES,
+};
 use crate::segment::{
     segment_path, Segment, SegmentWriter, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
 };
@@ -86,6 +89,9 @@ pub struct AppendInfo {
     pub base_offset: i64,
     pub last_offset: i64,
     pub log_append_time_ms: i64,
+    /// The batch is an idempotent producer's retry of one already in the log: nothing
+    /// was written, and the offsets and time are the original's. Answer it as success.
+    pub duplicate: bool,
 }
 
 /// Batches returned by a read, with the log's bounds at the time.
@@ -158,6 +164,12 @@ pub(crate) enum PendingOp {
     Seal {
         segment_base: i64,
     },
+    /// Producer state covering every batch below `offset`, encoded when that was the
+    /// log end; written after the ops queued before it.
+    ProducerSnapshot {
+        offset: i64,
+        bytes: Bytes,
+    },
 }
 
 pub(crate) struct LogState {
@@ -181,6 +193,10 @@ pub(crate) struct LogState {
     pub waiters: Vec<Waker>,
     pub epochs: LeaderEpochs,
     pub epochs_dirty: bool,
+    /// Idempotent producers' sequences; checked and updated as offsets are assigned.
+    pub producers: ProducerStates,
+    /// Bytes appended since the producer state was last queued for a snapshot.
+    pub producer_snapshot_bytes: u64,
     /// How the last open found the log.
     pub opened: OpenKind,
     /// Segments whose file handle was opened through `segment_file`, oldest first.
@@ -359,6 +375,23 @@ impl Log {
         std::mem::size_of::<LogInner>()
             + st.segments.iter().map(Segment::heap_bytes).sum::<usize>()
             + st.segments.capacity() * std::mem::size_of::<Segment>()
+            + st.producers.heap_bytes()
+    }
+
+    /// What the partition knows about idempotent producer `producer_id`: its epoch and
+    /// last batches (`None` if untracked, evicted or expired and removed).
+    pub fn producer(&self, producer_id: i64) -> Option<ProducerEntry> {
+        self.inner
+            .state
+            .borrow()
+            .producers
+            .get(producer_id)
+            .cloned()
+    }
+
+    /// Idempotent producers tracked.
+    pub fn producer_count(&self) -> usize {
+        self.inner.state.borrow().producers.len()
     }
 
     /// For replication: the largest epoch at or below `epoch` and where it ended.
@@ -374,6 +407,12 @@ impl Log {
 
     /// Validates and appends one batch, assigning its offsets, and resolves as
     /// `options.durability` asks.
+    ///
+    /// A batch with a producer id (Kafka's idempotent producer) must continue that
+    /// producer's sequence; a retry of one of its last five batches is not written again
+    /// but answered with the original's offsets (`AppendInfo::duplicate`), once the
+    /// original is as durable as asked. Errors: `ProducerFenced`, `OutOfOrderSequence`,
+    /// `UnknownProducerId`, `InvalidProducerFields` (see `producer_state`).
     pub async fn append(&self, mut batch: Vec<u8>, options: AppendOptions) -> Result<AppendInfo> {
         let header = *validate_batch(&batch)?.header();
         let max_bytes = self.inner.state.borrow().config.max_batch_bytes;
@@ -385,7 +424,9 @@ impl Log {
         }
         self.wait_for_room().await?;
         let info = self.inner.assign(&mut batch, &header, options)?;
-        self.inner.kick_flusher();
+        if !info.duplicate {
+            self.inner.kick_flusher();
+        }
         if options.durability == Durability::Durable {
             self.inner.want_durable(info.last_offset + 1);
         }
@@ -563,6 +604,8 @@ impl Log {
         let seg_i = inner.state.borrow().segment_for(offset).unwrap_or(0);
         let seg_base = inner.state.borrow().segments[seg_i].base_offset;
         let (position, max_ts) = inner.find_batch_start(seg_base, offset).await?;
+        // Snapshots of producer state past the new end would describe removed batches.
+        crate::recovery::remove_producer_snapshots_above(inner, offset).await?;
         // Drop the writer: the segment it belongs to is cut or deleted below.
         let old_writer = inner.state.borrow_mut().writer.take();
         drop(old_writer);
@@ -603,9 +646,23 @@ impl Log {
             st.high_watermark = st.high_watermark.min(offset);
             st.epochs.truncate_from(offset);
             st.epochs_dirty = true;
+            // A roll queued meanwhile snapshotted the state before the cut.
+            st.pending.retain(
+                |op| !matches!(op, PendingOp::ProducerSnapshot { offset: o, .. } if *o > offset),
+            );
         }
         inner.env.cache.truncate_from(inner.id, offset);
-        inner.persist_epochs_if_dirty().await
+        inner.persist_epochs_if_dirty().await?;
+        // Producer state as of the new end: the newest snapshot at or below it plus the
+        // batches after that; saved at the new end so the next open starts from there.
+        let producers = crate::recovery::rebuild_producers(inner, offset).await?;
+        let bytes = producers.encode(offset);
+        {
+            let mut st = inner.state.borrow_mut();
+            st.producers = producers;
+            st.producer_snapshot_bytes = 0;
+        }
+        crate::recovery::write_producer_snapshot(inner, offset, bytes.into()).await
     }
 
     /// Flushes everything, writes exact indexes and the clean-shutdown marker.
@@ -652,6 +709,17 @@ fn first_record_at_or_after(bytes: &[u8], header: &BatchHeader, ts: i64) -> (i64
     (header.base_offset, header.max_timestamp_ms)
 }
 
+/// Queues a snapshot of the producer state as of the log end (every batch assigned so
+/// far), dropping producers expired at `now_ms` first.
+fn queue_producer_snapshot(st: &mut LogState, now_ms: i64) {
+    let offset = st.log_end_offset();
+    st.producers.remove_expired(now_ms);
+    let bytes = Bytes::from(st.producers.encode(offset));
+    st.pending
+        .push_back(PendingOp::ProducerSnapshot { offset, bytes });
+    st.producer_snapshot_bytes = 0;
+}
+
 pub(crate) fn fenced_error(dir: &Path, fence: &Fence) -> EngineError {
     EngineError::Fenced {
         path: dir.to_path_buf(),
@@ -677,6 +745,17 @@ impl LogInner {
         let mut st = self.state.borrow_mut();
         if let Some(f) = &st.fence {
             return Err(fenced_error(&self.dir, f));
+        }
+        let producer = ProducerBatch::from_header(header);
+        if let Some(p) = &producer {
+            if let SequenceCheck::Duplicate(original) = st.producers.check(p, now)? {
+                return Ok(AppendInfo {
+                    base_offset: original.base_offset,
+                    last_offset: original.last_offset,
+                    log_append_time_ms: original.append_ms,
+                    duplicate: true,
+                });
+            }
         }
         let len = batch.len() as u64;
         let delta = i64::from(header.last_offset_delta);
@@ -729,6 +808,13 @@ impl LogInner {
         if st.epochs.observe(options.leader_epoch, base_offset) {
             st.epochs_dirty = true;
         }
+        if let Some(p) = &producer {
+            st.producers.record(p, base_offset, last_offset, now);
+        }
+        st.producer_snapshot_bytes += len;
+        if st.producer_snapshot_bytes >= PRODUCER_SNAPSHOT_INTERVAL_BYTES {
+            queue_producer_snapshot(&mut st, now);
+        }
         drop(st);
         self.env
             .cache
@@ -737,14 +823,18 @@ impl LogInner {
             base_offset,
             last_offset,
             log_append_time_ms: now,
+            duplicate: false,
         })
     }
 
-    /// Seals the active segment and opens a new, empty one at the log end.
+    /// Seals the active segment and opens a new, empty one at the log end. The
+    /// producer state as of the new segment's base is snapshotted after the seal, so
+    /// that retention may delete the sealed segments without losing it.
     pub(crate) fn roll_locked(&self, st: &mut LogState) {
         let base = st.active().base_offset;
         let next = st.log_end_offset();
         st.pending.push_back(PendingOp::Seal { segment_base: base });
+        queue_producer_snapshot(st, now_ms());
         st.segments.push(Segment::empty(next));
     }
 
@@ -931,6 +1021,10 @@ impl LogInner {
                     self.seal(*segment_base).await?;
                     i += 1;
                 }
+                PendingOp::ProducerSnapshot { offset, bytes } => {
+                    crate::recovery::write_producer_snapshot(self, *offset, bytes.clone()).await?;
+                    i += 1;
+                }
             }
         }
         Ok(())
@@ -942,7 +1036,7 @@ impl LogInner {
             .iter()
             .filter_map(|op| match op {
                 PendingOp::Write { bytes, .. } => Some(&bytes[..]),
-                PendingOp::Seal { .. } => None,
+                PendingOp::Seal { .. } | PendingOp::ProducerSnapshot { .. } => None,
             })
             .collect();
         let end_offset = match run.last() {
@@ -1210,6 +1304,12 @@ impl LogInner {
             .await?;
         finish_segment_files(&w, size).await?;
         self.persist_epochs_if_dirty().await?;
+        let producers = {
+            let mut st = self.state.borrow_mut();
+            st.producers.remove_expired(now_ms());
+            st.producers.encode(next_offset)
+        };
+        crate::recovery::write_producer_snapshot(self, next_offset, producers.into()).await?;
         let marker = crate::clean_marker::CleanMarker {
             next_offset,
             active_base_offset: base,

@@ -3,28 +3,39 @@
 //! last good index entry, cut a torn tail, and rebuild missing or stale indexes.
 //! Damage anywhere but a torn tail fences the partition (read-only, with the reason)
 //! instead of being skipped.
+//!
+//! Opening also restores the idempotent producers' state: the newest valid
+//! `<offset>.producers` snapshot at or below the recovered end, plus the headers of the
+//! batches after it. After an unclean stop the recovery scan of the active segment
+//! starts early enough to serve as that replay too. The snapshot files are written and
+//! pruned here as well (at roll, periodically, at clean close, after truncation).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+use bytes::Bytes;
 use glommio::sync::Semaphore;
 use strata_schema::{
     check_batch, peek_batch_len, BatchError, BatchHeader, BATCH_BYTES_MAX, BATCH_HEADER_BYTES,
 };
 
 use crate::appender::AlignedAppender;
-use crate::clean_marker::{sync_dir, CleanMarker};
+use crate::clean_marker::{sync_dir, write_durably, CleanMarker};
 use crate::config::LogConfig;
 use crate::error::{EngineError, Result};
 use crate::file::{ensure_dma_reads, StorageFile};
 use crate::index::{OffsetIndex, INDEX_ENTRY_BYTES};
 use crate::leader_epochs::{LeaderEpochs, LEADER_EPOCHS_NAME};
-use crate::log::{next_log_id, Fence, Log, LogEnv, LogInner, LogState, OpenKind};
+use crate::log::{next_log_id, now_ms, Fence, Log, LogEnv, LogInner, LogState, OpenKind};
+use crate::producer_state::{
+    ProducerBatch, ProducerLimits, ProducerStates, PRODUCER_SNAPSHOTS_KEPT,
+    PRODUCER_SNAPSHOT_SUFFIX,
+};
 use crate::segment::{
-    parse_segment_name, segment_path, Segment, CLEANED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX,
-    TIME_INDEX_SUFFIX,
+    parse_offset_name, parse_segment_name, segment_path, Segment, CLEANED_SUFFIX, INDEX_SUFFIX,
+    LOG_SUFFIX, TIME_INDEX_SUFFIX,
 };
 use crate::time_index::{TimeIndex, TIME_ENTRY_BYTES};
 
@@ -157,6 +168,8 @@ struct Listing {
     time_sizes: Vec<Option<u64>>,
     marker: Option<String>,
     epochs: Option<String>,
+    /// Producer snapshot files (offset, contents), oldest first.
+    producer_snapshots: Vec<(i64, Vec<u8>)>,
 }
 
 /// Lists the directory (creating it), removing leftovers of interrupted compaction.
@@ -172,9 +185,17 @@ fn list_dir(dir: &Path) -> std::io::Result<Listing> {
             std::fs::remove_file(entry.path())?;
         } else if let Some(base) = parse_segment_name(&name) {
             listing.bases.push(base);
+        } else if let Some(offset) = parse_offset_name(&name, PRODUCER_SNAPSHOT_SUFFIX) {
+            match std::fs::read(entry.path()) {
+                Ok(bytes) => listing.producer_snapshots.push((offset, bytes)),
+                // Pruned since the listing: a newer one exists.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
         }
     }
     listing.bases.sort_unstable();
+    listing.producer_snapshots.sort_unstable_by_key(|(o, _)| *o);
     let size = |p: PathBuf| std::fs::metadata(p).ok().map(|m| m.len());
     for &b in &listing.bases {
         listing
@@ -243,10 +264,17 @@ pub(crate) async fn open_log(dir: &Path, config: LogConfig, env: LogEnv) -> Resu
             waiters: Vec::new(),
             epochs,
             epochs_dirty: false,
+            producers: ProducerStates::default(),
+            producer_snapshot_bytes: 0,
             opened: OpenKind::Created,
             open_files: VecDeque::new(),
         }),
     });
+    // No snapshot file at all: the log predates producer state (every open since
+    // leaves one), so it holds no idempotent batches and there is nothing to replay.
+    let snapshot_offsets: Vec<i64> = listing.producer_snapshots.iter().map(|s| s.0).collect();
+    let snapshots = decode_producer_snapshots(&dir, listing.producer_snapshots);
+    let mut replayed = None;
     let n = listing.bases.len();
     if n == 0 {
         let start = marker.map_or(0, |m| m.next_offset);
@@ -291,7 +319,16 @@ pub(crate) async fn open_log(dir: &Path, config: LogConfig, env: LogEnv) -> Resu
                 inner.state.borrow_mut().opened = OpenKind::Clean;
             }
             None => {
-                recover_active(&inner, base, size).await?;
+                let mut replay = if snapshot_offsets.is_empty() {
+                    ProducerReplay {
+                        from: i64::MAX,
+                        state: ProducerStates::default(),
+                    }
+                } else {
+                    start_replay(&inner, &snapshots, listing.bases[0], base).await?
+                };
+                recover_active(&inner, base, size, &mut replay).await?;
+                replayed = Some(replay);
                 inner.state.borrow_mut().opened = OpenKind::Recovered;
             }
         }
@@ -306,7 +343,260 @@ pub(crate) async fn open_log(dir: &Path, config: LogConfig, env: LogEnv) -> Resu
         st.high_watermark = end;
         st.epochs.truncate_from(end);
     }
+    restore_producers(&inner, &snapshot_offsets, snapshots, replayed).await?;
     Ok(Log { inner })
+}
+
+/// Producer state being rebuilt at open: a snapshot's state, into which the headers
+/// of batches at or after `from` are replayed.
+struct ProducerReplay {
+    from: i64,
+    state: ProducerStates,
+}
+
+/// Decodes snapshot files, skipping damaged ones with a warning; keeps the order.
+fn decode_producer_snapshots(dir: &Path, raw: Vec<(i64, Vec<u8>)>) -> Vec<(i64, ProducerStates)> {
+    raw.into_iter()
+        .filter_map(
+            |(offset, bytes)| match ProducerStates::decode(&bytes, ProducerLimits::default()) {
+                Ok((o, state)) if o == offset => Some((o, state)),
+                Ok((o, _)) => {
+                    tracing::warn!(dir = %dir.display(), offset, found = o, "ignoring producer snapshot: offset does not match its name");
+                    None
+                }
+                Err(detail) => {
+                    tracing::warn!(dir = %dir.display(), offset, %detail, "ignoring damaged producer snapshot");
+                    None
+                }
+            },
+        )
+        .collect()
+}
+
+/// Where the active segment's recovery scan picks up the producer state: the newest
+/// snapshot (which may turn out to be past the recovered end; see `restore_producers`),
+/// with the closed segments between it and the active one replayed.
+async fn start_replay(
+    inner: &LogInner,
+    snapshots: &[(i64, ProducerStates)],
+    log_start: i64,
+    active_base: i64,
+) -> Result<ProducerReplay> {
+    let (from, mut state) = snapshots
+        .last()
+        .cloned()
+        .unwrap_or((log_start, ProducerStates::default()));
+    if from < active_base {
+        replay_producers(inner, &mut state, from.max(log_start), active_base).await?;
+    }
+    Ok(ProducerReplay { from, state })
+}
+
+/// Installs the producer state at the end of an open: the one the recovery scan built,
+/// or else the newest snapshot at or below the end plus a replay of the batches after
+/// it. Removes snapshots past the end (they describe batches a crash lost) and leaves
+/// a snapshot at the end when no usable one was found, so the next open need not replay.
+async fn restore_producers(
+    inner: &LogInner,
+    snapshot_offsets: &[i64],
+    snapshots: Vec<(i64, ProducerStates)>,
+    replayed: Option<ProducerReplay>,
+) -> Result<()> {
+    let (start, end) = {
+        let st = inner.state.borrow();
+        (st.log_start_offset, st.log_end_offset())
+    };
+    let usable = snapshots.iter().any(|(o, _)| *o <= end);
+    let mut state = match replayed {
+        _ if snapshot_offsets.is_empty() => ProducerStates::default(),
+        Some(r) if r.from <= end => r.state,
+        _ => {
+            let (from, mut state) = snapshots
+                .into_iter()
+                .rev()
+                .find(|(o, _)| *o <= end)
+                .unwrap_or((start, ProducerStates::default()));
+            let from = from.max(start);
+            if from < end {
+                replay_producers(inner, &mut state, from, end).await?;
+            }
+            state
+        }
+    };
+    if snapshot_offsets.iter().any(|&o| o > end) {
+        remove_producer_snapshots_above(inner, end).await?;
+    }
+    state.remove_expired(now_ms());
+    let bytes = (!usable).then(|| state.encode(end));
+    inner.state.borrow_mut().producers = state;
+    if let Some(bytes) = bytes {
+        write_producer_snapshot(inner, end, bytes.into()).await?;
+    }
+    Ok(())
+}
+
+/// Replays the headers of the batches in `[from, to)` into `state`. A damaged batch
+/// fences the log (as a read of it would) and ends the replay there.
+pub(crate) async fn replay_producers(
+    inner: &LogInner,
+    state: &mut ProducerStates,
+    from: i64,
+    to: i64,
+) -> Result<()> {
+    let bases: Vec<i64> = inner
+        .state
+        .borrow()
+        .segments
+        .iter()
+        .filter(|s| s.next_offset > from && s.base_offset < to)
+        .map(|s| s.base_offset)
+        .collect();
+    for base in bases {
+        inner.ensure_indexes(base).await?;
+        let (pos, limit) = {
+            let st = inner.state.borrow();
+            let Some(i) = st.segment_index(base) else {
+                continue;
+            };
+            let seg = &st.segments[i];
+            let pos = if from > seg.base_offset {
+                seg.index.lookup(seg.rel(from)).1
+            } else {
+                0
+            };
+            (u64::from(pos), seg.written_bytes)
+        };
+        let file = inner.segment_file(base, false).await?;
+        let mut past_end = false;
+        let mut replayed_end = from;
+        let scan = scan_batches(&file, pos, limit, |_, h| {
+            if h.base_offset >= to {
+                past_end = true;
+                return false;
+            }
+            if h.base_offset >= from {
+                if let Some(b) = ProducerBatch::from_header(h) {
+                    state.record(&b, h.base_offset, h.last_offset(), h.log_append_time_ms);
+                }
+                replayed_end = h.last_offset() + 1;
+            }
+            true
+        })
+        .await?;
+        if let Some((at, err, _)) = scan.invalid {
+            let _fenced = inner.corrupt(
+                file.path(),
+                at,
+                format!("while rebuilding producer state: {err}"),
+                replayed_end,
+            );
+            return Ok(());
+        }
+        if past_end {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The producer state as of `end` (after a truncation to it): the newest valid
+/// snapshot at or below it, plus the batches after that.
+pub(crate) async fn rebuild_producers(inner: &LogInner, end: i64) -> Result<ProducerStates> {
+    let raw = glommio::executor()
+        .spawn_blocking({
+            let dir = inner.dir.clone();
+            move || read_producer_snapshots(&dir, end)
+        })
+        .await
+        .map_err(|e| EngineError::io("read producer snapshots", &inner.dir, e))?;
+    let start = inner.state.borrow().log_start_offset;
+    let (from, mut state) = decode_producer_snapshots(&inner.dir, raw)
+        .pop()
+        .unwrap_or((start, ProducerStates::default()));
+    let from = from.max(start);
+    if from < end {
+        replay_producers(inner, &mut state, from, end).await?;
+    }
+    Ok(state)
+}
+
+/// Offsets of the producer snapshot files in `dir`, oldest first. Blocking.
+fn producer_snapshot_offsets(dir: &Path) -> std::io::Result<Vec<i64>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        if let Some(o) = parse_offset_name(&name.to_string_lossy(), PRODUCER_SNAPSHOT_SUFFIX) {
+            out.push(o);
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// The snapshot files at or below `at_most`, oldest first. Blocking.
+fn read_producer_snapshots(dir: &Path, at_most: i64) -> std::io::Result<Vec<(i64, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for o in producer_snapshot_offsets(dir)? {
+        if o > at_most {
+            break;
+        }
+        match std::fs::read(segment_path(dir, o, PRODUCER_SNAPSHOT_SUFFIX)) {
+            Ok(bytes) => out.push((o, bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+/// Deletes the snapshot files `keep` says no to, durably. Blocking.
+fn remove_producer_snapshots(dir: &Path, keep: impl Fn(usize, i64) -> bool) -> std::io::Result<()> {
+    let mut removed = false;
+    for (i, o) in producer_snapshot_offsets(dir)?.into_iter().enumerate() {
+        if keep(i, o) {
+            continue;
+        }
+        match std::fs::remove_file(segment_path(dir, o, PRODUCER_SNAPSHOT_SUFFIX)) {
+            Ok(()) => removed = true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if removed {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// Writes the producer snapshot covering the batches below `offset` (atomically and
+/// durably) and deletes all but the newest `PRODUCER_SNAPSHOTS_KEPT`.
+pub(crate) async fn write_producer_snapshot(
+    inner: &LogInner,
+    offset: i64,
+    bytes: Bytes,
+) -> Result<()> {
+    let dir = inner.dir.clone();
+    glommio::executor()
+        .spawn_blocking(move || {
+            write_durably(
+                &segment_path(&dir, offset, PRODUCER_SNAPSHOT_SUFFIX),
+                &bytes,
+            )?;
+            let count = producer_snapshot_offsets(&dir)?.len();
+            let old = count.saturating_sub(PRODUCER_SNAPSHOTS_KEPT);
+            remove_producer_snapshots(&dir, |i, _| i >= old)
+        })
+        .await
+        .map_err(|e| EngineError::io("write producer snapshot", &inner.dir, e))
+}
+
+/// Deletes the producer snapshots past `offset`, durably.
+pub(crate) async fn remove_producer_snapshots_above(inner: &LogInner, offset: i64) -> Result<()> {
+    let dir = inner.dir.clone();
+    glommio::executor()
+        .spawn_blocking(move || remove_producer_snapshots(&dir, |_, o| o <= offset))
+        .await
+        .map_err(|e| EngineError::io("delete producer snapshots", &inner.dir, e))
 }
 
 async fn read_last_timestamp(inner: &LogInner, base: i64, time_size: u64) -> Result<i64> {
@@ -378,7 +668,16 @@ async fn open_clean_active(
 
 /// Validates the active segment after an unclean stop: keeps the index entries that
 /// point at the batches they claim, scans from the last one, and cuts a torn tail.
-async fn recover_active(inner: &Rc<LogInner>, base: i64, file_size: u64) -> Result<()> {
+///
+/// The scan also replays batch headers into `replay`: it starts at the index entry at
+/// or below `replay.from` when that is before the last good entry, so one pass serves
+/// both.
+async fn recover_active(
+    inner: &Rc<LogInner>,
+    base: i64,
+    file_size: u64,
+    replay: &mut ProducerReplay,
+) -> Result<()> {
     let index_path = segment_path(&inner.dir, base, INDEX_SUFFIX);
     let time_path = segment_path(&inner.dir, base, TIME_INDEX_SUFFIX);
     let mut index = OffsetIndex::decode(&read_whole(inner, &index_path).await.unwrap_or_default());
@@ -392,8 +691,11 @@ async fn recover_active(inner: &Rc<LogInner>, base: i64, file_size: u64) -> Resu
             _ => index.pop(),
         }
     }
-    let (start_rel, start_pos) = index.last().unwrap_or((0, 0));
-    index.pop();
+    let (good_rel, _) = index.last().unwrap_or((0, 0));
+    let from_rel = u32::try_from((replay.from - base).max(0)).unwrap_or(u32::MAX);
+    let (start_rel, start_pos) = index.lookup(good_rel.min(from_rel));
+    // The scan re-adds the entries from its start on.
+    index.truncate_to_position(u64::from(start_pos));
     time_index.truncate_to_offset(start_rel);
     let config = inner.state.borrow().config.clone();
     let interval = u64::from(config.index_interval_bytes);
@@ -419,6 +721,13 @@ async fn recover_active(inner: &Rc<LogInner>, base: i64, file_size: u64) -> Resu
             interval,
         );
         epochs.observe(h.leader_epoch, h.base_offset);
+        if h.base_offset >= replay.from {
+            if let Some(b) = ProducerBatch::from_header(h) {
+                replay
+                    .state
+                    .record(&b, h.base_offset, h.last_offset(), h.log_append_time_ms);
+            }
+        }
         true
     })
     .await?;

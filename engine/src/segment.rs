@@ -26,7 +26,12 @@ pub fn segment_path(dir: &Path, base_offset: i64, suffix: &str) -> PathBuf {
 
 /// Parses a segment base offset out of a `.log` file name.
 pub fn parse_segment_name(name: &str) -> Option<i64> {
-    let stem = name.strip_suffix(".log")?;
+    parse_offset_name(name, LOG_SUFFIX)
+}
+
+/// Parses the offset out of a `<offset, 20 digits>.<suffix>` file name.
+pub fn parse_offset_name(name: &str, suffix: &str) -> Option<i64> {
+    let stem = name.strip_suffix(suffix)?.strip_suffix('.')?;
     if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -153,5 +158,10 @@ mod tests {
         assert_eq!(parse_segment_name("00000000000000000042.log"), Some(42));
         assert_eq!(parse_segment_name("42.log"), None);
         assert_eq!(parse_segment_name("00000000000000000042.index"), None);
+        assert_eq!(parse_segment_name("00000000000000000042log"), None);
+        assert_eq!(
+            parse_offset_name("00000000000000000007.producers", "producers"),
+            Some(7)
+        );
     }
 }

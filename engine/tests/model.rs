@@ -1,5 +1,7 @@
 //! Random sequences of append / read / truncate / roll / reopen, checked against a
-//! plain in-memory model of the log.
+//! plain in-memory model of the log. Some appends come from an idempotent producer,
+//! and retries of its batches must be answered with the original offsets (or refused
+//! once they are older than the five it remembers).
 
 mod common;
 
@@ -8,6 +10,10 @@ use proptest::prelude::*;
 use strata_engine::{
     run_local, AppendOptions, BatchCache, Durability, EngineError, Log, LogConfig, LogEnv,
 };
+use strata_schema::NativeBatchBuilder;
+
+/// The idempotent producer of the model.
+const PID: i64 = 1;
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -15,6 +21,11 @@ enum Op {
         records: usize,
         value_bytes: usize,
         durable: bool,
+        idempotent: bool,
+    },
+    /// Resends one of the producer's batches still in the log, `back` from the newest.
+    Retry {
+        back: u8,
     },
     Read {
         at: u16,
@@ -37,8 +48,9 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        8 => (1usize..6, 0usize..2500, any::<bool>())
-            .prop_map(|(records, value_bytes, durable)| Op::Append { records, value_bytes, durable }),
+        8 => (1usize..6, 0usize..2500, any::<bool>(), any::<bool>())
+            .prop_map(|(records, value_bytes, durable, idempotent)| Op::Append { records, value_bytes, durable, idempotent }),
+        2 => (0u8..8).prop_map(|back| Op::Retry { back }),
         4 => (any::<u16>(), 1usize..20_000).prop_map(|(at, max_bytes)| Op::Read { at, max_bytes }),
         1 => any::<u16>().prop_map(|at| Op::Truncate { at }),
         1 => any::<u16>().prop_map(|at| Op::TruncateMidBatch { at }),
@@ -55,6 +67,28 @@ struct ModelBatch {
     last: i64,
     tag: u64,
     ts: i64,
+    /// First sequence, for the producer's batches.
+    seq: Option<i32>,
+}
+
+/// `common::batch`, sent by the model's producer with sequences from `seq`.
+fn producer_batch(tag: u64, records: usize, value_bytes: usize, ts: i64, seq: i32) -> Vec<u8> {
+    let mut b = NativeBatchBuilder::new().with_producer(PID, 0, seq);
+    for i in 0..records {
+        let mut value = format!("{tag}:{i}:").into_bytes();
+        value.resize(value_bytes.max(value.len()), b'x');
+        b.push(ts + i as i64, Some(b"k"), Some(&value), &[]);
+    }
+    b.build()
+}
+
+/// The sequence the producer must send next: after its newest batch in the log.
+fn next_seq(model: &[ModelBatch]) -> i32 {
+    model
+        .iter()
+        .rev()
+        .find_map(|b| Some(b.seq? + (b.last - b.base) as i32 + 1))
+        .unwrap_or(0)
 }
 
 fn config() -> LogConfig {
@@ -86,6 +120,7 @@ async fn run_ops(path: std::path::PathBuf, ops: Vec<Op>) {
                 records,
                 value_bytes,
                 durable,
+                idempotent,
             } => {
                 tag += 1;
                 let ts = 1_000 + tag as i64 * 10;
@@ -94,13 +129,16 @@ async fn run_ops(path: std::path::PathBuf, ops: Vec<Op>) {
                 } else {
                     Durability::Written
                 };
+                let seq = idempotent.then(|| next_seq(&model));
+                let bytes = match seq {
+                    Some(seq) => producer_batch(tag, records, value_bytes, ts, seq),
+                    None => batch(tag, records, value_bytes, ts),
+                };
                 let info = log
-                    .append(
-                        batch(tag, records, value_bytes, ts),
-                        AppendOptions::new(durability),
-                    )
+                    .append(bytes, AppendOptions::new(durability))
                     .await
                     .unwrap();
+                assert!(!info.duplicate);
                 assert_eq!(info.base_offset, end);
                 assert_eq!(info.last_offset, end + records as i64 - 1);
                 model.push(ModelBatch {
@@ -108,7 +146,37 @@ async fn run_ops(path: std::path::PathBuf, ops: Vec<Op>) {
                     last: info.last_offset,
                     tag,
                     ts,
+                    seq,
                 });
+            }
+            Op::Retry { back } => {
+                let sent: Vec<&ModelBatch> = model.iter().filter(|b| b.seq.is_some()).collect();
+                let Some(b) = sent
+                    .len()
+                    .checked_sub(1 + usize::from(back))
+                    .map(|i| sent[i])
+                else {
+                    continue;
+                };
+                let records = (b.last - b.base + 1) as usize;
+                let seq = b.seq.unwrap_or_default();
+                let got = log
+                    .append(
+                        producer_batch(b.tag, records, 10, b.ts, seq),
+                        AppendOptions::new(Durability::Written),
+                    )
+                    .await;
+                if back < 5 {
+                    let info = got.unwrap();
+                    assert!(info.duplicate, "retry {back} back is a duplicate");
+                    assert_eq!((info.base_offset, info.last_offset), (b.base, b.last));
+                } else {
+                    let err = got.unwrap_err();
+                    assert!(
+                        matches!(err, EngineError::OutOfOrderSequence { expected, .. } if expected == next_seq(&model)),
+                        "a retry older than the last five is refused: {err:?}"
+                    );
+                }
             }
             Op::Read { at, max_bytes } => {
                 let Some(first) = pick(&model, at) else {
@@ -176,6 +244,14 @@ async fn run_ops(path: std::path::PathBuf, ops: Vec<Op>) {
             }
         }
         assert_eq!(log.log_end_offset(), model.last().map_or(0, |b| b.last + 1));
+        assert_eq!(
+            log.producer(PID).map(|p| p.last_seq() + 1),
+            model
+                .iter()
+                .any(|b| b.seq.is_some())
+                .then(|| next_seq(&model)),
+            "producer state matches the log"
+        );
     }
     // Finally everything reads back exactly, from disk after a reopen too.
     let expect: Vec<(i64, i64)> = model.iter().map(|b| (b.base, b.last)).collect();

@@ -324,12 +324,7 @@ impl Broker {
         self.remove_partition_dirs(&name, 0, partitions).await?;
         topics.topics.insert(
             name.clone(),
-            Arc::new(TopicMeta {
-                name: name.clone(),
-                partitions,
-                overrides,
-                config,
-            }),
+            Arc::new(TopicMeta::new(name.clone(), partitions, overrides, config)),
         );
         self.commit(topics).await?;
         self.open_partitions(&name, 0, partitions).await

@@ -32,6 +32,10 @@ pub fn engine_error_code(e: &EngineError) -> ErrorCode {
         EngineError::Corrupt { .. } | EngineError::BadFile { .. } => ErrorCode::StorageError,
         // A log is closed only by shutdown or topic deletion.
         EngineError::Closed { .. } => ErrorCode::BrokerShuttingDown,
+        EngineError::ProducerFenced { .. } => ErrorCode::ProducerFenced,
+        EngineError::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequence,
+        EngineError::UnknownProducerId { .. } => ErrorCode::UnknownProducerId,
+        EngineError::InvalidProducerFields { .. } => ErrorCode::CorruptBatch,
     }
 }
 

@@ -12,10 +12,12 @@
 //! - it appends the records the coordinator asks for as native batches, durably
 //!   (fdatasync'ed, like acks=all), one append at a time per partition so the log
 //!   holds them in the order the coordinator produced them;
-//! - it parks a join until the coordinator answers it, or the shard stops.
+//! - it parks a held request (a join, a Kafka SyncGroup) until the coordinator
+//!   answers it, or the shard stops.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,14 +32,17 @@ use strata_schema::{validate_batch, BatchHeader, ErrorCode, NativeBatchBuilder, 
 use crate::broker::Broker;
 use crate::errors::WireError;
 use crate::groups::{
-    coordinator_partition, Commit, Coordinator, CoordinatorConfig, Effects, GroupDescription,
-    GroupListing, JoinRequest, JoinResponse, OffsetValue, Record, Token, TopicPartition,
+    coordinator_partition, Answer, ClassicJoinRequest, ClassicJoinResponse, Commit,
+    ConsumerGroupDescription, ConsumerHeartbeat, ConsumerHeartbeatResponse, Coordinator,
+    CoordinatorConfig, Effects, GroupDescription, GroupError, GroupListing, JoinRequest,
+    JoinResponse, KafkaCommit, LeaveMember, OffsetValue, Record, SyncRequest, SyncResponse, Token,
+    TopicPartition, REBALANCE_TIMEOUT_MS_MAX,
 };
 use crate::metadata::{Topics, CONSUMER_OFFSETS_TOPIC};
 
 /// How often coordinators see the clock (session expiry granularity).
 pub const GROUP_TICK_MS: u64 = 100;
-/// A held join gives up this long after its rebalance timeout (the coordinator
+/// A held join or sync gives up this long after its deadline (the coordinator
 /// answers by the deadline; this only bounds a bug).
 const JOIN_WAIT_SLACK_MS: u64 = 5_000;
 /// Bytes read per step when replaying `__consumer_offsets`.
@@ -57,7 +62,8 @@ pub struct Host {
     partition: u32,
     log: Log,
     coordinator: RefCell<Coordinator>,
-    waiters: RefCell<HashMap<Token, LocalSender<Result<JoinResponse, WireError>>>>,
+    /// Held requests (joins, syncs), by token.
+    waiters: RefCell<HashMap<Token, LocalSender<Answer>>>,
     /// One append at a time, in the order the records were produced.
     persisting: Semaphore,
 }
@@ -180,14 +186,10 @@ async fn tick_loop(broker: Rc<Broker>) {
             host.dispatch(fx);
         }
     }
-    // Held joins get an answer before the connections drain.
+    // Held requests get an answer before the connections drain: a dropped sender
+    // tells its waiter the broker is shutting down.
     for host in hosts(&shard) {
-        for (_, tx) in host.waiters.borrow_mut().drain() {
-            let _ = tx.try_send(Err(WireError::new(
-                ErrorCode::BrokerShuttingDown,
-                "the broker is shutting down; join again elsewhere or later",
-            )));
-        }
+        host.waiters.borrow_mut().clear();
     }
 }
 
@@ -263,12 +265,12 @@ impl Host {
         })
     }
 
-    /// Answers the joins the coordinator completed and appends its records (in the
-    /// background: they are group metadata, already in effect).
+    /// Answers the held requests the coordinator completed and appends its
+    /// records (in the background: they are group metadata, already in effect).
     fn dispatch(self: &Rc<Self>, fx: Effects) {
-        for (token, result) in fx.joins {
+        for (token, answer) in fx.answers {
             if let Some(tx) = self.waiters.borrow_mut().remove(&token) {
-                let _ = tx.try_send(result);
+                let _ = tx.try_send(answer);
             }
         }
         if !fx.records.is_empty() {
@@ -331,7 +333,65 @@ impl Host {
 
 // ---- requests, run on the coordinator's shard --------------------------------------
 
-/// JoinGroup: answers when the rebalance completes.
+/// Runs `job` on the shard coordinating `group`, with that coordinator.
+pub async fn on_coordinator<F, Fut, R, E>(broker: &Broker, group: &str, job: F) -> Result<R, E>
+where
+    F: FnOnce(Shard, Rc<Host>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<R, E>> + 'static,
+    R: Send + 'static,
+    E: From<WireError> + Send + 'static,
+{
+    let (shard, partition) = coordinator_of(broker, group)?;
+    broker
+        .shard
+        .invoke_on(shard, move |s| async move {
+            let host = host(&s, partition)?;
+            job(s, host).await
+        })
+        .await
+        .map_err(|e| E::from(WireError::from(e)))?
+}
+
+/// Parks a request until the coordinator answers `token` (or `wait` passes, or the
+/// shard stops).
+async fn held(
+    shard: &Shard,
+    host: &Rc<Host>,
+    wait: Duration,
+    start: impl FnOnce(&mut Coordinator, Token) -> Effects,
+) -> Result<Answer, WireError> {
+    let token = Host::token(shard);
+    let (tx, rx) = local_channel::new_bounded(1);
+    host.waiters.borrow_mut().insert(token, tx);
+    let fx = start(&mut host.coordinator.borrow_mut(), token);
+    host.dispatch(fx);
+    let answer = futures_lite::future::or(async { rx.recv().await }, async {
+        futures_lite::future::or(glommio::timer::sleep(wait), shard.stopped()).await;
+        None
+    })
+    .await;
+    host.waiters.borrow_mut().remove(&token);
+    answer.ok_or_else(|| {
+        if shard.is_stopping() {
+            WireError::new(ErrorCode::BrokerShuttingDown, "the broker is shutting down")
+        } else {
+            WireError::new(
+                ErrorCode::RequestTimedOut,
+                "the rebalance did not complete in time; join again",
+            )
+        }
+    })
+}
+
+fn unexpected(answer: &Answer) -> GroupError {
+    tracing::error!(?answer, "a held request got an answer of another kind");
+    GroupError::new(
+        ErrorCode::Unknown,
+        "the coordinator answered another request",
+    )
+}
+
+/// JoinGroup (native): answers when the rebalance completes.
 pub async fn join(
     shard: Shard,
     host: Rc<Host>,
@@ -342,27 +402,10 @@ pub async fn join(
     );
     // A topic created just before the join must be known to the assignor.
     sync_topics(&Broker::of(&shard));
-    let token = Host::token(&shard);
-    let (tx, rx) = local_channel::new_bounded(1);
-    host.waiters.borrow_mut().insert(token, tx);
-    let fx = host.coordinator.borrow_mut().join(now_ms(), token, req);
-    host.dispatch(fx);
-    let answer = futures_lite::future::or(async { rx.recv().await }, async {
-        futures_lite::future::or(glommio::timer::sleep(wait), shard.stopped()).await;
-        None
-    })
-    .await;
-    host.waiters.borrow_mut().remove(&token);
-    answer.unwrap_or_else(|| {
-        Err(if shard.is_stopping() {
-            WireError::new(ErrorCode::BrokerShuttingDown, "the broker is shutting down")
-        } else {
-            WireError::new(
-                ErrorCode::RequestTimedOut,
-                "the rebalance did not complete in time; join again",
-            )
-        })
-    })
+    match held(&shard, &host, wait, |c, token| c.join(now_ms(), token, req)).await? {
+        Answer::Join(r) => r.map_err(WireError::from),
+        other => Err(unexpected(&other).into()),
+    }
 }
 
 pub fn heartbeat(
@@ -371,9 +414,10 @@ pub fn heartbeat(
     member_id: &str,
     generation: i32,
 ) -> Result<(), WireError> {
-    host.coordinator
+    Ok(host
+        .coordinator
         .borrow_mut()
-        .heartbeat(now_ms(), group, member_id, generation)
+        .heartbeat(now_ms(), group, member_id, generation)?)
 }
 
 pub fn leave(host: &Rc<Host>, group: &str, member_id: &str) -> Result<(), WireError> {
@@ -385,18 +429,8 @@ pub fn leave(host: &Rc<Host>, group: &str, member_id: &str) -> Result<(), WireEr
     Ok(())
 }
 
-/// OffsetCommit: validated, appended durably, then in effect.
-pub async fn commit(
-    host: Rc<Host>,
-    group: String,
-    member_id: String,
-    generation: i32,
-    commits: Vec<Commit>,
-) -> Result<(), WireError> {
-    let records =
-        host.coordinator
-            .borrow_mut()
-            .commit(now_ms(), &group, &member_id, generation, &commits)?;
+/// Appends offset `records` durably, then applies them.
+async fn persist_offsets(host: &Host, records: Vec<Record>) -> Result<(), WireError> {
     if records.is_empty() {
         return Ok(());
     }
@@ -408,6 +442,21 @@ pub async fn commit(
             .expect("records the coordinator encoded decode");
     }
     Ok(())
+}
+
+/// OffsetCommit (native): validated, appended durably, then in effect.
+pub async fn commit(
+    host: Rc<Host>,
+    group: String,
+    member_id: String,
+    generation: i32,
+    commits: Vec<Commit>,
+) -> Result<(), WireError> {
+    let records =
+        host.coordinator
+            .borrow_mut()
+            .commit(now_ms(), &group, &member_id, generation, &commits)?;
+    persist_offsets(&host, records).await
 }
 
 pub fn fetch_offsets(
@@ -423,9 +472,9 @@ pub fn describe(host: &Host, group: &str) -> GroupDescription {
 }
 
 /// DeleteGroup: removed, then its tombstones appended durably.
-pub async fn delete(host: Rc<Host>, group: String) -> Result<(), WireError> {
+pub async fn delete(host: Rc<Host>, group: String) -> Result<(), GroupError> {
     let records = host.coordinator.borrow_mut().delete(&group)?;
-    host.persist(records).await
+    Ok(host.persist(records).await?)
 }
 
 /// Every group coordinated on this shard.
@@ -434,6 +483,123 @@ pub fn list(shard: &Shard) -> Vec<GroupListing> {
         .iter()
         .flat_map(|h| h.coordinator.borrow().list())
         .collect()
+}
+
+// ---- Kafka requests, run on the coordinator's shard ---------------------------------
+
+/// JoinGroup (Kafka classic): answers when the join phase completes.
+pub async fn classic_join(
+    shard: Shard,
+    host: Rc<Host>,
+    req: ClassicJoinRequest,
+) -> Result<ClassicJoinResponse, GroupError> {
+    let wait = Duration::from_millis(
+        u64::from(req.rebalance_timeout_ms.max(req.session_timeout_ms)) + JOIN_WAIT_SLACK_MS,
+    );
+    match held(&shard, &host, wait, |c, token| {
+        c.classic_join(now_ms(), token, req)
+    })
+    .await?
+    {
+        Answer::ClassicJoin(r) => r,
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// SyncGroup: answers when the leader's assignment arrives.
+pub async fn classic_sync(
+    shard: Shard,
+    host: Rc<Host>,
+    req: SyncRequest,
+) -> Result<SyncResponse, GroupError> {
+    // The coordinator answers by the group's sync deadline (its largest rebalance
+    // timeout); this only bounds a bug.
+    let wait = Duration::from_millis(u64::from(REBALANCE_TIMEOUT_MS_MAX) + JOIN_WAIT_SLACK_MS);
+    match held(&shard, &host, wait, |c, token| {
+        c.classic_sync(now_ms(), token, req)
+    })
+    .await?
+    {
+        Answer::Sync(r) => r,
+        other => Err(unexpected(&other)),
+    }
+}
+
+pub fn classic_heartbeat(
+    host: &Host,
+    group: &str,
+    member_id: &str,
+    instance_id: Option<&str>,
+    generation: i32,
+) -> Result<(), GroupError> {
+    host.coordinator.borrow_mut().classic_heartbeat(
+        now_ms(),
+        group,
+        member_id,
+        instance_id,
+        generation,
+    )
+}
+
+pub fn classic_leave(
+    host: &Rc<Host>,
+    group: &str,
+    leaving: &[LeaveMember],
+) -> Result<Vec<Result<(), GroupError>>, GroupError> {
+    let (results, fx) = host
+        .coordinator
+        .borrow_mut()
+        .classic_leave(now_ms(), group, leaving)?;
+    host.dispatch(fx);
+    Ok(results)
+}
+
+/// ConsumerGroupHeartbeat (KIP-848).
+pub fn consumer_heartbeat(
+    shard: &Shard,
+    host: &Rc<Host>,
+    req: ConsumerHeartbeat,
+) -> Result<ConsumerHeartbeatResponse, GroupError> {
+    // A topic created just before must be known to the assignor.
+    sync_topics(&Broker::of(shard));
+    let (result, fx) = host
+        .coordinator
+        .borrow_mut()
+        .consumer_heartbeat(now_ms(), req);
+    host.dispatch(fx);
+    result
+}
+
+pub fn consumer_describe(host: &Host, group: &str) -> Result<ConsumerGroupDescription, GroupError> {
+    host.coordinator.borrow().consumer_describe(group)
+}
+
+/// OffsetCommit (Kafka): validated, appended durably, then in effect.
+pub async fn kafka_commit(
+    host: Rc<Host>,
+    req: KafkaCommit,
+    commits: Vec<Commit>,
+) -> Result<(), GroupError> {
+    let records = host
+        .coordinator
+        .borrow_mut()
+        .kafka_commit(now_ms(), &req, &commits)?;
+    Ok(persist_offsets(&host, records).await?)
+}
+
+/// OffsetFetch (Kafka): the committed offsets, after checking the member (if the
+/// request names one).
+pub fn kafka_fetch_offsets(
+    host: &Host,
+    group: &str,
+    member: Option<(&str, i32)>,
+    wanted: Option<&[TopicPartition]>,
+) -> Result<Vec<(TopicPartition, Option<OffsetValue>)>, GroupError> {
+    let c = host.coordinator.borrow();
+    if let Some((member_id, epoch)) = member {
+        c.check_fetch(group, member_id, epoch)?;
+    }
+    Ok(c.fetch_offsets(group, wanted))
 }
 
 /// Segment size of `__consumer_offsets`: small, so compaction (which works on closed
@@ -463,12 +629,12 @@ pub fn ensure_offsets_topic(
         .map_err(|e| format!("{CONSUMER_OFFSETS_TOPIC}: {e}"))?;
     topics.topics.insert(
         CONSUMER_OFFSETS_TOPIC.to_owned(),
-        Arc::new(crate::metadata::TopicMeta {
-            name: CONSUMER_OFFSETS_TOPIC.to_owned(),
-            partitions: crate::groups::OFFSETS_TOPIC_PARTITIONS,
+        Arc::new(crate::metadata::TopicMeta::new(
+            CONSUMER_OFFSETS_TOPIC.to_owned(),
+            crate::groups::OFFSETS_TOPIC_PARTITIONS,
             overrides,
             config,
-        }),
+        )),
     );
     crate::metadata::store_topics(data_dir, &topics.to_text())
         .map_err(|e| format!("cannot store topic metadata with {CONSUMER_OFFSETS_TOPIC}: {e}"))?;

@@ -12,6 +12,7 @@
 //! partitions: the logic is in [`groups`] (no I/O), its hosting in `group_host`.
 
 mod broker;
+mod cluster_id;
 mod config;
 mod connection;
 mod errors;
@@ -20,8 +21,10 @@ mod group_host;
 pub mod groups;
 mod handlers;
 mod kafka;
+mod meta_file;
 mod metadata;
 mod metrics;
+mod producer_id_blocks;
 mod response;
 mod server;
 mod topic_config;

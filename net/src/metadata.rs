@@ -64,13 +64,85 @@ pub struct TopicMeta {
     pub overrides: BTreeMap<String, String>,
     /// Effective configuration (defaults and overrides resolved).
     pub config: TopicConfig,
+    /// The topic's id (Kafka's topic UUID): new for every topic created, so a
+    /// topic deleted and created again under the same name has another id.
+    pub id: [u8; 16],
 }
 
 impl TopicMeta {
+    /// A new topic with a fresh id.
+    pub fn new(
+        name: String,
+        partitions: u32,
+        overrides: BTreeMap<String, String>,
+        config: TopicConfig,
+    ) -> TopicMeta {
+        let id = new_topic_id(&name);
+        TopicMeta {
+            name,
+            partitions,
+            overrides,
+            config,
+            id,
+        }
+    }
+
     /// Whether this is a broker-internal topic.
     pub fn internal(&self) -> bool {
         self.name.starts_with("__")
     }
+}
+
+/// A random topic id (version-4 UUID layout), from the std library's per-process
+/// random hash keys, the name and the clock.
+fn new_topic_id(name: &str) -> [u8; 16] {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut halves = [0u64; 2];
+    for (i, half) in halves.iter_mut().enumerate() {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        (name, nanos, i).hash(&mut h);
+        *half = h.finish();
+    }
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&halves[0].to_be_bytes());
+    id[8..].copy_from_slice(&halves[1].to_be_bytes());
+    id[6] = (id[6] & 0x0f) | 0x40;
+    id[8] = (id[8] & 0x3f) | 0x80;
+    id
+}
+
+/// The id of a topic written by a broker that did not store ids: derived from the
+/// name, so it stays the same across restarts.
+fn legacy_topic_id(name: &str) -> [u8; 16] {
+    let a = crc32c::crc32c(name.as_bytes());
+    let b = crc32c::crc32c_append(a, b"strata-topic-id");
+    let c = crc32c::crc32c_append(b, name.as_bytes());
+    let d = crc32c::crc32c_append(c, b"v1");
+    let mut id = [0u8; 16];
+    for (i, w) in [a, b, c, d].iter().enumerate() {
+        id[i * 4..i * 4 + 4].copy_from_slice(&w.to_be_bytes());
+    }
+    id[6] = (id[6] & 0x0f) | 0x40;
+    id[8] = (id[8] & 0x3f) | 0x80;
+    id
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn parse_hex_id(text: &str) -> Option<[u8; 16]> {
+    if text.len() != 32 || !text.is_ascii() {
+        return None;
+    }
+    let mut id = [0u8; 16];
+    for (i, b) in id.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&text[i * 2..i * 2 + 2], 16).ok()?;
+    }
+    Some(id)
 }
 
 /// Every topic, as one immutable snapshot.
@@ -85,13 +157,23 @@ impl Topics {
         self.topics.get(name)
     }
 
+    /// The topic whose id is `id`.
+    pub fn by_id(&self, id: &[u8; 16]) -> Option<&Arc<TopicMeta>> {
+        self.topics.values().find(|t| &t.id == id)
+    }
+
     /// The file text for these topics: a header line, then per topic a `topic NAME
-    /// PARTITIONS` line followed by its `config KEY=VALUE` lines. Names, keys and
+    /// PARTITIONS ID` line (ID in hex; absent in files of older brokers) followed by its `config KEY=VALUE` lines. Names, keys and
     /// values are validated before they get here and contain no whitespace or `=`.
     pub fn to_text(&self) -> String {
         let mut out = format!("{TOPICS_FILE_HEADER}\n");
         for t in self.topics.values() {
-            out.push_str(&format!("topic {} {}\n", t.name, t.partitions));
+            out.push_str(&format!(
+                "topic {} {} {}\n",
+                t.name,
+                t.partitions,
+                hex(&t.id)
+            ));
             for (k, v) in &t.overrides {
                 out.push_str(&format!("config {k}={v}\n"));
             }
@@ -111,21 +193,29 @@ impl Topics {
                 ))
             }
         }
-        let mut pending: Vec<(String, u32, BTreeMap<String, String>)> = Vec::new();
+        let mut pending: Vec<(String, u32, [u8; 16], BTreeMap<String, String>)> = Vec::new();
         for (i, line) in lines {
             let line_no = i + 1;
             if line.is_empty() {
                 continue;
             }
             if let Some(rest) = line.strip_prefix("topic ") {
-                let (name, count) = rest
-                    .split_once(' ')
-                    .ok_or_else(|| format!("line {line_no}: expected `topic NAME PARTITIONS`"))?;
+                let mut fields = rest.split(' ');
+                let (Some(name), Some(count)) = (fields.next(), fields.next()) else {
+                    return Err(format!(
+                        "line {line_no}: expected `topic NAME PARTITIONS ID`"
+                    ));
+                };
                 validate_topic_name(name).map_err(|e| format!("line {line_no}: {e}"))?;
                 let count: u32 = count
                     .parse()
                     .map_err(|_| format!("line {line_no}: bad partition count {count:?}"))?;
-                pending.push((name.to_owned(), count, BTreeMap::new()));
+                let id = match fields.next() {
+                    Some(text) => parse_hex_id(text)
+                        .ok_or_else(|| format!("line {line_no}: bad topic id {text:?}"))?,
+                    None => legacy_topic_id(name),
+                };
+                pending.push((name.to_owned(), count, id, BTreeMap::new()));
             } else if let Some(rest) = line.strip_prefix("config ") {
                 let (k, v) = rest
                     .split_once('=')
@@ -133,13 +223,13 @@ impl Topics {
                 let topic = pending
                     .last_mut()
                     .ok_or_else(|| format!("line {line_no}: config before any topic"))?;
-                topic.2.insert(k.to_owned(), v.to_owned());
+                topic.3.insert(k.to_owned(), v.to_owned());
             } else {
                 return Err(format!("line {line_no}: unexpected {line:?}"));
             }
         }
         let mut topics = Topics::default();
-        for (name, partitions, overrides) in pending {
+        for (name, partitions, id, overrides) in pending {
             let config = TopicConfig::resolve(defaults, &overrides)
                 .map_err(|e: ConfigError| format!("topic {name}: {e}"))?;
             topics.topics.insert(
@@ -149,6 +239,7 @@ impl Topics {
                     partitions,
                     overrides,
                     config,
+                    id,
                 }),
             );
         }
@@ -218,12 +309,7 @@ mod tests {
         let mut topics = Topics::default();
         topics.topics.insert(
             "t".to_owned(),
-            Arc::new(TopicMeta {
-                name: "t".to_owned(),
-                partitions: 3,
-                overrides,
-                config,
-            }),
+            Arc::new(TopicMeta::new("t".to_owned(), 3, overrides, config)),
         );
         let back = Topics::from_text(&topics.to_text(), &defaults).unwrap();
         assert_eq!(
@@ -231,5 +317,11 @@ mod tests {
             topics.get("t").unwrap().as_ref()
         );
         assert!(Topics::from_text("garbage", &defaults).is_err());
+        // Files of brokers that stored no ids get a stable id per name.
+        let old = "strata-topics v1\ntopic t 3\n";
+        let a = Topics::from_text(old, &defaults).unwrap();
+        let b = Topics::from_text(old, &defaults).unwrap();
+        assert_eq!(a.get("t").unwrap().id, b.get("t").unwrap().id);
+        assert_ne!(a.get("t").unwrap().id, back.get("t").unwrap().id);
     }
 }

@@ -42,6 +42,92 @@ pub const TOPIC_CONFIG_KEYS: [&str; 9] = [
     "delete.retention.ms",
 ];
 
+/// The kind of value a topic config key takes (as Kafka types its configs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigValueType {
+    Long,
+    Int,
+    String,
+    /// Comma-separated values (Kafka's LIST): the only kind that can be appended to.
+    List,
+}
+
+/// What describes one topic config key besides its value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TopicConfigKey {
+    pub key: &'static str,
+    pub value_type: ConfigValueType,
+    /// The broker-wide setting that Kafka names this key's default with (a topic
+    /// default `retention.ms` is Kafka's `log.retention.ms`).
+    pub broker_key: &'static str,
+    /// One line for people.
+    pub doc: &'static str,
+}
+
+/// Every key of [`TOPIC_CONFIG_KEYS`], in the same order, with its type, broker
+/// name and description.
+pub const TOPIC_CONFIG_KEY_SPECS: [TopicConfigKey; 9] = [
+    TopicConfigKey {
+        key: "retention.ms",
+        value_type: ConfigValueType::Long,
+        broker_key: "log.retention.ms",
+        doc: "Closed segments whose newest record is older than this are deleted; -1 keeps them forever.",
+    },
+    TopicConfigKey {
+        key: "retention.bytes",
+        value_type: ConfigValueType::Long,
+        broker_key: "log.retention.bytes",
+        doc: "Oldest closed segments are deleted while a partition is larger than this; -1 = no limit.",
+    },
+    TopicConfigKey {
+        key: "cleanup.policy",
+        value_type: ConfigValueType::List,
+        broker_key: "log.cleanup.policy",
+        doc: "delete (retention), compact (newest value per key) or both.",
+    },
+    TopicConfigKey {
+        key: "segment.bytes",
+        value_type: ConfigValueType::Long,
+        broker_key: "log.segment.bytes",
+        doc: "Size at which the active segment is closed and a new one started.",
+    },
+    TopicConfigKey {
+        key: "segment.ms",
+        value_type: ConfigValueType::Long,
+        broker_key: "log.roll.ms",
+        doc: "Age at which the active segment is closed and a new one started.",
+    },
+    TopicConfigKey {
+        key: "flush.ms",
+        value_type: ConfigValueType::Long,
+        broker_key: "log.flush.interval.ms",
+        doc: "0 = fsync every batch (group commit), N = at most every N ms, -1 = left to the OS.",
+    },
+    TopicConfigKey {
+        key: "max.message.bytes",
+        value_type: ConfigValueType::Int,
+        broker_key: "message.max.bytes",
+        doc: "Largest record batch a producer may send to this topic.",
+    },
+    TopicConfigKey {
+        key: "message.timestamp.type",
+        value_type: ConfigValueType::String,
+        broker_key: "log.message.timestamp.type",
+        doc: "CreateTime (the producer's) or LogAppendTime (the broker's) record timestamps.",
+    },
+    TopicConfigKey {
+        key: "delete.retention.ms",
+        value_type: ConfigValueType::Long,
+        broker_key: "log.cleaner.delete.retention.ms",
+        doc: "How long tombstones stay readable in compacted topics.",
+    },
+];
+
+/// The description of topic config `key`, if it is one.
+pub fn key_spec(key: &str) -> Option<&'static TopicConfigKey> {
+    TOPIC_CONFIG_KEY_SPECS.iter().find(|s| s.key == key)
+}
+
 /// A rejected topic config: which key, which value, why.
 #[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
 pub enum ConfigError {
@@ -279,6 +365,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(again, c);
+    }
+
+    #[test]
+    fn every_key_has_a_spec_in_the_same_order() {
+        let keys: Vec<&str> = TOPIC_CONFIG_KEY_SPECS.iter().map(|s| s.key).collect();
+        assert_eq!(keys, TOPIC_CONFIG_KEYS);
+        assert_eq!(
+            key_spec("cleanup.policy").map(|s| s.value_type),
+            Some(ConfigValueType::List)
+        );
+        assert!(key_spec("nope").is_none());
     }
 
     #[test]

@@ -84,8 +84,26 @@ pub enum BatchError {
         found: PayloadFormat,
     },
 
-    #[error("batch is compressed with {compression:?}, which strata cannot decode; send it uncompressed or read it opaque")]
+    #[error("batch is compressed with {compression:?} where this operation needs it uncompressed (native batches are never compressed; read compressed kafka batches with decode_kafka_records)")]
     UnsupportedCompression { compression: Compression },
+
+    #[error("cannot decompress the {compression:?} records of a kafka batch: {reason}; the producer sent a corrupt batch")]
+    Decompress {
+        compression: Compression,
+        reason: String,
+    },
+
+    #[error("the {compression:?} records of a kafka batch decompress to more than {max_bytes} bytes, the most one batch may hold; producers must send smaller batches (or this is a decompression bomb)")]
+    DecompressedTooLarge {
+        compression: Compression,
+        max_bytes: usize,
+    },
+
+    #[error("cannot compress kafka records with {compression:?}: {reason}")]
+    Compress {
+        compression: Compression,
+        reason: String,
+    },
 
     #[error("kafka batch magic {found} is not supported (only RecordBatch v2, magic 2)")]
     KafkaBadMagic { found: i8 },

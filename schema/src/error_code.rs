@@ -37,13 +37,21 @@ pub enum ErrorCode {
     BrokerShuttingDown = 24,
     InvalidAcks = 25,
     NotCoordinator = 26,
+    /// An idempotent producer's epoch is older than the partition's: another
+    /// instance took over.
+    ProducerFenced = 27,
+    /// An idempotent producer's batch does not follow its last sequence number.
+    OutOfOrderSequence = 28,
+    /// The partition has no state for this producer id and the batch does not start
+    /// a sequence.
+    UnknownProducerId = 29,
 }
 
 impl ErrorCode {
     /// The code for a wire value; unknown values map to `Unknown`.
     pub fn from_i16(v: i16) -> ErrorCode {
         use ErrorCode::*;
-        const ALL: [ErrorCode; 27] = [
+        const ALL: [ErrorCode; 30] = [
             None,
             Unknown,
             CorruptBatch,
@@ -71,6 +79,9 @@ impl ErrorCode {
             BrokerShuttingDown,
             InvalidAcks,
             NotCoordinator,
+            ProducerFenced,
+            OutOfOrderSequence,
+            UnknownProducerId,
         ];
         ALL.iter()
             .copied()
@@ -117,6 +128,9 @@ impl ErrorCode {
             BrokerShuttingDown => "BROKER_SHUTTING_DOWN",
             InvalidAcks => "INVALID_ACKS",
             NotCoordinator => "NOT_COORDINATOR",
+            ProducerFenced => "PRODUCER_FENCED",
+            OutOfOrderSequence => "OUT_OF_ORDER_SEQUENCE",
+            UnknownProducerId => "UNKNOWN_PRODUCER_ID",
         }
     }
 }

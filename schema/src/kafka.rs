@@ -1,18 +1,24 @@
-//! Kafka RecordBatch v2 (magic 2), carried opaque as a batch payload.
+//! Kafka RecordBatch v2 (magic 2), carried verbatim as a batch payload.
 //!
-//! A Kafka client's batch is stored byte for byte; our header is derived from the
-//! Kafka header. The Kafka CRC-32C covers attributes onward, so the broker may stamp
-//! the Kafka baseOffset and partitionLeaderEpoch. Also here: a small encoder and a
-//! record decoder for uncompressed batches, for tests and protocol conversion.
-//! Compressed batches are carried opaque; decoding them is unsupported.
+//! A Kafka client's batch is stored byte for byte, compressed or not; our header is
+//! derived from the Kafka header. The Kafka CRC-32C covers attributes onward, so the
+//! broker may stamp the Kafka baseOffset and partitionLeaderEpoch.
+//!
+//! Also here: the one decoder of Kafka's record format ([`KafkaRecords`]), which reads
+//! an uncompressed batch in place ([`kafka_records`]) or a compressed one after
+//! decompressing its records section ([`decode_kafka_records`]), and an encoder
+//! ([`KafkaBatchBuilder`]) that writes either.
+
+use std::borrow::Cow;
 
 use crate::attributes::{Attributes, Compression};
-use crate::batch::OffsetDeltas;
+use crate::batch::{check_batch, BatchView, OffsetDeltas};
 use crate::crc::seal_batch;
 use crate::error::BatchError;
 use crate::header::{
     BatchHeader, PayloadFormat, BATCH_BYTES_MAX, BATCH_HEADER_BYTES, BATCH_VERSION,
 };
+use crate::kafka_compression::{self, KAFKA_RECORDS_BYTES_MAX};
 
 /// Size of the Kafka RecordBatch v2 header.
 pub const KAFKA_HEADER_BYTES: usize = 61;
@@ -20,7 +26,7 @@ pub const KAFKA_HEADER_BYTES: usize = 61;
 pub const KAFKA_MAGIC: i8 = 2;
 
 /// Byte ranges of the Kafka v2 header; all integers big endian.
-mod at {
+pub(crate) mod at {
     use core::ops::Range;
     pub const BASE_OFFSET: Range<usize> = 0..8;
     pub const BATCH_LENGTH: Range<usize> = 8..12;
@@ -208,6 +214,14 @@ pub fn wrap_kafka_batch(kafka_batch: &[u8]) -> Result<Vec<u8>, BatchError> {
 
 /// Structure check for [`validate_batch`](crate::validate_batch).
 pub(crate) fn check_payload(header: &BatchHeader, payload: &[u8]) -> Result<(), BatchError> {
+    check_payload_records(header, payload).map(drop)
+}
+
+/// [`check_payload`], handing back the records it decoded (decompressed if need be).
+fn check_payload_records<'a>(
+    header: &BatchHeader,
+    payload: &'a [u8],
+) -> Result<KafkaBatchRecords<'a>, BatchError> {
     let kh = check_kafka_batch(payload)?;
     let expected = header_for(&kh);
     let agree = [
@@ -238,16 +252,44 @@ pub(crate) fn check_payload(header: &BatchHeader, payload: &[u8]) -> Result<(), 
     if let Some((field, _)) = agree.iter().find(|(_, same)| !same) {
         return Err(BatchError::KafkaHeaderMismatch { field });
     }
-    if kh.strata_attributes().compression() == Compression::None {
-        let mut deltas = OffsetDeltas::new(header.last_offset_delta);
-        for record in kafka_records(payload)? {
-            deltas.check(i64::from(record?.offset_delta))?;
-        }
+    let decoded = decode_kafka_records(payload)?;
+    let mut deltas = OffsetDeltas::new(header.last_offset_delta);
+    let mut records = decoded.iter();
+    while let Some(record) = records.next_view() {
+        deltas.check(i64::from(record?.offset_delta))?;
     }
-    Ok(())
+    Ok(decoded)
 }
 
-/// One record of an uncompressed Kafka batch, borrowed from the batch bytes.
+/// Full validation of exactly one Kafka-format batch, as
+/// [`validate_batch`](crate::validate_batch) does it, also handing back its records
+/// (decompressed if compressed), so a reader decompresses a batch once, not twice.
+pub fn validate_kafka_batch(
+    bytes: &[u8],
+) -> Result<(BatchView<'_>, KafkaBatchRecords<'_>), BatchError> {
+    let header = check_batch(bytes)?;
+    if bytes.len() != header.batch_len_bytes() {
+        return Err(BatchError::LengthMismatch {
+            declared_bytes: header.batch_len_bytes(),
+            actual_bytes: bytes.len(),
+        });
+    }
+    if header.payload_format != PayloadFormat::Kafka {
+        return Err(BatchError::WrongPayloadFormat {
+            expected: PayloadFormat::Kafka,
+            found: header.payload_format,
+        });
+    }
+    let records = check_payload_records(&header, &bytes[BATCH_HEADER_BYTES..])?;
+    let view = BatchView {
+        header,
+        bytes,
+        payload_validated: true,
+    };
+    Ok((view, records))
+}
+
+/// One record of a Kafka batch, borrowed from the (decompressed) records.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KafkaRecord<'a> {
     pub attributes: i8,
@@ -266,10 +308,82 @@ pub struct KafkaHeader<'a> {
     pub value: Option<&'a [u8]>,
 }
 
-/// Decode the records of an uncompressed Kafka batch (`payload` = the Kafka batch).
-/// Checks the header's magic and length, not its CRC; compressed batches give
-/// [`BatchError::UnsupportedCompression`].
-pub fn kafka_records(payload: &[u8]) -> Result<KafkaRecords<'_>, BatchError> {
+/// One record of a Kafka batch, borrowed and `Copy`: no allocation per record. Its
+/// headers were checked when it was read and decode lazily from [`headers`](Self::headers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KafkaRecordView<'a> {
+    pub attributes: i8,
+    /// Relative to the batch's baseTimestamp.
+    pub timestamp_delta_ms: i64,
+    pub offset_delta: i32,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    /// The encoded headers, already checked.
+    headers: &'a [u8],
+    header_count: u32,
+}
+
+impl<'a> KafkaRecordView<'a> {
+    /// The record's headers, in order.
+    pub fn headers(&self) -> KafkaHeaders<'a> {
+        KafkaHeaders {
+            cursor: Cursor {
+                bytes: self.headers,
+            },
+            remaining: self.header_count,
+        }
+    }
+
+    /// The same record with its headers collected.
+    pub fn to_record(&self) -> KafkaRecord<'a> {
+        KafkaRecord {
+            attributes: self.attributes,
+            timestamp_delta_ms: self.timestamp_delta_ms,
+            offset_delta: self.offset_delta,
+            key: self.key,
+            value: self.value,
+            headers: self.headers().collect(),
+        }
+    }
+}
+
+/// The headers of a [`KafkaRecordView`].
+#[derive(Clone, Debug)]
+pub struct KafkaHeaders<'a> {
+    cursor: Cursor<'a>,
+    remaining: u32,
+}
+
+impl<'a> Iterator for KafkaHeaders<'a> {
+    type Item = KafkaHeader<'a>;
+
+    fn next(&mut self) -> Option<KafkaHeader<'a>> {
+        if self.remaining == 0 {
+            return None;
+        }
+        match self.cursor.header() {
+            Ok(header) => {
+                self.remaining -= 1;
+                Some(header)
+            }
+            Err(e) => {
+                debug_assert!(false, "headers checked when the record was read: {e}");
+                self.remaining = 0;
+                None
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining as usize, Some(self.remaining as usize))
+    }
+}
+
+impl ExactSizeIterator for KafkaHeaders<'_> {}
+impl core::iter::FusedIterator for KafkaHeaders<'_> {}
+
+/// The parsed header and the records section of a Kafka batch, before decompression.
+fn records_section(payload: &[u8]) -> Result<(KafkaBatchHeader, &[u8]), BatchError> {
     let kh = KafkaBatchHeader::parse(payload)?;
     let records = usize::try_from(kh.declared_len_bytes())
         .ok()
@@ -278,23 +392,87 @@ pub fn kafka_records(payload: &[u8]) -> Result<KafkaRecords<'_>, BatchError> {
             declared_bytes: i64::from(kh.batch_length_bytes),
             actual_bytes: payload.len() - at::LENGTH_FROM,
         })?;
-    match kh.strata_attributes().compression() {
-        Compression::None => {}
-        Compression::Unknown(code) => return Err(BatchError::UnknownCompression { code }),
-        compression => return Err(BatchError::UnsupportedCompression { compression }),
+    if kh.record_count < 0 {
+        return Err(BatchError::malformed(format!(
+            "kafka recordCount {} is negative",
+            kh.record_count
+        )));
     }
-    let record_count = u32::try_from(kh.record_count).map_err(|_| {
-        BatchError::malformed(format!("kafka recordCount {} is negative", kh.record_count))
-    })?;
-    Ok(KafkaRecords {
-        cursor: Cursor { bytes: records },
-        record_count,
-        parsed: 0,
-        failed: false,
-    })
+    if let Compression::Unknown(code) = kh.strata_attributes().compression() {
+        return Err(BatchError::UnknownCompression { code });
+    }
+    Ok((kh, records))
 }
 
-/// Iterator over an uncompressed Kafka batch's records; after the first error it ends.
+/// Decode the records of an uncompressed Kafka batch in place (`payload` = the Kafka
+/// batch). Checks the header's magic and length, not its CRC; compressed batches give
+/// [`BatchError::UnsupportedCompression`]: read those with [`decode_kafka_records`].
+pub fn kafka_records(payload: &[u8]) -> Result<KafkaRecords<'_>, BatchError> {
+    let (kh, records) = records_section(payload)?;
+    match kh.strata_attributes().compression() {
+        Compression::None => Ok(KafkaRecords::new(records, kh.record_count as u32)),
+        compression => Err(BatchError::UnsupportedCompression { compression }),
+    }
+}
+
+/// Decode the records of any Kafka batch (`payload` = the Kafka batch): borrowed in
+/// place when uncompressed, decompressed into an owned buffer (at most
+/// [`KAFKA_RECORDS_BYTES_MAX`] bytes) when compressed. Checks the header's magic and
+/// length, not its CRC.
+pub fn decode_kafka_records(payload: &[u8]) -> Result<KafkaBatchRecords<'_>, BatchError> {
+    let (header, records) = records_section(payload)?;
+    let records = match header.strata_attributes().compression() {
+        Compression::None => Cow::Borrowed(records),
+        compression => Cow::Owned(kafka_compression::decompress(
+            compression,
+            records,
+            KAFKA_RECORDS_BYTES_MAX,
+        )?),
+    };
+    Ok(KafkaBatchRecords { header, records })
+}
+
+/// A Kafka batch's header and its records section, decompressed if it was compressed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KafkaBatchRecords<'a> {
+    header: KafkaBatchHeader,
+    records: Cow<'a, [u8]>,
+}
+
+impl<'a> KafkaBatchRecords<'a> {
+    pub fn header(&self) -> &KafkaBatchHeader {
+        &self.header
+    }
+
+    /// The uncompressed records section.
+    pub fn records_bytes(&self) -> &[u8] {
+        &self.records
+    }
+
+    /// True when the records were decompressed into an owned buffer; false when they
+    /// borrow the batch bytes.
+    pub fn is_decompressed(&self) -> bool {
+        matches!(self.records, Cow::Owned(_))
+    }
+
+    /// The records, read in place from [`records_bytes`](Self::records_bytes).
+    pub fn iter(&self) -> KafkaRecords<'_> {
+        KafkaRecords::new(&self.records, self.header.record_count as u32)
+    }
+
+    /// Detach from the batch bytes (copies them only if they were borrowed).
+    pub fn into_owned(self) -> KafkaBatchRecords<'static> {
+        KafkaBatchRecords {
+            header: self.header,
+            records: Cow::Owned(self.records.into_owned()),
+        }
+    }
+}
+
+/// Iterator over a Kafka batch's records; after the first error it ends.
+///
+/// As an [`Iterator`] it yields [`KafkaRecord`]s (headers collected into a `Vec`);
+/// [`next_view`](Self::next_view) yields allocation-free [`KafkaRecordView`]s instead.
 #[derive(Clone, Debug)]
 pub struct KafkaRecords<'a> {
     cursor: Cursor<'a>,
@@ -303,10 +481,18 @@ pub struct KafkaRecords<'a> {
     failed: bool,
 }
 
-impl<'a> Iterator for KafkaRecords<'a> {
-    type Item = Result<KafkaRecord<'a>, BatchError>;
+impl<'a> KafkaRecords<'a> {
+    fn new(records: &'a [u8], record_count: u32) -> Self {
+        KafkaRecords {
+            cursor: Cursor { bytes: records },
+            record_count,
+            parsed: 0,
+            failed: false,
+        }
+    }
 
-    fn next(&mut self) -> Option<Self::Item> {
+    /// The next record as a borrowed view; `None` after the last record or an error.
+    pub fn next_view(&mut self) -> Option<Result<KafkaRecordView<'a>, BatchError>> {
         if self.failed {
             return None;
         }
@@ -332,6 +518,15 @@ impl<'a> Iterator for KafkaRecords<'a> {
             Err(_) => self.failed = true,
         }
         Some(result)
+    }
+}
+
+impl<'a> Iterator for KafkaRecords<'a> {
+    type Item = Result<KafkaRecord<'a>, BatchError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_view()
+            .map(|view| view.map(|view| view.to_record()))
     }
 }
 
@@ -391,7 +586,17 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn record(&mut self) -> Result<KafkaRecord<'a>, BatchError> {
+    fn header(&mut self) -> Result<KafkaHeader<'a>, BatchError> {
+        let key = self
+            .nullable_bytes()?
+            .ok_or_else(|| BatchError::malformed("kafka header key is null"))?;
+        let key = core::str::from_utf8(key)
+            .map_err(|_| BatchError::malformed("kafka header key is not UTF-8"))?;
+        let value = self.nullable_bytes()?;
+        Ok(KafkaHeader { key, value })
+    }
+
+    fn record(&mut self) -> Result<KafkaRecordView<'a>, BatchError> {
         let len = self.varint()?;
         let len = usize::try_from(len)
             .map_err(|_| BatchError::malformed(format!("kafka record length {len} is negative")))?;
@@ -404,45 +609,49 @@ impl<'a> Cursor<'a> {
         let key = body.nullable_bytes()?;
         let value = body.nullable_bytes()?;
         let header_count = body.varint()?;
-        if header_count < 0 {
-            return Err(BatchError::malformed(format!(
-                "kafka header count {header_count} is negative"
-            )));
-        }
-        let mut headers = Vec::new();
+        let header_count = u32::try_from(header_count).map_err(|_| {
+            BatchError::malformed(format!("kafka header count {header_count} is negative"))
+        })?;
+        let headers_from = body.bytes;
         for _ in 0..header_count {
-            let key = body
-                .nullable_bytes()?
-                .ok_or_else(|| BatchError::malformed("kafka header key is null"))?;
-            let key = core::str::from_utf8(key)
-                .map_err(|_| BatchError::malformed("kafka header key is not UTF-8"))?;
-            let value = body.nullable_bytes()?;
-            headers.push(KafkaHeader { key, value });
+            body.header()?;
         }
+        let headers = &headers_from[..headers_from.len() - body.bytes.len()];
         if !body.bytes.is_empty() {
             return Err(BatchError::malformed(format!(
                 "kafka record has {} bytes past its fields",
                 body.bytes.len()
             )));
         }
-        Ok(KafkaRecord {
+        Ok(KafkaRecordView {
             attributes,
             timestamp_delta_ms,
             offset_delta,
             key,
             value,
             headers,
+            header_count,
         })
     }
 }
 
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
 fn put_varlong(out: &mut Vec<u8>, v: i64) {
-    let mut zigzag = ((v << 1) ^ (v >> 63)) as u64;
+    let mut zigzag = zigzag(v);
     while zigzag >= 0x80 {
         out.push(zigzag as u8 | 0x80);
         zigzag >>= 7;
     }
     out.push(zigzag as u8);
+}
+
+/// Encoded length of [`put_varlong`]'s output.
+fn varlong_len(v: i64) -> usize {
+    let significant_bits = 64 - zigzag(v).leading_zeros() as usize;
+    significant_bits.div_ceil(7).max(1)
 }
 
 fn put_nullable_bytes(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
@@ -455,7 +664,73 @@ fn put_nullable_bytes(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
     }
 }
 
-/// Builds an uncompressed Kafka RecordBatch v2, as a Kafka client would.
+fn nullable_bytes_len(bytes: Option<&[u8]>) -> usize {
+    match bytes {
+        None => varlong_len(-1),
+        Some(bytes) => varlong_len(bytes.len() as i64) + bytes.len(),
+    }
+}
+
+/// Append one record, length prefix included, in Kafka's record format. `headers` is
+/// called twice: once to size the record, once to write it.
+pub(crate) fn put_record<'h, I>(
+    out: &mut Vec<u8>,
+    timestamp_delta_ms: i64,
+    offset_delta: i64,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    headers: impl Fn() -> I,
+) where
+    I: ExactSizeIterator<Item = (&'h str, Option<&'h [u8]>)>,
+{
+    let body_len_bytes = 1 // record attributes: unused by Kafka
+        + varlong_len(timestamp_delta_ms)
+        + varlong_len(offset_delta)
+        + nullable_bytes_len(key)
+        + nullable_bytes_len(value)
+        + varlong_len(headers().len() as i64)
+        + headers()
+            .map(|(key, value)| nullable_bytes_len(Some(key.as_bytes())) + nullable_bytes_len(value))
+            .sum::<usize>();
+    put_varlong(out, body_len_bytes as i64);
+    let body_from = out.len();
+    out.push(0);
+    put_varlong(out, timestamp_delta_ms);
+    put_varlong(out, offset_delta);
+    put_nullable_bytes(out, key);
+    put_nullable_bytes(out, value);
+    put_varlong(out, headers().len() as i64);
+    for (key, value) in headers() {
+        put_nullable_bytes(out, Some(key.as_bytes()));
+        put_nullable_bytes(out, value);
+    }
+    debug_assert_eq!(out.len() - body_from, body_len_bytes);
+}
+
+/// Write a Kafka header (CRC 0) at `out[from..]`, whose records already follow it, then
+/// set batchLength and the CRC. Errs if the batch is too large to wrap.
+pub(crate) fn seal_kafka_batch(
+    mut header: KafkaBatchHeader,
+    out: &mut [u8],
+    from: usize,
+) -> Result<(), BatchError> {
+    let batch = &mut out[from..];
+    debug_assert!(batch.len() >= KAFKA_HEADER_BYTES);
+    if BATCH_HEADER_BYTES + batch.len() > BATCH_BYTES_MAX {
+        return Err(BatchError::TooLarge {
+            len_bytes: BATCH_HEADER_BYTES + batch.len(),
+            max_bytes: BATCH_BYTES_MAX,
+        });
+    }
+    header.batch_length_bytes = (batch.len() - at::LENGTH_FROM) as i32;
+    header.crc = 0;
+    header.encode(batch);
+    let crc = crc32c::crc32c(&batch[at::CRC_FROM..]);
+    batch[at::CRC].copy_from_slice(&crc.to_be_bytes());
+    Ok(())
+}
+
+/// Builds a Kafka RecordBatch v2, compressed or not, as a Kafka client would.
 #[derive(Clone, Debug)]
 pub struct KafkaBatchBuilder {
     records: Vec<u8>,
@@ -500,9 +775,16 @@ impl KafkaBatchBuilder {
         self
     }
 
-    /// Attribute bits; compression must stay `None` (this encoder does not compress).
+    /// Attribute bits, compression included (this replaces an earlier
+    /// [`with_compression`](Self::with_compression)).
     pub fn with_attributes(mut self, attributes: Attributes) -> Self {
         self.attributes = attributes;
+        self
+    }
+
+    /// Compress the records with `compression` (gzip, snappy, lz4 or zstd).
+    pub fn with_compression(mut self, compression: Compression) -> Self {
+        self.attributes = self.attributes.with_compression(compression);
         self
     }
 
@@ -519,21 +801,14 @@ impl KafkaBatchBuilder {
             self.max_timestamp_ms = timestamp_ms;
         }
         self.max_timestamp_ms = self.max_timestamp_ms.max(timestamp_ms);
-        let mut body = vec![0u8]; // record attributes: unused by Kafka
-        put_varlong(
-            &mut body,
+        put_record(
+            &mut self.records,
             timestamp_ms.wrapping_sub(self.first_timestamp_ms),
+            i64::from(self.record_count),
+            key,
+            value,
+            || headers.iter().copied(),
         );
-        put_varlong(&mut body, i64::from(self.record_count));
-        put_nullable_bytes(&mut body, key);
-        put_nullable_bytes(&mut body, value);
-        put_varlong(&mut body, headers.len() as i64);
-        for (key, value) in headers {
-            put_nullable_bytes(&mut body, Some(key.as_bytes()));
-            put_nullable_bytes(&mut body, *value);
-        }
-        put_varlong(&mut self.records, body.len() as i64);
-        self.records.extend_from_slice(&body);
         self.record_count += 1;
     }
 
@@ -545,11 +820,12 @@ impl KafkaBatchBuilder {
         self.record_count == 0
     }
 
-    /// The Kafka batch bytes: baseOffset 0, partitionLeaderEpoch -1, CRC set.
+    /// The Kafka batch bytes: baseOffset 0, partitionLeaderEpoch -1, records
+    /// compressed as the attributes say, CRC set.
     ///
     /// # Panics
-    /// Where [`try_build`](Self::try_build) errs: no records, too large to wrap, or
-    /// compressed/undefined attributes.
+    /// Where [`try_build`](Self::try_build) errs: no records, too large to wrap,
+    /// undefined attribute bits, or a failed compression.
     pub fn build(self) -> Vec<u8> {
         match self.try_build() {
             Ok(batch) => batch,
@@ -558,22 +834,31 @@ impl KafkaBatchBuilder {
     }
 
     /// [`build`](Self::build) without the panic. Errs if the batch would not fit in a
-    /// strata batch once wrapped.
+    /// strata batch once wrapped, or its records would decompress to more than
+    /// [`KAFKA_RECORDS_BYTES_MAX`].
     pub fn try_build(self) -> Result<Vec<u8>, BatchError> {
         if self.record_count == 0 {
             return Err(BatchError::EmptyBatch);
         }
-        self.attributes.check_buildable()?;
-        let len_bytes = KAFKA_HEADER_BYTES + self.records.len();
-        if BATCH_HEADER_BYTES + len_bytes > BATCH_BYTES_MAX {
-            return Err(BatchError::TooLarge {
-                len_bytes: BATCH_HEADER_BYTES + len_bytes,
-                max_bytes: BATCH_BYTES_MAX,
+        if self.attributes.0 & !Attributes::KNOWN_BITS != 0 {
+            return Err(BatchError::UnknownAttributes {
+                bits: self.attributes.0 & !Attributes::KNOWN_BITS,
             });
         }
+        let compression = self.attributes.compression();
+        if compression != Compression::None && self.records.len() > KAFKA_RECORDS_BYTES_MAX {
+            return Err(BatchError::TooLarge {
+                len_bytes: self.records.len(),
+                max_bytes: KAFKA_RECORDS_BYTES_MAX,
+            });
+        }
+        let records = match compression {
+            Compression::None => Cow::Borrowed(self.records.as_slice()),
+            compression => Cow::Owned(kafka_compression::compress(compression, &self.records)?),
+        };
         let header = KafkaBatchHeader {
             base_offset: 0,
-            batch_length_bytes: (len_bytes - at::LENGTH_FROM) as i32,
+            batch_length_bytes: 0,
             partition_leader_epoch: -1,
             magic: KAFKA_MAGIC,
             crc: 0,
@@ -586,11 +871,10 @@ impl KafkaBatchBuilder {
             base_sequence: self.base_sequence,
             record_count: self.record_count as i32,
         };
-        let mut out = vec![0u8; KAFKA_HEADER_BYTES];
-        header.encode(&mut out);
-        out.extend_from_slice(&self.records);
-        let crc = crc32c::crc32c(&out[at::CRC_FROM..]);
-        out[at::CRC].copy_from_slice(&crc.to_be_bytes());
+        let mut out = Vec::with_capacity(KAFKA_HEADER_BYTES + records.len());
+        out.resize(KAFKA_HEADER_BYTES, 0);
+        out.extend_from_slice(&records);
+        seal_kafka_batch(header, &mut out, 0)?;
         Ok(out)
     }
 }

@@ -20,12 +20,14 @@
 mod api;
 mod attributes;
 mod batch;
+mod convert;
 mod crc;
 mod error;
 mod error_code;
 mod frame;
 mod header;
 mod kafka;
+pub mod kafka_compression;
 mod native;
 pub mod protocol;
 
@@ -34,6 +36,10 @@ pub use attributes::{Attributes, Compression, TimestampType};
 pub use batch::{
     batches, check_batch, stamp_base_offset, stamp_leader_epoch, stamp_log_append_time,
     validate_batch, validate_produced_batch, BatchIter, BatchView,
+};
+pub use convert::{
+    kafka_payload, log_append_time_kafka_header, native_to_kafka, native_to_kafka_into,
+    stamp_kafka_log_append_time,
 };
 pub use crc::compute_batch_crc;
 pub use error::BatchError;
@@ -47,9 +53,11 @@ pub use header::{
     BATCH_MAGIC, BATCH_VERSION,
 };
 pub use kafka::{
-    check_kafka_batch, kafka_records, wrap_kafka_batch, KafkaBatchBuilder, KafkaBatchHeader,
-    KafkaHeader, KafkaRecord, KafkaRecords, KAFKA_HEADER_BYTES, KAFKA_MAGIC,
+    check_kafka_batch, decode_kafka_records, kafka_records, validate_kafka_batch, wrap_kafka_batch,
+    KafkaBatchBuilder, KafkaBatchHeader, KafkaBatchRecords, KafkaHeader, KafkaHeaders, KafkaRecord,
+    KafkaRecordView, KafkaRecords, KAFKA_HEADER_BYTES, KAFKA_MAGIC,
 };
+pub use kafka_compression::KAFKA_RECORDS_BYTES_MAX;
 pub use native::{
     retain_native_records, NativeBatchBuilder, NativeHeader, NativeRecord, NativeRecords,
     RecordView,

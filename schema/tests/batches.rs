@@ -285,21 +285,40 @@ fn kafka_records_beyond_the_count_are_rejected() {
 }
 
 #[test]
-fn compressed_kafka_batches_are_carried_opaque() {
-    let mut b = KafkaBatchBuilder::new();
-    b.push(0, None, Some(b"pretend this is zstd"), &[]);
-    let mut kafka = b.build();
-    kafka[22] = Compression::Zstd.code();
-    fix_kafka_crc(&mut kafka);
-    let bytes = wrap_kafka_batch(&kafka).expect("wraps opaque");
-    let view = validate_batch(&bytes).expect("valid without decoding records");
+fn compressed_kafka_batches_are_stored_verbatim_and_checked() {
+    let mut b = KafkaBatchBuilder::new().with_compression(Compression::Zstd);
+    b.push(0, None, Some(b"really zstd"), &[]);
+    let kafka = b.build();
+    let bytes = wrap_kafka_batch(&kafka).expect("wraps");
+    assert_eq!(&bytes[BATCH_HEADER_BYTES..], kafka.as_slice());
+    let view = validate_batch(&bytes).expect("valid: records decompress and parse");
     assert_eq!(view.header().attributes.compression(), Compression::Zstd);
+    // The in-place reader refuses; decode_kafka_records decompresses.
     assert_eq!(
         kafka_records(view.payload()).err(),
         Some(BatchError::UnsupportedCompression {
             compression: Compression::Zstd
         })
     );
+    let decoded = decode_kafka_records(view.payload()).expect("decompresses");
+    let values: Vec<_> = decoded.iter().map(|r| r.expect("parses").value).collect();
+    assert_eq!(values, [Some(b"really zstd".as_slice())]);
+
+    // A batch that only claims zstd: its header is sound, so it wraps, but
+    // validation decompresses it and refuses it.
+    let mut b = KafkaBatchBuilder::new();
+    b.push(0, None, Some(b"pretend this is zstd"), &[]);
+    let mut kafka = b.build();
+    kafka[22] = Compression::Zstd.code();
+    fix_kafka_crc(&mut kafka);
+    let bytes = wrap_kafka_batch(&kafka).expect("header is consistent");
+    assert!(matches!(
+        validate_batch(&bytes),
+        Err(BatchError::Decompress {
+            compression: Compression::Zstd,
+            ..
+        })
+    ));
 }
 
 #[test]

@@ -3,6 +3,8 @@
 //!
 //! - [`broker`]: a real `strata serve` process on a free port (start, SIGTERM, SIGKILL,
 //!   restart) and the `strata` CLI, for the broker tests.
+//! - [`kafka`]: librdkafka (the `rdkafka` crate) against the broker's Kafka listener.
+//! - [`kafka_wire`]: hand-made Kafka requests over a plain socket.
 //! - [`rng`]: a seeded SplitMix64, so every crash and fault schedule replays from a
 //!   printed seed without pulling in `rand`.
 //! - [`stamp`]: self-describing record values (writer generation, sequence number,
@@ -13,6 +15,8 @@
 //! crash tests kill.
 
 pub mod broker;
+pub mod kafka;
+pub mod kafka_wire;
 pub mod log_check;
 pub mod rng;
 pub mod stamp;

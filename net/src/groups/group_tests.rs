@@ -26,7 +26,7 @@ impl Harness {
             ..Default::default()
         });
         let fx = c.set_partition_counts(0, [("t".to_owned(), 6), ("u".to_owned(), 2)].into());
-        assert!(fx.joins.is_empty() && fx.records.is_empty());
+        assert!(fx.answers.is_empty() && fx.records.is_empty());
         Harness {
             c,
             now_ms: 1_000_000,
@@ -37,7 +37,11 @@ impl Harness {
     }
 
     fn take(&mut self, fx: Effects) {
-        for (t, r) in fx.joins {
+        for (t, a) in fx.answers {
+            let Answer::Join(r) = a else {
+                panic!("a native join got {a:?}");
+            };
+            let r = r.map_err(crate::errors::WireError::from);
             assert!(
                 self.answers.insert(t, r).is_none(),
                 "token {t} answered twice"
@@ -91,7 +95,7 @@ impl Harness {
     fn heartbeat(&mut self, m: &JoinResponse) -> Result<(), ErrorCode> {
         self.c
             .heartbeat(self.now_ms, "g", &m.member_id, m.generation)
-            .map_err(|e| e.code)
+            .map_err(|e| e.wire_code())
     }
 
     fn state(&self) -> GroupState {
@@ -117,9 +121,10 @@ impl Harness {
                     tp: TopicPartition::new(tp.0, tp.1),
                     offset,
                     metadata: "m".into(),
+                    leader_epoch: -1,
                 }],
             )
-            .map_err(|e| e.code)?;
+            .map_err(|e| e.wire_code())?;
         for r in &records {
             self.c
                 .apply(self.now_ms, &r.key, r.value.as_deref())
@@ -135,6 +140,14 @@ impl Harness {
             .remove(0)
             .1
             .map(|v| v.offset)
+    }
+}
+
+/// The error code of the first answer, a failed native join.
+fn join_error(fx: &Effects) -> ErrorCode {
+    match &fx.answers[0].1 {
+        Answer::Join(Err(e)) => e.wire_code(),
+        other => panic!("expected a failed join, got {other:?}"),
     }
 }
 
@@ -167,7 +180,7 @@ fn first_member_gets_everything_at_once() {
     assert!(matches!(
         decode_record(&h.log[0].key, h.log[0].value.as_deref()).unwrap(),
         GroupRecord::Metadata {
-            value: Some(MetadataValue { generation: 1, .. }),
+            value: Some(GroupMetadata::Native(MetadataValue { generation: 1, .. })),
             ..
         }
     ));
@@ -259,7 +272,9 @@ fn a_leave_rebalances_the_rest() {
     assert_eq!(a.assignment.len(), 6);
     assert_eq!(a.generation, 3);
     assert_eq!(
-        h.c.leave(h.now_ms, "g", &b.member_id).unwrap_err().code,
+        h.c.leave(h.now_ms, "g", &b.member_id)
+            .unwrap_err()
+            .wire_code(),
         ErrorCode::UnknownMemberId
     );
     // The last member leaving empties the group.
@@ -341,19 +356,19 @@ fn heartbeat_errors() {
     assert_eq!(
         h.c.heartbeat(h.now_ms, "nope", &a.member_id, 1)
             .unwrap_err()
-            .code,
+            .wire_code(),
         ErrorCode::UnknownMemberId
     );
     assert_eq!(
         h.c.heartbeat(h.now_ms, "g", "stranger", 1)
             .unwrap_err()
-            .code,
+            .wire_code(),
         ErrorCode::UnknownMemberId
     );
     assert_eq!(
         h.c.heartbeat(h.now_ms, "g", &a.member_id, 9)
             .unwrap_err()
-            .code,
+            .wire_code(),
         ErrorCode::IllegalGeneration
     );
 }
@@ -372,10 +387,7 @@ fn join_validation() {
             ..Default::default()
         },
     );
-    assert_eq!(
-        fx.joins[0].1.as_ref().unwrap_err().code,
-        ErrorCode::InvalidSessionTimeout
-    );
+    assert_eq!(join_error(&fx), ErrorCode::InvalidSessionTimeout);
     let fx = h.c.join(
         h.now_ms,
         100,
@@ -384,10 +396,7 @@ fn join_validation() {
             ..Default::default()
         },
     );
-    assert_eq!(
-        fx.joins[0].1.as_ref().unwrap_err().code,
-        ErrorCode::InvalidRequest
-    );
+    assert_eq!(join_error(&fx), ErrorCode::InvalidRequest);
     // A second member must use the group's strategy.
     let t = h.join("");
     h.joined(t);
@@ -459,12 +468,18 @@ fn admin_commits_only_while_the_group_is_empty() {
 #[test]
 fn delete_only_empty_groups_and_write_tombstones() {
     let mut h = Harness::new();
-    assert_eq!(h.c.delete("g").unwrap_err().code, ErrorCode::GroupNotFound);
+    assert_eq!(
+        h.c.delete("g").unwrap_err().wire_code(),
+        ErrorCode::GroupNotFound
+    );
     let t = h.join("");
     let a = h.joined(t);
     h.commit(&a.member_id, a.generation, ("t", 0), 1).unwrap();
     h.commit(&a.member_id, a.generation, ("t", 1), 2).unwrap();
-    assert_eq!(h.c.delete("g").unwrap_err().code, ErrorCode::GroupNotEmpty);
+    assert_eq!(
+        h.c.delete("g").unwrap_err().wire_code(),
+        ErrorCode::GroupNotEmpty
+    );
     let fx = h.c.leave(h.now_ms, "g", &a.member_id).unwrap();
     h.take(fx);
     let tombstones = h.c.delete("g").unwrap();
@@ -512,7 +527,7 @@ fn replay_restores_offsets_and_members() {
     assert_eq!(c.heartbeat(restart_ms + 10, "g", &a.member_id, 2), Ok(()));
     // ... and those that never come back time out.
     let fx = c.tick(restart_ms + SESSION_MS as i64);
-    assert!(fx.joins.is_empty());
+    assert!(fx.answers.is_empty());
     assert_eq!(c.describe("g").state, GroupState::PreparingRebalance);
     assert_eq!(c.describe("g").members.len(), 1);
 }
@@ -546,7 +561,9 @@ fn list_and_describe() {
         l,
         vec![GroupListing {
             group: "g".into(),
+            kind: GroupKind::Native,
             state: GroupState::Stable,
+            protocol_type: "consumer".into(),
             members: 1
         }]
     );

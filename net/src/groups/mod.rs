@@ -1,28 +1,52 @@
 //! Consumer groups, as plain logic: the group state machine, the assignors, the
 //! records of the internal compacted topic `__consumer_offsets`, and lag.
 //!
+//! Three membership protocols share the coordinator and the offsets: the native
+//! protocol (broker-side assignment), Kafka's classic protocol (JoinGroup/SyncGroup,
+//! the group leader assigns) and Kafka's KIP-848 protocol (ConsumerGroupHeartbeat,
+//! broker-side assignment reconciled member by member); see [`GroupKind`].
+//!
 //! Nothing here does I/O or reads a clock. The server feeds a [`Coordinator`]
-//! explicit inputs (join, heartbeat, leave, commit, `tick(now_ms)`, records replayed
-//! from `__consumer_offsets` at startup) and carries out what comes back: join
-//! requests to answer (a join is held until its rebalance completes) and records to
-//! append to the group's `__consumer_offsets` partition. One coordinator serves the
+//! explicit inputs (joins, syncs, heartbeats, leaves, commits, `tick(now_ms)`,
+//! records replayed from `__consumer_offsets` at startup) and carries out what comes
+//! back: held requests to answer (a join is held until its rebalance completes, a
+//! sync until the leader's assignment arrives) and records to append to the group's
+//! `__consumer_offsets` partition. One coordinator serves the
 //! groups of one partition of that topic; [`coordinator_partition`] says which.
 
 mod assignor;
+mod classic;
+mod consumer;
 mod coordinator;
+mod error;
 mod group;
 mod lag;
+mod native;
 mod records;
+mod topic_regex;
 
 pub use assignor::{assign, Assignment, Strategy, TopicPartition};
-pub use coordinator::{
-    Commit, Coordinator, CoordinatorConfig, Effects, GroupDescription, GroupListing, JoinRequest,
-    JoinResponse, MemberDescription, Token, SESSION_TIMEOUT_MS_MAX, SESSION_TIMEOUT_MS_MIN,
+pub use classic::{
+    assigned_partitions, subscribed_topics, ClassicJoinRequest, ClassicJoinResponse,
+    ClassicJoinedMember, LeaveMember, SyncRequest, SyncResponse,
 };
-pub use group::GroupState;
+pub use consumer::{
+    ConsumerGroupDescription, ConsumerHeartbeat, ConsumerHeartbeatResponse,
+    ConsumerMemberDescription, MemberState, LEAVE_EPOCH, SERVER_ASSIGNORS, STATIC_LEAVE_EPOCH,
+};
+pub use coordinator::{
+    Answer, Commit, Coordinator, CoordinatorConfig, Effects, GroupDescription, GroupListing,
+    JoinRequest, JoinResponse, KafkaCommit, MemberDescription, Token,
+    CONSUMER_HEARTBEAT_INTERVAL_MS, CONSUMER_SESSION_TIMEOUT_MS, INITIAL_REBALANCE_DELAY_MS,
+    OFFSET_METADATA_BYTES_MAX, REBALANCE_TIMEOUT_MS_MAX, SESSION_TIMEOUT_MS_MAX,
+    SESSION_TIMEOUT_MS_MIN,
+};
+pub use error::{GroupCode, GroupError};
+pub use group::{GroupKind, GroupState};
 pub use lag::{lag_rows, partition_lag, LagRow};
 pub use records::{
-    decode_record, GroupRecord, MemberRecord, MetadataValue, OffsetValue, Record, RecordError,
+    decode_record, ClassicMemberRecord, ClassicMetadata, ConsumerMemberRecord, ConsumerMetadata,
+    GroupMetadata, GroupRecord, MemberRecord, MetadataValue, OffsetValue, Record, RecordError,
 };
 
 /// Partitions of `__consumer_offsets` when the broker creates it.
@@ -62,5 +86,9 @@ mod tests {
     }
 }
 
+#[cfg(test)]
+mod classic_tests;
+#[cfg(test)]
+mod consumer_tests;
 #[cfg(test)]
 mod group_tests;

@@ -28,24 +28,26 @@ const CANCEL_POLL_MS: u64 = 5;
 /// Longest long poll, whatever the request asks for.
 pub const MAX_WAIT_MS_MAX: u32 = 60_000;
 
-struct Wanted {
-    topic: String,
-    partition: u32,
-    fetch_offset: i64,
-    max_bytes: usize,
+/// One partition a fetch reads.
+pub(crate) struct Wanted {
+    pub topic: String,
+    pub partition: u32,
+    pub fetch_offset: i64,
+    pub max_bytes: usize,
 }
 
+/// What a fetch read from one partition.
 #[derive(Default)]
-struct Fetched {
-    batches: Vec<Bytes>,
-    high_watermark: i64,
-    log_start_offset: i64,
-    log_end_offset: i64,
-    error: Option<WireError>,
+pub(crate) struct Fetched {
+    pub batches: Vec<Bytes>,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+    pub error: Option<WireError>,
 }
 
 impl Fetched {
-    fn failed(e: WireError) -> Self {
+    pub(crate) fn failed(e: WireError) -> Self {
         Fetched {
             high_watermark: -1,
             log_start_offset: -1,
@@ -142,69 +144,15 @@ pub async fn handle(broker: &Broker, req: &Request<'_>) -> Result<Response, Wire
             max_bytes: p.max_bytes() as usize,
         })
         .collect();
-    let min_bytes = r.min_bytes() as usize;
-    let total_max_bytes = r.max_bytes() as usize;
-    let max_wait = Duration::from_millis(u64::from(r.max_wait_ms().min(MAX_WAIT_MS_MAX)));
-    let deadline = Instant::now() + max_wait;
-    let mut fetched = read_all(broker, &wanted).await;
-    loop {
-        let available: usize = fetched.iter().map(|f| total_bytes(&f.batches)).sum();
-        let any_error = fetched.iter().any(|f| f.error.is_some());
-        let now = Instant::now();
-        if available >= min_bytes || any_error || now >= deadline || broker.shard.is_stopping() {
-            break;
-        }
-        // Wait for new data on any partition, on every owner shard at once.
-        let mut by_shard: std::collections::BTreeMap<usize, Vec<(String, u32, i64)>> =
-            Default::default();
-        for (w, f) in wanted.iter().zip(&fetched) {
-            let beyond = w.fetch_offset.max(f.high_watermark);
-            by_shard
-                .entry(broker.owner(&w.topic, w.partition))
-                .or_default()
-                .push((w.topic.clone(), w.partition, beyond));
-        }
-        let timeout = deadline - now;
-        let cancelled = Arc::new(AtomicBool::new(false));
-        // Also when this fetch is dropped (its connection closed) while it waits.
-        let _cancel = CancelOnDrop(Arc::clone(&cancelled));
-        let mut waits: Vec<Pin<Box<dyn Future<Output = ()>>>> = Vec::new();
-        for (s, group) in by_shard {
-            let shard = broker.shard.clone();
-            let cancelled = Arc::clone(&cancelled);
-            waits.push(Box::pin(async move {
-                let _ = shard
-                    .invoke_on(s, move |shard| async move {
-                        wait_any(Broker::of(&shard), group, timeout, cancelled).await
-                    })
-                    .await;
-            }));
-        }
-        let shard = broker.shard.clone();
-        waits.push(Box::pin(async move { shard.stopped().await }));
-        waits.push(Box::pin(async move {
-            glommio::timer::sleep(timeout).await;
-        }));
-        first_of(waits).await;
-        fetched = read_all(broker, &wanted).await;
-    }
-
-    // The request's byte budget, in partition order; at least one batch goes out.
-    let mut budget = total_max_bytes;
-    let mut sent_any = false;
-    for f in fetched.iter_mut() {
-        let mut keep = 0;
-        for b in &f.batches {
-            if b.len() > budget && sent_any {
-                break;
-            }
-            budget = budget.saturating_sub(b.len());
-            sent_any = true;
-            keep += 1;
-        }
-        f.batches.truncate(keep);
-    }
-
+    let max_wait_ms = r.max_wait_ms().min(MAX_WAIT_MS_MAX);
+    let fetched = gather(
+        broker,
+        &wanted,
+        r.min_bytes() as usize,
+        r.max_bytes() as usize,
+        max_wait_ms,
+    )
+    .await;
     let mut fbb = FlatBufferBuilder::new();
     let mut tail = Vec::new();
     let results: Vec<_> = wanted
@@ -250,6 +198,80 @@ pub async fn handle(broker: &Broker, req: &Request<'_>) -> Result<Response, Wire
     );
     fbb.finish(root, None);
     Ok(req.reply(fbb.finished_data(), tail))
+}
+
+/// Reads every wanted partition, long-polling up to `max_wait_ms` while fewer than
+/// `min_bytes` are available (and no partition failed), then keeps whole batches in
+/// partition order within `total_max_bytes` (at least one batch goes out).
+pub(crate) async fn gather(
+    broker: &Broker,
+    wanted: &[Wanted],
+    min_bytes: usize,
+    total_max_bytes: usize,
+    max_wait_ms: u32,
+) -> Vec<Fetched> {
+    let max_wait = Duration::from_millis(u64::from(max_wait_ms.min(MAX_WAIT_MS_MAX)));
+    let deadline = Instant::now() + max_wait;
+    let mut fetched = read_all(broker, wanted).await;
+    loop {
+        let available: usize = fetched.iter().map(|f| total_bytes(&f.batches)).sum();
+        let any_error = fetched.iter().any(|f| f.error.is_some());
+        let now = Instant::now();
+        if available >= min_bytes || any_error || now >= deadline || broker.shard.is_stopping() {
+            break;
+        }
+        // Wait for new data on any partition, on every owner shard at once.
+        let mut by_shard: std::collections::BTreeMap<usize, Vec<(String, u32, i64)>> =
+            Default::default();
+        for (w, f) in wanted.iter().zip(&fetched) {
+            let beyond = w.fetch_offset.max(f.high_watermark);
+            by_shard
+                .entry(broker.owner(&w.topic, w.partition))
+                .or_default()
+                .push((w.topic.clone(), w.partition, beyond));
+        }
+        let timeout = deadline - now;
+        let cancelled = Arc::new(AtomicBool::new(false));
+        // Also when this fetch is dropped (its connection closed) while it waits.
+        let _cancel = CancelOnDrop(Arc::clone(&cancelled));
+        let mut waits: Vec<Pin<Box<dyn Future<Output = ()>>>> = Vec::new();
+        for (s, group) in by_shard {
+            let shard = broker.shard.clone();
+            let cancelled = Arc::clone(&cancelled);
+            waits.push(Box::pin(async move {
+                let _ = shard
+                    .invoke_on(s, move |shard| async move {
+                        wait_any(Broker::of(&shard), group, timeout, cancelled).await
+                    })
+                    .await;
+            }));
+        }
+        let shard = broker.shard.clone();
+        waits.push(Box::pin(async move { shard.stopped().await }));
+        waits.push(Box::pin(async move {
+            glommio::timer::sleep(timeout).await;
+        }));
+        first_of(waits).await;
+        fetched = read_all(broker, wanted).await;
+    }
+
+    // The request's byte budget, in partition order; at least one batch goes out.
+    let mut budget = total_max_bytes;
+    let mut sent_any = false;
+    for f in fetched.iter_mut() {
+        let mut keep = 0;
+        for b in &f.batches {
+            if b.len() > budget && sent_any {
+                break;
+            }
+            budget = budget.saturating_sub(b.len());
+            sent_any = true;
+            keep += 1;
+        }
+        f.batches.truncate(keep);
+    }
+
+    fetched
 }
 
 fn total_bytes(batches: &[Bytes]) -> usize {

@@ -15,7 +15,7 @@ use strata_schema::{ApiKey, ErrorCode};
 use super::{decode, Request};
 use crate::broker::{scatter, unknown_topic, Broker};
 use crate::errors::WireError;
-use crate::group_host::{self, coordinator_of, Host};
+use crate::group_host::{self, Host};
 use crate::groups::{lag_rows, Commit, JoinRequest, Strategy, TopicPartition};
 use crate::response::{error_table, Response};
 
@@ -26,14 +26,7 @@ where
     Fut: Future<Output = Result<R, WireError>> + 'static,
     R: Send + 'static,
 {
-    let (shard, partition) = coordinator_of(broker, group)?;
-    broker
-        .shard
-        .invoke_on(shard, move |s| async move {
-            let host = group_host::host(&s, partition)?;
-            job(s, host).await
-        })
-        .await?
+    group_host::on_coordinator(broker, group, job).await
 }
 
 /// `TopicPartitions` tables for a sorted list of partitions.
@@ -177,6 +170,7 @@ pub async fn commit(broker: &Broker, req: &Request<'_>) -> Result<Response, Wire
                     tp: tp.clone(),
                     offset: p.offset(),
                     metadata: p.metadata().unwrap_or_default().to_owned(),
+                    leader_epoch: -1,
                 });
                 None
             }
@@ -423,7 +417,10 @@ pub async fn delete(broker: &Broker, req: &Request<'_>) -> Result<Response, Wire
     let r = decode::<fb::DeleteGroupRequest>(req.body, ApiKey::DeleteGroup)?;
     let group = r.group().to_owned();
     let g = group.clone();
-    let result = on_coordinator(broker, &g, move |_, host| group_host::delete(host, group)).await;
+    let result = on_coordinator(broker, &g, move |_, host| async move {
+        Ok(group_host::delete(host, group).await?)
+    })
+    .await;
     let mut fbb = FlatBufferBuilder::new();
     let error = error_table(&mut fbb, result.err().as_ref());
     let root = fb::DeleteGroupResponse::create(&mut fbb, &fb::DeleteGroupResponseArgs { error });

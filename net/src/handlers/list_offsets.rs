@@ -17,9 +17,12 @@ pub const EARLIEST_TIMESTAMP: i64 = -2;
 /// Asks for the latest offset (the high watermark).
 pub const LATEST_TIMESTAMP: i64 = -1;
 
-type Found = Result<(i64, i64), WireError>;
+pub(crate) type Found = Result<(i64, i64), WireError>;
 
-async fn lookup(broker: Rc<Broker>, (topic, partition, ts): (String, u32, i64)) -> Found {
+pub(crate) async fn lookup(
+    broker: Rc<Broker>,
+    (topic, partition, ts): (String, u32, i64),
+) -> Found {
     let log = broker.log(&topic, partition).await?;
     match ts {
         EARLIEST_TIMESTAMP => Ok((log.log_start_offset(), -1)),

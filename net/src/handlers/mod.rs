@@ -2,11 +2,11 @@
 //! the api and version, verifies the flatbuffer body and calls the handler.
 
 mod admin;
-mod fetch;
+pub(crate) mod fetch;
 mod groups;
-mod list_offsets;
+pub(crate) mod list_offsets;
 mod metadata;
-mod produce;
+pub(crate) mod produce;
 
 use std::rc::Rc;
 

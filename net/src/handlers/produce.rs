@@ -35,13 +35,13 @@ use crate::errors::WireError;
 use crate::response::{error_table, Response};
 
 /// Where a partition's batches landed: (base offset, log-append time, log start).
-type Appended = Result<(i64, i64, i64), WireError>;
+pub(crate) type Appended = Result<(i64, i64, i64), WireError>;
 
-struct PartitionAppend {
-    topic: String,
-    partition: u32,
-    batches: Vec<Vec<u8>>,
-    durability: Durability,
+pub(crate) struct PartitionAppend {
+    pub topic: String,
+    pub partition: u32,
+    pub batches: Vec<Vec<u8>>,
+    pub durability: Durability,
 }
 
 /// One partition's batch bytes: its own buffer (read straight from the socket) or
@@ -98,7 +98,7 @@ fn split_batches(part: PartBytes<'_>, full_check: bool) -> Result<Vec<Vec<u8>>, 
 }
 
 /// Appends one partition's batches in order on its owner shard.
-async fn append(broker: Rc<Broker>, p: PartitionAppend) -> Appended {
+pub(crate) async fn append(broker: Rc<Broker>, p: PartitionAppend) -> Appended {
     let log = broker.log(&p.topic, p.partition).await?;
     let log_append_time = broker
         .topics()

@@ -8,7 +8,9 @@ use kafka_protocol::messages::ApiKey;
 
 use super::codec::{encode_response, KafkaFrame};
 use super::errors::KafkaCode;
-use super::{admin, api_versions, groups, producer_ids, ServedApi};
+use super::{
+    admin, api_versions, fetch, groups, list_offsets, metadata, produce, producer_ids, ServedApi,
+};
 use crate::broker::Broker;
 use crate::response::Response;
 
@@ -44,6 +46,10 @@ pub(crate) use call;
 pub(crate) fn served_apis() -> Vec<ServedApi> {
     [
         api_versions::APIS,
+        metadata::APIS,
+        produce::APIS,
+        fetch::APIS,
+        list_offsets::APIS,
         groups::APIS,
         admin::APIS,
         producer_ids::APIS,
@@ -107,9 +113,32 @@ pub(crate) async fn handle(broker: Rc<Broker>, frame: KafkaFrame, peer: Rc<str>)
     serve(&ctx, body).await
 }
 
+/// Produce with acks=0 is never answered.
+async fn produce_or_nothing(ctx: &Ctx, body: Bytes) -> Response {
+    match super::codec::decode_body::<kafka_protocol::messages::ProduceRequest>(body, ctx.version) {
+        Ok(req) => {
+            let acks = req.acks;
+            let resp = produce::handle(ctx, req).await;
+            if acks == 0 {
+                Response {
+                    head: Vec::new(),
+                    tail: Vec::new(),
+                }
+            } else {
+                reply(ctx, &resp)
+            }
+        }
+        Err(e) => undecodable(ctx, &e),
+    }
+}
+
 async fn serve(ctx: &Ctx, body: Bytes) -> Response {
     match ctx.api {
         ApiKey::ApiVersions => call!(ctx, body, api_versions::handle),
+        ApiKey::Metadata => call!(ctx, body, metadata::handle),
+        ApiKey::Produce => produce_or_nothing(ctx, body).await,
+        ApiKey::Fetch => call!(ctx, body, fetch::handle),
+        ApiKey::ListOffsets => call!(ctx, body, list_offsets::handle),
         api if groups::APIS.iter().any(|a| a.key == api) => groups::serve(ctx, body).await,
         api if admin::APIS.iter().any(|a| a.key == api) => admin::serve(ctx, body).await,
         api if producer_ids::APIS.iter().any(|a| a.key == api) => {

@@ -69,6 +69,9 @@ pub(crate) enum KafkaCode {
     UnreleasedInstanceId = 111,
     UnsupportedAssignor = 112,
     StaleMemberEpoch = 113,
+    TransactionalIdAuthorizationFailed = 53,
+    OffsetMetadataTooLarge = 12,
+    InvalidRegularExpression = 128,
 }
 
 impl KafkaCode {
@@ -105,6 +108,9 @@ pub(crate) fn kafka_code(code: ErrorCode) -> KafkaCode {
         E::BrokerShuttingDown => KafkaCode::NotLeaderOrFollower,
         E::InvalidAcks => KafkaCode::InvalidRequiredAcks,
         E::NotCoordinator => KafkaCode::NotCoordinator,
+        E::ProducerFenced => KafkaCode::InvalidProducerEpoch,
+        E::OutOfOrderSequence => KafkaCode::OutOfOrderSequenceNumber,
+        E::UnknownProducerId => KafkaCode::UnknownProducerId,
     }
 }
 

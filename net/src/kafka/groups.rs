@@ -1,15 +1,517 @@
-//! (being written) Kafka groups apis.
+//! Kafka consumer groups, on the same coordinators and `__consumer_offsets` as the
+//! native protocol's groups (see `crate::groups` for the state machines and
+//! `crate::group_host` for where they run).
+//!
+//! This file: the served table, FindCoordinator, and the admin side
+//! (DescribeGroups, ListGroups, DeleteGroups). The classic protocol is in
+//! `groups_classic`, KIP-848 in `groups_consumer`, offsets in `groups_offsets`.
+//!
+//! Errors a Kafka client does not expect from a group api (a storage fault, a
+//! shutdown, a timeout) are answered with COORDINATOR_NOT_AVAILABLE: clients retry
+//! it after finding the coordinator again, where an unexpected code would be fatal.
+
+use std::future::Future;
+use std::rc::Rc;
 
 use bytes::Bytes;
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, ConsumerProtocolAssignment, ConsumerProtocolSubscription,
+    DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
+    FindCoordinatorRequest, FindCoordinatorResponse, GroupId, ListGroupsRequest,
+    ListGroupsResponse, TopicName,
+};
+use kafka_protocol::protocol::{Encodable, StrBytes};
+use strata_engine::shard::Shard;
+use strata_schema::ErrorCode;
 
-use super::errors::KafkaCode;
-use super::{Ctx, ServedApi};
+use super::dispatch::call;
+use super::errors::{kafka_code, KafkaCode};
+use super::{groups_classic, groups_consumer, groups_offsets, Ctx, ServedApi};
+use crate::errors::WireError;
+use crate::group_host::{self, coordinator_of, Host};
+use crate::groups::{
+    GroupCode, GroupDescription, GroupError, GroupKind, GroupState, TopicPartition,
+};
 use crate::response::Response;
 
-/// The apis of this file.
-pub(crate) const APIS: &[ServedApi] = &[];
+/// The apis of the group files, and the versions served: every version the codec
+/// knows, except OffsetCommit/OffsetFetch v10 (topic ids instead of names).
+pub(crate) const APIS: &[ServedApi] = &[
+    ServedApi::new(ApiKey::FindCoordinator, 0, 6),
+    ServedApi::new(ApiKey::JoinGroup, 0, 9),
+    ServedApi::new(ApiKey::SyncGroup, 0, 5),
+    ServedApi::new(ApiKey::Heartbeat, 0, 4),
+    ServedApi::new(ApiKey::LeaveGroup, 0, 5),
+    ServedApi::new(ApiKey::OffsetCommit, 2, 9),
+    ServedApi::new(ApiKey::OffsetFetch, 1, 9),
+    ServedApi::new(ApiKey::DescribeGroups, 0, 6),
+    ServedApi::new(ApiKey::ListGroups, 0, 5),
+    ServedApi::new(ApiKey::DeleteGroups, 0, 2),
+    ServedApi::new(ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    ServedApi::new(ApiKey::ConsumerGroupDescribe, 0, 1),
+];
+
+/// FindCoordinator key type of consumer groups.
+const KEY_TYPE_GROUP: i8 = 0;
+/// FindCoordinator key type of transactional ids.
+const KEY_TYPE_TRANSACTION: i8 = 1;
+/// Newest version of the consumer protocol's subscription and assignment.
+const CONSUMER_PROTOCOL_VERSION: i16 = 0;
 
 /// Answers a request of one of [`APIS`].
-pub(crate) async fn serve(ctx: &Ctx, _body: Bytes) -> Response {
-    super::dispatch::unsupported(ctx.correlation_id, KafkaCode::UnsupportedVersion)
+pub(crate) async fn serve(ctx: &Ctx, body: Bytes) -> Response {
+    match ctx.api {
+        ApiKey::FindCoordinator => call!(ctx, body, find_coordinator),
+        ApiKey::JoinGroup => call!(ctx, body, groups_classic::join_group),
+        ApiKey::SyncGroup => call!(ctx, body, groups_classic::sync_group),
+        ApiKey::Heartbeat => call!(ctx, body, groups_classic::heartbeat),
+        ApiKey::LeaveGroup => call!(ctx, body, groups_classic::leave_group),
+        ApiKey::OffsetCommit => call!(ctx, body, groups_offsets::offset_commit),
+        ApiKey::OffsetFetch => call!(ctx, body, groups_offsets::offset_fetch),
+        ApiKey::DescribeGroups => call!(ctx, body, describe_groups),
+        ApiKey::ListGroups => call!(ctx, body, list_groups),
+        ApiKey::DeleteGroups => call!(ctx, body, delete_groups),
+        ApiKey::ConsumerGroupHeartbeat => {
+            call!(ctx, body, groups_consumer::consumer_group_heartbeat)
+        }
+        ApiKey::ConsumerGroupDescribe => {
+            call!(ctx, body, groups_consumer::consumer_group_describe)
+        }
+        _ => super::dispatch::unsupported(ctx.correlation_id, KafkaCode::UnsupportedVersion),
+    }
+}
+
+// ---- shared by the group files ------------------------------------------------------
+
+pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(s.into())
+}
+
+pub(crate) fn group_id(s: &str) -> GroupId {
+    GroupId(str_bytes(s))
+}
+
+pub(crate) fn topic_name(s: &str) -> TopicName {
+    TopicName(str_bytes(s))
+}
+
+/// The Kafka code for a group error.
+pub(crate) fn group_code(e: &GroupError) -> KafkaCode {
+    match &e.code {
+        GroupCode::Wire(c) => match c {
+            ErrorCode::UnknownMemberId
+            | ErrorCode::IllegalGeneration
+            | ErrorCode::RebalanceInProgress
+            | ErrorCode::InvalidSessionTimeout
+            | ErrorCode::NotCoordinator
+            | ErrorCode::InvalidRequest
+            | ErrorCode::UnknownTopic
+            | ErrorCode::UnknownPartition
+            | ErrorCode::UnsupportedVersion => kafka_code(*c),
+            ErrorCode::GroupNotEmpty => KafkaCode::NonEmptyGroup,
+            ErrorCode::GroupNotFound => KafkaCode::GroupIdNotFound,
+            ErrorCode::None => KafkaCode::None,
+            _ => KafkaCode::CoordinatorNotAvailable,
+        },
+        GroupCode::InvalidGroupId => KafkaCode::InvalidGroupId,
+        GroupCode::InconsistentGroupProtocol => KafkaCode::InconsistentGroupProtocol,
+        GroupCode::MemberIdRequired(_) => KafkaCode::MemberIdRequired,
+        GroupCode::FencedInstanceId => KafkaCode::FencedInstanceId,
+        GroupCode::UnreleasedInstanceId => KafkaCode::UnreleasedInstanceId,
+        GroupCode::GroupMaxSizeReached => KafkaCode::GroupMaxSizeReached,
+        GroupCode::FencedMemberEpoch => KafkaCode::FencedMemberEpoch,
+        GroupCode::StaleMemberEpoch => KafkaCode::StaleMemberEpoch,
+        GroupCode::UnsupportedAssignor => KafkaCode::UnsupportedAssignor,
+        GroupCode::InvalidRegularExpression => KafkaCode::InvalidRegularExpression,
+        GroupCode::UnsupportedVersion => KafkaCode::UnsupportedVersion,
+        GroupCode::OffsetMetadataTooLarge => KafkaCode::OffsetMetadataTooLarge,
+    }
+}
+
+/// The Kafka code and message of a group error, logged and counted.
+pub(crate) fn group_error(e: &GroupError) -> (i16, Option<String>) {
+    let code = group_code(e);
+    if code == KafkaCode::None {
+        return (0, None);
+    }
+    crate::metrics::count_error(e.wire_code());
+    tracing::debug!(code = ?code, error = %e.message, "kafka group request refused");
+    (code.code(), Some(e.message.clone()))
+}
+
+/// Runs `job` on the coordinator of `group`, with that coordinator.
+pub(crate) async fn on_coordinator<F, Fut, R>(
+    ctx: &Ctx,
+    group: &str,
+    job: F,
+) -> Result<R, GroupError>
+where
+    F: FnOnce(Shard, Rc<Host>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<R, GroupError>> + 'static,
+    R: Send + 'static,
+{
+    group_host::on_coordinator(&ctx.broker, group, job).await
+}
+
+/// A Kafka consumer-protocol subscription (ConsumerProtocolSubscription v0) of
+/// `topics`: what native and KIP-848 members look like to Kafka tools.
+fn subscription_bytes(topics: &[String]) -> Bytes {
+    let s = ConsumerProtocolSubscription::default()
+        .with_topics(topics.iter().map(|t| str_bytes(t.as_str())).collect());
+    versioned_bytes(&s)
+}
+
+/// A Kafka consumer-protocol assignment (ConsumerProtocolAssignment v0).
+fn assignment_bytes(tps: &[TopicPartition]) -> Bytes {
+    use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as Tp;
+    let mut by_topic: std::collections::BTreeMap<&str, Vec<i32>> = Default::default();
+    for tp in tps {
+        by_topic
+            .entry(&tp.topic)
+            .or_default()
+            .push(tp.partition as i32);
+    }
+    let a = ConsumerProtocolAssignment::default().with_assigned_partitions(
+        by_topic
+            .into_iter()
+            .map(|(t, ps)| Tp::default().with_topic(topic_name(t)).with_partitions(ps))
+            .collect(),
+    );
+    versioned_bytes(&a)
+}
+
+fn versioned_bytes<T: Encodable>(m: &T) -> Bytes {
+    let mut out = CONSUMER_PROTOCOL_VERSION.to_be_bytes().to_vec();
+    m.encode(&mut out, CONSUMER_PROTOCOL_VERSION)
+        .expect("a consumer-protocol v0 message always encodes");
+    Bytes::from(out)
+}
+
+// ---- FindCoordinator ----------------------------------------------------------------
+
+/// Whether this broker coordinates a key, or why not.
+type Found = Result<(), (KafkaCode, String)>;
+
+pub(crate) async fn find_coordinator(
+    ctx: &Ctx,
+    req: FindCoordinatorRequest,
+) -> FindCoordinatorResponse {
+    let keys: Vec<String> = if ctx.version >= 4 {
+        req.coordinator_keys
+            .iter()
+            .map(|k| k.as_str().to_owned())
+            .collect()
+    } else {
+        vec![req.key.as_str().to_owned()]
+    };
+    let (host, port) = super::advertised(&ctx.broker);
+    let node = ctx.broker.config.broker_id;
+    let answers: Vec<(String, Found)> = keys
+        .into_iter()
+        .map(|key| {
+            let found = match req.key_type {
+                KEY_TYPE_GROUP => coordinator_of(&ctx.broker, &key).map(|_| ()).map_err(|e| {
+                    (KafkaCode::CoordinatorNotAvailable, e.message)
+                }),
+                KEY_TYPE_TRANSACTION => Err((
+                    // Fatal for librdkafka and the Java client, as InitProducerId's
+                    // answer to a transactional id.
+                    KafkaCode::TransactionalIdAuthorizationFailed,
+                    format!(
+                        "transactional id {key:?}: transactions are not supported by this broker; use an idempotent producer without transactional.id"
+                    ),
+                )),
+                other => Err((
+                    KafkaCode::InvalidRequest,
+                    format!("coordinator key type {other} is not supported (0 = group)"),
+                )),
+            };
+            (key, found)
+        })
+        .collect();
+    let mut out = FindCoordinatorResponse::default();
+    if ctx.version >= 4 {
+        out.coordinators = answers
+            .into_iter()
+            .map(|(key, found)| {
+                let c = Coordinator::default().with_key(str_bytes(key));
+                match found {
+                    Ok(()) => c
+                        .with_node_id(BrokerId(node))
+                        .with_host(str_bytes(host.as_str()))
+                        .with_port(port),
+                    Err((code, message)) => c
+                        .with_node_id(BrokerId(-1))
+                        .with_host(StrBytes::default())
+                        .with_port(-1)
+                        .with_error_code(code.code())
+                        .with_error_message(Some(str_bytes(message))),
+                }
+            })
+            .collect();
+        return out;
+    }
+    let (_, found) = answers.into_iter().next().expect("one key below v4");
+    match found {
+        Ok(()) => {
+            out.node_id = BrokerId(node);
+            out.host = str_bytes(host);
+            out.port = port;
+        }
+        Err((code, message)) => {
+            out.error_code = code.code();
+            out.node_id = BrokerId(-1);
+            out.port = -1;
+            if ctx.version >= 1 {
+                out.error_message = Some(str_bytes(message));
+            }
+        }
+    }
+    out
+}
+
+// ---- DescribeGroups -----------------------------------------------------------------
+
+/// One group as DescribeGroups shows it. Native and KIP-848 groups show as consumer
+/// groups, their members' subscriptions and assignments in the consumer protocol,
+/// so Kafka tools can read them.
+fn described_group(version: i16, d: &GroupDescription) -> DescribedGroup {
+    let mut g = DescribedGroup::default()
+        .with_group_id(group_id(&d.group))
+        .with_group_state(str_bytes(d.state.name()))
+        .with_protocol_type(str_bytes(d.protocol_type.as_str()))
+        .with_protocol_data(str_bytes(d.protocol.as_str()));
+    if version >= 3 {
+        g.authorized_operations = i32::MIN;
+    }
+    // Kafka shows assignments of stable groups only.
+    let stable = d.state == GroupState::Stable;
+    g.members = d
+        .members
+        .iter()
+        .map(|m| {
+            let (metadata, assignment) = match d.kind {
+                GroupKind::Classic => (m.metadata.clone(), m.assignment_bytes.clone()),
+                _ => (
+                    subscription_bytes(&m.topics),
+                    assignment_bytes(&m.assignment),
+                ),
+            };
+            let mut member = DescribedGroupMember::default()
+                .with_member_id(str_bytes(m.member_id.as_str()))
+                .with_client_id(str_bytes(m.client_id.as_str()))
+                .with_client_host(str_bytes(m.host.as_str()))
+                .with_member_metadata(metadata)
+                .with_member_assignment(if stable { assignment } else { Bytes::new() });
+            if version >= 4 {
+                member.group_instance_id = m.instance_id.clone().map(str_bytes);
+            }
+            member
+        })
+        .collect();
+    g
+}
+
+pub(crate) async fn describe_groups(
+    ctx: &Ctx,
+    req: DescribeGroupsRequest,
+) -> DescribeGroupsResponse {
+    let mut out = DescribeGroupsResponse::default();
+    for name in req.groups {
+        let name = name.as_str().to_owned();
+        let g = name.clone();
+        let found = on_coordinator(ctx, &g, move |_, host| async move {
+            Ok(group_host::describe(&host, &name))
+        })
+        .await;
+        let described = match found {
+            Ok(d) if d.state == GroupState::Dead && ctx.version >= 6 => {
+                let e = GroupError::new(
+                    ErrorCode::GroupNotFound,
+                    format!("group {:?} does not exist", d.group),
+                );
+                error_group(ctx.version, &d.group, &e)
+            }
+            Ok(d) => described_group(ctx.version, &d),
+            Err(e) => error_group(ctx.version, &g, &e),
+        };
+        out.groups.push(described);
+    }
+    out
+}
+
+fn error_group(version: i16, group: &str, e: &GroupError) -> DescribedGroup {
+    let (code, message) = group_error(e);
+    let mut g = DescribedGroup::default()
+        .with_group_id(group_id(group))
+        .with_error_code(code)
+        .with_group_state(str_bytes(GroupState::Dead.name()));
+    if version >= 6 {
+        g.error_message = message.map(str_bytes);
+    }
+    if version >= 3 {
+        g.authorized_operations = i32::MIN;
+    }
+    g
+}
+
+// ---- ListGroups ---------------------------------------------------------------------
+
+pub(crate) async fn list_groups(ctx: &Ctx, req: ListGroupsRequest) -> ListGroupsResponse {
+    let mut out = ListGroupsResponse::default();
+    let broker = &ctx.broker;
+    let mut groups = Vec::new();
+    for s in 0..broker.shard.shard_count() {
+        match broker
+            .shard
+            .invoke_on(s, |shard| async move { group_host::list(&shard) })
+            .await
+        {
+            Ok(found) => groups.extend(found),
+            Err(e) => {
+                let e = GroupError::from(WireError::from(e));
+                out.error_code = group_error(&e).0;
+            }
+        }
+    }
+    groups.sort_by(|a, b| a.group.cmp(&b.group));
+    let states: Vec<String> = req
+        .states_filter
+        .iter()
+        .map(|s| s.as_str().to_ascii_lowercase())
+        .collect();
+    let types: Vec<String> = req
+        .types_filter
+        .iter()
+        .map(|s| s.as_str().to_ascii_lowercase())
+        .collect();
+    out.groups = groups
+        .into_iter()
+        .filter(|g| states.is_empty() || states.contains(&g.state.name().to_ascii_lowercase()))
+        .filter(|g| types.is_empty() || types.iter().any(|t| t == g.kind.kafka_type()))
+        .map(|g| {
+            let mut l = ListedGroup::default()
+                .with_group_id(group_id(&g.group))
+                .with_protocol_type(str_bytes(g.protocol_type));
+            if ctx.version >= 4 {
+                l.group_state = str_bytes(g.state.name());
+            }
+            if ctx.version >= 5 {
+                l.group_type = str_bytes(g.kind.kafka_type());
+            }
+            l
+        })
+        .collect();
+    out
+}
+
+// ---- DeleteGroups -------------------------------------------------------------------
+
+pub(crate) async fn delete_groups(ctx: &Ctx, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
+    let mut out = DeleteGroupsResponse::default();
+    for name in req.groups_names {
+        let name = name.as_str().to_owned();
+        let g = name.clone();
+        let result = on_coordinator(ctx, &g, move |_, host| group_host::delete(host, name)).await;
+        let code = match &result {
+            Ok(()) => 0,
+            Err(e) => group_error(e).0,
+        };
+        out.results.push(
+            DeletableGroupResult::default()
+                .with_group_id(group_id(&g))
+                .with_error_code(code),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::groups::{MemberDescription, Strategy};
+
+    fn encodes<T: Encodable>(m: &T, versions: std::ops::RangeInclusive<i16>) {
+        for v in versions {
+            let mut out = Vec::new();
+            m.encode(&mut out, v)
+                .unwrap_or_else(|e| panic!("{} v{v}: {e}", std::any::type_name::<T>()));
+            assert_eq!(out.len(), m.compute_size(v).unwrap());
+        }
+    }
+
+    #[test]
+    fn every_table_version_is_one_the_codec_knows() {
+        for a in APIS {
+            let known = a.key.valid_versions();
+            assert!(
+                known.min <= a.min_version && a.max_version <= known.max,
+                "{:?} {}..={} outside {:?}",
+                a.key,
+                a.min_version,
+                a.max_version,
+                known
+            );
+        }
+    }
+
+    #[test]
+    fn consumer_protocol_bytes_round_trip() {
+        let tps = vec![
+            TopicPartition::new("t", 0),
+            TopicPartition::new("t", 2),
+            TopicPartition::new("u", 1),
+        ];
+        let a = assignment_bytes(&tps);
+        assert_eq!(crate::groups::assigned_partitions(&a), Some(tps));
+        let s = subscription_bytes(&["t".into(), "u".into()]);
+        assert_eq!(
+            crate::groups::subscribed_topics(&s),
+            Some(vec!["t".to_owned(), "u".to_owned()])
+        );
+    }
+
+    #[test]
+    fn described_groups_encode_at_every_version() {
+        for kind in [
+            GroupKind::Native,
+            GroupKind::Classic,
+            GroupKind::Consumer,
+            GroupKind::Simple,
+        ] {
+            let d = GroupDescription {
+                group: "g".into(),
+                kind,
+                state: GroupState::Stable,
+                strategy: Strategy::Range,
+                protocol_type: "consumer".into(),
+                protocol: "range".into(),
+                generation: 3,
+                leader: "m".into(),
+                members: vec![MemberDescription {
+                    member_id: "m".into(),
+                    instance_id: Some("i".into()),
+                    client_id: "c".into(),
+                    host: "h".into(),
+                    topics: vec!["t".into()],
+                    assignment: vec![TopicPartition::new("t", 0)],
+                    metadata: Bytes::from_static(b"\x00\x00"),
+                    assignment_bytes: Bytes::new(),
+                }],
+                offsets: Default::default(),
+            };
+            for v in 0..=6 {
+                let r =
+                    DescribeGroupsResponse::default().with_groups(vec![described_group(v, &d), {
+                        let e = GroupError::new(ErrorCode::GroupNotFound, "gone");
+                        error_group(v, "h", &e)
+                    }]);
+                encodes(&r, v..=v);
+            }
+        }
+    }
 }

@@ -12,11 +12,23 @@
 
 mod admin;
 mod api_versions;
+mod cluster;
 mod codec;
+mod configs;
 mod connection;
+mod delete_records;
 mod dispatch;
 mod errors;
+mod fetch;
+mod fetch_sessions;
 mod groups;
+mod groups_classic;
+mod groups_consumer;
+mod groups_offsets;
+mod leader_epochs;
+mod list_offsets;
+mod metadata;
+mod produce;
 mod producer_ids;
 
 pub(crate) use connection::KafkaProtocol;
@@ -42,4 +54,29 @@ impl ServedApi {
             max_version,
         }
     }
+}
+
+/// The `host` and `port` Kafka clients are told to connect to for this broker.
+pub(crate) fn advertised(broker: &crate::broker::Broker) -> (String, i32) {
+    let config = &broker.config;
+    if let Some((host, port)) = config
+        .kafka_advertised
+        .as_deref()
+        .and_then(|a| a.rsplit_once(':'))
+        .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+    {
+        return (host.to_owned(), i32::from(port));
+    }
+    match config.kafka_listen {
+        Some(addr) => (addr.ip().to_string(), i32::from(addr.port())),
+        None => (
+            config.listen.ip().to_string(),
+            i32::from(config.listen.port()),
+        ),
+    }
+}
+
+/// The cluster id shown to Kafka clients, once one is stored.
+pub(crate) fn cluster_id(_broker: &crate::broker::Broker) -> Option<String> {
+    None
 }

@@ -1,0 +1,90 @@
+//! DeleteRecords: moves partitions' log start offsets forward (offset -1 = the high
+//! watermark), on each partition's owner shard, through the engine's
+//! `Log::delete_records_before`. Records below the new start can no longer be read;
+//! closed segments wholly below it are deleted. Internal topics are refused: their
+//! records are the consumer groups' state.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
+use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
+
+use super::admin::{on_owners, owner_of, refuse, Outcome};
+use super::errors::{kafka_error, KafkaCode};
+use super::Ctx;
+use crate::broker::Broker;
+use crate::errors::WireError;
+
+/// The offset that means "up to the high watermark".
+const HIGH_WATERMARK: i64 = -1;
+
+type Item = (String, i32, i64);
+type Done = Result<i64, Outcome>;
+
+async fn delete_before(broker: Rc<Broker>, (topic, partition, offset): Item) -> Done {
+    let meta = broker.topic_meta(&topic).map_err(|e| kafka_error(&e))?;
+    if meta.internal() {
+        return Err(refuse(
+            KafkaCode::InvalidTopicException,
+            format!("records of internal topic {topic} cannot be deleted"),
+        ));
+    }
+    let log = broker
+        .log(&topic, partition as u32)
+        .await
+        .map_err(|e| kafka_error(&broker.closed_means_deleted(&topic, e)))?;
+    let target = match offset {
+        HIGH_WATERMARK => log.high_watermark(),
+        o => o,
+    };
+    log.delete_records_before(target)
+        .await
+        .map_err(|e| kafka_error(&broker.closed_means_deleted(&topic, WireError::from(e))))
+}
+
+pub(crate) async fn delete_records(ctx: &Ctx, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
+    let broker = &ctx.broker;
+    let items = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            let topic = t.name.0.as_str();
+            t.partitions.iter().map(move |p| {
+                let owner = owner_of(broker, topic, p.partition_index)?;
+                if p.offset < HIGH_WATERMARK {
+                    return Err(refuse(
+                        KafkaCode::OffsetOutOfRange,
+                        format!(
+                            "{} is not an offset (give an offset, or -1 for the high watermark)",
+                            p.offset
+                        ),
+                    ));
+                }
+                Ok((owner, (topic.to_owned(), p.partition_index, p.offset)))
+            })
+        })
+        .collect();
+    let mut done = on_owners(broker, items, delete_before).await.into_iter();
+    let mut out = DeleteRecordsResponse::default();
+    for t in &req.topics {
+        let mut result = DeleteRecordsTopicResult::default().with_name(t.name.clone());
+        for p in &t.partitions {
+            let mut r = DeleteRecordsPartitionResult::default()
+                .with_partition_index(p.partition_index)
+                .with_low_watermark(-1);
+            match done.next() {
+                Some(Ok(low_watermark)) => r.low_watermark = low_watermark,
+                Some(Err((code, message))) => {
+                    tracing::debug!(topic = %t.name.0, partition = p.partition_index, code, ?message, "delete records refused");
+                    r.error_code = code;
+                }
+                None => r.error_code = KafkaCode::UnknownServerError.code(),
+            }
+            result.partitions.push(r);
+        }
+        out.topics.push(result);
+    }
+    out
+}

@@ -1,0 +1,160 @@
+//! OffsetForLeaderEpoch: where a leader epoch ended in a partition's log, from the
+//! owner shard's leader-epoch cache — what consumers use to detect a truncated log
+//! after a leader change (KIP-320).
+//!
+//! A partition's current leader epoch is the newest epoch written to its log, or 0
+//! when none was ([`leader_epoch`]); Metadata should advertise the same. A
+//! single-node log is never truncated under its readers, so where the cache cannot
+//! say (an epoch older than every cached one) the log end is the answer: no
+//! truncation.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
+use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
+use strata_engine::Log;
+
+use super::admin::{on_owners, owner_of, refuse, Outcome};
+use super::errors::{kafka_error, KafkaCode};
+use super::Ctx;
+use crate::broker::Broker;
+
+/// Kafka's "no epoch" and "no offset".
+const UNDEFINED_EPOCH: i32 = -1;
+const UNDEFINED_OFFSET: i64 = -1;
+
+/// The current leader epoch of a partition whose log is `log`.
+pub(crate) fn leader_epoch(log: &Log) -> i32 {
+    log.latest_epoch().unwrap_or(0).max(0)
+}
+
+/// Kafka's answer for `requested`: (epoch, end offset). `current` is the partition's
+/// leader epoch, `cached` what the log's epoch cache says for `requested` (the
+/// largest epoch at or below it and where it ended), `log_end` the log end offset.
+pub(crate) fn epoch_end(
+    requested: i32,
+    current: i32,
+    cached: Option<(i32, i64)>,
+    log_end: i64,
+) -> (i32, i64) {
+    if requested < 0 || requested > current {
+        return (UNDEFINED_EPOCH, UNDEFINED_OFFSET);
+    }
+    if requested == current {
+        return (requested, log_end);
+    }
+    cached.unwrap_or((requested, log_end))
+}
+
+/// Checks the epoch the client believes current against the partition's.
+fn check_current(client: i32, current: i32) -> Result<(), Outcome> {
+    if client < 0 || client == current {
+        Ok(())
+    } else if client < current {
+        Err(refuse(
+            KafkaCode::FencedLeaderEpoch,
+            format!("leader epoch {client} is older than the current {current}"),
+        ))
+    } else {
+        Err(refuse(
+            KafkaCode::UnknownLeaderEpoch,
+            format!("leader epoch {client} is newer than the current {current}"),
+        ))
+    }
+}
+
+type Item = (String, i32, i32, i32);
+type Found = Result<(i32, i64), Outcome>;
+
+async fn lookup(broker: Rc<Broker>, (topic, partition, client, requested): Item) -> Found {
+    let log = broker
+        .log(&topic, partition as u32)
+        .await
+        .map_err(|e| kafka_error(&broker.closed_means_deleted(&topic, e)))?;
+    let current = leader_epoch(&log);
+    check_current(client, current)?;
+    Ok(epoch_end(
+        requested,
+        current,
+        log.epoch_end_offset(requested),
+        log.log_end_offset(),
+    ))
+}
+
+pub(crate) async fn offset_for_leader_epoch(
+    ctx: &Ctx,
+    req: OffsetForLeaderEpochRequest,
+) -> OffsetForLeaderEpochResponse {
+    let broker = &ctx.broker;
+    let items = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            let topic = t.topic.0.as_str();
+            t.partitions.iter().map(move |p| {
+                let owner = owner_of(broker, topic, p.partition)?;
+                Ok((
+                    owner,
+                    (
+                        topic.to_owned(),
+                        p.partition,
+                        p.current_leader_epoch,
+                        p.leader_epoch,
+                    ),
+                ))
+            })
+        })
+        .collect();
+    let mut found = on_owners(broker, items, lookup).await.into_iter();
+    let mut out = OffsetForLeaderEpochResponse::default();
+    for t in &req.topics {
+        let mut result = OffsetForLeaderTopicResult::default().with_topic(t.topic.clone());
+        for p in &t.partitions {
+            let mut e = EpochEndOffset::default().with_partition(p.partition);
+            match found.next() {
+                Some(Ok((epoch, end))) => {
+                    e.leader_epoch = epoch;
+                    e.end_offset = end;
+                }
+                Some(Err((code, _))) => e.error_code = code,
+                None => e.error_code = KafkaCode::UnknownServerError.code(),
+            }
+            result.partitions.push(e);
+        }
+        out.topics.push(result);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_answers_follow_kafka() {
+        // No epoch written: the current epoch is 0 and runs to the log end.
+        assert_eq!(epoch_end(0, 0, None, 42), (0, 42));
+        assert_eq!(epoch_end(-1, 0, None, 42), (-1, -1));
+        assert_eq!(epoch_end(3, 0, None, 42), (-1, -1), "newer than any epoch");
+        // Epochs 2 (from 0) and 5 (from 10): epoch 3 ended where 5 began.
+        assert_eq!(epoch_end(3, 5, Some((2, 10)), 42), (2, 10));
+        assert_eq!(epoch_end(5, 5, Some((5, 42)), 42), (5, 42));
+        assert_eq!(epoch_end(1, 5, None, 42), (1, 42), "older than every epoch");
+    }
+
+    #[test]
+    fn current_epoch_is_checked() {
+        assert!(check_current(-1, 3).is_ok());
+        assert!(check_current(3, 3).is_ok());
+        assert_eq!(
+            check_current(2, 3).unwrap_err().0,
+            KafkaCode::FencedLeaderEpoch.code()
+        );
+        assert_eq!(
+            check_current(4, 3).unwrap_err().0,
+            KafkaCode::UnknownLeaderEpoch.code()
+        );
+    }
+}

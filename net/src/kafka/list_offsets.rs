@@ -1,0 +1,69 @@
+//! ListOffsets: earliest (-2), latest (-1) or the first offset at or after a
+//! timestamp, per partition on its owner shard (the native path's lookup).
+
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse};
+use strata_schema::ErrorCode;
+
+use super::errors::kafka_error;
+use super::metadata::LEADER_EPOCH;
+use super::{Ctx, ServedApi};
+use crate::broker::scatter;
+use crate::errors::WireError;
+use crate::handlers::list_offsets::{lookup, Found};
+
+/// The apis of this file (v7's max-timestamp lookup is not served).
+pub(crate) const APIS: &[ServedApi] = &[ServedApi::new(ApiKey::ListOffsets, 1, 6)];
+
+pub(crate) async fn handle(ctx: &Ctx, req: ListOffsetsRequest) -> ListOffsetsResponse {
+    let broker = &ctx.broker;
+    let mut items = Vec::new();
+    let mut early: Vec<Option<Found>> = Vec::new();
+    for t in &req.topics {
+        let name = t.name.0.as_str();
+        for p in &t.partitions {
+            match u32::try_from(p.partition_index) {
+                Ok(partition) => {
+                    items.push((
+                        broker.owner(name, partition),
+                        (name.to_owned(), partition, p.timestamp),
+                    ));
+                    early.push(None);
+                }
+                Err(_) => early.push(Some(Err(WireError::new(
+                    ErrorCode::UnknownPartition,
+                    format!("partition {} does not exist", p.partition_index),
+                )))),
+            }
+        }
+    }
+    let mut found = scatter(broker, items, lookup, Err).await.into_iter();
+    let mut results = early
+        .into_iter()
+        .map(|e| e.unwrap_or_else(|| found.next().expect("one result per item")));
+    let mut out = ListOffsetsResponse::default();
+    for t in req.topics {
+        let mut topic = ListOffsetsTopicResponse::default().with_name(t.name);
+        for p in t.partitions {
+            let mut r = ListOffsetsPartitionResponse::default()
+                .with_partition_index(p.partition_index)
+                .with_leader_epoch(LEADER_EPOCH);
+            match results.next().expect("one result per partition") {
+                Ok((offset, timestamp)) => {
+                    r.offset = offset;
+                    r.timestamp = timestamp;
+                }
+                Err(e) => {
+                    r.error_code = kafka_error(&e).0;
+                    r.offset = -1;
+                    r.timestamp = -1;
+                }
+            }
+            topic.partitions.push(r);
+        }
+        out.topics.push(topic);
+    }
+    out
+}

@@ -1,0 +1,202 @@
+//! Produce: Kafka RecordBatch v2 batches, stored as sent (compressed or not) behind
+//! strata's batch header, appended on each partition's owner shard with the native
+//! path's `append` (same ordering, durability and idempotence rules).
+//!
+//! acks 0 gets no response at all (as Kafka does); 1 waits until written, -1 until
+//! durable. Each batch's Kafka CRC is checked before anything is appended; a bad
+//! batch fails its partition with CORRUPT_MESSAGE and appends nothing of it.
+
+use bytes::Bytes;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
+use strata_engine::Durability;
+use strata_schema::{wrap_kafka_batch, ErrorCode};
+
+use super::errors::kafka_error;
+use super::{Ctx, ServedApi};
+use crate::broker::{scatter, Broker};
+use crate::errors::WireError;
+use crate::handlers::produce::{append, Appended, PartitionAppend};
+
+/// The apis of this file.
+pub(crate) const APIS: &[ServedApi] = &[ServedApi::new(ApiKey::Produce, 3, 12)];
+
+/// Bytes of a Kafka batch before its `batchLength` field ends.
+const KAFKA_LENGTH_PREFIX_BYTES: usize = 12;
+
+/// Splits a partition's records into Kafka batches and wraps each as a strata batch.
+fn wrap_batches(records: &[u8]) -> Result<Vec<Vec<u8>>, WireError> {
+    let corrupt = |m: String| WireError::new(ErrorCode::CorruptBatch, m);
+    if records.is_empty() {
+        return Err(corrupt("the partition carries no record batch".into()));
+    }
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while at < records.len() {
+        let rest = &records[at..];
+        let i = out.len();
+        if rest.len() < KAFKA_LENGTH_PREFIX_BYTES {
+            return Err(corrupt(format!(
+                "batch {i}: {} bytes left, fewer than a batch header",
+                rest.len()
+            )));
+        }
+        let declared = i32::from_be_bytes([rest[8], rest[9], rest[10], rest[11]]);
+        let len = usize::try_from(declared)
+            .ok()
+            .and_then(|n| n.checked_add(KAFKA_LENGTH_PREFIX_BYTES))
+            .filter(|&n| n <= rest.len())
+            .ok_or_else(|| {
+                corrupt(format!(
+                    "batch {i}: batchLength {declared} does not fit in the {} bytes left",
+                    rest.len()
+                ))
+            })?;
+        if rest.get(16) != Some(&2) {
+            return Err(WireError::new(
+                ErrorCode::CorruptBatch,
+                format!(
+                    "batch {i}: record batch magic {:?} is not 2; only RecordBatch v2 (Kafka 0.11+) is accepted",
+                    rest.get(16)
+                ),
+            ));
+        }
+        out.push(wrap_kafka_batch(&rest[..len]).map_err(|e| corrupt(format!("batch {i}: {e}")))?);
+        at += len;
+    }
+    Ok(out)
+}
+
+struct Slot {
+    topic: usize,
+    partition: i32,
+}
+
+pub(crate) async fn handle(ctx: &Ctx, req: ProduceRequest) -> ProduceResponse {
+    let broker: &Broker = &ctx.broker;
+    let durability = match req.acks {
+        0 | 1 => Some(Durability::Written),
+        -1 => Some(Durability::Durable),
+        _ => None,
+    };
+    let topics = broker.topics();
+    let mut out = ProduceResponse::default();
+    let mut slots: Vec<Slot> = Vec::new();
+    let mut results: Vec<Option<Appended>> = Vec::new();
+    let mut items = Vec::new();
+    let mut item_slots = Vec::new();
+    for (t, data) in req.topic_data.into_iter().enumerate() {
+        let meta = if ctx.version >= 13 {
+            topics
+                .by_id(data.topic_id.as_bytes())
+                .cloned()
+                .ok_or_else(|| {
+                    WireError::new(
+                        ErrorCode::UnknownTopic,
+                        format!("no topic has id {}", data.topic_id),
+                    )
+                })
+        } else {
+            broker.topic_meta(data.name.0.as_str())
+        };
+        let name = meta
+            .as_ref()
+            .map_or_else(|_| data.name.0.as_str().to_owned(), |m| m.name.clone());
+        out.responses.push(
+            TopicProduceResponse::default()
+                .with_name(data.name.clone())
+                .with_topic_id(data.topic_id),
+        );
+        for (pi, part) in data.partition_data.into_iter().enumerate() {
+            let checked = (|| {
+                let durability = durability.ok_or_else(|| {
+                    WireError::new(
+                        ErrorCode::InvalidAcks,
+                        format!("acks must be 0, 1 or -1 (all), not {}", req.acks),
+                    )
+                })?;
+                let m = meta.as_ref().map_err(Clone::clone)?;
+                let partition = u32::try_from(part.index)
+                    .ok()
+                    .filter(|&p| p < m.partitions)
+                    .ok_or_else(|| {
+                        WireError::new(
+                            ErrorCode::UnknownPartition,
+                            format!(
+                                "topic {name} has {} partitions; partition {} does not exist",
+                                m.partitions, part.index
+                            ),
+                        )
+                    })?;
+                if m.internal() {
+                    return Err(WireError::new(
+                        ErrorCode::InvalidRequest,
+                        format!(
+                            "topic {name} is internal to the broker; clients cannot produce to it"
+                        ),
+                    ));
+                }
+                let records: Bytes = part.records.clone().unwrap_or_default();
+                Ok(PartitionAppend {
+                    topic: name.clone(),
+                    partition,
+                    batches: wrap_batches(&records)?,
+                    durability,
+                })
+            })();
+            let _ = pi;
+            slots.push(Slot {
+                topic: t,
+                partition: part.index,
+            });
+            match checked {
+                Ok(append) => {
+                    items.push((broker.owner(&append.topic, append.partition), append));
+                    item_slots.push(results.len());
+                    results.push(None);
+                }
+                Err(e) => results.push(Some(Err(e))),
+            }
+        }
+    }
+    if req.acks == 0 {
+        let shard_broker = Broker::of(&broker.shard);
+        glommio::spawn_local(async move {
+            for r in scatter(&shard_broker, items, append, Err).await {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e.message, "acks=0 append failed");
+                }
+            }
+        })
+        .detach();
+        return out;
+    }
+    for (i, a) in item_slots
+        .into_iter()
+        .zip(scatter(broker, items, append, Err).await)
+    {
+        results[i] = Some(a);
+    }
+    for (slot, result) in slots.into_iter().zip(results) {
+        let result = result.expect("every partition has a result");
+        let mut p = PartitionProduceResponse::default().with_index(slot.partition);
+        match result {
+            Ok((base_offset, log_append_time_ms, log_start_offset)) => {
+                p.base_offset = base_offset;
+                p.log_append_time_ms = log_append_time_ms;
+                p.log_start_offset = log_start_offset;
+            }
+            Err(e) => {
+                let (code, message) = kafka_error(&e);
+                p.error_code = code;
+                p.error_message = message.map(StrBytes::from_string);
+                p.base_offset = -1;
+                p.log_append_time_ms = -1;
+                p.log_start_offset = -1;
+            }
+        }
+        out.responses[slot.topic].partition_responses.push(p);
+    }
+    out
+}

@@ -1,0 +1,108 @@
+//! The idempotent producer over the Kafka protocol, with hand-made requests: a
+//! batch sent again (a client's retry after a timeout) is answered with its first
+//! offsets and not appended twice, also after a broker SIGKILL; a gap in sequence
+//! numbers is OUT_OF_ORDER_SEQUENCE_NUMBER; a stale producer epoch is fenced.
+
+use bytes::Bytes;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse,
+};
+use strata_schema::KafkaBatchBuilder;
+use strata_tests::broker::TestBroker;
+use strata_tests::kafka::{consumer, create_topic, poll_records, KAFKA_TIMEOUT};
+use strata_tests::kafka_wire::KafkaWire;
+
+/// Kafka error codes the test expects.
+const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+const INVALID_PRODUCER_EPOCH: i16 = 47;
+const PRODUCER_FENCED: i16 = 90;
+
+fn init_producer_id(wire: &mut KafkaWire, current: Option<(i64, i16)>) -> (i64, i16) {
+    let mut req = InitProducerIdRequest::default();
+    req.transaction_timeout_ms = 60_000;
+    let (id, epoch) = current.unwrap_or((-1, -1));
+    req.producer_id = id.into();
+    req.producer_epoch = epoch;
+    let resp: InitProducerIdResponse = wire.call(ApiKey::InitProducerId, 4, &req);
+    assert_eq!(resp.error_code, 0, "InitProducerId: {resp:?}");
+    (resp.producer_id.0, resp.producer_epoch)
+}
+
+/// Produces one batch of `count` records starting at `sequence`; returns (error
+/// code, base offset).
+fn produce(wire: &mut KafkaWire, pid: i64, epoch: i16, sequence: i32, count: i32) -> (i16, i64) {
+    let mut b = KafkaBatchBuilder::new().with_producer(pid, epoch, sequence);
+    for i in 0..count {
+        let v = format!("seq-{}", sequence + i);
+        b.push(1_000 + i64::from(i), None, Some(v.as_bytes()), &[]);
+    }
+    let batch = Bytes::from(b.build());
+    let mut req = ProduceRequest::default();
+    req.acks = -1;
+    req.timeout_ms = 30_000;
+    let mut topic = TopicProduceData::default();
+    topic.name = kafka_protocol::messages::TopicName(kafka_protocol::protocol::StrBytes::from_static_str("idem"));
+    let mut part = PartitionProduceData::default();
+    part.index = 0;
+    part.records = Some(batch);
+    topic.partition_data.push(part);
+    req.topic_data.push(topic);
+    let resp: ProduceResponse = wire.call(ApiKey::Produce, 9, &req);
+    let p = &resp.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
+}
+
+#[test]
+fn retried_batches_are_written_once_and_gaps_and_stale_epochs_are_refused() {
+    let mut broker = TestBroker::start();
+    let addr = broker.kafka_addr();
+    create_topic(&addr, "idem", 1);
+    let mut wire = KafkaWire::connect(&addr);
+    let (pid, epoch) = init_producer_id(&mut wire, None);
+    assert!(pid >= 0 && epoch >= 0);
+    // Another producer gets another id.
+    let (other, _) = init_producer_id(&mut wire, None);
+    assert_ne!(pid, other);
+
+    assert_eq!(produce(&mut wire, pid, epoch, 0, 5), (0, 0));
+    // The retry of the same batch: success with the same offsets, nothing appended.
+    assert_eq!(produce(&mut wire, pid, epoch, 0, 5), (0, 0));
+    assert_eq!(produce(&mut wire, pid, epoch, 5, 5), (0, 5));
+    // A gap: 10 is expected, 12 is sent.
+    assert_eq!(produce(&mut wire, pid, epoch, 12, 1).0, OUT_OF_ORDER_SEQUENCE_NUMBER);
+
+    // The state survives a SIGKILL: the retry is still recognised.
+    broker.kill();
+    broker.restart();
+    let mut wire = KafkaWire::connect(&addr);
+    assert_eq!(produce(&mut wire, pid, epoch, 5, 5), (0, 5));
+    assert_eq!(produce(&mut wire, pid, epoch, 10, 5), (0, 10));
+
+    // A new epoch for the same id fences the old one.
+    let (same, bumped) = init_producer_id(&mut wire, Some((pid, epoch)));
+    assert_eq!(same, pid);
+    assert!(bumped > epoch);
+    assert_eq!(produce(&mut wire, pid, bumped, 0, 2), (0, 15));
+    let stale = produce(&mut wire, pid, epoch, 15, 1).0;
+    assert!(
+        stale == INVALID_PRODUCER_EPOCH || stale == PRODUCER_FENCED,
+        "stale epoch answered {stale}"
+    );
+
+    // Exactly the 17 records, each once.
+    let c = consumer(&addr, None, &[]);
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset("idem", 0, rdkafka::Offset::Beginning).unwrap();
+    rdkafka::consumer::Consumer::assign(&c, &tpl).unwrap();
+    let got = poll_records(&c, 17);
+    let values: Vec<String> = got
+        .iter()
+        .map(|r| String::from_utf8(r.record.value.clone().unwrap()).unwrap())
+        .collect();
+    let mut want: Vec<String> = (0..15).map(|s| format!("seq-{s}")).collect();
+    want.extend((0..2).map(|s| format!("seq-{s}")));
+    assert_eq!(values, want);
+    let (_, high) = rdkafka::consumer::Consumer::fetch_watermarks(&c, "idem", 0, KAFKA_TIMEOUT).unwrap();
+    assert_eq!(high, 17);
+}
