@@ -21,7 +21,7 @@ use bytes::Bytes;
 use glommio::sync::Semaphore;
 use strata_schema::{
     check_batch, stamp_base_offset, stamp_leader_epoch, stamp_log_append_time, validate_batch,
-    BatchHeader, BATCH_HEADER_BYTES,
+    BatchHeader, PayloadFormat, BATCH_HEADER_BYTES,
 };
 
 use crate::appender::AlignedAppender;
@@ -698,7 +698,19 @@ impl Log {
 /// max timestamp is at or after it.
 fn first_record_at_or_after(bytes: &[u8], header: &BatchHeader, ts: i64) -> (i64, i64) {
     if let Ok(view) = validate_batch(bytes) {
-        if let Ok(records) = view.records() {
+        if header.payload_format == PayloadFormat::Kafka {
+            // Records of Kafka batches (compressed or not) carry time deltas from the
+            // batch's first timestamp.
+            if let Ok(decoded) = strata_schema::decode_kafka_records(view.payload()) {
+                let first_ms = decoded.header().base_timestamp_ms;
+                for r in decoded.iter().flatten() {
+                    let at_ms = first_ms + r.timestamp_delta_ms;
+                    if at_ms >= ts {
+                        return (header.base_offset + i64::from(r.offset_delta), at_ms);
+                    }
+                }
+            }
+        } else if let Ok(records) = view.records() {
             for r in records {
                 if r.timestamp_ms() >= ts {
                     return (r.offset(), r.timestamp_ms());

@@ -226,10 +226,12 @@ fn index_sizes_ok(index: Option<u64>, time: Option<u64>) -> bool {
 
 pub(crate) async fn open_log(dir: &Path, config: LogConfig, env: LogEnv) -> Result<Log> {
     let dir = dir.to_path_buf();
-    let listing = glommio::executor()
+    let (listing, start_checkpoint) = glommio::executor()
         .spawn_blocking({
             let dir = dir.clone();
-            move || list_dir(&dir)
+            move || {
+                list_dir(&dir).map(|l| (l, crate::delete_records::read_log_start_checkpoint(&dir)))
+            }
         })
         .await
         .map_err(|e| EngineError::io("list", &dir, e))?;
@@ -336,7 +338,10 @@ pub(crate) async fn open_log(dir: &Path, config: LogConfig, env: LogEnv) -> Resu
     {
         let mut st = inner.state.borrow_mut();
         let end = st.log_end_offset();
-        st.log_start_offset = st.segments[0].base_offset;
+        // DeleteRecords may have moved the start into the first segment.
+        st.log_start_offset = st.segments[0]
+            .base_offset
+            .max(start_checkpoint.unwrap_or(0).min(end));
         st.written_end_offset = end;
         st.durable_end_offset = end;
         st.durable_wanted_offset = end;

@@ -29,6 +29,10 @@ def admin_round_trip():
     described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, "py-admin")])
     text = repr(described)
     check("7200000" in text, f"altered retention.ms is described: {text[:400]}")
+    refused = admin.alter_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, "py-admin", configs={"retention.ms": "soon"})]
+    )
+    check("InvalidConfiguration" in repr(refused), f"an invalid value is refused: {refused!r}")
     admin.create_partitions({"py-admin": NewPartitions(total_count=3)})
     parts = admin.describe_topics(["py-admin"])[0]["partitions"]
     check(len(parts) == 3, f"3 partitions after create_partitions, got {len(parts)}")

@@ -31,9 +31,10 @@ pub fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
 pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
     let admin = admin(bootstrap);
     let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
-    let results = futures_lite::future::block_on(
-        admin.create_topics([&new], &AdminOptions::new().operation_timeout(Some(KAFKA_TIMEOUT))),
-    )
+    let results = futures_lite::future::block_on(admin.create_topics(
+        [&new],
+        &AdminOptions::new().operation_timeout(Some(KAFKA_TIMEOUT)),
+    ))
     .expect("create_topics request");
     for r in results {
         r.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e}"));
@@ -142,8 +143,11 @@ pub fn poll_records(consumer: &BaseConsumer, count: usize) -> Vec<ReadRecord> {
     while out.len() < count {
         assert!(
             Instant::now() < deadline,
-            "only {} of {count} records arrived within {KAFKA_TIMEOUT:?}",
-            out.len()
+            "only {} of {count} records arrived within {KAFKA_TIMEOUT:?}: {:?}",
+            out.len(),
+            out.iter()
+                .map(|r: &ReadRecord| (r.partition, r.offset))
+                .collect::<Vec<_>>()
         );
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => out.push(read_record(&m)),

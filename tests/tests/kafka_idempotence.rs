@@ -21,6 +21,7 @@ const PRODUCER_FENCED: i16 = 90;
 fn init_producer_id(wire: &mut KafkaWire, current: Option<(i64, i16)>) -> (i64, i16) {
     let mut req = InitProducerIdRequest::default();
     req.transaction_timeout_ms = 60_000;
+    req.transactional_id = None;
     let (id, epoch) = current.unwrap_or((-1, -1));
     req.producer_id = id.into();
     req.producer_epoch = epoch;
@@ -35,14 +36,21 @@ fn produce(wire: &mut KafkaWire, pid: i64, epoch: i16, sequence: i32, count: i32
     let mut b = KafkaBatchBuilder::new().with_producer(pid, epoch, sequence);
     for i in 0..count {
         let v = format!("seq-{}", sequence + i);
-        b.push(1_000 + i64::from(i), None, Some(v.as_bytes()), &[]);
+        // Recent timestamps: retention (7 days by default) must not delete them.
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        b.push(now_ms, None, Some(v.as_bytes()), &[]);
     }
     let batch = Bytes::from(b.build());
     let mut req = ProduceRequest::default();
     req.acks = -1;
     req.timeout_ms = 30_000;
     let mut topic = TopicProduceData::default();
-    topic.name = kafka_protocol::messages::TopicName(kafka_protocol::protocol::StrBytes::from_static_str("idem"));
+    topic.name = kafka_protocol::messages::TopicName(
+        kafka_protocol::protocol::StrBytes::from_static_str("idem"),
+    );
     let mut part = PartitionProduceData::default();
     part.index = 0;
     part.records = Some(batch);
@@ -70,7 +78,10 @@ fn retried_batches_are_written_once_and_gaps_and_stale_epochs_are_refused() {
     assert_eq!(produce(&mut wire, pid, epoch, 0, 5), (0, 0));
     assert_eq!(produce(&mut wire, pid, epoch, 5, 5), (0, 5));
     // A gap: 10 is expected, 12 is sent.
-    assert_eq!(produce(&mut wire, pid, epoch, 12, 1).0, OUT_OF_ORDER_SEQUENCE_NUMBER);
+    assert_eq!(
+        produce(&mut wire, pid, epoch, 12, 1).0,
+        OUT_OF_ORDER_SEQUENCE_NUMBER
+    );
 
     // The state survives a SIGKILL: the retry is still recognised.
     broker.kill();
@@ -93,7 +104,8 @@ fn retried_batches_are_written_once_and_gaps_and_stale_epochs_are_refused() {
     // Exactly the 17 records, each once.
     let c = consumer(&addr, None, &[]);
     let mut tpl = rdkafka::TopicPartitionList::new();
-    tpl.add_partition_offset("idem", 0, rdkafka::Offset::Beginning).unwrap();
+    tpl.add_partition_offset("idem", 0, rdkafka::Offset::Beginning)
+        .unwrap();
     rdkafka::consumer::Consumer::assign(&c, &tpl).unwrap();
     let got = poll_records(&c, 17);
     let values: Vec<String> = got
@@ -103,6 +115,7 @@ fn retried_batches_are_written_once_and_gaps_and_stale_epochs_are_refused() {
     let mut want: Vec<String> = (0..15).map(|s| format!("seq-{s}")).collect();
     want.extend((0..2).map(|s| format!("seq-{s}")));
     assert_eq!(values, want);
-    let (_, high) = rdkafka::consumer::Consumer::fetch_watermarks(&c, "idem", 0, KAFKA_TIMEOUT).unwrap();
+    let (_, high) =
+        rdkafka::consumer::Consumer::fetch_watermarks(&c, "idem", 0, KAFKA_TIMEOUT).unwrap();
     assert_eq!(high, 17);
 }

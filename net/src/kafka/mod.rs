@@ -77,6 +77,6 @@ pub(crate) fn advertised(broker: &crate::broker::Broker) -> (String, i32) {
 }
 
 /// The cluster id shown to Kafka clients, once one is stored.
-pub(crate) fn cluster_id(_broker: &crate::broker::Broker) -> Option<String> {
-    None
+pub(crate) fn cluster_id(broker: &crate::broker::Broker) -> Option<String> {
+    crate::cluster_id::cached(broker).map(|id| id.to_string())
 }
