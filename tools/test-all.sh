@@ -13,6 +13,13 @@ if ! command -v cmake >/dev/null 2>&1; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake
 fi
 
+# kafka-python and its codecs: a Kafka client from outside Rust for the Kafka-listener
+# tests (tests/python/kafka_python_check.py).
+if ! python3 -c "import kafka, lz4, zstandard, snappy" >/dev/null 2>&1; then
+  python3 -m pip install -q --disable-pip-version-check \
+    "kafka-python==3.0.12" "lz4==4.4.5" "zstandard==0.25.0" "python-snappy==0.7.3"
+fi
+
 if ! command -v cargo-nextest >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi

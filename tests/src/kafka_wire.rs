@@ -43,6 +43,11 @@ impl KafkaWire {
         self.stream.write_all(&frame)
     }
 
+    /// Writes `bytes` as they are, size prefix included.
+    pub fn send_raw_unframed(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
     pub fn read_raw(&mut self) -> std::io::Result<Vec<u8>> {
         let mut size = [0u8; 4];
         self.stream.read_exact(&mut size)?;

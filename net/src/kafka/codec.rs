@@ -13,12 +13,14 @@ pub(crate) struct KafkaFrame {
     pub api: Option<ApiKey>,
     pub header: RequestHeader,
     pub body: Bytes,
+    /// Why the header did not decode (only its fixed fields are in `header`).
+    pub malformed: Option<String>,
 }
 
 /// Splits a request (the bytes after the size prefix) into header and body. Fails
 /// only when not even the fixed part of the header (api key, version, correlation
-/// id) is there, or the header of a known api does not decode: then the client and
-/// the broker no longer agree on the framing.
+/// id) is there: then there is no one to answer. A header whose rest does not
+/// decode is answered with an error (the size prefix still frames the request).
 pub(crate) fn decode_request(mut bytes: Bytes) -> Result<KafkaFrame, String> {
     if bytes.len() < 8 {
         return Err(format!(
@@ -28,27 +30,40 @@ pub(crate) fn decode_request(mut bytes: Bytes) -> Result<KafkaFrame, String> {
     }
     let api_key = i16::from_be_bytes([bytes[0], bytes[1]]);
     let version = i16::from_be_bytes([bytes[2], bytes[3]]);
-    let Ok(api) = ApiKey::try_from(api_key) else {
-        // Only the fixed fields are known; whatever follows is skipped.
-        let correlation_id = i32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+    let correlation_id = i32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+    let fixed = || {
         let mut header = RequestHeader::default();
         header.request_api_key = api_key;
         header.request_api_version = version;
         header.correlation_id = correlation_id;
+        header
+    };
+    let Ok(api) = ApiKey::try_from(api_key) else {
+        // Only the fixed fields are known; whatever follows is skipped.
         return Ok(KafkaFrame {
             api: None,
-            header,
+            header: fixed(),
             body: Bytes::new(),
+            malformed: None,
         });
     };
     let header_version = api.request_header_version(version);
-    let header = RequestHeader::decode(&mut bytes, header_version)
-        .map_err(|e| format!("{api:?} v{version} request header does not decode: {e}"))?;
-    Ok(KafkaFrame {
-        api: Some(api),
-        header,
-        body: bytes,
-    })
+    match RequestHeader::decode(&mut bytes, header_version) {
+        Ok(header) => Ok(KafkaFrame {
+            api: Some(api),
+            header,
+            body: bytes,
+            malformed: None,
+        }),
+        Err(e) => Ok(KafkaFrame {
+            api: Some(api),
+            header: fixed(),
+            body: Bytes::new(),
+            malformed: Some(format!(
+                "{api:?} v{version} request header does not decode: {e}"
+            )),
+        }),
+    }
 }
 
 /// Decodes a request body at `version`.

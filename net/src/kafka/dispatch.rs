@@ -83,7 +83,12 @@ pub(crate) fn unsupported(correlation_id: i32, code: KafkaCode) -> Response {
 
 /// Answers one request.
 pub(crate) async fn handle(broker: Rc<Broker>, frame: KafkaFrame, peer: Rc<str>) -> Response {
-    let KafkaFrame { api, header, body } = frame;
+    let KafkaFrame {
+        api,
+        header,
+        body,
+        malformed,
+    } = frame;
     let correlation_id = header.correlation_id;
     let version = header.request_api_version;
     let Some(api) = api else {
@@ -96,6 +101,10 @@ pub(crate) async fn handle(broker: Rc<Broker>, frame: KafkaFrame, peer: Rc<str>)
     if served.is_none() {
         tracing::debug!(?api, version, "kafka api or version not served");
         return unsupported(correlation_id, KafkaCode::UnsupportedVersion);
+    }
+    if let Some(why) = malformed {
+        tracing::debug!(error = %why, "kafka request header does not decode");
+        return unsupported(correlation_id, KafkaCode::InvalidRequest);
     }
     crate::metrics::with(|m| m.requests_total += 1);
     let ctx = Ctx {

@@ -1,0 +1,154 @@
+//! Bad input on the Kafka listener: unknown apis, unserved versions, bodies that do
+//! not decode, corrupt batches, unknown topics and oversized frames each get Kafka's
+//! error (or, for lost framing, a closed connection), the connection stays usable
+//! where the framing allows, nothing bad is appended, and the broker stays up.
+
+use bytes::Bytes;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse,
+    ProduceRequest, ProduceResponse, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use strata_schema::KafkaBatchBuilder;
+use strata_tests::broker::TestBroker;
+use strata_tests::kafka::create_topic;
+use strata_tests::kafka_wire::KafkaWire;
+use strata_tests::rng::SplitMix64;
+
+const UNSUPPORTED_VERSION: i16 = 35;
+const INVALID_REQUEST: i16 = 42;
+const CORRUPT_MESSAGE: i16 = 2;
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+
+/// The correlation id and error code of an ApiVersions-shaped reply.
+fn error_reply(raw: &[u8]) -> (i32, i16) {
+    assert!(raw.len() >= 6, "reply of {} bytes", raw.len());
+    (
+        i32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]),
+        i16::from_be_bytes([raw[4], raw[5]]),
+    )
+}
+
+/// A request header (v1: api, version, correlation id, client id) and `body`.
+fn raw_request(api: i16, version: i16, correlation_id: i32, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&api.to_be_bytes());
+    out.extend_from_slice(&version.to_be_bytes());
+    out.extend_from_slice(&correlation_id.to_be_bytes());
+    out.extend_from_slice(&(-1i16).to_be_bytes()); // null client id
+    out.extend_from_slice(body);
+    out
+}
+
+/// The connection still answers a well-formed request.
+fn still_serves(wire: &mut KafkaWire) {
+    let resp: ApiVersionsResponse = wire.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    assert_eq!(resp.error_code, 0);
+    assert!(resp.api_keys.iter().any(|k| k.api_key == ApiKey::Produce as i16));
+}
+
+fn produce_raw(wire: &mut KafkaWire, topic: &str, records: Bytes) -> ProduceResponse {
+    let mut req = ProduceRequest::default();
+    req.acks = -1;
+    req.timeout_ms = 10_000;
+    req.transactional_id = None;
+    let mut t = TopicProduceData::default();
+    t.name = TopicName(StrBytes::from_string(topic.to_owned()));
+    let mut p = PartitionProduceData::default();
+    p.index = 0;
+    p.records = Some(records);
+    t.partition_data.push(p);
+    req.topic_data.push(t);
+    wire.call(ApiKey::Produce, 9, &req)
+}
+
+#[test]
+fn unknown_and_unserved_requests_get_kafka_errors_and_the_connection_stays() {
+    let broker = TestBroker::start();
+    let mut wire = KafkaWire::connect(&broker.kafka_addr());
+    // An api key Kafka does not define.
+    let raw = wire.round_trip_raw(&raw_request(9_999, 0, 11, &[])).unwrap();
+    assert_eq!(error_reply(&raw), (11, UNSUPPORTED_VERSION));
+    still_serves(&mut wire);
+    // An api Kafka defines that this broker does not serve (AddPartitionsToTxn).
+    let raw = wire.round_trip_raw(&raw_request(24, 3, 12, &[])).unwrap();
+    assert_eq!(error_reply(&raw), (12, UNSUPPORTED_VERSION));
+    still_serves(&mut wire);
+    // A served api at a version it does not serve.
+    let raw = wire.round_trip_raw(&raw_request(3, 99, 13, &[])).unwrap();
+    assert_eq!(error_reply(&raw), (13, UNSUPPORTED_VERSION));
+    still_serves(&mut wire);
+    // ApiVersions newer than served: the v0 answer lists what is (KIP-511).
+    let raw = wire.round_trip_raw(&raw_request(18, 99, 14, &[])).unwrap();
+    assert_eq!(error_reply(&raw), (14, UNSUPPORTED_VERSION));
+    still_serves(&mut wire);
+    // A Metadata v1 body that ends early (a topic count with no topics).
+    let raw = wire
+        .round_trip_raw(&raw_request(3, 1, 15, &5i32.to_be_bytes()))
+        .unwrap();
+    assert_eq!(error_reply(&raw), (15, INVALID_REQUEST));
+    still_serves(&mut wire);
+    let md: MetadataResponse = wire.call(ApiKey::Metadata, 12, &MetadataRequest::default());
+    assert_eq!(md.brokers.len(), 1);
+}
+
+#[test]
+fn corrupt_batches_and_unknown_topics_append_nothing() {
+    let broker = TestBroker::start();
+    let addr = broker.kafka_addr();
+    create_topic(&addr, "bad", 1);
+    let mut wire = KafkaWire::connect(&addr);
+    let mut b = KafkaBatchBuilder::new();
+    b.push(1, Some(b"k"), Some(b"v"), &[]);
+    let good = b.build();
+
+    // One flipped byte inside the records: the CRC no longer matches.
+    let mut flipped = good.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0x40;
+    let resp = produce_raw(&mut wire, "bad", Bytes::from(flipped));
+    assert_eq!(resp.responses[0].partition_responses[0].error_code, CORRUPT_MESSAGE);
+    // A batch cut short.
+    let resp = produce_raw(&mut wire, "bad", Bytes::from(good[..good.len() - 3].to_vec()));
+    assert_eq!(resp.responses[0].partition_responses[0].error_code, CORRUPT_MESSAGE);
+    // An old message format (magic 1).
+    let mut old = good.clone();
+    old[16] = 1;
+    let resp = produce_raw(&mut wire, "bad", Bytes::from(old));
+    assert_eq!(resp.responses[0].partition_responses[0].error_code, CORRUPT_MESSAGE);
+    // A topic that does not exist.
+    let resp = produce_raw(&mut wire, "no-such-topic", Bytes::from(good.clone()));
+    assert_eq!(
+        resp.responses[0].partition_responses[0].error_code,
+        UNKNOWN_TOPIC_OR_PARTITION
+    );
+    // Nothing was appended; the good batch then lands at offset 0.
+    let resp = produce_raw(&mut wire, "bad", Bytes::from(good));
+    let p = &resp.responses[0].partition_responses[0];
+    assert_eq!((p.error_code, p.base_offset), (0, 0));
+}
+
+#[test]
+fn lost_framing_closes_only_that_connection_and_random_bytes_never_stop_the_broker() {
+    let mut broker = TestBroker::start();
+    let addr = broker.kafka_addr();
+    // A size beyond the frame limit: the framing is lost, the connection closes.
+    let mut huge = KafkaWire::connect(&addr);
+    let mut frame = (i32::MAX).to_be_bytes().to_vec();
+    frame.extend_from_slice(&[0; 16]);
+    huge.send_raw_unframed(&frame).unwrap();
+    assert!(huge.read_raw().is_err(), "the connection closes");
+    // Random bytes, seeded.
+    let seed = 0x5eed_cafe_u64;
+    let mut rng = SplitMix64::new(seed);
+    for round in 0..50 {
+        let mut conn = KafkaWire::connect(&addr);
+        let len = (rng.next_u64() % 200) as usize;
+        let bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+        let _ = conn.send_raw(&bytes);
+        assert!(broker.is_running(), "broker died at round {round} (seed {seed:#x})");
+    }
+    let mut wire = KafkaWire::connect(&addr);
+    still_serves(&mut wire);
+}
