@@ -107,6 +107,8 @@ pub struct TestBroker {
     stderr_path: PathBuf,
     /// Starts of this broker so far (1 after `start`).
     starts: u32,
+    /// More `strata serve` arguments, given at every start.
+    extra_args: Vec<String>,
     _port_locks: [File; 2],
 }
 
@@ -118,6 +120,11 @@ impl TestBroker {
 
     /// Starts a broker with `cores` shards and waits until it accepts.
     pub fn start_with_cores(cores: usize) -> TestBroker {
+        TestBroker::start_with_args(cores, &[])
+    }
+
+    /// Starts a broker with `cores` shards and more `strata serve` arguments.
+    pub fn start_with_args(cores: usize, extra_args: &[&str]) -> TestBroker {
         let dir = tempfile::Builder::new()
             .prefix("strata-broker-test-")
             .tempdir()
@@ -133,6 +140,7 @@ impl TestBroker {
             stderr_path: dir.path().join("broker.stderr"),
             dir,
             starts: 0,
+            extra_args: extra_args.iter().map(|a| (*a).to_owned()).collect(),
             _port_locks: [port_lock, kafka_port_lock],
         };
         broker.spawn();
@@ -199,6 +207,7 @@ impl TestBroker {
             .arg("off")
             .arg("--cores")
             .arg(self.cores.to_string())
+            .args(&self.extra_args)
             .env_remove("STRATA_BROKERS")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

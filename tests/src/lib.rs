@@ -3,6 +3,7 @@
 //!
 //! - [`broker`]: a real `strata serve` process on a free port (start, SIGTERM, SIGKILL,
 //!   restart) and the `strata` CLI, for the broker tests.
+//! - [`flaky_proxy`]: a TCP proxy that drops responses, so clients retry.
 //! - [`kafka`]: librdkafka (the `rdkafka` crate) against the broker's Kafka listener.
 //! - [`kafka_wire`]: hand-made Kafka requests over a plain socket.
 //! - [`rng`]: a seeded SplitMix64, so every crash and fault schedule replays from a
@@ -15,6 +16,7 @@
 //! crash tests kill.
 
 pub mod broker;
+pub mod flaky_proxy;
 pub mod kafka;
 pub mod kafka_wire;
 pub mod log_check;

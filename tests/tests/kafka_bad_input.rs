@@ -43,9 +43,13 @@ fn raw_request(api: i16, version: i16, correlation_id: i32, body: &[u8]) -> Vec<
 
 /// The connection still answers a well-formed request.
 fn still_serves(wire: &mut KafkaWire) {
-    let resp: ApiVersionsResponse = wire.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    let resp: ApiVersionsResponse =
+        wire.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
     assert_eq!(resp.error_code, 0);
-    assert!(resp.api_keys.iter().any(|k| k.api_key == ApiKey::Produce as i16));
+    assert!(resp
+        .api_keys
+        .iter()
+        .any(|k| k.api_key == ApiKey::Produce as i16));
 }
 
 fn produce_raw(wire: &mut KafkaWire, topic: &str, records: Bytes) -> ProduceResponse {
@@ -68,7 +72,9 @@ fn unknown_and_unserved_requests_get_kafka_errors_and_the_connection_stays() {
     let broker = TestBroker::start();
     let mut wire = KafkaWire::connect(&broker.kafka_addr());
     // An api key Kafka does not define.
-    let raw = wire.round_trip_raw(&raw_request(9_999, 0, 11, &[])).unwrap();
+    let raw = wire
+        .round_trip_raw(&raw_request(9_999, 0, 11, &[]))
+        .unwrap();
     assert_eq!(error_reply(&raw), (11, UNSUPPORTED_VERSION));
     still_serves(&mut wire);
     // An api Kafka defines that this broker does not serve (AddPartitionsToTxn).
@@ -108,15 +114,28 @@ fn corrupt_batches_and_unknown_topics_append_nothing() {
     let last = flipped.len() - 1;
     flipped[last] ^= 0x40;
     let resp = produce_raw(&mut wire, "bad", Bytes::from(flipped));
-    assert_eq!(resp.responses[0].partition_responses[0].error_code, CORRUPT_MESSAGE);
+    assert_eq!(
+        resp.responses[0].partition_responses[0].error_code,
+        CORRUPT_MESSAGE
+    );
     // A batch cut short.
-    let resp = produce_raw(&mut wire, "bad", Bytes::from(good[..good.len() - 3].to_vec()));
-    assert_eq!(resp.responses[0].partition_responses[0].error_code, CORRUPT_MESSAGE);
+    let resp = produce_raw(
+        &mut wire,
+        "bad",
+        Bytes::from(good[..good.len() - 3].to_vec()),
+    );
+    assert_eq!(
+        resp.responses[0].partition_responses[0].error_code,
+        CORRUPT_MESSAGE
+    );
     // An old message format (magic 1).
     let mut old = good.clone();
     old[16] = 1;
     let resp = produce_raw(&mut wire, "bad", Bytes::from(old));
-    assert_eq!(resp.responses[0].partition_responses[0].error_code, CORRUPT_MESSAGE);
+    assert_eq!(
+        resp.responses[0].partition_responses[0].error_code,
+        CORRUPT_MESSAGE
+    );
     // A topic that does not exist.
     let resp = produce_raw(&mut wire, "no-such-topic", Bytes::from(good.clone()));
     assert_eq!(
@@ -147,7 +166,10 @@ fn lost_framing_closes_only_that_connection_and_random_bytes_never_stop_the_brok
         let len = (rng.next_u64() % 200) as usize;
         let bytes: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
         let _ = conn.send_raw(&bytes);
-        assert!(broker.is_running(), "broker died at round {round} (seed {seed:#x})");
+        assert!(
+            broker.is_running(),
+            "broker died at round {round} (seed {seed:#x})"
+        );
     }
     let mut wire = KafkaWire::connect(&addr);
     still_serves(&mut wire);

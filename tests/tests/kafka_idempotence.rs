@@ -119,3 +119,58 @@ fn retried_batches_are_written_once_and_gaps_and_stale_epochs_are_refused() {
         rdkafka::consumer::Consumer::fetch_watermarks(&c, "idem", 0, KAFKA_TIMEOUT).unwrap();
     assert_eq!(high, 17);
 }
+
+/// librdkafka's idempotent producer through a proxy that drops every 30th response
+/// from the broker: the client times out and retries batches the broker already
+/// wrote, and each record is still stored exactly once, in order.
+#[test]
+fn an_idempotent_producer_retrying_through_dropped_responses_writes_no_duplicates() {
+    use strata_tests::flaky_proxy::FlakyProxy;
+    use strata_tests::kafka::{produce, producer, TestRecord};
+
+    const RECORDS: usize = 2_000;
+    let proxy = FlakyProxy::start(30);
+    let advertised = proxy.addr();
+    let broker = TestBroker::start_with_args(2, &["--kafka-advertised", &advertised]);
+    proxy.set_upstream(&broker.kafka_addr());
+    create_topic(&broker.kafka_addr(), "retried", 1);
+    let p = producer(
+        &proxy.addr(),
+        &[
+            ("enable.idempotence", "true"),
+            ("linger.ms", "1"),
+            ("batch.num.messages", "20"),
+            ("message.timeout.ms", "60000"),
+            ("retry.backoff.ms", "20"),
+        ],
+    );
+    let records: Vec<TestRecord> = (0..RECORDS)
+        .map(|i| TestRecord {
+            key: None,
+            value: Some(format!("r{i:05}").into_bytes()),
+            headers: vec![],
+            timestamp_ms: None,
+        })
+        .collect();
+    let acked = produce(&p, "retried", Some(0), &records);
+    assert!(proxy.cuts() > 0, "the proxy dropped no response");
+    // Every ack names a distinct offset, in send order.
+    let offsets: Vec<i64> = acked.iter().map(|(_, o)| *o).collect();
+    assert!(offsets.windows(2).all(|w| w[0] < w[1]), "acks out of order");
+    // The log holds each record once, in order: no duplicate from any retry.
+    let c = consumer(&broker.kafka_addr(), None, &[]);
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset("retried", 0, rdkafka::Offset::Beginning)
+        .unwrap();
+    rdkafka::consumer::Consumer::assign(&c, &tpl).unwrap();
+    let got = poll_records(&c, RECORDS);
+    let values: Vec<Vec<u8>> = got
+        .iter()
+        .map(|r| r.record.value.clone().unwrap())
+        .collect();
+    let want: Vec<Vec<u8>> = records.iter().map(|r| r.value.clone().unwrap()).collect();
+    assert_eq!(values, want);
+    let (_, high) =
+        rdkafka::consumer::Consumer::fetch_watermarks(&c, "retried", 0, KAFKA_TIMEOUT).unwrap();
+    assert_eq!(high, RECORDS as i64, "{} cuts", proxy.cuts());
+}
