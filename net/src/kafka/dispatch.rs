@@ -156,3 +156,35 @@ async fn serve(ctx: &Ctx, body: Bytes) -> Response {
         _ => unsupported(ctx.correlation_id, KafkaCode::UnsupportedVersion),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README's Kafka api table lists exactly what ApiVersions advertises.
+    #[test]
+    fn readme_lists_every_served_api_with_its_versions() {
+        let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"));
+        let section = readme
+            .split("## Kafka protocol")
+            .nth(1)
+            .and_then(|s| s.split("\n## ").next())
+            .expect("README has a Kafka protocol section");
+        let rows: Vec<(i16, String)> = section
+            .lines()
+            .filter_map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                let key = cells.get(2)?.parse::<i16>().ok()?;
+                Some((key, cells.get(3)?.to_string()))
+            })
+            .collect();
+        let mut served: Vec<(i16, String)> = served_apis()
+            .iter()
+            .map(|a| (a.key as i16, format!("{}–{}", a.min_version, a.max_version)))
+            .collect();
+        served.sort();
+        let mut listed = rows.clone();
+        listed.sort();
+        assert_eq!(listed, served, "README Kafka table vs served apis");
+    }
+}
