@@ -419,3 +419,61 @@ fn records_cross_between_kafka_and_native_protocols() {
         assert_eq!(g.record.timestamp_ms, Some(base_ms() + 5_000 + i as i64));
     }
 }
+
+#[test]
+fn log_append_time_topics_stamp_the_broker_time() {
+    let broker = TestBroker::start();
+    let addr = broker.kafka_addr();
+    let admin = admin(&addr);
+    let topic = rdkafka::admin::NewTopic::new("lat", 1, rdkafka::admin::TopicReplication::Fixed(1))
+        .set("message.timestamp.type", "LogAppendTime");
+    let r = block_on(admin.create_topics([&topic], &AdminOptions::new())).unwrap();
+    assert!(r[0].is_ok(), "{r:?}");
+    let before_ms = base_ms() + 3_600_000 - 1_000;
+    for codec in ["none", "lz4"] {
+        let p = producer(&addr, &[("compression.type", codec)]);
+        // Create times far in the past: the broker's clock must win.
+        let records: Vec<TestRecord> = (0..20)
+            .map(|i| TestRecord {
+                timestamp_ms: Some(1_000 + i as i64),
+                ..rec(i)
+            })
+            .collect();
+        produce(&p, "lat", Some(0), &records);
+    }
+    // Native batches on the same topic are served with the append time too.
+    let np = NativeProducer::connect(ProducerConfig {
+        brokers: broker.brokers(),
+        ..ProducerConfig::default()
+    })
+    .unwrap();
+    np.send_blocking(
+        ProducerRecord::new("lat", "native")
+            .partition(0)
+            .timestamp_ms(5),
+    )
+    .unwrap();
+    let c = consumer(&addr, None, &[]);
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("lat", 0, Offset::Beginning)
+        .unwrap();
+    c.assign(&tpl).unwrap();
+    let deadline = Instant::now() + KAFKA_TIMEOUT;
+    let mut read = 0;
+    while read < 41 {
+        assert!(Instant::now() < deadline, "read {read} of 41");
+        if let Some(m) = c.poll(Duration::from_millis(100)) {
+            let m = m.unwrap();
+            match rdkafka::message::Message::timestamp(&m) {
+                rdkafka::Timestamp::LogAppendTime(ms) => {
+                    assert!(ms >= before_ms, "append time {ms} is the broker's clock")
+                }
+                other => panic!(
+                    "offset {}: {other:?}, not LogAppendTime",
+                    rdkafka::message::Message::offset(&m)
+                ),
+            }
+            read += 1;
+        }
+    }
+}
