@@ -1,31 +1,54 @@
-//! `strata-bench compare`: the same native end-to-end workload against two targets,
-//! alternating A B A B over several rounds so drift (page cache, thermal, neighbours)
-//! falls on both alike, then each figure's median for A and for B and the ratio A/B.
-//! The way to show strata beside a peer, or a change beside main.
+//! `strata-bench compare`: the same workload against two targets — each a broker and
+//! the driver to reach it, so strata's Kafka listener can be set beside its native
+//! one, or strata beside another broker — alternating A B A B over several rounds so
+//! drift (page cache, thermal, neighbours) falls on both alike, then each figure's
+//! median for A and for B and the ratio A/B.
 
-use anyhow::bail;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
 use clap::Args;
+use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
-use crate::native_e2e::{run_once, E2eResult, E2eWorkload};
-use crate::report::{median, write_json, Latency, Table};
+use crate::driver::{DriverKind, KafkaProperty, Target};
+use crate::load::result::LoadResult;
+use crate::load::run::run_load;
+use crate::load::spec::LoadSpec;
+use crate::plot::{self, percentile_curve, Curve, Line};
+use crate::report::{latency_histogram, median, write_json, Latency, Table};
 
 #[derive(Args, Debug)]
 pub struct CompareArgs {
-    /// Target A: native protocol broker address.
+    /// Target A: broker address.
     #[arg(long)]
     a: String,
-    /// Target B: native protocol broker address.
+    /// Target A's driver: native or kafka.
+    #[arg(long, value_enum, default_value = "native")]
+    a_driver: DriverKind,
+    /// Target B: broker address.
     #[arg(long)]
     b: String,
+    /// Target B's driver: native or kafka.
+    #[arg(long, value_enum, default_value = "native")]
+    b_driver: DriverKind,
+    /// Extra librdkafka property for kafka targets, `key=value` (repeatable).
+    #[arg(long)]
+    kafka_config: Vec<KafkaProperty>,
     /// Rounds; each runs the workload once against A, then once against B.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
     #[command(flatten)]
-    workload: E2eWorkload,
+    workload: LoadSpec,
     /// Write every round and the medians as JSON here.
     #[arg(long)]
-    json: Option<std::path::PathBuf>,
+    json: Option<PathBuf>,
+    /// Write A's and B's latency curves (all rounds) and first-round throughput as SVG.
+    #[arg(long)]
+    svg: Option<PathBuf>,
+    /// No progress line on stderr.
+    #[arg(long)]
+    quiet: bool,
 }
 
 /// One figure compared: the median over A's rounds, over B's rounds, and A/B.
@@ -42,15 +65,19 @@ pub struct FigureRow {
 }
 
 /// A figure's name and how to read it from one run (`None`: not measured then).
-type Figure = (&'static str, fn(&E2eResult) -> Option<f64>);
+type Figure = (&'static str, fn(&LoadResult) -> Option<f64>);
 
 /// A latency percentile, absent when the run recorded no latency at all.
 fn pct(l: &Latency, f: fn(&Latency) -> f64) -> Option<f64> {
     (l.count > 0).then(|| f(l))
 }
 
-const FIGURES: [Figure; 7] = [
-    ("MB/s acked", |r| Some(r.mb_per_s)),
+const FIGURES: [Figure; 9] = [
+    ("MB/s acked", |r| Some(r.publish_mb_per_s)),
+    ("MB/s received", |r| {
+        (!r.groups.is_empty()).then_some(r.receive_mb_per_s)
+    }),
+    ("msgs/s acked", |r| Some(r.publish_msgs_per_s)),
     ("publish p50 us", |r| pct(&r.publish, |l| l.p50_us)),
     ("publish p99 us", |r| pct(&r.publish, |l| l.p99_us)),
     ("publish p99.9 us", |r| pct(&r.publish, |l| l.p999_us)),
@@ -60,7 +87,7 @@ const FIGURES: [Figure; 7] = [
 ];
 
 /// The median of one figure over `runs`, skipping runs that did not measure it.
-fn median_of(runs: &[E2eResult], get: fn(&E2eResult) -> Option<f64>) -> Option<f64> {
+fn median_of(runs: &[LoadResult], get: fn(&LoadResult) -> Option<f64>) -> Option<f64> {
     let values: Vec<f64> = runs
         .iter()
         .filter_map(get)
@@ -70,7 +97,7 @@ fn median_of(runs: &[E2eResult], get: fn(&E2eResult) -> Option<f64>) -> Option<f
 }
 
 /// Per figure, the median of A's rounds, the median of B's rounds and their ratio.
-pub fn compare_rows(a: &[E2eResult], b: &[E2eResult]) -> Vec<FigureRow> {
+pub fn compare_rows(a: &[LoadResult], b: &[LoadResult]) -> Vec<FigureRow> {
     FIGURES
         .iter()
         .map(|&(figure, get)| {
@@ -120,45 +147,98 @@ fn rows_json(rows: &[FigureRow]) -> Value {
     )
 }
 
+/// All rounds' histograms of one target merged (for the plot).
+fn merged(runs: &[LoadResult], get: fn(&LoadResult) -> &Histogram<u64>) -> Histogram<u64> {
+    let mut h = latency_histogram();
+    for r in runs {
+        // Same bounds everywhere: adding cannot fail.
+        let _ = h.add(get(r));
+    }
+    h
+}
+
+/// The comparison's plot: both targets' latency curves and first-round throughput.
+fn write_compare_svg(
+    path: &std::path::Path,
+    targets: [(&str, &Target, &[LoadResult]); 2],
+) -> anyhow::Result<()> {
+    let mut curves = Vec::new();
+    let mut lines = Vec::new();
+    for (label, target, runs) in targets {
+        let prefix = format!("{label} {} ", target.label());
+        curves.push(Curve {
+            label: format!("{prefix}publish"),
+            points: percentile_curve(&merged(runs, |r| &r.publish_hist)),
+        });
+        let e2e = merged(runs, |r| &r.e2e_hist);
+        if !e2e.is_empty() {
+            curves.push(Curve {
+                label: format!("{prefix}end-to-end"),
+                points: percentile_curve(&e2e),
+            });
+        }
+        if let Some(first) = runs.first() {
+            let (_, l) = first.plot_data(&prefix);
+            lines.extend(l.into_iter().map(|l: Line| l));
+        }
+    }
+    plot::write_svg(path, "compare", &curves, &lines)
+}
+
 /// `strata-bench compare`: A B A B … for `--rounds` rounds, then the medians table.
 pub fn run(args: CompareArgs) -> anyhow::Result<()> {
     if args.rounds == 0 {
         bail!("--rounds must be at least 1");
     }
     args.workload.validate()?;
+    let target = |driver, brokers: &str| Target {
+        driver,
+        brokers: brokers.to_string(),
+        kafka_config: args.kafka_config.clone(),
+    };
+    let (ta, tb) = (
+        target(args.a_driver, &args.a),
+        target(args.b_driver, &args.b),
+    );
     let (mut a_runs, mut b_runs) = (Vec::new(), Vec::new());
     let mut rounds_json = Vec::new();
     for round in 1..=args.rounds {
-        for (label, addr, runs) in [("A", &args.a, &mut a_runs), ("B", &args.b, &mut b_runs)] {
-            let r = run_once(addr, &args.workload)
-                .map_err(|e| e.context(format!("round {round}, target {label} ({addr})")))?;
+        for (label, t, runs) in [("A", &ta, &mut a_runs), ("B", &tb, &mut b_runs)] {
+            let r = run_load(t, &args.workload, args.quiet)
+                .with_context(|| format!("round {round}, target {label} ({})", t.label()))?;
             println!(
-                "round {round}/{} {label} {addr}: {:.1} MB/s acked, publish {} us, e2e {} us",
+                "round {round}/{} {label} {}: {:.1} MB/s acked, publish {} us, e2e {} us",
                 args.rounds,
-                r.mb_per_s,
+                t.label(),
+                r.publish_mb_per_s,
                 r.publish.triple(),
                 r.e2e.triple()
             );
-            if let Some(shortfall) = r.counts.shortfall() {
-                eprintln!("warning: round {round} {label}: {shortfall}");
+            for w in r.shortfalls() {
+                eprintln!("warning: round {round} {label}: {w}");
             }
             rounds_json.push(json!({
-                "round": round, "target": label, "addr": addr, "result": r.to_json(),
+                "round": round, "target": label, "result": r.to_json(),
             }));
             runs.push(r);
         }
     }
     let rows = compare_rows(&a_runs, &b_runs);
     println!();
-    println!("A = {}, B = {}", args.a, args.b);
+    println!("{}", args.workload.describe());
+    println!("A = {}, B = {}", ta.label(), tb.label());
     compare_table(&rows, args.rounds).print();
+    if let Some(path) = &args.svg {
+        write_compare_svg(path, [("A", &ta, &a_runs), ("B", &tb, &b_runs)])?;
+        println!("SVG written to {}", path.display());
+    }
     write_json(
         args.json.as_deref(),
         &json!({
             "benchmark": "compare",
-            "driver": "native-e2e",
-            "a": args.a,
-            "b": args.b,
+            "command": crate::report::command_line(),
+            "a": ta.to_json(),
+            "b": tb.to_json(),
             "rounds": args.rounds,
             "workload": args.workload.to_json(),
             "runs": rounds_json,
@@ -171,6 +251,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
 mod tests {
     use super::*;
     use crate::counts::Counts;
+    use crate::load::result::GroupResult;
 
     fn lat(p50: f64, p99: f64, p999: f64) -> Latency {
         Latency {
@@ -179,20 +260,29 @@ mod tests {
             p99_us: p99,
             p999_us: p999,
             max_us: p999 * 2.0,
+            ..Latency::default()
         }
     }
 
-    fn fake(mb: f64, publish: Latency, e2e: Latency) -> E2eResult {
-        E2eResult {
-            mb_per_s: mb,
-            produce_secs: 1.0,
+    fn fake(mb: f64, publish: Latency, e2e: Latency) -> LoadResult {
+        let counts = Counts {
+            sent: 100,
+            acked: 100,
+            received: 100,
+        };
+        LoadResult {
+            publish_mb_per_s: mb,
+            publish_msgs_per_s: mb * 1000.0,
+            receive_mb_per_s: mb / 2.0,
             publish,
             e2e,
-            counts: Counts {
-                sent: 100,
-                acked: 100,
-                received: 100,
-            },
+            counts,
+            groups: vec![GroupResult {
+                name: "assigned".into(),
+                counts,
+                ..GroupResult::default()
+            }],
+            ..LoadResult::default()
         }
     }
 
@@ -213,6 +303,8 @@ mod tests {
             names,
             [
                 "MB/s acked",
+                "MB/s received",
+                "msgs/s acked",
                 "publish p50 us",
                 "publish p99 us",
                 "publish p99.9 us",
@@ -224,6 +316,8 @@ mod tests {
         // A: odd count, middle value; B: even count, mean of the middle two.
         let expect = [
             (200.0, 100.0, 2.0),
+            (100.0, 50.0, 2.0),
+            (200_000.0, 100_000.0, 2.0),
             (20.0, 30.0, 20.0 / 30.0),
             (30.0, 60.0, 0.5),
             (60.0, 120.0, 0.5),
@@ -252,8 +346,8 @@ mod tests {
         assert_eq!(rows[0].a, Some(20.0));
         assert_eq!(rows[0].b, Some(0.0));
         assert_eq!(rows[0].ratio, None, "division by a zero throughput");
-        assert_eq!(rows[4].a, Some(5.0), "empty e2e round skipped");
-        assert!(rows[1..].iter().all(|r| r.b.is_none() && r.ratio.is_none()));
+        assert_eq!(rows[6].a, Some(5.0), "empty e2e round skipped");
+        assert!(rows[3..].iter().all(|r| r.b.is_none() && r.ratio.is_none()));
 
         let text = compare_table(&rows, 2).render();
         let lines: Vec<&str> = text.lines().collect();
@@ -264,7 +358,7 @@ mod tests {
             lines[2].contains("20.0") && lines[2].ends_with('-'),
             "{text}"
         );
-        assert!(lines[3].contains("2") && lines[3].ends_with('-'), "{text}");
-        assert_eq!(lines.len(), 2 + 7);
+        assert!(lines[5].contains("2") && lines[5].ends_with('-'), "{text}");
+        assert_eq!(lines.len(), 2 + FIGURES.len());
     }
 }

@@ -56,8 +56,44 @@ pub struct LimitsArgs {
     pub json: Option<PathBuf>,
 }
 
+/// The medians of a `limits` run.
+#[derive(Debug)]
+pub struct LimitsSummary {
+    /// Median MB/s per write pattern, by [`RawPattern::name`].
+    pub patterns_mb_per_s: Vec<(String, f64)>,
+    /// Median loopback TCP MB/s.
+    pub loopback_mb_per_s: f64,
+    /// The printed table.
+    pub table: Table,
+    /// The JSON report.
+    pub json: serde_json::Value,
+}
+
+impl LimitsSummary {
+    /// Median MB/s of the pattern named `name` (e.g. `write+fdatasync`).
+    pub fn mb_per_s(&self, name: &str) -> Option<f64> {
+        self.patterns_mb_per_s
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|&(_, v)| v)
+    }
+}
+
 /// Runs the limits subcommand.
 pub fn run(args: LimitsArgs) -> anyhow::Result<()> {
+    let summary = measure(&args)?;
+    println!();
+    println!(
+        "raw limits (medians of {} rounds; write lat includes the fdatasync for write+fdatasync)",
+        args.rounds
+    );
+    summary.table.print();
+    write_json(args.json.as_deref(), &summary.json)
+}
+
+/// Measures every pattern and loopback TCP over `args.rounds` rounds (printing each
+/// round) and returns the medians.
+pub fn measure(args: &LimitsArgs) -> anyhow::Result<LimitsSummary> {
     let work = args.dir.join("strata-bench-limits");
     let mut patterns: Vec<RawPattern> = args
         .depths
@@ -205,31 +241,37 @@ pub fn run(args: LimitsArgs) -> anyhow::Result<()> {
         "-".into(),
         "-".into(),
     ]);
-    println!();
-    println!(
-        "raw limits (medians of {} rounds; write lat includes the fdatasync for write+fdatasync)",
-        args.rounds
-    );
-    table.print();
-    write_json(
-        args.json.as_deref(),
-        &json!({
-            "bench": "limits",
-            "write_bytes": args.write_bytes,
-            "file_bytes": args.file_bytes,
-            "rounds": args.rounds,
-            "dma_read_probe": !args.skip_dma_probe,
-            "patterns": out,
-            "loopback_tcp": {
-                "write_bytes": LOOPBACK_WRITE_BYTES,
-                "mb_per_s_median": loopback_mbps,
-                "mb_per_s_rounds": loopback_runs
-                    .iter()
-                    .map(LoopbackResult::mb_per_s)
-                    .collect::<Vec<_>>(),
-            },
-        }),
-    )
+    let patterns_mb_per_s = out
+        .iter()
+        .filter_map(|p| {
+            Some((
+                p["pattern"].as_str()?.to_string(),
+                p["mb_per_s_median"].as_f64()?,
+            ))
+        })
+        .collect();
+    let json = json!({
+        "bench": "limits",
+        "write_bytes": args.write_bytes,
+        "file_bytes": args.file_bytes,
+        "rounds": args.rounds,
+        "dma_read_probe": !args.skip_dma_probe,
+        "patterns": out,
+        "loopback_tcp": {
+            "write_bytes": LOOPBACK_WRITE_BYTES,
+            "mb_per_s_median": loopback_mbps,
+            "mb_per_s_rounds": loopback_runs
+                .iter()
+                .map(LoopbackResult::mb_per_s)
+                .collect::<Vec<_>>(),
+        },
+    });
+    Ok(LimitsSummary {
+        patterns_mb_per_s,
+        loopback_mb_per_s: loopback_mbps,
+        table,
+        json,
+    })
 }
 
 /// Runs one raw pattern on a fresh glommio executor.

@@ -5,9 +5,10 @@ use strata_bench::alloc_counter::CountingAlloc;
 use strata_bench::compare::{self, CompareArgs};
 use strata_bench::engine_append::{self, EngineAppendArgs};
 use strata_bench::limits::{self, LimitsArgs};
+use strata_bench::load::cli::{self as load_cli, RunArgs};
 use strata_bench::memory_bench::{self, IdleArgs, IdleOpenArgs};
-use strata_bench::native_e2e::{self, NativeE2eArgs};
 use strata_bench::recovery_bench::{self, RecoveryArgs, RecoveryOpenArgs, RecoveryWriterArgs};
+use strata_bench::suite::{self, SuiteArgs};
 
 /// Counts live heap bytes for `idle-partitions`; otherwise the system allocator.
 #[global_allocator]
@@ -32,10 +33,15 @@ enum Cmd {
     Recovery(RecoveryArgs),
     /// Memory and file descriptors held by N idle partitions.
     IdlePartitions(IdleArgs),
-    /// Produce and consume through the native client against a running broker.
-    NativeE2e(NativeE2eArgs),
-    /// The native-e2e workload against two brokers, A B A B, medians and ratio A/B.
-    Compare(CompareArgs),
+    /// One workload (produce, consume, e2e, fanout) against a broker through the
+    /// native or the kafka driver. `native-e2e` is the same command.
+    #[command(alias = "native-e2e")]
+    Run(Box<RunArgs>),
+    /// One workload against two targets (broker + driver), A B A B, medians and A/B.
+    Compare(Box<CompareArgs>),
+    /// The named workload set against strata's native and Kafka listeners, beside
+    /// the limits, written up as BENCHMARKS.md sections.
+    Suite(SuiteArgs),
     /// (child of `recovery`) Builds a partition, then waits for SIGKILL.
     #[command(hide = true)]
     RecoveryWriter(RecoveryWriterArgs),
@@ -53,8 +59,9 @@ fn main() -> anyhow::Result<()> {
         Cmd::EngineAppend(a) => engine_append::run(a),
         Cmd::Recovery(a) => recovery_bench::run(a),
         Cmd::IdlePartitions(a) => memory_bench::run(a),
-        Cmd::NativeE2e(a) => native_e2e::run(a),
-        Cmd::Compare(a) => compare::run(a),
+        Cmd::Run(a) => load_cli::run(*a),
+        Cmd::Compare(a) => compare::run(*a),
+        Cmd::Suite(a) => suite::run(a),
         Cmd::RecoveryWriter(a) => recovery_bench::writer(a),
         Cmd::RecoveryOpen(a) => recovery_bench::open(a),
         Cmd::IdleOpen(a) => memory_bench::open(a),

@@ -24,10 +24,15 @@ pub fn record_us(h: &mut Histogram<u64>, us: u64) {
 pub struct Latency {
     pub count: u64,
     pub p50_us: f64,
+    pub p90_us: f64,
     pub p99_us: f64,
     pub p999_us: f64,
+    pub p9999_us: f64,
     pub max_us: f64,
 }
+
+/// Column headers matching [`Latency::cells`].
+pub const LATENCY_HEADERS: [&str; 6] = ["p50", "p90", "p99", "p99.9", "p99.99", "max"];
 
 impl Latency {
     /// Summarises `h`; all zero when it is empty.
@@ -38,8 +43,10 @@ impl Latency {
         Latency {
             count: h.len(),
             p50_us: h.value_at_quantile(0.50) as f64,
+            p90_us: h.value_at_quantile(0.90) as f64,
             p99_us: h.value_at_quantile(0.99) as f64,
             p999_us: h.value_at_quantile(0.999) as f64,
+            p9999_us: h.value_at_quantile(0.9999) as f64,
             max_us: h.max() as f64,
         }
     }
@@ -50,8 +57,10 @@ impl Latency {
         Latency {
             count: all.iter().map(|l| l.count).sum(),
             p50_us: pick(|l| l.p50_us),
+            p90_us: pick(|l| l.p90_us),
             p99_us: pick(|l| l.p99_us),
             p999_us: pick(|l| l.p999_us),
+            p9999_us: pick(|l| l.p9999_us),
             max_us: pick(|l| l.max_us),
         }
     }
@@ -64,13 +73,38 @@ impl Latency {
         format!("{:.0}/{:.0}/{:.0}", self.p50_us, self.p99_us, self.p999_us)
     }
 
+    /// p50, p90, p99, p99.9, p99.99 and max in whole microseconds (see
+    /// [`LATENCY_HEADERS`]), each `-` when nothing was recorded.
+    pub fn cells(&self) -> Vec<String> {
+        let values = [
+            self.p50_us,
+            self.p90_us,
+            self.p99_us,
+            self.p999_us,
+            self.p9999_us,
+            self.max_us,
+        ];
+        values
+            .iter()
+            .map(|v| {
+                if self.count == 0 {
+                    "-".to_string()
+                } else {
+                    format!("{v:.0}")
+                }
+            })
+            .collect()
+    }
+
     /// JSON form.
     pub fn to_json(&self) -> Value {
         json!({
             "count": self.count,
             "p50_us": self.p50_us,
+            "p90_us": self.p90_us,
             "p99_us": self.p99_us,
             "p999_us": self.p999_us,
+            "p9999_us": self.p9999_us,
             "max_us": self.max_us,
         })
     }
@@ -171,6 +205,27 @@ impl Table {
     }
 }
 
+/// This process's command line, quoted for a POSIX shell where needed (for reports
+/// that give "the exact command").
+pub fn command_line() -> String {
+    shell_join(std::env::args())
+}
+
+/// `args` joined with spaces, each quoted for a POSIX shell when it needs to be.
+pub fn shell_join(args: impl IntoIterator<Item = String>) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./:=,@%+".contains(c);
+    args.into_iter()
+        .map(|a| {
+            if !a.is_empty() && a.chars().all(plain) {
+                a
+            } else {
+                format!("'{}'", a.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Writes `value` as pretty JSON to `path`, when one was given.
 pub fn write_json(path: Option<&Path>, value: &Value) -> anyhow::Result<()> {
     let Some(path) = path else {
@@ -203,6 +258,12 @@ mod tests {
         assert_eq!(lines[0], "case     MB/s");
         assert_eq!(lines[2], "a         1.0");
         assert_eq!(lines[3], "longer  100.0");
+    }
+
+    #[test]
+    fn shell_join_quotes_only_what_needs_it() {
+        let args = ["run", "--rate", "5000msg/s", "a b", "it's", ""].map(String::from);
+        assert_eq!(shell_join(args), "run --rate 5000msg/s 'a b' 'it'\\''s' ''");
     }
 
     #[test]

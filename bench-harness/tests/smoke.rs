@@ -182,16 +182,32 @@ fn compare_flags_and_validation_without_a_broker() {
         &text,
         &[
             "--a <A>",
+            "--a-driver",
             "--b <B>",
+            "--b-driver",
+            "--kafka-config",
             "--rounds",
+            "--workload",
             "--topic",
+            "--topics",
+            "--partitions",
+            "--producers",
+            "--consumers",
+            "--groups",
             "--record-bytes",
+            "--keys",
             "--rate",
             "--seconds",
+            "--warmup-seconds",
+            "--messages",
+            "--backlog-bytes",
             "--acks",
             "--batch-bytes",
             "--linger-ms",
+            "--pin-cores",
             "--json",
+            "--svg",
+            "--quiet",
         ],
     );
     // Port 9 (discard) is never a broker here; each call must fail before connecting.
@@ -211,6 +227,81 @@ fn compare_flags_and_validation_without_a_broker() {
         assert!(
             stderr.contains(needle),
             "{args:?}: stderr lacks {needle:?}:\n{stderr}"
+        );
+    }
+}
+
+/// `run` and `suite` without a broker: their flags are wired, and parameters no run
+/// can use are refused before any connection is tried.
+#[test]
+fn run_and_suite_flags_and_validation_without_a_broker() {
+    let bench = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_strata-bench"))
+            .args(args)
+            .output()
+            .expect("start strata-bench")
+    };
+    let help = bench(&["run", "--help"]);
+    assert!(help.status.success());
+    assert_contains(
+        &String::from_utf8_lossy(&help.stdout),
+        &[
+            "--driver",
+            "--brokers",
+            "--workload",
+            "produce",
+            "fanout",
+            "--rate",
+            "--svg",
+            "--quiet",
+        ],
+    );
+    let help = bench(&["suite", "--help"]);
+    assert!(help.status.success());
+    assert_contains(
+        &String::from_utf8_lossy(&help.stdout),
+        &[
+            "--out-dir",
+            "--native",
+            "--kafka",
+            "--data-dir",
+            "--only",
+            "--update",
+        ],
+    );
+    // `native-e2e` is still the same command.
+    assert!(bench(&["native-e2e", "--help"]).status.success());
+    for (args, needle) in [
+        (
+            &["run", "--workload", "fanout", "--groups", "0"][..],
+            "--groups",
+        ),
+        (&["run", "--acks", "2"][..], "--acks must be 0, 1 or all"),
+        (&["run", "--pin-cores", "100000"][..], "--pin-cores"),
+        (&["suite", "--out-dir", "/nonexistent"][..], "--native"),
+        (
+            &[
+                "suite",
+                "--out-dir",
+                "/x",
+                "--native",
+                "a:1",
+                "--only",
+                "nope",
+            ][..],
+            "no such workload",
+        ),
+    ] {
+        let mut full = args.to_vec();
+        if args[0] == "run" {
+            full.extend_from_slice(&["--brokers", "127.0.0.1:9"]);
+        }
+        let out = bench(&full);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{full:?} succeeded");
+        assert!(
+            stderr.contains(needle),
+            "{full:?}: stderr lacks {needle:?}:\n{stderr}"
         );
     }
 }
