@@ -34,7 +34,7 @@ use super::{groups_classic, groups_consumer, groups_offsets, Ctx, ServedApi};
 use crate::errors::WireError;
 use crate::group_host::{self, coordinator_of, Host};
 use crate::groups::{
-    GroupCode, GroupDescription, GroupError, GroupKind, GroupState, TopicPartition,
+    GroupCode, GroupDescription, GroupError, GroupKind, GroupListing, GroupState, TopicPartition,
 };
 use crate::response::Response;
 
@@ -233,8 +233,19 @@ pub(crate) async fn find_coordinator(
             (key, found)
         })
         .collect();
+    find_coordinator_response(ctx.version, node, &host, port, answers)
+}
+
+/// The FindCoordinator answer for each key: this broker, or why not.
+fn find_coordinator_response(
+    version: i16,
+    node: i32,
+    host: &str,
+    port: i32,
+    answers: Vec<(String, Found)>,
+) -> FindCoordinatorResponse {
     let mut out = FindCoordinatorResponse::default();
-    if ctx.version >= 4 {
+    if version >= 4 {
         out.coordinators = answers
             .into_iter()
             .map(|(key, found)| {
@@ -242,7 +253,7 @@ pub(crate) async fn find_coordinator(
                 match found {
                     Ok(()) => c
                         .with_node_id(BrokerId(node))
-                        .with_host(str_bytes(host.as_str()))
+                        .with_host(str_bytes(host))
                         .with_port(port),
                     Err((code, message)) => c
                         .with_node_id(BrokerId(-1))
@@ -255,7 +266,9 @@ pub(crate) async fn find_coordinator(
             .collect();
         return out;
     }
-    let (_, found) = answers.into_iter().next().expect("one key below v4");
+    let Some((_, found)) = answers.into_iter().next() else {
+        return out;
+    };
     match found {
         Ok(()) => {
             out.node_id = BrokerId(node);
@@ -266,7 +279,7 @@ pub(crate) async fn find_coordinator(
             out.error_code = code.code();
             out.node_id = BrokerId(-1);
             out.port = -1;
-            if ctx.version >= 1 {
+            if version >= 1 {
                 out.error_message = Some(str_bytes(message));
             }
         }
@@ -379,17 +392,26 @@ pub(crate) async fn list_groups(ctx: &Ctx, req: ListGroupsRequest) -> ListGroups
         }
     }
     groups.sort_by(|a, b| a.group.cmp(&b.group));
-    let states: Vec<String> = req
-        .states_filter
+    out.groups = listed_groups(ctx.version, groups, &req.states_filter, &req.types_filter);
+    out
+}
+
+/// The groups that pass the filters (states v4+, types v5+; case-insensitive).
+fn listed_groups(
+    version: i16,
+    groups: Vec<GroupListing>,
+    states_filter: &[StrBytes],
+    types_filter: &[StrBytes],
+) -> Vec<ListedGroup> {
+    let states: Vec<String> = states_filter
         .iter()
         .map(|s| s.as_str().to_ascii_lowercase())
         .collect();
-    let types: Vec<String> = req
-        .types_filter
+    let types: Vec<String> = types_filter
         .iter()
         .map(|s| s.as_str().to_ascii_lowercase())
         .collect();
-    out.groups = groups
+    groups
         .into_iter()
         .filter(|g| states.is_empty() || states.contains(&g.state.name().to_ascii_lowercase()))
         .filter(|g| types.is_empty() || types.iter().any(|t| t == g.kind.kafka_type()))
@@ -397,16 +419,15 @@ pub(crate) async fn list_groups(ctx: &Ctx, req: ListGroupsRequest) -> ListGroups
             let mut l = ListedGroup::default()
                 .with_group_id(group_id(&g.group))
                 .with_protocol_type(str_bytes(g.protocol_type));
-            if ctx.version >= 4 {
+            if version >= 4 {
                 l.group_state = str_bytes(g.state.name());
             }
-            if ctx.version >= 5 {
+            if version >= 5 {
                 l.group_type = str_bytes(g.kind.kafka_type());
             }
             l
         })
-        .collect();
-    out
+        .collect()
 }
 
 // ---- DeleteGroups -------------------------------------------------------------------
@@ -473,6 +494,64 @@ mod tests {
             crate::groups::subscribed_topics(&s),
             Some(vec!["t".to_owned(), "u".to_owned()])
         );
+    }
+
+    #[test]
+    fn find_coordinator_answers_encode_at_every_version() {
+        for v in 0..=6 {
+            let ok = find_coordinator_response(v, 0, "h", 9092, vec![("g".into(), Ok(()))]);
+            encodes(&ok, v..=v);
+            let refused = find_coordinator_response(
+                v,
+                0,
+                "h",
+                9092,
+                vec![(
+                    "tx".into(),
+                    Err((KafkaCode::TransactionalIdAuthorizationFailed, "no".into())),
+                )],
+            );
+            encodes(&refused, v..=v);
+        }
+    }
+
+    #[test]
+    fn list_filters_by_state_and_type() {
+        let listing = |group: &str, kind, state| GroupListing {
+            group: group.into(),
+            kind,
+            state,
+            protocol_type: "consumer".into(),
+            members: 0,
+        };
+        let all = vec![
+            listing("a", GroupKind::Classic, GroupState::Stable),
+            listing("b", GroupKind::Consumer, GroupState::Empty),
+            listing("c", GroupKind::Native, GroupState::Empty),
+        ];
+        let names = |l: Vec<ListedGroup>| {
+            l.iter()
+                .map(|g| g.group_id.as_str().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(listed_groups(5, all.clone(), &[], &[])).len(), 3);
+        assert_eq!(
+            names(listed_groups(5, all.clone(), &["empty".into()], &[])),
+            ["b", "c"]
+        );
+        assert_eq!(
+            names(listed_groups(5, all.clone(), &[], &["Consumer".into()])),
+            ["b"]
+        );
+        for v in 0..=5 {
+            let r =
+                ListGroupsResponse::default().with_groups(listed_groups(v, all.clone(), &[], &[]));
+            encodes(&r, v..=v);
+        }
+        let r = DeleteGroupsResponse::default().with_results(vec![DeletableGroupResult::default()
+            .with_group_id(group_id("g"))
+            .with_error_code(KafkaCode::NonEmptyGroup.code())]);
+        encodes(&r, 0..=2);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use super::Ctx;
 use crate::group_host;
 use crate::groups::{
     ClassicJoinRequest, ClassicJoinResponse, GroupCode, GroupError, LeaveMember, SyncRequest,
+    SyncResponse,
 };
 
 /// A timeout from the wire: negative values become 0 (and fail validation).
@@ -134,6 +135,10 @@ pub(crate) async fn sync_group(ctx: &Ctx, req: SyncGroupRequest) -> SyncGroupRes
         group_host::classic_sync(s, host, sync)
     })
     .await;
+    sync_response(v, result)
+}
+
+fn sync_response(v: i16, result: Result<SyncResponse, GroupError>) -> SyncGroupResponse {
     let mut out = SyncGroupResponse::default();
     match result {
         Ok(r) => {
@@ -192,6 +197,14 @@ pub(crate) async fn leave_group(ctx: &Ctx, req: LeaveGroupRequest) -> LeaveGroup
         group_host::classic_leave(&host, &group, &leaving)
     })
     .await;
+    leave_response(v, asked, result)
+}
+
+fn leave_response(
+    v: i16,
+    asked: Vec<LeaveMember>,
+    result: Result<Vec<Result<(), GroupError>>, GroupError>,
+) -> LeaveGroupResponse {
     let mut out = LeaveGroupResponse::default();
     match result {
         Err(e) => out.error_code = group_error(&e).0,
@@ -254,6 +267,33 @@ mod tests {
             encodes(&r, v);
             let other = GroupError::new(ErrorCode::UnknownMemberId, "who");
             encodes(&join_response(v, "x", Err(other)), v);
+        }
+    }
+
+    #[test]
+    fn sync_leave_and_heartbeat_answers_encode_at_every_version() {
+        for v in 0..=5 {
+            let ok = SyncResponse {
+                protocol_type: "consumer".into(),
+                protocol: "range".into(),
+                assignment: Bytes::from_static(b"a"),
+            };
+            encodes(&sync_response(v, Ok(ok)), v);
+            let e = GroupError::new(ErrorCode::RebalanceInProgress, "again");
+            encodes(&sync_response(v, Err(e.clone())), v);
+            let asked = vec![LeaveMember {
+                member_id: "m".into(),
+                instance_id: (v >= 3).then(|| "i".to_owned()),
+            }];
+            encodes(&leave_response(v, asked.clone(), Ok(vec![Ok(())])), v);
+            encodes(
+                &leave_response(v, asked.clone(), Ok(vec![Err(e.clone())])),
+                v,
+            );
+            encodes(&leave_response(v, asked, Err(e)), v);
+        }
+        for v in 0..=4 {
+            encodes(&HeartbeatResponse::default().with_error_code(27), v);
         }
     }
 

@@ -12,14 +12,17 @@ use kafka_protocol::messages::consumer_group_describe_response::{
 use kafka_protocol::messages::consumer_group_heartbeat_response::{Assignment, TopicPartitions};
 use kafka_protocol::messages::{
     ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, ConsumerGroupHeartbeatRequest,
-    ConsumerGroupHeartbeatResponse,
+    ConsumerGroupHeartbeatResponse as HeartbeatResponse,
 };
 
 use super::groups::{group_error, group_id, on_coordinator, str_bytes, topic_name};
 use super::metadata::topic_uuid;
 use super::Ctx;
 use crate::group_host;
-use crate::groups::{ConsumerGroupDescription, ConsumerHeartbeat, TopicPartition};
+use crate::groups::{
+    ConsumerGroupDescription, ConsumerHeartbeat, ConsumerHeartbeatResponse, GroupError,
+    TopicPartition,
+};
 use crate::metadata::Topics;
 
 /// ConsumerGroupDescribe's member type of KIP-848 members (0 would be classic).
@@ -46,7 +49,7 @@ fn by_topic_id(topics: &Topics, tps: &[TopicPartition]) -> Vec<(uuid::Uuid, Stri
 pub(crate) async fn consumer_group_heartbeat(
     ctx: &Ctx,
     req: ConsumerGroupHeartbeatRequest,
-) -> ConsumerGroupHeartbeatResponse {
+) -> HeartbeatResponse {
     let topics = ctx.broker.topics();
     let owned = req.topic_partitions.as_ref().map(|tps| {
         tps.iter()
@@ -74,7 +77,12 @@ pub(crate) async fn consumer_group_heartbeat(
             .subscribed_topic_regex
             .as_ref()
             .map(|s| s.as_str().to_owned()),
-        server_assignor: req.server_assignor.as_ref().map(|s| s.as_str().to_owned()),
+        // An empty name is no preference.
+        server_assignor: req
+            .server_assignor
+            .as_ref()
+            .filter(|s| !s.is_empty())
+            .map(|s| s.as_str().to_owned()),
         owned,
         client_id: ctx.client_id.clone(),
         host: ctx.peer.to_string(),
@@ -84,18 +92,24 @@ pub(crate) async fn consumer_group_heartbeat(
         group_host::consumer_heartbeat(&s, &host, heartbeat)
     })
     .await;
-    let mut out = ConsumerGroupHeartbeatResponse::default();
+    // The topics as they are now: a topic created since the request began may be in
+    // the assignment.
+    heartbeat_response(&ctx.broker.topics(), result)
+}
+
+fn heartbeat_response(
+    topics: &Topics,
+    result: Result<ConsumerHeartbeatResponse, GroupError>,
+) -> HeartbeatResponse {
+    let mut out = HeartbeatResponse::default();
     match result {
         Ok(r) => {
             out.member_id = Some(str_bytes(r.member_id));
             out.member_epoch = r.member_epoch;
             out.heartbeat_interval_ms = r.heartbeat_interval_ms;
-            // The topics as they are now: a topic created since the request began is
-            // in the assignment, so take a fresh snapshot.
-            let topics = ctx.broker.topics();
             out.assignment = r.assignment.map(|tps| {
                 Assignment::default().with_topic_partitions(
-                    by_topic_id(&topics, &tps)
+                    by_topic_id(topics, &tps)
                         .into_iter()
                         .map(|(id, _, ps)| {
                             TopicPartitions::default()
@@ -190,4 +204,95 @@ pub(crate) async fn consumer_group_describe(
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use kafka_protocol::protocol::Encodable;
+    use strata_schema::ErrorCode;
+
+    use super::*;
+    use crate::groups::{ConsumerMemberDescription, GroupState};
+    use crate::metadata::TopicMeta;
+    use crate::topic_config::TopicConfig;
+
+    fn encodes<T: Encodable>(m: &T, v: i16) {
+        let mut out = Vec::new();
+        m.encode(&mut out, v)
+            .unwrap_or_else(|e| panic!("{} v{v}: {e}", std::any::type_name::<T>()));
+    }
+
+    fn topics() -> Topics {
+        let config = TopicConfig::resolve(&BTreeMap::new(), &BTreeMap::new()).unwrap();
+        let mut t = Topics::default();
+        t.topics.insert(
+            "t".into(),
+            Arc::new(TopicMeta::new("t".into(), 4, BTreeMap::new(), config)),
+        );
+        t
+    }
+
+    #[test]
+    fn assignments_travel_by_topic_id_and_drop_deleted_topics() {
+        let topics = topics();
+        let r = heartbeat_response(
+            &topics,
+            Ok(ConsumerHeartbeatResponse {
+                member_id: "m".into(),
+                member_epoch: 3,
+                heartbeat_interval_ms: 5_000,
+                assignment: Some(vec![
+                    TopicPartition::new("t", 0),
+                    TopicPartition::new("t", 3),
+                    TopicPartition::new("gone", 1),
+                ]),
+            }),
+        );
+        let a = r.assignment.as_ref().unwrap();
+        assert_eq!(a.topic_partitions.len(), 1);
+        assert_eq!(
+            a.topic_partitions[0].topic_id,
+            topic_uuid(&topics.get("t").unwrap().id)
+        );
+        assert_eq!(a.topic_partitions[0].partitions, vec![0, 3]);
+        for v in 0..=1 {
+            encodes(&r, v);
+            let e = GroupError::new(ErrorCode::UnknownMemberId, "who");
+            encodes(&heartbeat_response(&topics, Err(e)), v);
+        }
+    }
+
+    #[test]
+    fn described_consumer_groups_encode_at_every_version() {
+        let d = ConsumerGroupDescription {
+            group: "g".into(),
+            state: GroupState::Reconciling,
+            group_epoch: 3,
+            assignment_epoch: 3,
+            assignor: "uniform".into(),
+            members: vec![ConsumerMemberDescription {
+                member_id: "m".into(),
+                instance_id: None,
+                rack_id: Some("r".into()),
+                member_epoch: 2,
+                client_id: "c".into(),
+                host: "h".into(),
+                topics: vec!["t".into()],
+                regex: None,
+                assignment: vec![TopicPartition::new("t", 0)],
+                target: vec![TopicPartition::new("t", 0), TopicPartition::new("t", 1)],
+            }],
+        };
+        for v in 0..=1 {
+            let r = ConsumerGroupDescribeResponse::default().with_groups(vec![described_group(
+                v,
+                &topics(),
+                d.clone(),
+            )]);
+            encodes(&r, v);
+        }
+    }
 }

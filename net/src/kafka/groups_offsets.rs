@@ -150,8 +150,8 @@ fn wanted_partitions<'a>(
 
 pub(crate) async fn offset_fetch(ctx: &Ctx, req: OffsetFetchRequest) -> OffsetFetchResponse {
     let v = ctx.version;
-    let mut out = OffsetFetchResponse::default();
     if v >= 8 {
+        let mut out = OffsetFetchResponse::default();
         for g in req.groups {
             let wanted = g.topics.as_ref().map(|ts| {
                 wanted_partitions(
@@ -166,37 +166,7 @@ pub(crate) async fn offset_fetch(ctx: &Ctx, req: OffsetFetchRequest) -> OffsetFe
                 .map(|m| (m.as_str().to_owned(), g.member_epoch));
             let name = g.group_id.as_str().to_owned();
             let result = fetch_group(ctx, name.clone(), member, wanted).await;
-            let mut group = OffsetFetchResponseGroup::default().with_group_id(group_id(&name));
-            match result {
-                Ok(found) => {
-                    group.topics = by_topic(found)
-                        .into_iter()
-                        .map(|(topic, ps)| {
-                            OffsetFetchResponseTopics::default()
-                                .with_name(topic_name(&topic))
-                                .with_partitions(
-                                    ps.into_iter()
-                                        .map(|(index, v)| {
-                                            OffsetFetchResponsePartitions::default()
-                                                .with_partition_index(index)
-                                                .with_committed_offset(
-                                                    v.as_ref().map_or(-1, |v| v.offset),
-                                                )
-                                                .with_committed_leader_epoch(
-                                                    v.as_ref().map_or(-1, |v| v.leader_epoch),
-                                                )
-                                                .with_metadata(Some(str_bytes(
-                                                    v.map(|v| v.metadata).unwrap_or_default(),
-                                                )))
-                                        })
-                                        .collect(),
-                                )
-                        })
-                        .collect();
-                }
-                Err(e) => group.error_code = group_error(&e).0,
-            }
-            out.groups.push(group);
+            out.groups.push(group_offsets(&name, result));
         }
         return out;
     }
@@ -217,6 +187,53 @@ pub(crate) async fn offset_fetch(ctx: &Ctx, req: OffsetFetchRequest) -> OffsetFe
             group_error(&e).0,
         ),
     };
+    legacy_fetch_response(v, found, error)
+}
+
+/// OffsetFetch v8+: one group's offsets, or its error.
+fn group_offsets(
+    name: &str,
+    result: Result<Vec<(TopicPartition, Option<OffsetValue>)>, GroupError>,
+) -> OffsetFetchResponseGroup {
+    let mut group = OffsetFetchResponseGroup::default().with_group_id(group_id(name));
+    match result {
+        Ok(found) => {
+            group.topics = by_topic(found)
+                .into_iter()
+                .map(|(topic, ps)| {
+                    OffsetFetchResponseTopics::default()
+                        .with_name(topic_name(&topic))
+                        .with_partitions(
+                            ps.into_iter()
+                                .map(|(index, v)| {
+                                    OffsetFetchResponsePartitions::default()
+                                        .with_partition_index(index)
+                                        .with_committed_offset(v.as_ref().map_or(-1, |v| v.offset))
+                                        .with_committed_leader_epoch(
+                                            v.as_ref().map_or(-1, |v| v.leader_epoch),
+                                        )
+                                        .with_metadata(Some(str_bytes(
+                                            v.map(|v| v.metadata).unwrap_or_default(),
+                                        )))
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+        }
+        Err(e) => group.error_code = group_error(&e).0,
+    }
+    group
+}
+
+/// OffsetFetch v1..v7: one group's offsets; its error at the top (v2+) or on
+/// every partition (v1).
+fn legacy_fetch_response(
+    v: i16,
+    found: Vec<(TopicPartition, Option<OffsetValue>)>,
+    error: i16,
+) -> OffsetFetchResponse {
+    let mut out = OffsetFetchResponse::default();
     if v >= 2 {
         out.error_code = error;
     }
@@ -244,4 +261,65 @@ pub(crate) async fn offset_fetch(ctx: &Ctx, req: OffsetFetchRequest) -> OffsetFe
         })
         .collect();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::protocol::Encodable;
+    use strata_schema::ErrorCode;
+
+    use super::*;
+
+    fn encodes<T: Encodable>(m: &T, v: i16) {
+        let mut out = Vec::new();
+        m.encode(&mut out, v)
+            .unwrap_or_else(|e| panic!("{} v{v}: {e}", std::any::type_name::<T>()));
+    }
+
+    fn found() -> Vec<(TopicPartition, Option<OffsetValue>)> {
+        vec![
+            (
+                TopicPartition::new("t", 0),
+                Some(OffsetValue {
+                    offset: 5,
+                    metadata: "m".into(),
+                    commit_time_ms: 0,
+                    leader_epoch: 2,
+                }),
+            ),
+            (TopicPartition::new("t", 1), None),
+        ]
+    }
+
+    #[test]
+    fn fetch_answers_encode_at_every_version() {
+        for v in 1..=7 {
+            encodes(&legacy_fetch_response(v, found(), 0), v);
+            encodes(&legacy_fetch_response(v, found(), 16), v);
+        }
+        for v in 8..=9 {
+            let e = GroupError::new(ErrorCode::GroupNotFound, "gone");
+            let r = OffsetFetchResponse::default().with_groups(vec![
+                group_offsets("g", Ok(found())),
+                group_offsets("h", Err(e)),
+            ]);
+            encodes(&r, v);
+        }
+        let r = legacy_fetch_response(1, found(), 0);
+        assert_eq!(r.topics[0].partitions[0].committed_offset, 5);
+        assert_eq!(r.topics[0].partitions[1].committed_offset, -1);
+    }
+
+    #[test]
+    fn commit_answers_encode_at_every_version() {
+        let r =
+            OffsetCommitResponse::default().with_topics(vec![OffsetCommitResponseTopic::default()
+                .with_name(topic_name("t"))
+                .with_partitions(vec![OffsetCommitResponsePartition::default()
+                    .with_partition_index(0)
+                    .with_error_code(22)])]);
+        for v in 2..=9 {
+            encodes(&r, v);
+        }
+    }
 }
