@@ -96,15 +96,13 @@ impl TopicMeta {
 /// A random topic id (version-4 UUID layout), from the std library's per-process
 /// random hash keys, the name and the clock.
 fn new_topic_id(name: &str) -> [u8; 16] {
-    use std::hash::{BuildHasher, Hash, Hasher};
+    use std::hash::BuildHasher;
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     let mut halves = [0u64; 2];
     for (i, half) in halves.iter_mut().enumerate() {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        (name, nanos, i).hash(&mut h);
-        *half = h.finish();
+        *half = std::collections::hash_map::RandomState::new().hash_one((name, nanos, i));
     }
     let mut id = [0u8; 16];
     id[..8].copy_from_slice(&halves[0].to_be_bytes());
@@ -193,7 +191,9 @@ impl Topics {
                 ))
             }
         }
-        let mut pending: Vec<(String, u32, [u8; 16], BTreeMap<String, String>)> = Vec::new();
+        // (name, partitions, id, overrides) per topic, configs resolved at the end.
+        type Pending = (String, u32, [u8; 16], BTreeMap<String, String>);
+        let mut pending: Vec<Pending> = Vec::new();
         for (i, line) in lines {
             let line_no = i + 1;
             if line.is_empty() {

@@ -214,7 +214,7 @@ fn random_bodies_for_every_served_api_never_stop_the_broker() {
         for version in api.min_version..=api.max_version {
             for round in 0..4 {
                 let body: Vec<u8> = match round {
-                    0 => vec![0x7f, 0xff, 0xff, 0xff].repeat(8),
+                    0 => [0x7f, 0xff, 0xff, 0xff].repeat(8),
                     1 => vec![0xff; 24],
                     _ => {
                         let len = rng.range(0, 96) as usize;
