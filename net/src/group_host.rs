@@ -485,6 +485,25 @@ pub fn list(shard: &Shard) -> Vec<GroupListing> {
         .collect()
 }
 
+/// The groups of every shard, sorted by name, and the error of a shard that could
+/// not answer (its groups are then missing).
+pub async fn list_all(broker: &Broker) -> (Vec<GroupListing>, Option<WireError>) {
+    let mut groups = Vec::new();
+    let mut error = None;
+    for s in 0..broker.shard.shard_count() {
+        match broker
+            .shard
+            .invoke_on(s, |shard| async move { list(&shard) })
+            .await
+        {
+            Ok(found) => groups.extend(found),
+            Err(e) => error = Some(WireError::from(e)),
+        }
+    }
+    groups.sort_by(|a, b| a.group.cmp(&b.group));
+    (groups, error)
+}
+
 // ---- Kafka requests, run on the coordinator's shard ---------------------------------
 
 /// JoinGroup (Kafka classic): answers when the join phase completes.

@@ -18,6 +18,8 @@ pub struct FlakyProxy {
     addr: SocketAddr,
     upstream: Arc<Mutex<Option<SocketAddr>>>,
     cuts: Arc<AtomicU64>,
+    /// 0 = forward everything from now on.
+    cut_every: Arc<AtomicU64>,
 }
 
 impl FlakyProxy {
@@ -28,7 +30,12 @@ impl FlakyProxy {
         let upstream: Arc<Mutex<Option<SocketAddr>>> = Arc::new(Mutex::new(None));
         let cuts = Arc::new(AtomicU64::new(0));
         let chunks = Arc::new(AtomicU64::new(0));
-        let (up, c) = (Arc::clone(&upstream), Arc::clone(&cuts));
+        let cut_every = Arc::new(AtomicU64::new(cut_every));
+        let (up, c, every) = (
+            Arc::clone(&upstream),
+            Arc::clone(&cuts),
+            Arc::clone(&cut_every),
+        );
         thread::spawn(move || {
             for client in listener.incoming().take(CONNECTIONS_MAX).flatten() {
                 let Some(to) = *up.lock().expect("upstream lock") else {
@@ -37,19 +44,21 @@ impl FlakyProxy {
                 let Ok(server) = TcpStream::connect(to) else {
                     continue;
                 };
-                let (c2, chunks2) = (Arc::clone(&c), Arc::clone(&chunks));
+                let (c2, chunks2, every2) =
+                    (Arc::clone(&c), Arc::clone(&chunks), Arc::clone(&every));
                 let (client2, server2) = (
                     client.try_clone().expect("clone"),
                     server.try_clone().expect("clone"),
                 );
                 thread::spawn(move || pump(client2, server2, None));
-                thread::spawn(move || pump(server, client, Some((cut_every, chunks2, c2))));
+                thread::spawn(move || pump(server, client, Some((every2, chunks2, c2))));
             }
         });
         FlakyProxy {
             addr,
             upstream,
             cuts,
+            cut_every,
         }
     }
 
@@ -61,6 +70,11 @@ impl FlakyProxy {
         *self.upstream.lock().expect("upstream lock") = Some(to.parse().expect("upstream address"));
     }
 
+    /// Stops dropping: everything is forwarded from now on.
+    pub fn stop_cutting(&self) {
+        self.cut_every.store(0, Ordering::Relaxed);
+    }
+
     /// Responses dropped so far.
     pub fn cuts(&self) -> u64 {
         self.cuts.load(Ordering::Relaxed)
@@ -69,11 +83,10 @@ impl FlakyProxy {
 
 /// Copies `from` to `to` until either closes; with `cut`, every n-th chunk is
 /// dropped and both sockets are closed instead.
-fn pump(
-    mut from: TcpStream,
-    mut to: TcpStream,
-    cut: Option<(u64, Arc<AtomicU64>, Arc<AtomicU64>)>,
-) {
+/// Drop every n-th chunk (n = 0: none), the chunk counter, the cut counter.
+type Cut = (Arc<AtomicU64>, Arc<AtomicU64>, Arc<AtomicU64>);
+
+fn pump(mut from: TcpStream, mut to: TcpStream, cut: Option<Cut>) {
     let mut buf = vec![0u8; CHUNK_BYTES];
     loop {
         let n = match from.read(&mut buf) {
@@ -81,7 +94,8 @@ fn pump(
             Ok(n) => n,
         };
         if let Some((every, chunks, cuts)) = &cut {
-            if (chunks.fetch_add(1, Ordering::Relaxed) + 1) % every == 0 {
+            let every = every.load(Ordering::Relaxed);
+            if every > 0 && (chunks.fetch_add(1, Ordering::Relaxed) + 1) % every == 0 {
                 cuts.fetch_add(1, Ordering::Relaxed);
                 break;
             }

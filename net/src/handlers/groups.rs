@@ -372,19 +372,7 @@ pub async fn describe(broker: &Broker, req: &Request<'_>) -> Result<Response, Wi
 
 pub async fn list(broker: &Broker, req: &Request<'_>) -> Result<Response, WireError> {
     decode::<fb::ListGroupsRequest>(req.body, ApiKey::ListGroups)?;
-    let mut groups = Vec::new();
-    let mut error = None;
-    for s in 0..broker.shard.shard_count() {
-        match broker
-            .shard
-            .invoke_on(s, |shard| async move { group_host::list(&shard) })
-            .await
-        {
-            Ok(found) => groups.extend(found),
-            Err(e) => error = Some(WireError::from(e)),
-        }
-    }
-    groups.sort_by(|a, b| a.group.cmp(&b.group));
+    let (groups, error) = group_host::list_all(broker).await;
     let mut fbb = FlatBufferBuilder::new();
     let items: Vec<_> = groups
         .iter()

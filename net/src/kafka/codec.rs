@@ -100,3 +100,12 @@ pub(crate) fn encode_response<T: Encodable + HeaderVersion>(
         tail: Vec::new(),
     })
 }
+
+/// Panics unless `message` encodes at `version` (tests of every served version).
+#[cfg(test)]
+pub(crate) fn assert_encodes<T: Encodable>(message: &T, version: i16) {
+    let mut out = Vec::new();
+    message
+        .encode(&mut out, version)
+        .unwrap_or_else(|e| panic!("{} v{version}: {e}", std::any::type_name::<T>()));
+}

@@ -31,7 +31,6 @@ use strata_schema::ErrorCode;
 use super::dispatch::call;
 use super::errors::{kafka_code, KafkaCode};
 use super::{groups_classic, groups_consumer, groups_offsets, Ctx, ServedApi};
-use crate::errors::WireError;
 use crate::group_host::{self, coordinator_of, Host};
 use crate::groups::{
     GroupCode, GroupDescription, GroupError, GroupKind, GroupListing, GroupState, TopicPartition,
@@ -376,22 +375,10 @@ fn error_group(version: i16, group: &str, e: &GroupError) -> DescribedGroup {
 
 pub(crate) async fn list_groups(ctx: &Ctx, req: ListGroupsRequest) -> ListGroupsResponse {
     let mut out = ListGroupsResponse::default();
-    let broker = &ctx.broker;
-    let mut groups = Vec::new();
-    for s in 0..broker.shard.shard_count() {
-        match broker
-            .shard
-            .invoke_on(s, |shard| async move { group_host::list(&shard) })
-            .await
-        {
-            Ok(found) => groups.extend(found),
-            Err(e) => {
-                let e = GroupError::from(WireError::from(e));
-                out.error_code = group_error(&e).0;
-            }
-        }
+    let (groups, error) = group_host::list_all(&ctx.broker).await;
+    if let Some(e) = error {
+        out.error_code = group_error(&GroupError::from(e)).0;
     }
-    groups.sort_by(|a, b| a.group.cmp(&b.group));
     out.groups = listed_groups(ctx.version, groups, &req.states_filter, &req.types_filter);
     out
 }

@@ -232,17 +232,12 @@ fn leave_response(
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
-    use kafka_protocol::protocol::Encodable;
     use strata_schema::ErrorCode;
 
     use super::*;
+    use crate::kafka::codec::assert_encodes as encodes;
     use crate::groups::ClassicJoinedMember;
 
-    fn encodes<T: Encodable>(m: &T, v: i16) {
-        let mut out = Vec::new();
-        m.encode(&mut out, v)
-            .unwrap_or_else(|e| panic!("{} v{v}: {e}", std::any::type_name::<T>()));
-    }
 
     #[test]
     fn join_answers_encode_at_every_version() {

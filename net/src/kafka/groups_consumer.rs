@@ -211,19 +211,14 @@ mod tests {
     use std::collections::BTreeMap;
     use std::sync::Arc;
 
-    use kafka_protocol::protocol::Encodable;
     use strata_schema::ErrorCode;
 
     use super::*;
+    use crate::kafka::codec::assert_encodes as encodes;
     use crate::groups::{ConsumerMemberDescription, GroupState};
     use crate::metadata::TopicMeta;
     use crate::topic_config::TopicConfig;
 
-    fn encodes<T: Encodable>(m: &T, v: i16) {
-        let mut out = Vec::new();
-        m.encode(&mut out, v)
-            .unwrap_or_else(|e| panic!("{} v{v}: {e}", std::any::type_name::<T>()));
-    }
 
     fn topics() -> Topics {
         let config = TopicConfig::resolve(&BTreeMap::new(), &BTreeMap::new()).unwrap();

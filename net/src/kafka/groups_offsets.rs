@@ -265,16 +265,11 @@ fn legacy_fetch_response(
 
 #[cfg(test)]
 mod tests {
-    use kafka_protocol::protocol::Encodable;
     use strata_schema::ErrorCode;
 
     use super::*;
+    use crate::kafka::codec::assert_encodes as encodes;
 
-    fn encodes<T: Encodable>(m: &T, v: i16) {
-        let mut out = Vec::new();
-        m.encode(&mut out, v)
-            .unwrap_or_else(|e| panic!("{} v{v}: {e}", std::any::type_name::<T>()));
-    }
 
     fn found() -> Vec<(TopicPartition, Option<OffsetValue>)> {
         vec![
