@@ -176,7 +176,7 @@ pub(crate) async fn handle(ctx: &Ctx, req: FetchRequest) -> FetchResponse {
         let log_append_time = topics
             .get(&key.0)
             .is_some_and(|t| t.config.timestamp_type == TimestampType::LogAppendTime);
-        let (data, news) = partition_data(key.1, f, log_append_time);
+        let (data, news) = partition_data(ctx.version, key.1, f, log_append_time);
         // Every partition sent is remembered by its session; an incremental
         // response leaves out the ones without news.
         let is_news = plan.session_id == 0
@@ -219,16 +219,24 @@ fn topic_response<'a>(
     topics: &crate::metadata::Topics,
     by_id: bool,
 ) -> &'a mut FetchableTopicResponse {
-    let same = out
-        .responses
-        .last()
-        .is_some_and(|t| t.topic.0.as_str() == topic);
+    let same = out.responses.last().is_some_and(|t| {
+        if by_id {
+            topics
+                .get(topic)
+                .is_some_and(|m| t.topic_id == topic_uuid(&m.id))
+        } else {
+            t.topic.0.as_str() == topic
+        }
+    });
     if !same {
-        let mut t = FetchableTopicResponse::default().with_topic(topic_name(topic));
+        // Names up to v12, ids from v13.
+        let mut t = FetchableTopicResponse::default();
         if by_id {
             if let Some(m) = topics.get(topic) {
                 t.topic_id = topic_uuid(&m.id);
             }
+        } else {
+            t.topic = topic_name(topic);
         }
         out.responses.push(t);
     }
@@ -236,7 +244,14 @@ fn topic_response<'a>(
 }
 
 /// One partition's answer, and whether it carries records or an error.
-fn partition_data(partition: i32, f: Fetched, log_append_time: bool) -> (PartitionData, bool) {
+/// Fields the response `version` lacks stay at their defaults (the codec refuses to
+/// encode them otherwise).
+fn partition_data(
+    version: i16,
+    partition: i32,
+    f: Fetched,
+    log_append_time: bool,
+) -> (PartitionData, bool) {
     let mut data = PartitionData::default().with_partition_index(partition);
     let records = match &f.error {
         Some(_) => Err(f.error.clone().expect("checked")),
@@ -247,7 +262,9 @@ fn partition_data(partition: i32, f: Fetched, log_append_time: bool) -> (Partiti
             let news = records.is_some();
             data.high_watermark = f.high_watermark;
             data.last_stable_offset = f.high_watermark;
-            data.log_start_offset = f.log_start_offset;
+            if version >= 5 {
+                data.log_start_offset = f.log_start_offset;
+            }
             data.records = Some(records.unwrap_or_default());
             (data, news)
         }
@@ -256,9 +273,49 @@ fn partition_data(partition: i32, f: Fetched, log_append_time: bool) -> (Partiti
             data.error_code = code;
             data.high_watermark = -1;
             data.last_stable_offset = -1;
-            data.log_start_offset = -1;
             data.records = Some(Bytes::new());
             (data, true)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka::codec::assert_encodes;
+
+    #[test]
+    fn responses_encode_at_every_served_version() {
+        let mut b = strata_schema::KafkaBatchBuilder::new();
+        b.push(1, Some(b"k"), Some(b"v"), &[]);
+        let mut stored = strata_schema::wrap_kafka_batch(&b.build()).unwrap();
+        strata_schema::stamp_base_offset(&mut stored, 7);
+        for version in APIS[0].min_version..=APIS[0].max_version {
+            let fetched = Fetched {
+                batches: vec![Bytes::from(stored.clone())],
+                high_watermark: 8,
+                log_start_offset: 2,
+                log_end_offset: 8,
+                error: None,
+            };
+            let failed = Fetched::failed(crate::broker::unknown_topic("x"));
+            let mut topic = FetchableTopicResponse::default();
+            topic
+                .partitions
+                .push(partition_data(version, 0, fetched, false).0);
+            topic
+                .partitions
+                .push(partition_data(version, 1, failed, false).0);
+            if version >= 13 {
+                topic.topic_id = uuid::Uuid::from_bytes([1; 16]);
+            } else {
+                topic.topic = topic_name("t");
+            }
+            let mut out = FetchResponse::default().with_responses(vec![topic]);
+            if version >= 7 {
+                out.session_id = 3;
+            }
+            assert_encodes(&out, version);
         }
     }
 }

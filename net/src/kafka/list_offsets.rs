@@ -47,23 +47,50 @@ pub(crate) async fn handle(ctx: &Ctx, req: ListOffsetsRequest) -> ListOffsetsRes
     for t in req.topics {
         let mut topic = ListOffsetsTopicResponse::default().with_name(t.name);
         for p in t.partitions {
-            let mut r = ListOffsetsPartitionResponse::default()
-                .with_partition_index(p.partition_index)
-                .with_leader_epoch(LEADER_EPOCH);
-            match results.next().expect("one result per partition") {
-                Ok((offset, timestamp)) => {
-                    r.offset = offset;
-                    r.timestamp = timestamp;
-                }
-                Err(e) => {
-                    r.error_code = kafka_error(&e).0;
-                    r.offset = -1;
-                    r.timestamp = -1;
-                }
-            }
+            let found = results.next().expect("one result per partition");
+            let r = partition_response(ctx.version, p.partition_index, found);
             topic.partitions.push(r);
         }
         out.topics.push(topic);
     }
     out
+}
+
+/// One partition's answer; the leader epoch only from v4, which has it.
+fn partition_response(version: i16, index: i32, found: Found) -> ListOffsetsPartitionResponse {
+    let mut r = ListOffsetsPartitionResponse::default().with_partition_index(index);
+    if version >= 4 {
+        r.leader_epoch = LEADER_EPOCH;
+    }
+    match found {
+        Ok((offset, timestamp)) => {
+            r.offset = offset;
+            r.timestamp = timestamp;
+        }
+        Err(e) => {
+            r.error_code = kafka_error(&e).0;
+            r.offset = -1;
+            r.timestamp = -1;
+        }
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka::codec::assert_encodes;
+
+    #[test]
+    fn responses_encode_at_every_served_version() {
+        for version in APIS[0].min_version..=APIS[0].max_version {
+            let mut topic = ListOffsetsTopicResponse::default();
+            topic.partitions = vec![
+                partition_response(version, 0, Ok((5, 1_700_000_000_000))),
+                partition_response(version, 1, Err(crate::broker::unknown_topic("x"))),
+            ];
+            let out = ListOffsetsResponse::default().with_topics(vec![topic]);
+            assert_encodes(&out, version);
+        }
+    }
 }

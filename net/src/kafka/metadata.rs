@@ -36,22 +36,53 @@ pub(crate) fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_owned()))
 }
 
-fn topic_entry(meta: &TopicMeta, broker_id: i32) -> MetadataResponseTopic {
+/// A topic's entry; fields the response `version` lacks stay at their defaults (the
+/// codec refuses to encode them otherwise).
+fn topic_entry(meta: &TopicMeta, broker_id: i32, version: i16) -> MetadataResponseTopic {
     let partitions = (0..meta.partitions)
         .map(|p| {
-            MetadataResponsePartition::default()
+            let mut partition = MetadataResponsePartition::default()
                 .with_partition_index(p as i32)
                 .with_leader_id(BrokerId(broker_id))
-                .with_leader_epoch(LEADER_EPOCH)
                 .with_replica_nodes(vec![BrokerId(broker_id)])
-                .with_isr_nodes(vec![BrokerId(broker_id)])
+                .with_isr_nodes(vec![BrokerId(broker_id)]);
+            if version >= 7 {
+                partition.leader_epoch = LEADER_EPOCH;
+            }
+            partition
         })
         .collect();
-    MetadataResponseTopic::default()
+    let mut topic = MetadataResponseTopic::default()
         .with_name(Some(topic_name(&meta.name)))
-        .with_topic_id(topic_uuid(&meta.id))
-        .with_is_internal(meta.internal())
-        .with_partitions(partitions)
+        .with_partitions(partitions);
+    if version >= 10 {
+        topic.topic_id = topic_uuid(&meta.id);
+    }
+    if version >= 1 {
+        topic.is_internal = meta.internal();
+    }
+    topic
+}
+
+/// The response around `topics`: this broker, the cluster id (v2+) and the
+/// controller (v1+), as `version` has them.
+fn response(
+    version: i16,
+    broker_id: i32,
+    (host, port): (String, i32),
+    cluster_id: Option<String>,
+) -> MetadataResponse {
+    let mut out = MetadataResponse::default().with_brokers(vec![MetadataResponseBroker::default()
+        .with_node_id(BrokerId(broker_id))
+        .with_host(StrBytes::from_string(host))
+        .with_port(port)]);
+    if version >= 1 {
+        out.controller_id = BrokerId(broker_id);
+    }
+    if version >= 2 {
+        out.cluster_id = cluster_id.map(StrBytes::from_string);
+    }
+    out
 }
 
 fn topic_error(name: Option<&str>, e: &WireError) -> MetadataResponseTopic {
@@ -78,14 +109,13 @@ async fn auto_create(ctx: &Ctx, name: String) -> Result<(), WireError> {
 
 pub(crate) async fn handle(ctx: &Ctx, req: MetadataRequest) -> MetadataResponse {
     let broker_id = ctx.broker.config.broker_id;
-    let (host, port) = super::advertised(&ctx.broker);
-    let mut out = MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(BrokerId(broker_id))
-            .with_host(StrBytes::from_string(host))
-            .with_port(port)])
-        .with_cluster_id(super::cluster_id(&ctx.broker).map(StrBytes::from_string))
-        .with_controller_id(BrokerId(broker_id));
+    let version = ctx.version;
+    let mut out = response(
+        version,
+        broker_id,
+        super::advertised(&ctx.broker),
+        super::cluster_id(&ctx.broker),
+    );
     // v0 has no null topic list: an empty list means every topic there.
     let wanted = match req.topics {
         Some(t) if !(t.is_empty() && ctx.version == 0) => t,
@@ -94,7 +124,7 @@ pub(crate) async fn handle(ctx: &Ctx, req: MetadataRequest) -> MetadataResponse 
             out.topics = topics
                 .topics
                 .values()
-                .map(|t| topic_entry(t, broker_id))
+                .map(|t| topic_entry(t, broker_id, version))
                 .collect();
             return out;
         }
@@ -108,10 +138,10 @@ pub(crate) async fn handle(ctx: &Ctx, req: MetadataRequest) -> MetadataResponse 
             None => topics.by_id(want.topic_id.as_bytes()).cloned(),
         };
         let entry = match (found, by_name) {
-            (Some(meta), _) => topic_entry(&meta, broker_id),
+            (Some(meta), _) => topic_entry(&meta, broker_id, version),
             (None, Some(name)) if auto_create && !name.starts_with("__") => {
                 match auto_create_and_get(ctx, name.clone()).await {
-                    Ok(meta) => topic_entry(&meta, broker_id),
+                    Ok(meta) => topic_entry(&meta, broker_id, version),
                     Err(e) => topic_error(Some(&name), &e),
                 }
             }
@@ -132,4 +162,32 @@ async fn auto_create_and_get(ctx: &Ctx, name: String) -> Result<Arc<TopicMeta>, 
         .get(&name)
         .cloned()
         .ok_or_else(|| crate::broker::unknown_topic(&name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka::codec::assert_encodes;
+    use crate::topic_config::TopicConfig;
+
+    #[test]
+    fn responses_encode_at_every_served_version() {
+        let config = TopicConfig::resolve(&Default::default(), &Default::default()).unwrap();
+        let internal = TopicMeta::new(
+            "__consumer_offsets".into(),
+            2,
+            Default::default(),
+            config.clone(),
+        );
+        let plain = TopicMeta::new("t".into(), 3, Default::default(), config);
+        for version in APIS[0].min_version..=APIS[0].max_version {
+            let mut out = response(version, 0, ("localhost".into(), 9092), Some("id".into()));
+            out.topics = vec![
+                topic_entry(&internal, 0, version),
+                topic_entry(&plain, 0, version),
+                topic_error(Some("x"), &crate::broker::unknown_topic("x")),
+            ];
+            assert_encodes(&out, version);
+        }
+    }
 }

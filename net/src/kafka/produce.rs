@@ -180,23 +180,57 @@ pub(crate) async fn handle(ctx: &Ctx, req: ProduceRequest) -> ProduceResponse {
     }
     for (slot, result) in slots.into_iter().zip(results) {
         let result = result.expect("every partition has a result");
-        let mut p = PartitionProduceResponse::default().with_index(slot.partition);
-        match result {
-            Ok((base_offset, log_append_time_ms, log_start_offset)) => {
-                p.base_offset = base_offset;
-                p.log_append_time_ms = log_append_time_ms;
-                p.log_start_offset = log_start_offset;
-            }
-            Err(e) => {
-                let (code, message) = kafka_error(&e);
-                p.error_code = code;
-                p.error_message = message.map(StrBytes::from_string);
-                p.base_offset = -1;
-                p.log_append_time_ms = -1;
-                p.log_start_offset = -1;
-            }
-        }
-        out.responses[slot.topic].partition_responses.push(p);
+        out.responses[slot.topic]
+            .partition_responses
+            .push(partition_response(ctx.version, slot.partition, result));
     }
     out
+}
+
+/// One partition's answer; fields the response `version` lacks stay at their
+/// defaults (the codec refuses to encode them otherwise).
+fn partition_response(version: i16, index: i32, result: Appended) -> PartitionProduceResponse {
+    let mut p = PartitionProduceResponse::default().with_index(index);
+    match result {
+        Ok((base_offset, log_append_time_ms, log_start_offset)) => {
+            p.base_offset = base_offset;
+            p.log_append_time_ms = log_append_time_ms;
+            if version >= 5 {
+                p.log_start_offset = log_start_offset;
+            }
+        }
+        Err(e) => {
+            let (code, message) = kafka_error(&e);
+            p.error_code = code;
+            if version >= 8 {
+                p.error_message = message.map(StrBytes::from_string);
+            }
+            p.base_offset = -1;
+            p.log_append_time_ms = -1;
+        }
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka::codec::assert_encodes;
+
+    #[test]
+    fn responses_encode_at_every_served_version() {
+        for version in APIS[0].min_version..=APIS[0].max_version {
+            let mut topic = TopicProduceResponse::default();
+            topic.partition_responses = vec![
+                partition_response(version, 0, Ok((10, 1_700_000_000_000, 3))),
+                partition_response(
+                    version,
+                    1,
+                    Err(WireError::new(ErrorCode::CorruptBatch, "bad crc")),
+                ),
+            ];
+            let out = ProduceResponse::default().with_responses(vec![topic]);
+            assert_encodes(&out, version);
+        }
+    }
 }
