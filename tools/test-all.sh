@@ -20,6 +20,11 @@ if ! python3 -c "import kafka, lz4, zstandard, snappy" >/dev/null 2>&1; then
     "kafka-python==3.0.12" "lz4==4.4.5" "zstandard==0.25.0" "python-snappy==0.7.3"
 fi
 
+# kafkajs: a Kafka client written in JavaScript, for tests/tests/kafka_js.rs.
+if [ ! -d tests/js/node_modules/kafkajs ]; then
+  npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
+fi
+
 if ! command -v cargo-nextest >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
