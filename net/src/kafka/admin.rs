@@ -219,14 +219,14 @@ fn creation_plan(t: &CreatableTopic) -> Result<(u32, BTreeMap<String, String>), 
 /// The v5+ description of a topic just created (or that would be): partitions,
 /// replication factor, every config with its source.
 fn created_result(
-    broker: &Broker,
+    defaults: &BTreeMap<String, String>,
     result: &mut CreatableTopicResult,
     partitions: u32,
     overrides: &BTreeMap<String, String>,
 ) {
     result.num_partitions = partitions as i32;
     result.replication_factor = REPLICATION_FACTOR;
-    let Ok(views) = configs::resolved_views(&broker.config.topic_defaults, overrides) else {
+    let Ok(views) = configs::resolved_views(defaults, overrides) else {
         result.configs = None;
         return;
     };
@@ -245,6 +245,39 @@ fn created_result(
     );
 }
 
+/// A topic CreateTopics created (or validated): its partitions, overrides and id.
+struct Created<'a> {
+    partitions: u32,
+    overrides: &'a BTreeMap<String, String>,
+    id: Option<[u8; 16]>,
+}
+
+/// One CreateTopics answer at `version`: the description of a created topic only
+/// from v5 and its id only from v7, the versions that have them.
+fn creatable_topic_result(
+    version: i16,
+    name: TopicName,
+    defaults: &BTreeMap<String, String>,
+    created: Option<Created<'_>>,
+    (code, message): Outcome,
+) -> CreatableTopicResult {
+    let mut result = CreatableTopicResult::default().with_name(name);
+    result.configs = None;
+    if let Some(c) = created {
+        if version >= 5 {
+            created_result(defaults, &mut result, c.partitions, c.overrides);
+        }
+        if version >= 7 {
+            if let Some(id) = c.id {
+                result.topic_id = uuid(&id);
+            }
+        }
+    }
+    result.error_code = code;
+    result.error_message = message.map(str_bytes);
+    result
+}
+
 pub(crate) async fn create_topics(ctx: &Ctx, req: CreateTopicsRequest) -> CreateTopicsResponse {
     let broker = &ctx.broker;
     let dup = duplicates(req.topics.iter().map(|t| t.name.0.as_str()));
@@ -255,16 +288,16 @@ pub(crate) async fn create_topics(ctx: &Ctx, req: CreateTopicsRequest) -> Create
         if !answered.insert(name.clone()) {
             continue;
         }
-        let mut result = CreatableTopicResult::default().with_name(t.name.clone());
-        result.configs = None;
-        let (code, message) = if dup.contains(&name) {
-            refuse(
+        let defaults = &broker.config.topic_defaults;
+        let result = if dup.contains(&name) {
+            let refused = refuse(
                 KafkaCode::InvalidRequest,
                 format!("topic {name} is given more than once in one CreateTopics request"),
-            )
+            );
+            creatable_topic_result(ctx.version, t.name.clone(), defaults, None, refused)
         } else {
             match creation_plan(t) {
-                Err(o) => o,
+                Err(o) => creatable_topic_result(ctx.version, t.name.clone(), defaults, None, o),
                 Ok((partitions, overrides)) => {
                     let validate_only = req.validate_only;
                     let (n, o) = (name.clone(), overrides.clone());
@@ -273,18 +306,21 @@ pub(crate) async fn create_topics(ctx: &Ctx, req: CreateTopicsRequest) -> Create
                             b.create_topic(n, partitions, o, validate_only).await
                         })
                         .await;
-                    if created.is_ok() {
-                        created_result(broker, &mut result, partitions, &overrides);
-                        if let Some(meta) = broker.topics().get(&name) {
-                            result.topic_id = uuid(&meta.id);
-                        }
-                    }
-                    outcome(created)
+                    let described = created.is_ok().then(|| Created {
+                        partitions,
+                        overrides: &overrides,
+                        id: broker.topics().get(&name).map(|meta| meta.id),
+                    });
+                    creatable_topic_result(
+                        ctx.version,
+                        t.name.clone(),
+                        defaults,
+                        described,
+                        outcome(created),
+                    )
                 }
             }
         };
-        result.error_code = code;
-        result.error_message = message.map(str_bytes);
         out.topics.push(result);
     }
     out
@@ -387,15 +423,31 @@ pub(crate) async fn delete_topics(ctx: &Ctx, req: DeleteTopicsRequest) -> Delete
     };
     let mut out = DeleteTopicsResponse::default();
     for (name, id) in wanted {
-        let (name, (code, message)) = delete_one(&ctx.broker, name, id).await;
-        let mut r = DeletableTopicResult::default();
-        r.name = name.map(topic_name);
-        r.topic_id = id.map(|id| uuid(&id)).unwrap_or_default();
-        r.error_code = code;
-        r.error_message = message.map(str_bytes);
-        out.responses.push(r);
+        let (name, outcome) = delete_one(&ctx.broker, name, id).await;
+        out.responses
+            .push(deletable_topic_result(ctx.version, name, id, outcome));
     }
     out
+}
+
+/// One DeleteTopics answer at `version`: the topic id only from v6 and the message
+/// only from v5, the versions that have them.
+fn deletable_topic_result(
+    version: i16,
+    name: Option<String>,
+    id: Option<[u8; 16]>,
+    (code, message): Outcome,
+) -> DeletableTopicResult {
+    let mut r = DeletableTopicResult::default();
+    r.name = name.map(topic_name);
+    if version >= 6 {
+        r.topic_id = id.map(|id| uuid(&id)).unwrap_or_default();
+    }
+    r.error_code = code;
+    if version >= 5 {
+        r.error_message = message.map(str_bytes);
+    }
+    r
 }
 
 // ---- CreatePartitions ---------------------------------------------------------
@@ -469,17 +521,34 @@ pub(crate) async fn create_partitions(
                 }
             }
         };
-        let mut r = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-        r.error_code = code;
-        r.error_message = message.map(str_bytes);
-        out.results.push(r);
+        out.results
+            .push(partitions_result(t.name.clone(), (code, message)));
     }
     out
+}
+
+/// One CreatePartitions answer (every field is in every version).
+fn partitions_result(name: TopicName, (code, message): Outcome) -> CreatePartitionsTopicResult {
+    let mut r = CreatePartitionsTopicResult::default().with_name(name);
+    r.error_code = code;
+    r.error_message = message.map(str_bytes);
+    r
+}
+
+/// The versions of `key` served by [`APIS`].
+#[cfg(test)]
+pub(crate) fn versions(key: ApiKey) -> std::ops::RangeInclusive<i16> {
+    let api = APIS
+        .iter()
+        .find(|a| a.key == key)
+        .expect("an api of this file");
+    api.min_version..=api.max_version
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kafka::codec::assert_encodes;
     use kafka_protocol::messages::create_topics_request::{
         CreatableReplicaAssignment, CreatableTopicConfig,
     };
@@ -545,6 +614,50 @@ mod tests {
     fn topic_ids_print_as_uuids() {
         let id: [u8; 16] = std::array::from_fn(|i| i as u8);
         assert_eq!(hex_id(&id), "00010203-0405-0607-0809-0a0b0c0d0e0f");
+    }
+
+    #[test]
+    fn responses_encode_at_every_served_version() {
+        let defaults: BTreeMap<String, String> = [("retention.ms".to_owned(), "1000".to_owned())]
+            .into_iter()
+            .collect();
+        let overrides: BTreeMap<String, String> =
+            [("cleanup.policy".to_owned(), "compact".to_owned())]
+                .into_iter()
+                .collect();
+        let id: [u8; 16] = std::array::from_fn(|i| i as u8 + 1);
+        let refused = || refuse(KafkaCode::InvalidPartitions, "no");
+        for version in versions(ApiKey::CreateTopics) {
+            let created = Created {
+                partitions: 3,
+                overrides: &overrides,
+                id: Some(id),
+            };
+            let out = CreateTopicsResponse::default().with_topics(vec![
+                creatable_topic_result(version, topic_name("a"), &defaults, Some(created), OK),
+                creatable_topic_result(version, topic_name("b"), &defaults, None, refused()),
+            ]);
+            assert_encodes(&out, version);
+        }
+        for version in versions(ApiKey::DeleteTopics) {
+            let mut results = vec![
+                deletable_topic_result(version, Some("a".into()), Some(id), OK),
+                deletable_topic_result(version, Some("b".into()), None, refused()),
+            ];
+            if version >= 6 {
+                // By id, for an id no topic has: no name.
+                results.push(deletable_topic_result(version, None, Some(id), refused()));
+            }
+            let out = DeleteTopicsResponse::default().with_responses(results);
+            assert_encodes(&out, version);
+        }
+        for version in versions(ApiKey::CreatePartitions) {
+            let out = CreatePartitionsResponse::default().with_results(vec![
+                partitions_result(topic_name("a"), OK),
+                partitions_result(topic_name("b"), refused()),
+            ]);
+            assert_encodes(&out, version);
+        }
     }
 
     #[test]

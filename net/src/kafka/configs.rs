@@ -218,7 +218,10 @@ fn unsupported_resource(resource_type: i8) -> Outcome {
 
 // ---- DescribeConfigs ----------------------------------------------------------
 
+/// The configs of one resource at `version`: the type and documentation only from
+/// v3, the versions that have them.
 fn describe_result(
+    version: i16,
     views: Vec<ConfigView>,
     keys: Option<&[StrBytes]>,
     synonyms: bool,
@@ -233,9 +236,11 @@ fn describe_result(
                 .with_value(Some(str_bytes(v.value)))
                 .with_read_only(v.read_only)
                 .with_config_source(v.source as i8)
-                .with_is_sensitive(false)
-                .with_config_type(kafka_type(v.value_type));
-            r.documentation = documentation.then(|| StrBytes::from_static_str(v.doc));
+                .with_is_sensitive(false);
+            if version >= 3 {
+                r.config_type = kafka_type(v.value_type);
+                r.documentation = documentation.then(|| StrBytes::from_static_str(v.doc));
+            }
             if synonyms {
                 r.synonyms = v
                     .synonyms
@@ -275,27 +280,43 @@ pub(crate) async fn describe_configs(
                 .map(|()| broker_views(broker.config.broker_id, defaults)),
             t => Err(unsupported_resource(t)),
         };
-        let mut r = DescribeConfigsResult::default()
-            .with_resource_type(res.resource_type)
-            .with_resource_name(res.resource_name.clone());
-        match views {
-            Ok(views) => {
-                r.error_message = None;
-                r.configs = describe_result(
-                    views,
-                    res.configuration_keys.as_deref(),
-                    req.include_synonyms,
-                    req.include_documentation,
-                );
-            }
-            Err((code, message)) => {
-                r.error_code = code;
-                r.error_message = message.map(str_bytes);
-            }
-        }
-        out.results.push(r);
+        out.results.push(describe_configs_result(
+            ctx.version,
+            res.resource_type,
+            res.resource_name.clone(),
+            views,
+            res.configuration_keys.as_deref(),
+            req.include_synonyms,
+            req.include_documentation,
+        ));
     }
     out
+}
+
+/// One resource's DescribeConfigs answer at `version`: its configs, or why not.
+fn describe_configs_result(
+    version: i16,
+    resource_type: i8,
+    resource_name: StrBytes,
+    views: Result<Vec<ConfigView>, Outcome>,
+    keys: Option<&[StrBytes]>,
+    synonyms: bool,
+    documentation: bool,
+) -> DescribeConfigsResult {
+    let mut r = DescribeConfigsResult::default()
+        .with_resource_type(resource_type)
+        .with_resource_name(resource_name);
+    match views {
+        Ok(views) => {
+            r.error_message = None;
+            r.configs = describe_result(version, views, keys, synonyms, documentation);
+        }
+        Err((code, message)) => {
+            r.error_code = code;
+            r.error_message = message.map(str_bytes);
+        }
+    }
+    r
 }
 
 // ---- AlterConfigs (legacy: replace every override) ----------------------------
@@ -379,14 +400,27 @@ pub(crate) async fn alter_configs(ctx: &Ctx, req: AlterConfigsRequest) -> AlterC
             RESOURCE_BROKER => broker_read_only(ctx.broker.config.broker_id, &name),
             t => unsupported_resource(t),
         };
-        let mut r = alter_configs_response::AlterConfigsResourceResponse::default()
-            .with_resource_type(res.resource_type)
-            .with_resource_name(res.resource_name.clone())
-            .with_error_code(code);
-        r.error_message = message.map(str_bytes);
-        out.responses.push(r);
+        out.responses.push(alter_result(
+            res.resource_type,
+            res.resource_name.clone(),
+            (code, message),
+        ));
     }
     out
+}
+
+/// One resource's AlterConfigs answer (every field is in every version).
+fn alter_result(
+    resource_type: i8,
+    resource_name: StrBytes,
+    (code, message): Outcome,
+) -> alter_configs_response::AlterConfigsResourceResponse {
+    let mut r = alter_configs_response::AlterConfigsResourceResponse::default()
+        .with_resource_type(resource_type)
+        .with_resource_name(resource_name)
+        .with_error_code(code);
+    r.error_message = message.map(str_bytes);
+    r
 }
 
 // ---- IncrementalAlterConfigs --------------------------------------------------
@@ -512,19 +546,35 @@ pub(crate) async fn incremental_alter_configs(
             RESOURCE_BROKER => broker_read_only(ctx.broker.config.broker_id, &name),
             t => unsupported_resource(t),
         };
-        let mut r = incremental_alter_configs_response::AlterConfigsResourceResponse::default()
-            .with_resource_type(res.resource_type)
-            .with_resource_name(res.resource_name.clone())
-            .with_error_code(code);
-        r.error_message = message.map(str_bytes);
-        out.responses.push(r);
+        out.responses.push(incremental_alter_result(
+            res.resource_type,
+            res.resource_name.clone(),
+            (code, message),
+        ));
     }
     out
+}
+
+/// One resource's IncrementalAlterConfigs answer (every field is in every version).
+fn incremental_alter_result(
+    resource_type: i8,
+    resource_name: StrBytes,
+    (code, message): Outcome,
+) -> incremental_alter_configs_response::AlterConfigsResourceResponse {
+    let mut r = incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+        .with_resource_type(resource_type)
+        .with_resource_name(resource_name)
+        .with_error_code(code);
+    r.error_message = message.map(str_bytes);
+    r
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kafka::admin::{versions, OK};
+    use crate::kafka::codec::assert_encodes;
+    use kafka_protocol::messages::ApiKey;
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
@@ -600,12 +650,12 @@ mod tests {
             StrBytes::from_static_str("retention.ms"),
             StrBytes::from_static_str("nope"),
         ];
-        let out = describe_result(views.clone(), Some(&keys), false, false);
+        let out = describe_result(4, views.clone(), Some(&keys), false, false);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].name.as_str(), "retention.ms");
         assert!(out[0].synonyms.is_empty() && out[0].documentation.is_none());
         assert_eq!(out[0].config_type, 5);
-        let out = describe_result(views, None, true, true);
+        let out = describe_result(4, views, None, true, true);
         assert_eq!(out.len(), TOPIC_CONFIG_KEYS.len());
         assert_eq!(out[0].synonyms.len(), 1);
         assert!(out[0].documentation.is_some());
@@ -626,6 +676,74 @@ mod tests {
             replace_all(&twice).unwrap_err().code,
             ErrorCode::InvalidRequest
         );
+    }
+
+    #[test]
+    fn responses_encode_at_every_served_version() {
+        let defaults = map(&[("retention.ms", "1000")]);
+        let overrides = map(&[("cleanup.policy", "compact"), ("segment.ms", "60000")]);
+        let name = |n: &'static str| StrBytes::from_static_str(n);
+        let refused = || refuse(KafkaCode::UnknownTopicOrPartition, "no such topic");
+        for version in versions(ApiKey::DescribeConfigs) {
+            for (synonyms, documentation) in [(false, false), (true, true)] {
+                let keys = [name("retention.ms"), name("cleanup.policy")];
+                let out = DescribeConfigsResponse::default().with_results(vec![
+                    describe_configs_result(
+                        version,
+                        RESOURCE_TOPIC,
+                        name("t"),
+                        resolved_views(&defaults, &overrides).map_err(|_| refused()),
+                        None,
+                        synonyms,
+                        documentation,
+                    ),
+                    describe_configs_result(
+                        version,
+                        RESOURCE_TOPIC,
+                        name("t"),
+                        resolved_views(&defaults, &overrides).map_err(|_| refused()),
+                        Some(&keys),
+                        synonyms,
+                        documentation,
+                    ),
+                    describe_configs_result(
+                        version,
+                        RESOURCE_BROKER,
+                        name("7"),
+                        Ok(broker_views(7, &defaults)),
+                        None,
+                        synonyms,
+                        documentation,
+                    ),
+                    describe_configs_result(
+                        version,
+                        RESOURCE_TOPIC,
+                        name("gone"),
+                        Err(refused()),
+                        None,
+                        synonyms,
+                        documentation,
+                    ),
+                ]);
+                assert_encodes(&out, version);
+            }
+        }
+        for version in versions(ApiKey::AlterConfigs) {
+            let out = AlterConfigsResponse::default().with_responses(vec![
+                alter_result(RESOURCE_TOPIC, name("t"), OK),
+                alter_result(RESOURCE_BROKER, name("7"), broker_read_only(7, "7")),
+                alter_result(9, name("x"), unsupported_resource(9)),
+            ]);
+            assert_encodes(&out, version);
+        }
+        for version in versions(ApiKey::IncrementalAlterConfigs) {
+            let out = IncrementalAlterConfigsResponse::default().with_responses(vec![
+                incremental_alter_result(RESOURCE_TOPIC, name("t"), OK),
+                incremental_alter_result(RESOURCE_BROKER, name("7"), broker_read_only(7, "7")),
+                incremental_alter_result(9, name("x"), unsupported_resource(9)),
+            ]);
+            assert_encodes(&out, version);
+        }
     }
 
     fn op(k: &str, code: i8, v: Option<&str>) -> (String, i8, Option<String>) {

@@ -71,20 +71,55 @@ pub(crate) async fn delete_records(ctx: &Ctx, req: DeleteRecordsRequest) -> Dele
     for t in &req.topics {
         let mut result = DeleteRecordsTopicResult::default().with_name(t.name.clone());
         for p in &t.partitions {
-            let mut r = DeleteRecordsPartitionResult::default()
-                .with_partition_index(p.partition_index)
-                .with_low_watermark(-1);
-            match done.next() {
-                Some(Ok(low_watermark)) => r.low_watermark = low_watermark,
-                Some(Err((code, message))) => {
-                    tracing::debug!(topic = %t.name.0, partition = p.partition_index, code, ?message, "delete records refused");
-                    r.error_code = code;
-                }
-                None => r.error_code = KafkaCode::UnknownServerError.code(),
-            }
+            let r = partition_result(t.name.0.as_str(), p.partition_index, done.next());
             result.partitions.push(r);
         }
         out.topics.push(result);
     }
     out
+}
+
+/// One partition's answer (every field is in every version); `None`: the deletion
+/// gave no answer.
+fn partition_result(
+    topic: &str,
+    partition: i32,
+    done: Option<Done>,
+) -> DeleteRecordsPartitionResult {
+    let mut r = DeleteRecordsPartitionResult::default()
+        .with_partition_index(partition)
+        .with_low_watermark(-1);
+    match done {
+        Some(Ok(low_watermark)) => r.low_watermark = low_watermark,
+        Some(Err((code, message))) => {
+            tracing::debug!(topic, partition, code, ?message, "delete records refused");
+            r.error_code = code;
+        }
+        None => r.error_code = KafkaCode::UnknownServerError.code(),
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka::admin::{topic_name, versions};
+    use crate::kafka::codec::assert_encodes;
+    use kafka_protocol::messages::ApiKey;
+
+    #[test]
+    fn responses_encode_at_every_served_version() {
+        for version in versions(ApiKey::DeleteRecords) {
+            let refused = refuse(KafkaCode::OffsetOutOfRange, "-5 is not an offset");
+            let topic = DeleteRecordsTopicResult::default()
+                .with_name(topic_name("t"))
+                .with_partitions(vec![
+                    partition_result("t", 0, Some(Ok(17))),
+                    partition_result("t", 1, Some(Err(refused))),
+                    partition_result("t", 2, None),
+                ]);
+            let out = DeleteRecordsResponse::default().with_topics(vec![topic]);
+            assert_encodes(&out, version);
+        }
+    }
 }

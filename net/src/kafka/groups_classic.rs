@@ -235,9 +235,8 @@ mod tests {
     use strata_schema::ErrorCode;
 
     use super::*;
-    use crate::kafka::codec::assert_encodes as encodes;
     use crate::groups::ClassicJoinedMember;
-
+    use crate::kafka::codec::assert_encodes as encodes;
 
     #[test]
     fn join_answers_encode_at_every_version() {

@@ -214,11 +214,10 @@ mod tests {
     use strata_schema::ErrorCode;
 
     use super::*;
-    use crate::kafka::codec::assert_encodes as encodes;
     use crate::groups::{ConsumerMemberDescription, GroupState};
+    use crate::kafka::codec::assert_encodes as encodes;
     use crate::metadata::TopicMeta;
     use crate::topic_config::TopicConfig;
-
 
     fn topics() -> Topics {
         let config = TopicConfig::resolve(&BTreeMap::new(), &BTreeMap::new()).unwrap();

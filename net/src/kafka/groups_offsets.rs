@@ -270,7 +270,6 @@ mod tests {
     use super::*;
     use crate::kafka::codec::assert_encodes as encodes;
 
-
     fn found() -> Vec<(TopicPartition, Option<OffsetValue>)> {
         vec![
             (

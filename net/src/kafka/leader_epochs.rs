@@ -112,25 +112,53 @@ pub(crate) async fn offset_for_leader_epoch(
     for t in &req.topics {
         let mut result = OffsetForLeaderTopicResult::default().with_topic(t.topic.clone());
         for p in &t.partitions {
-            let mut e = EpochEndOffset::default().with_partition(p.partition);
-            match found.next() {
-                Some(Ok((epoch, end))) => {
-                    e.leader_epoch = epoch;
-                    e.end_offset = end;
-                }
-                Some(Err((code, _))) => e.error_code = code,
-                None => e.error_code = KafkaCode::UnknownServerError.code(),
-            }
-            result.partitions.push(e);
+            result
+                .partitions
+                .push(epoch_end_offset(p.partition, found.next()));
         }
         out.topics.push(result);
     }
     out
 }
 
+/// One partition's answer (every field is in every served version); `None`: the
+/// lookup gave no answer.
+fn epoch_end_offset(partition: i32, found: Option<Found>) -> EpochEndOffset {
+    let mut e = EpochEndOffset::default().with_partition(partition);
+    match found {
+        Some(Ok((epoch, end))) => {
+            e.leader_epoch = epoch;
+            e.end_offset = end;
+        }
+        Some(Err((code, _))) => e.error_code = code,
+        None => e.error_code = KafkaCode::UnknownServerError.code(),
+    }
+    e
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kafka::admin::{topic_name, versions};
+    use crate::kafka::codec::assert_encodes;
+    use kafka_protocol::messages::ApiKey;
+
+    #[test]
+    fn responses_encode_at_every_served_version() {
+        for version in versions(ApiKey::OffsetForLeaderEpoch) {
+            let fenced = check_current(2, 3).unwrap_err();
+            let topic = OffsetForLeaderTopicResult::default()
+                .with_topic(topic_name("t"))
+                .with_partitions(vec![
+                    epoch_end_offset(0, Some(Ok((3, 42)))),
+                    epoch_end_offset(1, Some(Ok((UNDEFINED_EPOCH, UNDEFINED_OFFSET)))),
+                    epoch_end_offset(2, Some(Err(fenced))),
+                    epoch_end_offset(3, None),
+                ]);
+            let out = OffsetForLeaderEpochResponse::default().with_topics(vec![topic]);
+            assert_encodes(&out, version);
+        }
+    }
 
     #[test]
     fn epoch_answers_follow_kafka() {

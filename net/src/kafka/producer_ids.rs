@@ -62,26 +62,34 @@ pub(crate) async fn init_producer_id(
     ctx: &Ctx,
     req: InitProducerIdRequest,
 ) -> InitProducerIdResponse {
-    let mut out = InitProducerIdResponse::default()
-        .with_producer_id(ProducerId(-1))
-        .with_producer_epoch(-1);
     let existing = match plan(&req) {
         Ok(existing) => existing,
         Err((code, why)) => {
             tracing::info!(client = %ctx.client_id, peer = %ctx.peer, error = ?code, "InitProducerId refused: {why}");
-            out.error_code = code.code();
-            return out;
+            return response(Err(code.code()));
         }
     };
     match crate::producer_id_blocks::init_producer(&ctx.broker, existing).await {
+        Ok(id_and_epoch) => response(Ok(id_and_epoch)),
+        Err(e) => {
+            tracing::warn!(error = %e.message, "cannot hand out a producer id");
+            response(Err(kafka_error(&e).0))
+        }
+    }
+}
+
+/// The answer: a producer id and epoch, or an error code. The v6+ ongoing
+/// transaction fields keep their defaults (-1), which every version allows.
+fn response(answer: Result<(i64, i16), i16>) -> InitProducerIdResponse {
+    let mut out = InitProducerIdResponse::default()
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    match answer {
         Ok((id, epoch)) => {
             out.producer_id = ProducerId(id);
             out.producer_epoch = epoch;
         }
-        Err(e) => {
-            tracing::warn!(error = %e.message, "cannot hand out a producer id");
-            out.error_code = kafka_error(&e).0;
-        }
+        Err(code) => out.error_code = code,
     }
     out
 }
@@ -89,6 +97,7 @@ pub(crate) async fn init_producer_id(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kafka::codec::assert_encodes;
     use kafka_protocol::messages::TransactionalId;
     use kafka_protocol::protocol::StrBytes;
 
@@ -97,6 +106,15 @@ mod tests {
             .with_transactional_id(tid.map(|t| TransactionalId(StrBytes::from_static_str(t))))
             .with_producer_id(ProducerId(id))
             .with_producer_epoch(epoch)
+    }
+
+    #[test]
+    fn responses_encode_at_every_served_version() {
+        for version in APIS[0].min_version..=APIS[0].max_version {
+            assert_encodes(&response(Ok((4_000, 3))), version);
+            let refused = KafkaCode::TransactionalIdAuthorizationFailed.code();
+            assert_encodes(&response(Err(refused)), version);
+        }
     }
 
     #[test]
