@@ -722,6 +722,14 @@ fn cli_errors_name_the_problem_and_exit_non_zero() {
         );
     }
 
+    // The broker's internal topic is not for clients to write.
+    let out = broker.cli(&["produce", "__consumer_offsets"], Some(b"x\n"));
+    out.assert_user_error();
+    assert!(
+        out.stderr.contains("internal"),
+        "the error says the topic is internal: {out}"
+    );
+
     // Unknown topic.
     for (args, stdin) in [
         (vec!["topic", "describe", "nope"], None),

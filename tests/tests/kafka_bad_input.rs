@@ -20,6 +20,7 @@ const UNSUPPORTED_VERSION: i16 = 35;
 const INVALID_REQUEST: i16 = 42;
 const CORRUPT_MESSAGE: i16 = 2;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const INVALID_TOPIC_EXCEPTION: i16 = 17;
 
 /// The correlation id and error code of an ApiVersions-shaped reply.
 fn error_reply(raw: &[u8]) -> (i32, i16) {
@@ -141,6 +142,12 @@ fn corrupt_batches_and_unknown_topics_append_nothing() {
     assert_eq!(
         resp.responses[0].partition_responses[0].error_code,
         UNKNOWN_TOPIC_OR_PARTITION
+    );
+    // The broker's internal topic is not for clients (Kafka's INVALID_TOPIC_EXCEPTION).
+    let resp = produce_raw(&mut wire, "__consumer_offsets", Bytes::from(good.clone()));
+    assert_eq!(
+        resp.responses[0].partition_responses[0].error_code,
+        INVALID_TOPIC_EXCEPTION
     );
     // Nothing was appended; the good batch then lands at offset 0.
     let resp = produce_raw(&mut wire, "bad", Bytes::from(good));

@@ -202,6 +202,14 @@ pub async fn handle(broker: &Broker, req: &Request<'_>, tail: Tail) -> Result<Re
                 )
             })?;
             let m = meta.as_ref().map_err(Clone::clone)?;
+            if m.internal() {
+                return Err(WireError::new(
+                    ErrorCode::InvalidTopicName,
+                    format!(
+                        "topic {topic} is internal to the broker; clients cannot produce to it"
+                    ),
+                ));
+            }
             if partition >= m.partitions {
                 return Err(WireError::new(
                     ErrorCode::UnknownPartition,

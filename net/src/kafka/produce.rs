@@ -131,7 +131,7 @@ pub(crate) async fn handle(ctx: &Ctx, req: ProduceRequest) -> ProduceResponse {
                     })?;
                 if m.internal() {
                     return Err(WireError::new(
-                        ErrorCode::InvalidRequest,
+                        ErrorCode::InvalidTopicName,
                         format!(
                             "topic {name} is internal to the broker; clients cannot produce to it"
                         ),
