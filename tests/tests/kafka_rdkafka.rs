@@ -426,6 +426,26 @@ fn records_cross_between_kafka_and_native_protocols() {
         );
         assert_eq!(g.record.timestamp_ms, Some(base_ms() + 5_000 + i as i64));
     }
+    // Offsets committed through the native protocol start a Kafka group's consumer.
+    broker
+        .cli(
+            &[
+                "group",
+                "reset-offsets",
+                "xg",
+                "--topic",
+                "cross",
+                "--to",
+                "70",
+            ],
+            None,
+        )
+        .assert_success();
+    let c = consumer(&addr, Some("xg"), &[]);
+    c.subscribe(&["cross"]).unwrap();
+    let got = poll_records(&c, 10);
+    let offsets: Vec<i64> = got.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, (70..80).collect::<Vec<_>>());
 }
 
 #[test]
