@@ -4,12 +4,15 @@
 //! protocol handlers, and the broker-to-broker replication transport. It reaches
 //! storage only through `strata-engine`'s API and never looks at segment files.
 //!
-//! Today it serves the native protocol of one broker: [`run_broker`] starts one shard
-//! per core; every shard accepts connections on the same port (SO_REUSEPORT) and
-//! answers requests, sending the parts that touch partitions of other shards to their
-//! owners. Topic metadata lives on shard 0 and reaches the others as snapshots.
-//! Consumer groups are coordinated by the owners of `__consumer_offsets`
-//! partitions: the logic is in [`groups`] (no I/O), its hosting in `group_host`.
+//! Today it serves one broker over two protocols: [`run_broker`] starts one shard per
+//! core; every shard accepts connections on the native port and on the Kafka port
+//! (SO_REUSEPORT) and answers requests, sending the parts that touch partitions of
+//! other shards to their owners. The Kafka protocol (`kafka`, codecs from the
+//! patched `kafka-protocol` crate in `net/kafka-protocol`) reuses the native
+//! handlers' produce, fetch and list-offsets paths. Topic metadata lives on shard 0
+//! and reaches the others as snapshots. Consumer groups of both protocols are
+//! coordinated by the owners of `__consumer_offsets` partitions: the logic is in
+//! [`groups`] (no I/O), its hosting in `group_host`.
 
 mod broker;
 mod cluster_id;
