@@ -120,7 +120,7 @@ fn retried_batches_are_written_once_and_gaps_and_stale_epochs_are_refused() {
     assert_eq!(high, 17);
 }
 
-/// librdkafka's idempotent producer through a proxy that drops every 30th response
+/// librdkafka's idempotent producer through a proxy that drops every 7th response
 /// from the broker: the client times out and retries batches the broker already
 /// wrote, and each record is still stored exactly once, in order.
 #[test]
@@ -129,7 +129,7 @@ fn an_idempotent_producer_retrying_through_dropped_responses_writes_no_duplicate
     use strata_tests::kafka::{produce, producer, TestRecord};
 
     const RECORDS: usize = 2_000;
-    let proxy = FlakyProxy::start(30);
+    let proxy = FlakyProxy::start(7);
     let advertised = proxy.addr();
     let broker = TestBroker::start_with_args(2, &["--kafka-advertised", &advertised]);
     proxy.set_upstream(&broker.kafka_addr());
@@ -140,7 +140,8 @@ fn an_idempotent_producer_retrying_through_dropped_responses_writes_no_duplicate
             ("enable.idempotence", "true"),
             ("linger.ms", "1"),
             ("batch.num.messages", "20"),
-            ("message.timeout.ms", "60000"),
+            ("message.timeout.ms", "120000"),
+            ("reconnect.backoff.max.ms", "200"),
             ("retry.backoff.ms", "20"),
         ],
     );
