@@ -31,6 +31,8 @@ const HTTP_READ_TIMEOUT_MS: u64 = 5_000;
 pub struct PartitionCounters {
     pub bytes_in: u64,
     pub records_in: u64,
+    /// Idempotent producers' retried batches answered with their first offsets.
+    pub duplicate_batches: u64,
     pub bytes_out: u64,
     pub records_out: u64,
 }
@@ -178,7 +180,7 @@ pub fn render(shards: &[ShardMetrics]) -> String {
             );
         }
     }
-    let partition_series: [Series<PartitionCounters, u64>; 4] = [
+    let partition_series: [Series<PartitionCounters, u64>; 5] = [
         (
             "strata_partition_bytes_in_total",
             "Batch bytes appended.",
@@ -188,6 +190,11 @@ pub fn render(shards: &[ShardMetrics]) -> String {
             "strata_partition_records_in_total",
             "Records appended.",
             |c| c.records_in,
+        ),
+        (
+            "strata_partition_duplicate_batches_total",
+            "Retried batches of idempotent producers answered without appending.",
+            |c| c.duplicate_batches,
         ),
         (
             "strata_partition_bytes_out_total",

@@ -55,6 +55,12 @@ pub fn strata_bin() -> PathBuf {
     bin
 }
 
+/// A free 127.0.0.1 port for a test's own use (a metrics listener, say), and the
+/// lock that keeps other test brokers off it while the test holds it.
+pub fn claim_port() -> (u16, File) {
+    claim_free_port(&std::env::temp_dir().join("strata-test-ports"))
+}
+
 /// A free 127.0.0.1 port, and the lock file that claims it for this process.
 fn claim_free_port(lock_dir: &Path) -> (u16, File) {
     std::fs::create_dir_all(lock_dir).expect("create port lock dir");
@@ -203,8 +209,12 @@ impl TestBroker {
             .arg(self.addr.to_string())
             .arg("--kafka-listen")
             .arg(self.kafka_addr.to_string())
-            .arg("--metrics-addr")
-            .arg("off")
+            .args(
+                (!self.extra_args.iter().any(|a| a == "--metrics-addr"))
+                    .then_some(["--metrics-addr", "off"])
+                    .into_iter()
+                    .flatten(),
+            )
             .arg("--cores")
             .arg(self.cores.to_string())
             .args(&self.extra_args)

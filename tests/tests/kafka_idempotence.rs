@@ -131,7 +131,17 @@ fn an_idempotent_producer_retrying_through_dropped_responses_writes_no_duplicate
     const RECORDS: usize = 2_000;
     let proxy = FlakyProxy::start(7);
     let advertised = proxy.addr();
-    let broker = TestBroker::start_with_args(2, &["--kafka-advertised", &advertised]);
+    let (metrics_port, _metrics_lock) = strata_tests::broker::claim_port();
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    let broker = TestBroker::start_with_args(
+        2,
+        &[
+            "--kafka-advertised",
+            &advertised,
+            "--metrics-addr",
+            &metrics_addr,
+        ],
+    );
     proxy.set_upstream(&broker.kafka_addr());
     create_topic(&broker.kafka_addr(), "retried", 1);
     let p = producer(
@@ -176,4 +186,30 @@ fn an_idempotent_producer_retrying_through_dropped_responses_writes_no_duplicate
     let (_, high) =
         rdkafka::consumer::Consumer::fetch_watermarks(&c, "retried", 0, KAFKA_TIMEOUT).unwrap();
     assert_eq!(high, RECORDS as i64, "{} cuts", proxy.cuts());
+    // And the broker did see retries of batches it had already written.
+    let duplicates = partition_metric(
+        &metrics_addr,
+        "strata_partition_duplicate_batches_total",
+        "retried",
+    );
+    assert!(
+        duplicates > 0,
+        "no retried batch reached the broker ({} cuts)",
+        proxy.cuts()
+    );
+}
+
+/// The sum of a partition metric over `topic`'s partitions, from the broker's
+/// Prometheus listener.
+fn partition_metric(addr: &str, name: &str, topic: &str) -> u64 {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(addr).expect("connect to metrics");
+    conn.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut text = String::new();
+    conn.read_to_string(&mut text).unwrap();
+    let label = format!("topic=\"{topic}\"");
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(&label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
 }

@@ -132,8 +132,12 @@ pub(crate) async fn append(broker: Rc<Broker>, p: PartitionAppend) -> Appended {
             }
         };
         crate::metrics::count_partition(&p.topic, p.partition, |c| {
-            c.bytes_in += bytes;
-            c.records_in += records;
+            if info.duplicate {
+                c.duplicate_batches += 1;
+            } else {
+                c.bytes_in += bytes;
+                c.records_in += records;
+            }
         });
         // One node: everything appended is committed.
         log.set_high_watermark(log.high_watermark().max(info.last_offset + 1));
