@@ -8,9 +8,14 @@ export CARGO_TERM_COLOR=never
 # Crash tests kill and restart a writer this many times (the engine issue asks for >= 200).
 export STRATA_CRASH_ITERATIONS="${STRATA_CRASH_ITERATIONS:-200}"
 
-# cmake builds flatc from the `flatc` crate's vendored source (schema staleness test).
-if ! command -v cmake >/dev/null 2>&1; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake
+# cmake and a C++ compiler build flatc from the `flatc` crate's vendored source
+# (schema staleness test); make and the compilers build librdkafka (rdkafka-sys).
+missing=""
+for tool in cmake:cmake g++:g++ make:make; do
+  command -v "${tool%%:*}" >/dev/null 2>&1 || missing="$missing ${tool##*:}"
+done
+if [ -n "$missing" ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing
 fi
 
 # kafka-python and its codecs: a Kafka client from outside Rust for the Kafka-listener

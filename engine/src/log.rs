@@ -697,20 +697,20 @@ impl Log {
 /// The offset and timestamp of the first record at or after `ts` in a batch whose
 /// max timestamp is at or after it.
 fn first_record_at_or_after(bytes: &[u8], header: &BatchHeader, ts: i64) -> (i64, i64) {
-    if let Ok(view) = validate_batch(bytes) {
-        if header.payload_format == PayloadFormat::Kafka {
-            // Records of Kafka batches (compressed or not) carry time deltas from the
-            // batch's first timestamp.
-            if let Ok(decoded) = strata_schema::decode_kafka_records(view.payload()) {
-                let first_ms = decoded.header().base_timestamp_ms;
-                for r in decoded.iter().flatten() {
-                    let at_ms = first_ms + r.timestamp_delta_ms;
-                    if at_ms >= ts {
-                        return (header.base_offset + i64::from(r.offset_delta), at_ms);
-                    }
+    if header.payload_format == PayloadFormat::Kafka {
+        // Records of Kafka batches (compressed or not, decompressed once) carry time
+        // deltas from the batch's first timestamp.
+        if let Ok((_, decoded)) = strata_schema::validate_kafka_batch(bytes) {
+            let first_ms = decoded.header().base_timestamp_ms;
+            for r in decoded.iter().flatten() {
+                let at_ms = first_ms + r.timestamp_delta_ms;
+                if at_ms >= ts {
+                    return (header.base_offset + i64::from(r.offset_delta), at_ms);
                 }
             }
-        } else if let Ok(records) = view.records() {
+        }
+    } else if let Ok(view) = validate_batch(bytes) {
+        if let Ok(records) = view.records() {
             for r in records {
                 if r.timestamp_ms() >= ts {
                     return (r.offset(), r.timestamp_ms());

@@ -374,14 +374,13 @@ impl ProducerStates {
         let expiration_ms = self.limits.expiration_ms;
         if !self.entries.contains_key(&b.producer_id) {
             self.make_room(append_ms);
-            self.entries
-                .insert(b.producer_id, ProducerEntry::new(b.epoch));
         }
         let tick = self.next_tick;
         self.next_tick += 1;
-        let Some(e) = self.entries.get_mut(&b.producer_id) else {
-            return;
-        };
+        let e = self
+            .entries
+            .entry(b.producer_id)
+            .or_insert_with(|| ProducerEntry::new(b.epoch));
         if e.len > 0 {
             self.lru.remove(&e.tick);
         }

@@ -150,7 +150,6 @@ pub async fn cluster_id(broker: &Broker) -> Result<Rc<str>, WireError> {
 
 /// The cluster id if this shard has it already, for callers that cannot wait
 /// (Metadata). Otherwise `None`, and a background task fetches it for next time.
-#[allow(dead_code, reason = "for kafka::cluster_id, which Metadata calls")]
 pub fn cached(broker: &Broker) -> Option<Rc<str>> {
     let cache = shard_local::<ClusterIdCache>(&broker.shard);
     if let Some(id) = cache.get() {

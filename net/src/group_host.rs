@@ -276,7 +276,7 @@ impl Host {
         if !fx.records.is_empty() {
             let host = Rc::clone(self);
             glommio::spawn_local(async move {
-                if let Err(e) = host.persist(fx.records).await {
+                if let Err(e) = host.persist(&fx.records).await {
                     tracing::warn!(partition = host.partition, error = %e.message, "persisting group metadata failed");
                 }
             })
@@ -285,7 +285,7 @@ impl Host {
     }
 
     /// Appends `records` durably, in order.
-    async fn persist(&self, records: Vec<Record>) -> Result<(), WireError> {
+    async fn persist(&self, records: &[Record]) -> Result<(), WireError> {
         let _turn = self
             .persisting
             .acquire_permit(1)
@@ -294,7 +294,7 @@ impl Host {
         let now = now_ms();
         let mut builder = NativeBatchBuilder::new();
         let mut batches = Vec::new();
-        for r in &records {
+        for r in records {
             if !builder.is_empty() && builder.estimated_bytes() >= PERSIST_BATCH_BYTES_MAX {
                 batches.push(std::mem::take(&mut builder));
             }
@@ -434,7 +434,7 @@ async fn persist_offsets(host: &Host, records: Vec<Record>) -> Result<(), WireEr
     if records.is_empty() {
         return Ok(());
     }
-    host.persist(records.clone()).await?;
+    host.persist(&records).await?;
     let now = now_ms();
     let mut c = host.coordinator.borrow_mut();
     for r in &records {
@@ -474,7 +474,7 @@ pub fn describe(host: &Host, group: &str) -> GroupDescription {
 /// DeleteGroup: removed, then its tombstones appended durably.
 pub async fn delete(host: Rc<Host>, group: String) -> Result<(), GroupError> {
     let records = host.coordinator.borrow_mut().delete(&group)?;
-    Ok(host.persist(records).await?)
+    Ok(host.persist(&records).await?)
 }
 
 /// Every group coordinated on this shard.

@@ -7,7 +7,6 @@
 //! functions are blocking and run at startup or on a blocking thread.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -252,36 +251,26 @@ pub fn partition_dir(data_dir: &Path, topic: &str, partition: u32) -> PathBuf {
     data_dir.join(format!("{topic}-{partition}"))
 }
 
-fn topics_path(data_dir: &Path) -> PathBuf {
-    data_dir.join(META_DIR).join(TOPICS_FILE)
-}
-
 /// Reads the topics file (blocking; at startup). No file = no topics.
 pub fn load_topics(data_dir: &Path, defaults: &BTreeMap<String, String>) -> Result<Topics, String> {
-    let path = topics_path(data_dir);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            Topics::from_text(&text, defaults).map_err(|e| format!("{}: {e}", path.display()))
+    let path = || {
+        crate::meta_file::meta_path(data_dir, TOPICS_FILE)
+            .display()
+            .to_string()
+    };
+    match crate::meta_file::read_meta_file(data_dir, TOPICS_FILE) {
+        Ok(Some(text)) => {
+            Topics::from_text(&text, defaults).map_err(|e| format!("{}: {e}", path()))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Topics::default()),
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        Ok(None) => Ok(Topics::default()),
+        Err(e) => Err(format!("cannot read {}: {e}", path())),
     }
 }
 
 /// Writes the topics file atomically and durably (blocking: run it on a blocking
-/// thread): temp file, fsync, rename over the old one, fsync the directory.
+/// thread).
 pub fn store_topics(data_dir: &Path, text: &str) -> std::io::Result<()> {
-    let dir = data_dir.join(META_DIR);
-    std::fs::create_dir_all(&dir)?;
-    let tmp = dir.join(format!("{TOPICS_FILE}.tmp"));
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, topics_path(data_dir))?;
-    std::fs::File::open(&dir)?.sync_all()?;
-    std::fs::File::open(data_dir)?.sync_all()
+    crate::meta_file::write_meta_file(data_dir, TOPICS_FILE, text)
 }
 
 #[cfg(test)]

@@ -224,7 +224,7 @@ impl Run<'_> {
             groups = self.start_consumers(&plans, &group_meters, &stop)?;
             if let Err(e) = self.wait_assigned(&mut groups) {
                 stop.store(true, Ordering::Relaxed);
-                join_consumers(groups);
+                let _ = join_consumers_named(&mut groups);
                 return Err(e);
             }
         }
@@ -235,7 +235,7 @@ impl Run<'_> {
             Ok(p) => p,
             Err(e) => {
                 stop.store(true, Ordering::Relaxed);
-                join_consumers(groups);
+                let _ = join_consumers_named(&mut groups);
                 progress.finish();
                 return Err(e);
             }
@@ -524,16 +524,6 @@ fn per_s(amount: f64, secs: f64) -> f64 {
         amount / secs
     } else {
         0.0
-    }
-}
-
-/// Stops nothing: waits for the consumer threads (after `stop` was set or their
-/// expected counts are in) and drops their errors.
-fn join_consumers(groups: Vec<LiveGroup>) {
-    for g in groups {
-        for t in g.threads {
-            let _ = t.join();
-        }
     }
 }
 

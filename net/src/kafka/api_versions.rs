@@ -10,11 +10,14 @@ use super::{Ctx, ServedApi};
 pub(crate) const APIS: &[ServedApi] = &[ServedApi::new(ApiKey::ApiVersions, 0, 4)];
 
 /// The ApiVersions response listing `served`, with `error` (0 for none).
-pub(crate) fn response(served: &[ServedApi], error: i16) -> ApiVersionsResponse {
+pub(crate) fn response<'a>(
+    served: impl IntoIterator<Item = &'a ServedApi>,
+    error: i16,
+) -> ApiVersionsResponse {
     let mut out = ApiVersionsResponse::default();
     out.error_code = error;
     out.api_keys = served
-        .iter()
+        .into_iter()
         .map(|a| {
             ApiVersion::default()
                 .with_api_key(a.key as i16)
@@ -27,5 +30,5 @@ pub(crate) fn response(served: &[ServedApi], error: i16) -> ApiVersionsResponse 
 
 pub(crate) async fn handle(ctx: &Ctx, _req: ApiVersionsRequest) -> ApiVersionsResponse {
     let _ = ctx;
-    response(&super::dispatch::served_apis(), KafkaCode::None.code())
+    response(super::dispatch::served_apis(), KafkaCode::None.code())
 }

@@ -42,19 +42,21 @@ macro_rules! call {
 }
 pub(crate) use call;
 
-/// Every served api, from each family's table.
-pub(crate) fn served_apis() -> Vec<ServedApi> {
-    [
-        api_versions::APIS,
-        metadata::APIS,
-        produce::APIS,
-        fetch::APIS,
-        list_offsets::APIS,
-        groups::APIS,
-        admin::APIS,
-        producer_ids::APIS,
-    ]
-    .concat()
+/// Each family's table of served apis.
+const FAMILIES: [&[ServedApi]; 8] = [
+    api_versions::APIS,
+    metadata::APIS,
+    produce::APIS,
+    fetch::APIS,
+    list_offsets::APIS,
+    groups::APIS,
+    admin::APIS,
+    producer_ids::APIS,
+];
+
+/// Every served api (no allocation: it is looked at for every request).
+pub(crate) fn served_apis() -> impl Iterator<Item = &'static ServedApi> {
+    FAMILIES.into_iter().flatten()
 }
 
 /// The encoded reply to `ctx`'s request.
@@ -77,7 +79,7 @@ pub(crate) fn undecodable(ctx: &Ctx, why: &str) -> Response {
 /// An ApiVersions v0 reply carrying `code` and the served apis: the answer to a
 /// request for an api or version this broker does not serve.
 pub(crate) fn unsupported(correlation_id: i32, code: KafkaCode) -> Response {
-    let body = api_versions::response(&served_apis(), code.code());
+    let body = api_versions::response(served_apis(), code.code());
     encode_response(correlation_id, 0, &body).expect("an ApiVersions v0 response always encodes")
 }
 
@@ -95,10 +97,9 @@ pub(crate) async fn handle(broker: Rc<Broker>, frame: KafkaFrame, peer: Rc<str>)
         tracing::debug!(api_key = header.request_api_key, "unknown kafka api");
         return unsupported(correlation_id, KafkaCode::UnsupportedVersion);
     };
-    let served = served_apis()
-        .into_iter()
-        .find(|s| s.key == api && (s.min_version..=s.max_version).contains(&version));
-    if served.is_none() {
+    let served =
+        served_apis().any(|s| s.key == api && (s.min_version..=s.max_version).contains(&version));
+    if !served {
         tracing::debug!(?api, version, "kafka api or version not served");
         return unsupported(correlation_id, KafkaCode::UnsupportedVersion);
     }
@@ -179,7 +180,6 @@ mod tests {
             })
             .collect();
         let mut served: Vec<(i16, String)> = served_apis()
-            .iter()
             .map(|a| (a.key as i16, format!("{}–{}", a.min_version, a.max_version)))
             .collect();
         served.sort();

@@ -89,10 +89,6 @@ fn records(batches: &[Bytes], log_append_time: bool) -> Result<Option<Bytes>, Wi
     Ok(Some(Bytes::from(out)))
 }
 
-fn now_ms() -> i64 {
-    crate::group_host::now_ms()
-}
-
 pub(crate) async fn handle(ctx: &Ctx, req: FetchRequest) -> FetchResponse {
     let by_id = ctx.version >= 13;
     let topics = ctx.broker.topics();
@@ -137,7 +133,7 @@ pub(crate) async fn handle(ctx: &Ctx, req: FetchRequest) -> FetchResponse {
         s.borrow_mut().plan(
             req.session_id,
             req.session_epoch,
-            now_ms(),
+            crate::group_host::now_ms(),
             wanted_keys,
             forgotten,
         )

@@ -53,15 +53,6 @@ fn wrap_batches(records: &[u8]) -> Result<Vec<Vec<u8>>, WireError> {
                     rest.len()
                 ))
             })?;
-        if rest.get(16) != Some(&2) {
-            return Err(WireError::new(
-                ErrorCode::CorruptBatch,
-                format!(
-                    "batch {i}: record batch magic {:?} is not 2; only RecordBatch v2 (Kafka 0.11+) is accepted",
-                    rest.get(16)
-                ),
-            ));
-        }
         out.push(wrap_kafka_batch(&rest[..len]).map_err(|e| corrupt(format!("batch {i}: {e}")))?);
         at += len;
     }
@@ -108,7 +99,7 @@ pub(crate) async fn handle(ctx: &Ctx, req: ProduceRequest) -> ProduceResponse {
                 .with_name(data.name.clone())
                 .with_topic_id(data.topic_id),
         );
-        for (pi, part) in data.partition_data.into_iter().enumerate() {
+        for part in data.partition_data {
             let checked = (|| {
                 let durability = durability.ok_or_else(|| {
                     WireError::new(
@@ -145,7 +136,6 @@ pub(crate) async fn handle(ctx: &Ctx, req: ProduceRequest) -> ProduceResponse {
                     durability,
                 })
             })();
-            let _ = pi;
             slots.push(Slot {
                 topic: t,
                 partition: part.index,
