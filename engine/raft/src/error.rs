@@ -142,7 +142,7 @@ pub enum RestoreError {
         /// Log end.
         log_end_offset: u64,
     },
-    /// The persisted term is beyond the largest leader epoch or behind the log's terms.
+    /// The persisted term is beyond the largest leader epoch.
     #[error("hard state term {0} is invalid for this log")]
     BadTerm(Term),
     /// A membership in the restored state breaks the membership rules.

@@ -84,11 +84,15 @@ impl Raft {
         )
         .ok_or(RestoreError::BadEpochs)?;
         let rng = SplitMix64::new(cfg.seed).fork(cfg.id);
+        let mut hard = state.hard_state;
+        if log.last_term() > hard.term {
+            hard = HardState { term: log.last_term(), vote: None };
+        }
         let mut raft = Raft {
             rng,
-            hard: state.hard_state,
-            hard_emitted: state.hard_state,
-            durable_hard: state.hard_state,
+            hard,
+            hard_emitted: hard,
+            durable_hard: hard,
             role: Role::Follower,
             leader: None,
             base_membership: state.log_start_membership,
@@ -176,6 +180,11 @@ impl Raft {
         self.memberships
             .last()
             .map_or(&self.base_membership, |(_, m)| m)
+    }
+
+    /// The membership in force at the log start (what a snapshot of it carries).
+    pub fn log_start_membership(&self) -> &Membership {
+        &self.base_membership
     }
 
     /// Offset of the newest membership entry in the log, if the log holds one.
@@ -290,7 +299,17 @@ impl Raft {
                         }
                         _ => None,
                     };
+                    let elapsed = self.election_elapsed_ticks;
+                    let was_leader = self.role == Role::Leader;
                     self.become_follower(m.term, leader);
+                    if leader.is_none() && !was_leader {
+                        // A newer term without a leader (e.g. a vote we may refuse) does
+                        // not restart our election clock: a candidate that cannot win
+                        // (a removed replica, a stale log) must not keep the group
+                        // leaderless by bumping terms (Raft §5.2 restarts it only for a
+                        // granted vote or a leader's message).
+                        self.election_elapsed_ticks = elapsed;
+                    }
                 }
             }
         } else if m.term < self.hard.term {

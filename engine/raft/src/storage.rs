@@ -10,7 +10,9 @@ use crate::types::{HardState, Term, TERM_MAX};
 /// The durable state of one replica, as recovered.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RestoredState {
-    /// The last synced term and vote.
+    /// The term and vote as found. If the log's last term is newer (the hard-state write
+    /// was lost in a crash but unsynced log writes survived), the state machine starts in
+    /// that term with no vote: a vote whose write was lost was never answered.
     pub hard_state: HardState,
     /// First offset in the log (the snapshot's end).
     pub log_start_offset: u64,
@@ -58,8 +60,7 @@ impl RestoredState {
                 log_end_offset: self.log_end_offset,
             });
         }
-        let last_term = self.epochs.last().map_or(self.log_start_term, |r| r.term);
-        if self.hard_state.term > TERM_MAX || self.hard_state.term < last_term {
+        if self.hard_state.term > TERM_MAX {
             return Err(RestoreError::BadTerm(self.hard_state.term));
         }
         let ordered = self.memberships.windows(2).all(|w| w[0].0 < w[1].0);
