@@ -15,6 +15,9 @@ pub struct Config {
     /// A leader sends every follower an append (a heartbeat if empty) this often, and
     /// resends an unanswered one.
     pub heartbeat_ticks: u32,
+    /// An append unanswered for this long is sent again (in between, heartbeats go to
+    /// the follower's matched offset and carry no data).
+    pub append_retry_ticks: u32,
     /// Ask for a pre-vote before a real election, so a replica that was cut off cannot
     /// depose a healthy leader by bumping its term.
     pub pre_vote: bool,
@@ -30,13 +33,14 @@ pub struct Config {
 }
 
 impl Config {
-    /// Defaults for replica `id`: 10-tick elections, 2-tick heartbeats, pre-vote and
+    /// Defaults for replica `id`: 10-tick elections, 2-tick heartbeats, 6-tick append retries, pre-vote and
     /// check-quorum on.
     pub fn new(id: NodeId, seed: u64) -> Self {
         Config {
             id,
             election_ticks: 10,
             heartbeat_ticks: 2,
+            append_retry_ticks: 6,
             pre_vote: true,
             check_quorum: true,
             entry_offsets_max: 1 << 20,

@@ -254,9 +254,15 @@ impl Raft {
         }
         if self.heartbeat_elapsed_ticks >= self.cfg.heartbeat_ticks {
             self.heartbeat_elapsed_ticks = 0;
-            let peers: Vec<NodeId> = self.progress.iter().map(|(id, _)| *id).collect();
-            for id in peers {
-                self.send_append(id);
+            let retry_ticks = self.cfg.append_retry_ticks;
+            let peers: Vec<(NodeId, Option<u32>)> =
+                self.progress.iter().map(|(id, p)| (*id, p.inflight_ticks)).collect();
+            for (id, inflight_ticks) in peers {
+                match inflight_ticks {
+                    Some(t) if t < retry_ticks => self.send_heartbeat(id),
+                    // Nothing in flight, or it looks lost: send (again) from `next_offset`.
+                    _ => self.send_append(id),
+                }
             }
         }
     }

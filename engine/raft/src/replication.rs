@@ -43,6 +43,29 @@ impl Raft {
         self.send(m);
     }
 
+    /// Leader: a heartbeat to a follower with an append in flight: an empty append at
+    /// the offset it is known to match, so it neither carries data nor disturbs the
+    /// in-flight one, yet keeps the follower's lease and commit offset fresh.
+    pub(crate) fn send_heartbeat(&mut self, to: NodeId) {
+        let Some(p) = self.progress(to) else {
+            return;
+        };
+        let prev_end_offset = p.match_end_offset;
+        let Some(prev_term) = self.log.term_before(prev_end_offset) else {
+            // Its match is compacted away: a snapshot is (or will be) on its way.
+            return;
+        };
+        let body = MessageBody::Append(Append {
+            prev_end_offset,
+            prev_term,
+            commit_offset: self.commit_offset,
+            send_end_offset: prev_end_offset,
+            entries: Vec::new(),
+        });
+        let m = self.message(to, body);
+        self.send(m);
+    }
+
     /// Leader: sends `to` new entries unless an append to it is still in flight.
     pub(crate) fn maybe_send_append(&mut self, to: NodeId) {
         let log_end = self.log.log_end_offset();

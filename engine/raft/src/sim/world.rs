@@ -239,6 +239,7 @@ impl World {
             return;
         }
         let g = env.group;
+        let now = self.now;
         let r = &mut self.node(to).replicas[g];
         if let MessageBody::Append(a) = &env.msg.body {
             for (e, p) in a.entries.iter().zip(env.payloads.iter()) {
@@ -246,6 +247,9 @@ impl World {
             }
         }
         let Some(raft) = r.raft.as_mut() else { return };
+        if std::env::var("STRATA_SIM_TRACE").is_ok_and(|v| v == format!("{g}:{to}")) {
+            eprintln!("t={} deliver {:?} (log end {} term {})", now, env.msg, raft.log_end_offset(), raft.term());
+        }
         if let Err(e) = raft.step(env.msg.clone()) {
             let why = format!("node {to} group {g}: step refused {:?}: {e}", env.msg);
             self.fail(why);
@@ -299,6 +303,14 @@ impl World {
             sync = Some((due, token.0));
         } else if !ops.is_empty() {
             errors.push(format!("node {id} group {g}: log ops without a persist token"));
+        }
+        let disk_end = r.disk.current().log_end_offset();
+        if disk_end != raft.log_end_offset() {
+            errors.push(format!(
+                "node {id} group {g}: disk log ends at {disk_end}, the state machine's at {} (ops {:?})",
+                raft.log_end_offset(),
+                rd.log_ops
+            ));
         }
         // Fill appends from the log, as the transport would.
         let mut envelopes = Vec::new();
@@ -607,6 +619,18 @@ impl World {
                 None => format!("  node {} down\n", i + 1),
             };
             out.push_str(&line);
+            if std::env::var("STRATA_SIM_DEBUG").is_ok() {
+                let d = n.replicas[g].disk.current();
+                let around: Vec<_> = d.range(585, 600).iter().map(|e| (e.entry.start_offset, e.entry.end_offset, e.entry.term)).collect();
+                out.push_str(&format!("    disk [{}, {}) around: {around:?}\n", d.log_start_offset, d.log_end_offset()));
+            }
+            if let Some(r) = n.replicas[g].raft.as_ref() {
+                for p in r.membership().members() {
+                    if let Some(pr) = r.progress(p) {
+                        out.push_str(&format!("    progress {p}: {pr:?}\n"));
+                    }
+                }
+            }
         }
         out
     }
@@ -624,6 +648,7 @@ impl World {
         self.net.heal();
         self.net.faults.drop_per_mille = 0;
         self.net.faults.duplicate_per_mille = 0;
+        self.net.faults.delay_steps_max = self.net.faults.delay_steps_max.min(10);
         for id in 1..=self.params.nodes as NodeId {
             if !self.node(id).up {
                 self.start_node(id);
@@ -659,7 +684,8 @@ impl World {
         }
         self.checker.check_final(&voters);
         if let Some(v) = self.checker.violation.take() {
-            return Err(v);
+            let states: String = (0..self.params.groups).map(|g| format!("group {g}:\n{}", self.describe(g))).collect();
+            return Err(format!("{v}\n{states}"));
         }
         self.report.acks = self.checker.acks().len();
         self.report.elections = self.checker.elections;
