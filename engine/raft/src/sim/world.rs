@@ -90,6 +90,9 @@ struct Regime {
     transfer_per_mille: u64,
     compact_per_mille: u64,
     sync_steps_max: u64,
+    /// Chance of crashing right after writing a vote or a batch, before its fsync: the
+    /// windows where persisting late or acknowledging early would lose data.
+    crash_unsynced_per_mille: u64,
     pre_vote: bool,
     check_quorum: bool,
 }
@@ -110,6 +113,8 @@ pub struct World {
     checker: Checker,
     report: SimReport,
     faults_on: bool,
+    /// Brokers to crash at the start of the next step.
+    crash_soon: Vec<NodeId>,
 }
 
 impl World {
@@ -126,6 +131,7 @@ impl World {
             transfer_per_mille: rng.range(0, 4),
             compact_per_mille: rng.range(0, 30),
             sync_steps_max: rng.range(1, 20),
+            crash_unsynced_per_mille: rng.range(0, 40),
             pre_vote: rng.range(0, 4) != 0,
             check_quorum: rng.range(0, 4) != 0,
         };
@@ -147,6 +153,7 @@ impl World {
             checker: Checker::default(),
             report: SimReport::default(),
             faults_on: true,
+            crash_soon: Vec::new(),
             regime,
             params,
             rng,
@@ -292,6 +299,7 @@ impl World {
             }),
             _ => 0,
         });
+        let unsynced_write = rd.hard_state.is_some_and(|h| h.vote.is_some()) || !ops.is_empty();
         if let Some(h) = rd.hard_state {
             ops.push(DiskOp::Hard(h));
         }
@@ -352,6 +360,9 @@ impl World {
         let commit = rd.commit_offset;
         let empty = rd.is_empty() && rd.persist.is_none();
         // Done with the replica borrow.
+        if unsynced_write && self.faults_on && self.rng.chance(self.regime.crash_unsynced_per_mille) {
+            self.crash_soon.push(id);
+        }
         if let Some((due, token)) = sync {
             self.sync_seq += 1;
             self.syncs.push((due, self.sync_seq, id, g, incarnation, token));
@@ -531,6 +542,11 @@ impl World {
         self.now += 1;
         let now = self.now;
         let mut rng = self.rng.fork(now);
+        for id in std::mem::take(&mut self.crash_soon) {
+            if self.node(id).up {
+                self.crash_node(id);
+            }
+        }
         for env in self.net.due(now, &mut rng) {
             self.deliver(env);
         }
@@ -645,6 +661,7 @@ impl World {
         }
         // Faults stop: heal, restart everyone, deliver reliably, let the groups converge.
         self.faults_on = false;
+        self.crash_soon.clear();
         self.net.heal();
         self.net.faults.drop_per_mille = 0;
         self.net.faults.duplicate_per_mille = 0;
