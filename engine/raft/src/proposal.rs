@@ -94,7 +94,8 @@ impl Raft {
             let m = self.message(to, MessageBody::TimeoutNow);
             self.send(m);
         } else {
-            self.maybe_send_append(to);
+            // Resend now rather than wait out a lost append's retry: the transfer is on a clock.
+            self.send_append(to);
         }
         Ok(())
     }

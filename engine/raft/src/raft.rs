@@ -225,6 +225,14 @@ impl Raft {
         }
     }
 
+    /// Starts an election now, as if the election timeout had passed (with a pre-vote
+    /// first when configured). A no-op on a leader or a non-voter.
+    pub fn campaign_now(&mut self) {
+        if self.role != Role::Leader {
+            self.campaign(false);
+        }
+    }
+
     fn tick_leader(&mut self) {
         self.heartbeat_elapsed_ticks += 1;
         self.election_elapsed_ticks += 1;
