@@ -82,7 +82,11 @@ fn pre_vote_keeps_a_rejoining_replica_from_deposing_the_leader() {
         } else {
             assert!(c.raft(3).term() > term);
         }
+        // It rejoins right as its election timer fires again.
         c.heal();
+        c.raft(3).campaign_now();
+        c.process(3);
+        c.deliver_all();
         c.tick_all(5);
         let survived = c.raft(1).role() == Role::Leader && c.raft(1).term() == term;
         assert_eq!(survived, must_survive, "pre_vote={pre_vote} check_quorum={check_quorum}");
