@@ -66,11 +66,22 @@ impl Raft {
 
     fn other_voters(&self) -> Vec<NodeId> {
         let me = self.cfg.id;
-        self.membership().voters.iter().copied().filter(|&v| v != me).collect()
+        self.membership()
+            .voters
+            .iter()
+            .copied()
+            .filter(|&v| v != me)
+            .collect()
     }
 
     /// Answers a vote or pre-vote for `term` (already checked to be at least ours).
-    pub(crate) fn handle_vote_request(&mut self, from: NodeId, term: Term, req: VoteRequest, pre: bool) {
+    pub(crate) fn handle_vote_request(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        req: VoteRequest,
+        pre: bool,
+    ) {
         if pre && self.in_lease() && !req.transfer {
             // Thesis §9.6: no pre-vote while hearing from a leader.
             return;
@@ -120,14 +131,18 @@ impl Raft {
             .iter()
             .filter(|(id, g)| *g && m.is_voter(*id) && (*id != me || self_durable))
             .count();
-        let rejected = self.votes.iter().filter(|(id, g)| !*g && m.is_voter(*id)).count();
+        let rejected = self
+            .votes
+            .iter()
+            .filter(|(id, g)| !*g && m.is_voter(*id))
+            .count();
         if granted >= quorum {
             match self.role {
                 Role::PreCandidate => self.start_election(false),
                 Role::Candidate => self.become_leader(),
                 _ => {}
             }
-        } else if rejected > voters - quorum {
+        } else if rejected > voters.saturating_sub(quorum) {
             let term = self.hard.term;
             self.become_follower(term, None);
         }

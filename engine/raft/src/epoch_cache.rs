@@ -54,7 +54,9 @@ impl EpochCache {
             .all(|r| r.start_offset >= log_start_offset && r.start_offset < log_end_offset);
         let first_term_ok = runs.first().is_none_or(|r| r.term >= log_start_term);
         let covered = log_end_offset == log_start_offset
-            || runs.first().is_some_and(|r| r.start_offset == log_start_offset);
+            || runs
+                .first()
+                .is_some_and(|r| r.start_offset == log_start_offset);
         if !(ordered && inside && first_term_ok && covered) {
             return None;
         }
@@ -138,7 +140,10 @@ impl EpochCache {
         for i in (0..below).rev() {
             let run = self.runs[i];
             if run.term <= prev_term {
-                let end = self.runs.get(i + 1).map_or(self.log_end_offset, |r| r.start_offset);
+                let end = self
+                    .runs
+                    .get(i + 1)
+                    .map_or(self.log_end_offset, |r| r.start_offset);
                 return (run.term, end.min(limit));
             }
         }
@@ -161,7 +166,10 @@ impl EpochCache {
     pub fn append(&mut self, term: Term, start_offset: u64, end_offset: u64) {
         debug_assert_eq!(start_offset, self.log_end_offset, "appends are contiguous");
         debug_assert!(end_offset > start_offset, "entries are not empty");
-        debug_assert!(term >= self.last_term(), "terms never decrease along the log");
+        debug_assert!(
+            term >= self.last_term(),
+            "terms never decrease along the log"
+        );
         if self.runs.last().is_none_or(|r| r.term != term) {
             self.runs.push(EpochRun { term, start_offset });
         }
@@ -187,11 +195,18 @@ impl EpochCache {
             return;
         }
         if log_start_offset >= self.log_end_offset {
-            self.reset(log_start_offset, self.term_before(self.log_end_offset).unwrap_or(0));
+            self.reset(
+                log_start_offset,
+                self.term_before(self.log_end_offset).unwrap_or(0),
+            );
             return;
         }
-        let term = self.term_before(log_start_offset).unwrap_or(self.log_start_term);
-        let first_kept = self.runs.partition_point(|r| r.start_offset <= log_start_offset);
+        let term = self
+            .term_before(log_start_offset)
+            .unwrap_or(self.log_start_term);
+        let first_kept = self
+            .runs
+            .partition_point(|r| r.start_offset <= log_start_offset);
         // The run containing the new start is kept and clipped to it.
         let from = first_kept.saturating_sub(1);
         self.runs.drain(..from);
@@ -278,11 +293,29 @@ mod tests {
         assert_eq!(c.term_before(15), Some(5));
         assert_eq!(c.term_at(15), Some(5));
         assert_eq!(c.term_at(14), None);
-        assert_eq!(c.runs(), &[EpochRun { term: 5, start_offset: 15 }]);
+        assert_eq!(
+            c.runs(),
+            &[EpochRun {
+                term: 5,
+                start_offset: 15
+            }]
+        );
         c.compact(20);
-        assert_eq!((c.log_start_offset(), c.log_end_offset(), c.last_term()), (20, 20, 5));
+        assert_eq!(
+            (c.log_start_offset(), c.log_end_offset(), c.last_term()),
+            (20, 20, 5)
+        );
         let restored = EpochCache::restore(0, 0, cache().runs(), 30).unwrap();
         assert_eq!(restored, cache());
-        assert!(EpochCache::restore(0, 0, &[EpochRun { term: 1, start_offset: 3 }], 30).is_none());
+        assert!(EpochCache::restore(
+            0,
+            0,
+            &[EpochRun {
+                term: 1,
+                start_offset: 3
+            }],
+            30
+        )
+        .is_none());
     }
 }

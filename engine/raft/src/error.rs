@@ -111,7 +111,9 @@ pub enum StepError {
         term: Term,
     },
     /// An append asks to truncate committed offsets: a safety violation.
-    #[error("append from {from} would truncate committed offset {offset} (commit {commit_offset})")]
+    #[error(
+        "append from {from} would truncate committed offset {offset} (commit {commit_offset})"
+    )]
     TruncateCommitted {
         /// Sender.
         from: NodeId,

@@ -25,7 +25,10 @@ pub struct Membership {
     pub learners: Vec<NodeId>,
 }
 
-/// One step of a reassignment.
+/// One step of a reassignment. One voter at a time keeps every old and new majority
+/// overlapping; the leader proposes a step only once the previous one is committed and
+/// it has committed an entry of its own term (Ongaro's errata), and each replica uses a
+/// membership as soon as it is appended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MembershipChange {
     /// Start replicating to a new replica that does not vote yet.
@@ -50,9 +53,14 @@ impl Membership {
             return Err(MembershipError::NoVoters);
         }
         if v.len() > MEMBERS_MAX {
-            return Err(MembershipError::TooMany { members_max: MEMBERS_MAX });
+            return Err(MembershipError::TooMany {
+                members_max: MEMBERS_MAX,
+            });
         }
-        Ok(Membership { voters: v, learners: Vec::new() })
+        Ok(Membership {
+            voters: v,
+            learners: Vec::new(),
+        })
     }
 
     /// Whether `id` votes.
@@ -100,7 +108,9 @@ impl Membership {
                     return Err(MembershipError::AlreadyMember(id));
                 }
                 if self.voters.len() + self.learners.len() >= MEMBERS_MAX {
-                    return Err(MembershipError::TooMany { members_max: MEMBERS_MAX });
+                    return Err(MembershipError::TooMany {
+                        members_max: MEMBERS_MAX,
+                    });
                 }
                 let at = next.learners.partition_point(|&l| l < id);
                 next.learners.insert(at, id);
@@ -157,7 +167,10 @@ mod tests {
             Err(MembershipError::AlreadyMember(2))
         );
         let one = Membership::new(&[1]).unwrap();
-        assert_eq!(one.apply(MembershipChange::Remove(1)), Err(MembershipError::NoVoters));
+        assert_eq!(
+            one.apply(MembershipChange::Remove(1)),
+            Err(MembershipError::NoVoters)
+        );
         assert_eq!(Membership::new(&[1, 1]), Err(MembershipError::Duplicate));
     }
 }

@@ -10,7 +10,9 @@ use crate::types::{Entry, EntryKind, NodeId, Role};
 impl Raft {
     fn check_leader(&self) -> Result<(), ProposeError> {
         if self.role != Role::Leader {
-            return Err(ProposeError::NotLeader { leader: self.leader });
+            return Err(ProposeError::NotLeader {
+                leader: self.leader,
+            });
         }
         if let Some((target, _)) = self.transfer {
             return Err(ProposeError::TransferInProgress(target));
@@ -54,20 +56,27 @@ impl Raft {
     }
 
     /// Leader: proposes one membership step as a one-offset control batch. It takes
-    /// effect on each replica when appended; see [`crate::membership`] for why the
+    /// effect on each replica when appended; see [`MembershipChange`] for why the
     /// preconditions checked here make one-at-a-time changes safe.
     pub fn propose_membership(&mut self, change: MembershipChange) -> Result<Entry, ProposeError> {
         self.check_leader()?;
-        if self.membership_offset().is_some_and(|o| o >= self.commit_offset) {
+        if self
+            .membership_offset()
+            .is_some_and(|o| o >= self.commit_offset)
+        {
             return Err(ProposeError::MembershipChangePending);
         }
         if self.log.term_before(self.commit_offset) != Some(self.hard.term) {
             return Err(ProposeError::TermNotCommitted(self.hard.term));
         }
         match change {
-            MembershipChange::Remove(id) if id == self.cfg.id => return Err(ProposeError::RemoveLeader),
+            MembershipChange::Remove(id) if id == self.cfg.id => {
+                return Err(ProposeError::RemoveLeader)
+            }
             MembershipChange::Promote(id) => {
-                let caught_up = self.progress(id).is_some_and(|p| p.match_end_offset >= self.commit_offset);
+                let caught_up = self
+                    .progress(id)
+                    .is_some_and(|p| p.match_end_offset >= self.commit_offset);
                 if !caught_up {
                     return Err(ProposeError::NotCaughtUp(id));
                 }
@@ -89,7 +98,9 @@ impl Raft {
             return Err(ProposeError::NotVoter(to));
         }
         self.transfer = Some((to, 0));
-        let caught_up = self.progress(to).is_some_and(|p| p.match_end_offset == self.log.log_end_offset());
+        let caught_up = self
+            .progress(to)
+            .is_some_and(|p| p.match_end_offset == self.log.log_end_offset());
         if caught_up {
             let m = self.message(to, MessageBody::TimeoutNow);
             self.send(m);
@@ -115,9 +126,11 @@ impl Raft {
         }
         self.log.compact(log_start_offset);
         // Fold membership entries below the new start into the base membership.
-        let below = self.memberships.partition_point(|(o, _)| *o < log_start_offset);
+        let below = self
+            .memberships
+            .partition_point(|(o, _)| *o < log_start_offset);
         if below > 0 {
-            if let Some((_, m)) = self.memberships.drain(..below).last() {
+            if let Some((_, m)) = self.memberships.drain(..below).next_back() {
                 self.base_membership = m;
             }
         }

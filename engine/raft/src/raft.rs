@@ -86,7 +86,10 @@ impl Raft {
         let rng = SplitMix64::new(cfg.seed).fork(cfg.id);
         let mut hard = state.hard_state;
         if log.last_term() > hard.term {
-            hard = HardState { term: log.last_term(), vote: None };
+            hard = HardState {
+                term: log.last_term(),
+                vote: None,
+            };
         }
         let mut raft = Raft {
             rng,
@@ -263,8 +266,11 @@ impl Raft {
         if self.heartbeat_elapsed_ticks >= self.cfg.heartbeat_ticks {
             self.heartbeat_elapsed_ticks = 0;
             let retry_ticks = self.cfg.append_retry_ticks;
-            let peers: Vec<(NodeId, Option<u32>)> =
-                self.progress.iter().map(|(id, p)| (*id, p.inflight_ticks)).collect();
+            let peers: Vec<(NodeId, Option<u32>)> = self
+                .progress
+                .iter()
+                .map(|(id, p)| (*id, p.inflight_ticks))
+                .collect();
             for (id, inflight_ticks) in peers {
                 match inflight_ticks {
                     Some(t) if t < retry_ticks => self.send_heartbeat(id),
@@ -289,7 +295,10 @@ impl Raft {
     /// Feeds one message from a peer.
     pub fn step(&mut self, m: Message) -> Result<(), StepError> {
         if m.to != self.cfg.id {
-            return Err(StepError::WrongRecipient { to: m.to, me: self.cfg.id });
+            return Err(StepError::WrongRecipient {
+                to: m.to,
+                me: self.cfg.id,
+            });
         }
         if m.term > TERM_MAX {
             return Err(StepError::TermTooLarge(m.term));
@@ -308,9 +317,9 @@ impl Raft {
                 }
                 body => {
                     let leader = match body {
-                        MessageBody::Append(_) | MessageBody::Snapshot(_) | MessageBody::TimeoutNow => {
-                            Some(m.from)
-                        }
+                        MessageBody::Append(_)
+                        | MessageBody::Snapshot(_)
+                        | MessageBody::TimeoutNow => Some(m.from),
                         _ => None,
                     };
                     let elapsed = self.election_elapsed_ticks;
@@ -332,14 +341,20 @@ impl Raft {
                     // Tell a stale leader about the newer term so it steps down.
                     let (hint_term, hint_end_offset) =
                         self.log.conflict_hint(a.prev_end_offset, a.prev_term);
-                    self.reply_append_rejected(m.from, a.prev_end_offset, hint_term, hint_end_offset);
+                    self.reply_append_rejected(
+                        m.from,
+                        a.prev_end_offset,
+                        hint_term,
+                        hint_end_offset,
+                    );
                 }
                 MessageBody::Snapshot(_) => {
                     let end = self.log.log_end_offset();
                     self.reply_append_rejected(m.from, end, self.log.last_term(), end);
                 }
                 MessageBody::PreVote(_) => {
-                    let reply = self.message(m.from, MessageBody::PreVoteResponse { granted: false });
+                    let reply =
+                        self.message(m.from, MessageBody::PreVoteResponse { granted: false });
                     self.reply(reply);
                 }
                 _ => {}
@@ -401,12 +416,18 @@ impl Raft {
 
     pub(crate) fn randomize_election_timeout(&mut self) {
         let base = u64::from(self.cfg.election_ticks.max(1));
-        self.election_timeout_ticks = u32::try_from(self.rng.range(base, 2 * base)).unwrap_or(u32::MAX);
+        self.election_timeout_ticks =
+            u32::try_from(self.rng.range(base, 2 * base)).unwrap_or(u32::MAX);
     }
 
     /// A message from this replica in its term.
     pub(crate) fn message(&self, to: NodeId, body: MessageBody) -> Message {
-        Message { from: self.cfg.id, to, term: self.hard.term, body }
+        Message {
+            from: self.cfg.id,
+            to,
+            term: self.hard.term,
+            body,
+        }
     }
 
     /// Queues a message that promises nothing durable: it goes out with the next Ready.
@@ -463,7 +484,10 @@ impl Raft {
 
     /// Cuts a divergent suffix: the log now ends at `end_offset`.
     pub(crate) fn truncate_log(&mut self, end_offset: u64) {
-        assert!(end_offset >= self.commit_offset, "committed offsets are never truncated");
+        assert!(
+            end_offset >= self.commit_offset,
+            "committed offsets are never truncated"
+        );
         self.log.truncate(end_offset);
         let before = self.memberships.len();
         self.memberships.retain(|(o, _)| *o < end_offset);
@@ -502,7 +526,11 @@ impl Raft {
 
     /// Leader: one progress entry per other member of the membership in force.
     pub(crate) fn sync_progress(&mut self) {
-        let members: Vec<NodeId> = self.membership().members().filter(|&id| id != self.cfg.id).collect();
+        let members: Vec<NodeId> = self
+            .membership()
+            .members()
+            .filter(|&id| id != self.cfg.id)
+            .collect();
         self.progress.retain(|(id, _)| members.contains(id));
         let end = self.log.log_end_offset();
         for id in members {
@@ -523,7 +551,7 @@ impl Raft {
             .max(self.applied_offset)
     }
 
-    /// Takes the next batch of work; see [`crate::ready`] for what to do with it.
+    /// Takes the next batch of work; see [`Ready`] for what to do with it.
     pub fn ready(&mut self) -> Ready {
         let mut rd = Ready::default();
         let hard_changed = self.hard != self.hard_emitted;
@@ -597,7 +625,12 @@ impl Raft {
 
 /// Structural checks of a peer's message, so no later code trusts a malformed one.
 fn validate_body(m: &Message) -> Result<(), StepError> {
-    let malformed = |reason| Err(StepError::MalformedAppend { from: m.from, reason });
+    let malformed = |reason| {
+        Err(StepError::MalformedAppend {
+            from: m.from,
+            reason,
+        })
+    };
     match &m.body {
         MessageBody::Append(a) => {
             if a.entries.len() > APPEND_ENTRIES_MAX {

@@ -40,7 +40,10 @@ pub enum LogOp {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct PersistToken(pub u64);
 
-/// One batch of work; see the module doc for the order.
+/// One batch of work. In order: apply `log_ops` and write `hard_state` (unsynced);
+/// send `messages`; fsync and call [`crate::Raft::persisted`] with `persist`; apply
+/// `[apply_from_offset, apply_end_offset)` and publish `commit_offset`. Replies that
+/// promise durable state come out only in a Ready after their persist is acknowledged.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ready {
     /// Log operations, in order.

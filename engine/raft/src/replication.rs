@@ -2,9 +2,9 @@
 //! log matching, divergent-suffix truncation and acknowledgements.
 
 use crate::error::StepError;
+use crate::membership::MEMBERS_MAX;
 use crate::message::{Append, AppendResult, MessageBody, SnapshotMeta};
 use crate::raft::Raft;
-use crate::membership::MEMBERS_MAX;
 use crate::types::{NodeId, Role};
 
 impl Raft {
@@ -85,7 +85,10 @@ impl Raft {
     }
 
     fn progress_mut(&mut self, id: NodeId) -> Option<&mut crate::progress::Progress> {
-        self.progress.iter_mut().find(|(p, _)| *p == id).map(|(_, p)| p)
+        self.progress
+            .iter_mut()
+            .find(|(p, _)| *p == id)
+            .map(|(_, p)| p)
     }
 
     /// Leader: handles a follower's answer.
@@ -93,7 +96,11 @@ impl Raft {
         let log_end = self.log.log_end_offset();
         let log_start = self.log.log_start_offset();
         let hint_next = match r {
-            AppendResult::Rejected { hint_term, hint_end_offset, .. } => {
+            AppendResult::Rejected {
+                hint_term,
+                hint_end_offset,
+                ..
+            } => {
                 let next = self.log.end_for_term(hint_term).1.min(hint_end_offset);
                 Some((next, self.log.run_start_before(next)))
             }
@@ -125,7 +132,10 @@ impl Raft {
                 }
                 self.maybe_send_append(from);
             }
-            AppendResult::Rejected { rejected_prev_end_offset, .. } => {
+            AppendResult::Rejected {
+                rejected_prev_end_offset,
+                ..
+            } => {
                 if rejected_prev_end_offset != p.next_offset || p.needs_snapshot {
                     // An answer to an older append: the current one is still in flight.
                     return;
@@ -136,7 +146,11 @@ impl Raft {
                 };
                 if next == rejected_prev_end_offset {
                     // Never probe the same place twice: step back a whole term run.
-                    next = if next > log_start { run_start.min(next - 1).max(log_start) } else { next };
+                    next = if next > log_start {
+                        run_start.min(next - 1).max(log_start)
+                    } else {
+                        next
+                    };
                     if rejected_prev_end_offset <= log_start {
                         p.needs_snapshot = true;
                     }
@@ -168,15 +182,20 @@ impl Raft {
             } else {
                 self.progress(v).map_or(0, |p| p.match_end_offset)
             };
-            matches[n] = matched;
-            n += 1;
+            // Memberships are bounded by MEMBERS_MAX wherever they are built or decoded.
+            debug_assert!(n < MEMBERS_MAX);
+            if let Some(slot) = matches.get_mut(n) {
+                *slot = matched;
+                n += 1;
+            }
         }
         let matches = &mut matches[..n];
         matches.sort_unstable_by(|a, b| b.cmp(a));
         let Some(&candidate) = matches.get(quorum - 1) else {
             return;
         };
-        if candidate > self.commit_offset && self.log.term_before(candidate) == Some(self.hard.term) {
+        if candidate > self.commit_offset && self.log.term_before(candidate) == Some(self.hard.term)
+        {
             self.commit_offset = candidate;
         }
     }
@@ -191,7 +210,8 @@ impl Raft {
             return Ok(());
         }
         if self.log.term_before(a.prev_end_offset) != Some(a.prev_term) {
-            let (hint_term, hint_end_offset) = self.log.conflict_hint(a.prev_end_offset, a.prev_term);
+            let (hint_term, hint_end_offset) =
+                self.log.conflict_hint(a.prev_end_offset, a.prev_term);
             self.reply_append_rejected(from, a.prev_end_offset, hint_term, hint_end_offset);
             return Ok(());
         }
@@ -227,7 +247,12 @@ impl Raft {
         if commit > self.commit_offset {
             self.commit_offset = commit;
         }
-        let m = self.message(from, MessageBody::AppendResponse(AppendResult::Accepted { match_end_offset: verified_end }));
+        let m = self.message(
+            from,
+            MessageBody::AppendResponse(AppendResult::Accepted {
+                match_end_offset: verified_end,
+            }),
+        );
         self.reply(m);
         Ok(())
     }
@@ -246,7 +271,10 @@ impl Raft {
             self.install_snapshot(meta);
             end
         };
-        let m = self.message(from, MessageBody::AppendResponse(AppendResult::Accepted { match_end_offset }));
+        let m = self.message(
+            from,
+            MessageBody::AppendResponse(AppendResult::Accepted { match_end_offset }),
+        );
         self.reply(m);
     }
 }

@@ -8,7 +8,10 @@ fn seeds() -> Vec<u64> {
     if let Ok(s) = std::env::var("STRATA_SIM_SEED") {
         return vec![s.parse().expect("STRATA_SIM_SEED is a number")];
     }
-    let n: u64 = std::env::var("STRATA_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
+    let n: u64 = std::env::var("STRATA_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(300);
     (0..n).collect()
 }
 
@@ -25,7 +28,10 @@ fn run_all(nodes: usize) {
         }
     }
     eprintln!("{nodes} nodes: {acks} acknowledged entries checked");
-    assert!(failed.is_empty(), "failing seeds ({nodes} nodes): {failed:?}");
+    assert!(
+        failed.is_empty(),
+        "failing seeds ({nodes} nodes): {failed:?}"
+    );
 }
 
 #[test]
@@ -41,9 +47,21 @@ fn five_nodes() {
 /// Every seed that ever failed, with the cluster size and what it found; they run on
 /// every test run whatever the seed range.
 const REGRESSIONS: &[(u64, usize, &str)] = &[
-    (12, 3, "a removed replica without pre-vote kept restarting the others' election clocks"),
-    (2494, 5, "catch-up one short append per round trip outlasted the quiet phase"),
-    (169, 3, "a crash scheduled in the fault phase hit the quiet phase (sim bug)"),
+    (
+        12,
+        3,
+        "a removed replica without pre-vote kept restarting the others' election clocks",
+    ),
+    (
+        2494,
+        5,
+        "catch-up one short append per round trip outlasted the quiet phase",
+    ),
+    (
+        169,
+        3,
+        "a crash scheduled in the fault phase hit the quiet phase (sim bug)",
+    ),
     (179, 5, "same as 169"),
     (242, 5, "same as 169"),
 ];

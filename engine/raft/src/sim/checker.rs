@@ -63,7 +63,9 @@ impl Checker {
         self.elections += 1;
         if let Some(&other) = self.leaders.get(&(group, term)) {
             if other != node {
-                self.fail(format!("group {group}: term {term} has two leaders, {other} and {node}"));
+                self.fail(format!(
+                    "group {group}: term {term} has two leaders, {other} and {node}"
+                ));
             }
             return;
         }
@@ -78,7 +80,10 @@ impl Checker {
                 "group {group}: leader {node} of term {term} lacks acknowledged entry {a:?}"
             ));
         }
-        self.leader_logs.entry(group).or_default().push((term, node, log.clone()));
+        self.leader_logs
+            .entry(group)
+            .or_default()
+            .push((term, node, log.clone()));
     }
 
     /// A client was told entry `a` is committed.
@@ -154,18 +159,27 @@ impl Checker {
     pub fn check_final(&mut self, voters_by_group: &[Vec<NodeId>]) {
         let acks = self.acks.clone();
         for a in acks {
-            match self.committed.get(&a.group).and_then(|l| l.get(&a.start_offset)) {
+            match self
+                .committed
+                .get(&a.group)
+                .and_then(|l| l.get(&a.start_offset))
+            {
                 Some(x) if x.term == a.term && x.payload == a.payload => {}
                 other => {
                     let other = other.copied();
-                    self.fail(format!("acknowledged entry {a:?} is not applied (found {other:?})"));
+                    self.fail(format!(
+                        "acknowledged entry {a:?} is not applied (found {other:?})"
+                    ));
                     return;
                 }
             }
             for &v in &voters_by_group[a.group] {
                 let end = self.next_apply.get(&(v, a.group)).copied().unwrap_or(0);
                 if end <= a.start_offset {
-                    self.fail(format!("voter {v} of group {} did not apply acknowledged {a:?} (applied to {end})", a.group));
+                    self.fail(format!(
+                        "voter {v} of group {} did not apply acknowledged {a:?} (applied to {end})",
+                        a.group
+                    ));
                     return;
                 }
             }

@@ -5,7 +5,7 @@
 use crate::message::SnapshotMeta;
 use crate::prng::SplitMix64;
 use crate::storage::RestoredState;
-use crate::{EntryKind, EpochRun, HardState, LogOp, Membership, Entry, Term};
+use crate::{Entry, EntryKind, EpochRun, HardState, LogOp, Membership, Term};
 
 /// A batch on the simulated disk: its entry and the client's payload id.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,7 +57,9 @@ impl DiskState {
 
     /// One past the last stored offset.
     pub fn log_end_offset(&self) -> u64 {
-        self.entries.last().map_or(self.log_start_offset, |e| e.entry.end_offset)
+        self.entries
+            .last()
+            .map_or(self.log_start_offset, |e| e.entry.end_offset)
     }
 
     fn apply(&mut self, op: &DiskOp) {
@@ -65,7 +67,11 @@ impl DiskState {
             DiskOp::Truncate(end) => self.entries.retain(|e| e.entry.end_offset <= *end),
             DiskOp::Append(es) => {
                 for e in es {
-                    assert_eq!(e.entry.start_offset, self.log_end_offset(), "sim disk: appends are contiguous");
+                    assert_eq!(
+                        e.entry.start_offset,
+                        self.log_end_offset(),
+                        "sim disk: appends are contiguous"
+                    );
                     self.entries.push(e.clone());
                 }
             }
@@ -81,13 +87,19 @@ impl DiskState {
 
     /// The batch starting at `start_offset`, if stored.
     pub fn find(&self, start_offset: u64) -> Option<&StoredEntry> {
-        let i = self.entries.partition_point(|e| e.entry.start_offset < start_offset);
-        self.entries.get(i).filter(|e| e.entry.start_offset == start_offset)
+        let i = self
+            .entries
+            .partition_point(|e| e.entry.start_offset < start_offset);
+        self.entries
+            .get(i)
+            .filter(|e| e.entry.start_offset == start_offset)
     }
 
     /// Batches with start offsets in `[from, to)`.
     pub fn range(&self, from: u64, to: u64) -> &[StoredEntry] {
-        let a = self.entries.partition_point(|e| e.entry.start_offset < from);
+        let a = self
+            .entries
+            .partition_point(|e| e.entry.start_offset < from);
         let b = self.entries.partition_point(|e| e.entry.start_offset < to);
         &self.entries[a..b]
     }
@@ -98,7 +110,10 @@ impl DiskState {
         let mut memberships = Vec::new();
         for e in &self.entries {
             if epochs.last().is_none_or(|r| r.term != e.entry.term) {
-                epochs.push(EpochRun { term: e.entry.term, start_offset: e.entry.start_offset });
+                epochs.push(EpochRun {
+                    term: e.entry.term,
+                    start_offset: e.entry.start_offset,
+                });
             }
             if let EntryKind::Membership(m) = &e.entry.kind {
                 memberships.push((e.entry.start_offset, m.clone()));
@@ -131,7 +146,11 @@ impl SimDisk {
     /// A fresh disk of a replica bootstrapped with `membership`.
     pub fn new(membership: Membership) -> Self {
         let s = DiskState::new(membership);
-        SimDisk { durable: s.clone(), pending: Vec::new(), current: s }
+        SimDisk {
+            durable: s.clone(),
+            pending: Vec::new(),
+            current: s,
+        }
     }
 
     /// The page-cache view: everything written, synced or not.
@@ -157,10 +176,16 @@ impl SimDisk {
 
     /// Deletes batches below `log_start_offset` (retention); deleting files is treated
     /// as immediate, and only applied (so durable) batches are ever deleted.
-    pub fn compact(&mut self, log_start_offset: u64, log_start_term: Term, membership: &Membership) {
+    pub fn compact(
+        &mut self,
+        log_start_offset: u64,
+        log_start_term: Term,
+        membership: &Membership,
+    ) {
         for s in [&mut self.durable, &mut self.current] {
             if log_start_offset > s.log_start_offset {
-                s.entries.retain(|e| e.entry.start_offset >= log_start_offset);
+                s.entries
+                    .retain(|e| e.entry.start_offset >= log_start_offset);
                 s.log_start_offset = log_start_offset;
                 s.log_start_term = log_start_term;
                 s.log_start_membership = membership.clone();
@@ -172,7 +197,11 @@ impl SimDisk {
     /// independently (another file), a random prefix of the unsynced hard-state writes
     /// survive; the last surviving batch append may be cut short (a torn tail).
     pub fn crash(&mut self, rng: &mut SplitMix64) {
-        let log_ops = self.pending.iter().filter(|(_, op)| !matches!(op, DiskOp::Hard(_))).count();
+        let log_ops = self
+            .pending
+            .iter()
+            .filter(|(_, op)| !matches!(op, DiskOp::Hard(_)))
+            .count();
         let hard_ops = self.pending.len() - log_ops;
         let keep_log = rng.range(0, log_ops as u64 + 1) as usize;
         let keep_hard = rng.range(0, hard_ops as u64 + 1) as usize;

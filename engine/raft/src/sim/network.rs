@@ -45,7 +45,12 @@ pub struct Network {
 impl Network {
     /// A healed network of `nodes` brokers.
     pub fn new(nodes: usize, faults: NetworkFaults) -> Self {
-        Network { in_flight: Vec::new(), seq: 0, sides: vec![0; nodes + 1], faults }
+        Network {
+            in_flight: Vec::new(),
+            seq: 0,
+            sides: vec![0; nodes + 1],
+            faults,
+        }
     }
 
     /// Whether `a` and `b` can talk.
@@ -80,7 +85,11 @@ impl Network {
         if !self.connected(env.msg.from, env.msg.to) || rng.chance(self.faults.drop_per_mille) {
             return;
         }
-        let copies = if rng.chance(self.faults.duplicate_per_mille) { 2 } else { 1 };
+        let copies = if rng.chance(self.faults.duplicate_per_mille) {
+            2
+        } else {
+            1
+        };
         for _ in 0..copies {
             if self.in_flight.len() >= NETWORK_MESSAGES_MAX {
                 return;

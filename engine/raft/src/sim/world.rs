@@ -34,7 +34,12 @@ pub struct SimParams {
 impl SimParams {
     /// The default shape for `nodes` brokers.
     pub fn new(nodes: usize) -> Self {
-        SimParams { nodes, groups: 3, fault_steps: 4000, quiet_steps: 2500 }
+        SimParams {
+            nodes,
+            groups: 3,
+            fault_steps: 4000,
+            quiet_steps: 2500,
+        }
     }
 }
 
@@ -169,7 +174,11 @@ impl World {
                     last_sync_due: 0,
                 });
             }
-            w.nodes.push(Node { up: false, incarnation: 0, replicas });
+            w.nodes.push(Node {
+                up: false,
+                incarnation: 0,
+                replicas,
+            });
             w.start_node(id);
         }
         w
@@ -177,7 +186,9 @@ impl World {
 
     fn initial_membership(&self, group: usize) -> Membership {
         let n = self.params.nodes;
-        let voters: Vec<NodeId> = (0..3.min(n)).map(|i| ((group + i) % n) as NodeId + 1).collect();
+        let voters: Vec<NodeId> = (0..3.min(n))
+            .map(|i| ((group + i) % n) as NodeId + 1)
+            .collect();
         Membership::new(&voters).unwrap_or_default()
     }
 
@@ -255,7 +266,13 @@ impl World {
         }
         let Some(raft) = r.raft.as_mut() else { return };
         if std::env::var("STRATA_SIM_TRACE").is_ok_and(|v| v == format!("{g}:{to}")) {
-            eprintln!("t={} deliver {:?} (log end {} term {})", now, env.msg, raft.log_end_offset(), raft.term());
+            eprintln!(
+                "t={} deliver {:?} (log end {} term {})",
+                now,
+                env.msg,
+                raft.log_end_offset(),
+                raft.term()
+            );
         }
         if let Err(e) = raft.step(env.msg.clone()) {
             let why = format!("node {to} group {g}: step refused {:?}: {e}", env.msg);
@@ -279,7 +296,9 @@ impl World {
         let frame_entries = self.rng.range(1, SIM_APPEND_ENTRIES_MAX + 1);
         let incarnation = self.node(id).incarnation;
         let r = &mut self.nodes[id as usize - 1].replicas[g];
-        let Some(raft) = r.raft.as_mut() else { return false };
+        let Some(raft) = r.raft.as_mut() else {
+            return false;
+        };
         if !raft.has_ready() {
             return false;
         }
@@ -310,7 +329,9 @@ impl World {
             r.last_sync_due = due;
             sync = Some((due, token.0));
         } else if !ops.is_empty() {
-            errors.push(format!("node {id} group {g}: log ops without a persist token"));
+            errors.push(format!(
+                "node {id} group {g}: log ops without a persist token"
+            ));
         }
         let disk_end = r.disk.current().log_end_offset();
         if disk_end != raft.log_end_offset() {
@@ -336,22 +357,38 @@ impl World {
                     payloads.push(b.payload);
                 }
             }
-            envelopes.push(Envelope { group: g, msg: m, payloads });
+            envelopes.push(Envelope {
+                group: g,
+                msg: m,
+                payloads,
+            });
         }
         // Apply what is committed and durable.
         let mut applied = Vec::new();
         if rd.apply_end_offset > rd.apply_from_offset {
-            let batches = r.disk.current().range(rd.apply_from_offset, rd.apply_end_offset);
+            let batches = r
+                .disk
+                .current()
+                .range(rd.apply_from_offset, rd.apply_end_offset);
             let covered_from = batches.first().map(|b| b.entry.start_offset);
             let covered_end = batches.last().map(|b| b.entry.end_offset);
-            if covered_from != Some(rd.apply_from_offset) || covered_end != Some(rd.apply_end_offset) {
+            if covered_from != Some(rd.apply_from_offset)
+                || covered_end != Some(rd.apply_end_offset)
+            {
                 errors.push(format!(
                     "node {id} group {g}: apply [{}, {}) not covered by the log (log {:?}..{:?})",
                     rd.apply_from_offset, rd.apply_end_offset, covered_from, covered_end
                 ));
             }
             for b in batches {
-                applied.push((b.entry.start_offset, Applied { end_offset: b.entry.end_offset, term: b.entry.term, payload: b.payload }));
+                applied.push((
+                    b.entry.start_offset,
+                    Applied {
+                        end_offset: b.entry.end_offset,
+                        term: b.entry.term,
+                        payload: b.payload,
+                    },
+                ));
             }
         }
         let role = raft.role();
@@ -360,12 +397,14 @@ impl World {
         let commit = rd.commit_offset;
         let empty = rd.is_empty() && rd.persist.is_none();
         // Done with the replica borrow.
-        if unsynced_write && self.faults_on && self.rng.chance(self.regime.crash_unsynced_per_mille) {
+        if unsynced_write && self.faults_on && self.rng.chance(self.regime.crash_unsynced_per_mille)
+        {
             self.crash_soon.push(id);
         }
         if let Some((due, token)) = sync {
             self.sync_seq += 1;
-            self.syncs.push((due, self.sync_seq, id, g, incarnation, token));
+            self.syncs
+                .push((due, self.sync_seq, id, g, incarnation, token));
         }
         let mut rng = self.rng.fork(now.wrapping_mul(31) ^ id ^ (g as u64) << 32);
         for env in envelopes {
@@ -383,19 +422,34 @@ impl World {
             let mut i = 0;
             while i < self.pending.len() {
                 let p = &self.pending[i];
-                if p.group == g && p.node == id && p.incarnation == incarnation && p.term == term && p.end_offset <= commit {
+                if p.group == g
+                    && p.node == id
+                    && p.incarnation == incarnation
+                    && p.term == term
+                    && p.end_offset <= commit
+                {
                     let p = self.pending.swap_remove(i);
                     if log.term_at(p.start_offset) != Some(p.term) {
-                        errors.push(format!("node {id} group {g}: leader lost its own entry at {}", p.start_offset));
+                        errors.push(format!(
+                            "node {id} group {g}: leader lost its own entry at {}",
+                            p.start_offset
+                        ));
                     }
-                    self.checker.acknowledged(Ack { group: g, start_offset: p.start_offset, term: p.term, payload: p.payload });
+                    self.checker.acknowledged(Ack {
+                        group: g,
+                        start_offset: p.start_offset,
+                        term: p.term,
+                        payload: p.payload,
+                    });
                 } else {
                     i += 1;
                 }
             }
         }
         // Proposals of a replica that is no longer leader of their term time out.
-        self.pending.retain(|p| !(p.group == g && p.node == id && (p.term != term || role != Role::Leader)));
+        self.pending.retain(|p| {
+            !(p.group == g && p.node == id && (p.term != term || role != Role::Leader))
+        });
         for e in errors {
             self.fail(e);
         }
@@ -406,7 +460,10 @@ impl World {
         let leaders: Vec<NodeId> = (1..=self.params.nodes as NodeId)
             .filter(|&id| {
                 let n = &self.nodes[id as usize - 1];
-                n.up && n.replicas[g].raft.as_ref().is_some_and(|r| r.role() == Role::Leader)
+                n.up && n.replicas[g]
+                    .raft
+                    .as_ref()
+                    .is_some_and(|r| r.role() == Role::Leader)
             })
             .collect();
         if leaders.is_empty() {
@@ -430,8 +487,18 @@ impl World {
         if let Ok(e) = raft.propose(offsets) {
             self.next_payload += 1;
             let term = e.term;
-            self.nodes[id as usize - 1].replicas[g].staged.insert((e.start_offset, term), payload);
-            self.pending.push(Pending { group: g, node: id, incarnation, start_offset: e.start_offset, end_offset: e.end_offset, term, payload });
+            self.nodes[id as usize - 1].replicas[g]
+                .staged
+                .insert((e.start_offset, term), payload);
+            self.pending.push(Pending {
+                group: g,
+                node: id,
+                incarnation,
+                start_offset: e.start_offset,
+                end_offset: e.end_offset,
+                term,
+                payload,
+            });
             self.drive(id, g);
         }
     }
@@ -468,7 +535,13 @@ impl World {
         let Some(id) = self.up_leader(g) else { return };
         let pick = self.rng.next_u64();
         let Some(raft) = self.raft(id, g) else { return };
-        let others: Vec<NodeId> = raft.membership().voters.iter().copied().filter(|&v| v != id).collect();
+        let others: Vec<NodeId> = raft
+            .membership()
+            .voters
+            .iter()
+            .copied()
+            .filter(|&v| v != id)
+            .collect();
         if others.is_empty() {
             return;
         }
@@ -565,7 +638,7 @@ impl World {
             }
             self.drive(id, g);
         }
-        if now % STEPS_PER_TICK == 0 {
+        if now.is_multiple_of(STEPS_PER_TICK) {
             for id in 1..=self.params.nodes as NodeId {
                 if !self.node(id).up {
                     continue;
@@ -598,7 +671,10 @@ impl World {
             let mut best: Option<(Term, Membership)> = None;
             for n in &self.nodes {
                 if let Some(r) = n.replicas[g].raft.as_ref() {
-                    if n.up && r.role() == Role::Leader && best.as_ref().is_none_or(|(t, _)| r.term() > *t) {
+                    if n.up
+                        && r.role() == Role::Leader
+                        && best.as_ref().is_none_or(|(t, _)| r.term() > *t)
+                    {
                         best = Some((r.term(), r.membership().clone()));
                     }
                 }
@@ -637,8 +713,16 @@ impl World {
             out.push_str(&line);
             if std::env::var("STRATA_SIM_DEBUG").is_ok() {
                 let d = n.replicas[g].disk.current();
-                let around: Vec<_> = d.range(585, 600).iter().map(|e| (e.entry.start_offset, e.entry.end_offset, e.entry.term)).collect();
-                out.push_str(&format!("    disk [{}, {}) around: {around:?}\n", d.log_start_offset, d.log_end_offset()));
+                let around: Vec<_> = d
+                    .range(585, 600)
+                    .iter()
+                    .map(|e| (e.entry.start_offset, e.entry.end_offset, e.entry.term))
+                    .collect();
+                out.push_str(&format!(
+                    "    disk [{}, {}) around: {around:?}\n",
+                    d.log_start_offset,
+                    d.log_end_offset()
+                ));
             }
             if let Some(r) = n.replicas[g].raft.as_ref() {
                 for p in r.membership().members() {
@@ -683,7 +767,8 @@ impl World {
             let mut best: Option<(Term, Membership)> = None;
             for id in 1..=self.params.nodes as NodeId {
                 if let Some(r) = self.raft(id, g) {
-                    if r.role() == Role::Leader && best.as_ref().is_none_or(|(t, _)| r.term() > *t) {
+                    if r.role() == Role::Leader && best.as_ref().is_none_or(|(t, _)| r.term() > *t)
+                    {
                         best = Some((r.term(), r.membership().clone()));
                     }
                 }
@@ -701,7 +786,9 @@ impl World {
         }
         self.checker.check_final(&voters);
         if let Some(v) = self.checker.violation.take() {
-            let states: String = (0..self.params.groups).map(|g| format!("group {g}:\n{}", self.describe(g))).collect();
+            let states: String = (0..self.params.groups)
+                .map(|g| format!("group {g}:\n{}", self.describe(g)))
+                .collect();
             return Err(format!("{v}\n{states}"));
         }
         self.report.acks = self.checker.acks().len();

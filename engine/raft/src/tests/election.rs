@@ -2,7 +2,10 @@
 //! leadership transfer, durable self-votes.
 
 use super::harness::Cluster;
-use crate::{Config, Membership, Message, MessageBody, ProposeError, Raft, RestoredState, Role, StepError, VoteRequest};
+use crate::{
+    Config, Membership, Message, MessageBody, ProposeError, Raft, RestoredState, Role, StepError,
+    VoteRequest,
+};
 
 fn plain(c: &mut Config) {
     c.pre_vote = false;
@@ -63,7 +66,11 @@ fn leader_completeness_a_stale_log_cannot_win() {
 
 #[test]
 fn pre_vote_keeps_a_rejoining_replica_from_deposing_the_leader() {
-    for (pre_vote, check_quorum, must_survive) in [(true, true, true), (true, false, true), (false, false, false)] {
+    for (pre_vote, check_quorum, must_survive) in [
+        (true, true, true),
+        (true, false, true),
+        (false, false, false),
+    ] {
         let mut c = Cluster::new(&[1, 2, 3], |cfg| {
             cfg.pre_vote = pre_vote;
             cfg.check_quorum = check_quorum;
@@ -89,7 +96,10 @@ fn pre_vote_keeps_a_rejoining_replica_from_deposing_the_leader() {
         c.deliver_all();
         c.tick_all(5);
         let survived = c.raft(1).role() == Role::Leader && c.raft(1).term() == term;
-        assert_eq!(survived, must_survive, "pre_vote={pre_vote} check_quorum={check_quorum}");
+        assert_eq!(
+            survived, must_survive,
+            "pre_vote={pre_vote} check_quorum={check_quorum}"
+        );
     }
 }
 
@@ -103,7 +113,11 @@ fn check_quorum_steps_a_cut_off_leader_down() {
         c.elect(1);
         c.isolate(1, &[2, 3]);
         c.tick_node(1, 25);
-        assert_eq!(c.raft(1).role() == Role::Leader, !check_quorum, "check_quorum={check_quorum}");
+        assert_eq!(
+            c.raft(1).role() == Role::Leader,
+            !check_quorum,
+            "check_quorum={check_quorum}"
+        );
         assert_eq!(c.raft(1).propose(1).is_err(), check_quorum);
     }
 }
@@ -119,7 +133,11 @@ fn check_quorum_lease_ignores_a_vote_while_the_leader_is_heard() {
         from: 3,
         to: 2,
         term: term + 5,
-        body: MessageBody::Vote(VoteRequest { last_term, log_end_offset, transfer: false }),
+        body: MessageBody::Vote(VoteRequest {
+            last_term,
+            log_end_offset,
+            transfer: false,
+        }),
     };
     c.raft(2).step(vote).unwrap();
     assert_eq!(c.raft(2).term(), term, "a vote inside the lease is ignored");
@@ -138,7 +156,10 @@ fn leadership_transfer_hands_over_to_a_caught_up_voter() {
     c.deliver_all();
     c.heal();
     c.raft(1).transfer_leadership(2).unwrap();
-    assert_eq!(c.raft(1).propose(1), Err(ProposeError::TransferInProgress(2)));
+    assert_eq!(
+        c.raft(1).propose(1),
+        Err(ProposeError::TransferInProgress(2))
+    );
     c.process(1);
     c.deliver_all();
     assert_eq!(c.raft(2).role(), Role::Leader);
@@ -147,7 +168,10 @@ fn leadership_transfer_hands_over_to_a_caught_up_voter() {
     assert_eq!(c.raft(1).leader(), Some(2));
     c.tick_all(3);
     c.assert_logs_equal(&[1, 2, 3]);
-    assert_eq!(c.raft(1).transfer_leadership(3), Err(ProposeError::NotLeader { leader: Some(2) }));
+    assert_eq!(
+        c.raft(1).transfer_leadership(3),
+        Err(ProposeError::NotLeader { leader: Some(2) })
+    );
 }
 
 #[test]
@@ -159,7 +183,10 @@ fn transfer_is_abandoned_if_the_target_never_answers() {
     c.process(1);
     c.tick_node(1, 12);
     assert_eq!(c.raft(1).role(), Role::Leader);
-    assert!(c.raft(1).propose(1).is_ok(), "proposals resume after an election timeout");
+    assert!(
+        c.raft(1).propose(1).is_ok(),
+        "proposals resume after an election timeout"
+    );
 }
 
 #[test]
@@ -168,7 +195,11 @@ fn a_single_voter_leads_only_once_its_vote_is_durable() {
     c.nodes.get_mut(&1).unwrap().manual_persist = true;
     c.raft(1).campaign_now();
     c.process(1);
-    assert_eq!(c.raft(1).role(), Role::Candidate, "its term and vote are not durable yet");
+    assert_eq!(
+        c.raft(1).role(),
+        Role::Candidate,
+        "its term and vote are not durable yet"
+    );
     c.persist_all(1);
     assert_eq!(c.raft(1).role(), Role::Leader);
 }
@@ -176,7 +207,10 @@ fn a_single_voter_leads_only_once_its_vote_is_durable() {
 #[test]
 fn restart_with_a_lost_hard_state_takes_the_logs_term_without_a_vote() {
     let mut state = RestoredState::bootstrap(Membership::new(&[1, 2, 3]).unwrap());
-    state.epochs = vec![crate::EpochRun { term: 4, start_offset: 0 }];
+    state.epochs = vec![crate::EpochRun {
+        term: 4,
+        start_offset: 0,
+    }];
     state.log_end_offset = 10;
     let r = Raft::new(super::harness::config(1), state).unwrap();
     assert_eq!(r.term(), 4);
@@ -195,13 +229,32 @@ fn malformed_or_misaddressed_messages_are_refused() {
             prev_term: 0,
             commit_offset: 0,
             send_end_offset: 5,
-            entries: vec![crate::Entry { start_offset: 3, end_offset: 5, term: 1, kind: crate::EntryKind::Data }],
+            entries: vec![crate::Entry {
+                start_offset: 3,
+                end_offset: 5,
+                term: 1,
+                kind: crate::EntryKind::Data,
+            }],
         }),
     };
-    assert!(matches!(c.raft(2).step(bad.clone()), Err(StepError::MalformedAppend { .. })));
+    assert!(matches!(
+        c.raft(2).step(bad.clone()),
+        Err(StepError::MalformedAppend { .. })
+    ));
     let mut wrong = bad;
     wrong.to = 3;
-    assert!(matches!(c.raft(2).step(wrong), Err(StepError::WrongRecipient { .. })));
-    let huge = Message { from: 1, to: 2, term: u64::MAX, body: MessageBody::TimeoutNow };
-    assert!(matches!(c.raft(2).step(huge), Err(StepError::TermTooLarge(_))));
+    assert!(matches!(
+        c.raft(2).step(wrong),
+        Err(StepError::WrongRecipient { .. })
+    ));
+    let huge = Message {
+        from: 1,
+        to: 2,
+        term: u64::MAX,
+        body: MessageBody::TimeoutNow,
+    };
+    assert!(matches!(
+        c.raft(2).step(huge),
+        Err(StepError::TermTooLarge(_))
+    ));
 }

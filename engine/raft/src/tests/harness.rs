@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, HashSet, VecDeque};
 
 use crate::{
-    AppendResult, Config, Entry, LogOp, Membership, Message, MessageBody, NodeId, PersistToken, Raft,
-    RestoredState, Role,
+    AppendResult, Config, Entry, LogOp, Membership, Message, MessageBody, NodeId, PersistToken,
+    Raft, RestoredState, Role,
 };
 
 pub struct TestNode {
@@ -25,7 +25,6 @@ pub struct TestNode {
     /// Last hard state written, and the bootstrap membership, for `restart`.
     pub hard: crate::HardState,
     pub bootstrap: Membership,
-    pub tweak_seed: u64,
 }
 
 pub struct Cluster {
@@ -77,7 +76,6 @@ impl Cluster {
                 last_ready_durable_end: 0,
                 hard: crate::HardState::default(),
                 bootstrap: membership,
-                tweak_seed: 0,
             },
         );
     }
@@ -130,12 +128,25 @@ impl Cluster {
             }
             let from = rd.apply_from_offset;
             let to = rd.apply_end_offset;
-            let batch: Vec<Entry> = n.log.iter().filter(|e| e.start_offset >= from && e.start_offset < to).cloned().collect();
+            let batch: Vec<Entry> = n
+                .log
+                .iter()
+                .filter(|e| e.start_offset >= from && e.start_offset < to)
+                .cloned()
+                .collect();
             n.applied.extend(batch);
             for mut m in rd.messages {
                 if let MessageBody::Append(a) = &mut m.body {
                     let mut end = a.prev_end_offset;
-                    for e in n.log.iter().filter(|e| e.start_offset >= a.prev_end_offset && e.start_offset < a.send_end_offset).take(frame_max) {
+                    for e in n
+                        .log
+                        .iter()
+                        .filter(|e| {
+                            e.start_offset >= a.prev_end_offset
+                                && e.start_offset < a.send_end_offset
+                        })
+                        .take(frame_max)
+                    {
                         if e.start_offset != end {
                             break;
                         }
@@ -143,7 +154,10 @@ impl Cluster {
                         a.entries.push(e.clone());
                     }
                 }
-                if matches!(m.body, MessageBody::AppendResponse(AppendResult::Rejected { .. })) {
+                if matches!(
+                    m.body,
+                    MessageBody::AppendResponse(AppendResult::Rejected { .. })
+                ) {
                     n.rejections_sent += 1;
                 }
                 self.queue.push_back(m);
@@ -173,13 +187,19 @@ impl Cluster {
         state.commit_offset = state.log_start_offset;
         for e in &n.log {
             if state.epochs.last().is_none_or(|r| r.term != e.term) {
-                state.epochs.push(crate::EpochRun { term: e.term, start_offset: e.start_offset });
+                state.epochs.push(crate::EpochRun {
+                    term: e.term,
+                    start_offset: e.start_offset,
+                });
             }
             if let crate::EntryKind::Membership(m) = &e.kind {
                 state.memberships.push((e.start_offset, m.clone()));
             }
         }
-        state.log_end_offset = n.log.last().map_or(state.log_start_offset, |e| e.end_offset);
+        state.log_end_offset = n
+            .log
+            .last()
+            .map_or(state.log_start_offset, |e| e.end_offset);
         n.raft = Raft::new(cfg, state).unwrap();
         n.applied.clear();
     }
@@ -196,7 +216,9 @@ impl Cluster {
     /// Delivers until nothing is in flight (cut links drop their messages).
     pub fn deliver_all(&mut self) {
         for _ in 0..100_000 {
-            let Some(m) = self.queue.pop_front() else { return };
+            let Some(m) = self.queue.pop_front() else {
+                return;
+            };
             if self.blocked.contains(&(m.from, m.to)) || !self.nodes.contains_key(&m.to) {
                 continue;
             }
@@ -210,7 +232,9 @@ impl Cluster {
     /// Delivers one message at a time until `done` holds (or nothing is in flight).
     pub fn deliver_until(&mut self, done: impl Fn(&Cluster) -> bool) {
         while !done(self) {
-            let Some(m) = self.queue.pop_front() else { return };
+            let Some(m) = self.queue.pop_front() else {
+                return;
+            };
             if self.blocked.contains(&(m.from, m.to)) || !self.nodes.contains_key(&m.to) {
                 continue;
             }
@@ -268,7 +292,11 @@ impl Cluster {
     pub fn assert_logs_equal(&self, ids: &[NodeId]) {
         let first = &self.nodes[&ids[0]].log;
         for id in &ids[1..] {
-            assert_eq!(&self.nodes[id].log, first, "logs of {} and {id} differ", ids[0]);
+            assert_eq!(
+                &self.nodes[id].log, first,
+                "logs of {} and {id} differ",
+                ids[0]
+            );
         }
     }
 }

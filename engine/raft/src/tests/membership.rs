@@ -17,9 +17,12 @@ fn reassignment_adds_a_learner_promotes_it_and_removes_the_old_replica() {
 
     // A learner receives the log but never votes or campaigns.
     c.isolate(4, &[1, 2, 3]);
-    c.raft(1).propose_membership(MembershipChange::AddLearner(4)).unwrap();
+    c.raft(1)
+        .propose_membership(MembershipChange::AddLearner(4))
+        .unwrap();
     assert_eq!(
-        c.raft(1).propose_membership(MembershipChange::AddLearner(5)),
+        c.raft(1)
+            .propose_membership(MembershipChange::AddLearner(5)),
         Err(ProposeError::MembershipChangePending)
     );
     c.process(1);
@@ -33,24 +36,35 @@ fn reassignment_adds_a_learner_promotes_it_and_removes_the_old_replica() {
     c.tick_all(3);
     assert!(c.raft(4).membership().is_learner(4));
     c.tick_node(4, 40);
-    assert_eq!(c.raft(4).role(), Role::Follower, "a learner never campaigns");
+    assert_eq!(
+        c.raft(4).role(),
+        Role::Follower,
+        "a learner never campaigns"
+    );
     assert_eq!(c.raft(4).log_end_offset(), c.raft(1).log_end_offset());
 
-    c.raft(1).propose_membership(MembershipChange::Promote(4)).unwrap();
+    c.raft(1)
+        .propose_membership(MembershipChange::Promote(4))
+        .unwrap();
     c.process(1);
     c.tick_all(3);
     assert_eq!(c.raft(1).membership().voters, vec![1, 2, 3, 4]);
     assert_eq!(c.raft(1).membership().quorum(), 3);
 
     // The leader cannot remove itself: it hands over first.
-    assert_eq!(c.raft(1).propose_membership(MembershipChange::Remove(1)), Err(ProposeError::RemoveLeader));
+    assert_eq!(
+        c.raft(1).propose_membership(MembershipChange::Remove(1)),
+        Err(ProposeError::RemoveLeader)
+    );
     c.raft(1).transfer_leadership(4).unwrap();
     c.process(1);
     c.deliver_all();
     assert_eq!(c.raft(4).role(), Role::Leader);
     // A new leader changes membership only after committing an entry of its term.
     c.tick_all(2);
-    c.raft(4).propose_membership(MembershipChange::Remove(1)).unwrap();
+    c.raft(4)
+        .propose_membership(MembershipChange::Remove(1))
+        .unwrap();
     c.process(4);
     c.tick_all(3);
     for id in [2, 3, 4] {
@@ -61,7 +75,10 @@ fn reassignment_adds_a_learner_promotes_it_and_removes_the_old_replica() {
     let e = c.propose(4, 1);
     c.deliver_all();
     assert!(c.raft(4).commit_offset() >= e.end_offset);
-    assert!(c.raft(4).progress(1).is_none(), "no replication to a removed replica");
+    assert!(
+        c.raft(4).progress(1).is_none(),
+        "no replication to a removed replica"
+    );
 }
 
 #[test]
@@ -74,15 +91,25 @@ fn a_membership_entry_takes_effect_on_append_and_reverts_on_truncation() {
     c.tick_all(2);
     // The change is appended on the cut-off leader only, so it never commits.
     c.isolate(1, &[2, 3]);
-    c.raft(1).propose_membership(MembershipChange::Remove(3)).unwrap();
+    c.raft(1)
+        .propose_membership(MembershipChange::Remove(3))
+        .unwrap();
     c.process(1);
-    assert_eq!(c.raft(1).membership().voters, vec![1, 2], "in force once appended");
+    assert_eq!(
+        c.raft(1).membership().voters,
+        vec![1, 2],
+        "in force once appended"
+    );
     assert!(c.raft(1).commit_offset() < c.raft(1).log_end_offset());
     // The others elect node 2 under the old membership; node 1 returns and is truncated.
     c.elect(2);
     c.heal();
     c.tick_all(8);
-    assert_eq!(c.raft(1).membership().voters, vec![1, 2, 3], "reverted with the truncated entry");
+    assert_eq!(
+        c.raft(1).membership().voters,
+        vec![1, 2, 3],
+        "reverted with the truncated entry"
+    );
     assert_eq!(c.raft(1).membership_offset(), None);
     c.assert_logs_equal(&[1, 2, 3]);
 }

@@ -25,7 +25,11 @@ fn log_matching_every_replica_holds_and_applies_the_same_batches() {
     let end = c.raft(1).log_end_offset();
     for id in [1, 2, 3] {
         assert_eq!(c.raft(id).commit_offset(), end);
-        assert_eq!(c.node(id).applied, c.node(1).log, "node {id} applied a different sequence");
+        assert_eq!(
+            c.node(id).applied,
+            c.node(1).log,
+            "node {id} applied a different sequence"
+        );
     }
 }
 
@@ -57,7 +61,11 @@ fn figure_8_old_term_entries_do_not_commit_by_counting() {
     assert_eq!(c.raft(5).term(), 3);
     c.isolate(5, &[1, 2, 3, 4]);
     c.queue.retain(|m| m.from != 5);
-    assert_eq!(c.node(5).log[2].term, 3, "S5's term-3 marker is at offset 2, on S5 only");
+    assert_eq!(
+        c.node(5).log[2].term,
+        3,
+        "S5's term-3 marker is at offset 2, on S5 only"
+    );
     // (c) S5 is cut off; S1 restarts, loses term 3 (S3 and S4 voted for S5), wins term 4
     // and copies X to S3 one batch per append: X is on S1, S2, S3 — a majority — the
     // moment before term 4's marker reaches S3.
@@ -71,13 +79,23 @@ fn figure_8_old_term_entries_do_not_commit_by_counting() {
     assert_eq!(c.raft(1).role(), Role::Candidate);
     c.raft(1).campaign_now();
     c.process(1);
-    let x_on_s3 = |c: &Cluster| c.node(3).log.iter().any(|e| e.start_offset == 2 && e.term == 2);
+    let x_on_s3 = |c: &Cluster| {
+        c.node(3)
+            .log
+            .iter()
+            .any(|e| e.start_offset == 2 && e.term == 2)
+    };
     c.deliver_until(x_on_s3);
     assert_eq!((c.raft(1).role(), c.raft(1).term()), (Role::Leader, 4));
     assert!(x_on_s3(&c));
     let x_on: Vec<u64> = [1, 2, 3]
         .into_iter()
-        .filter(|&id| c.node(id).log.iter().any(|e| e.start_offset == 2 && e.term == 2))
+        .filter(|&id| {
+            c.node(id)
+                .log
+                .iter()
+                .any(|e| e.start_offset == 2 && e.term == 2)
+        })
         .collect();
     assert_eq!(x_on, vec![1, 2, 3], "X is stored on a majority");
     // S1 hears every answer already on its way (sending nothing more), and must not
@@ -108,7 +126,13 @@ fn figure_8_old_term_entries_do_not_commit_by_counting() {
     for id in [2, 3, 4, 5] {
         let at2 = c.node(id).log.iter().find(|e| e.start_offset == 2).unwrap();
         assert_eq!(at2.term, 3, "node {id} keeps S5's entry at offset 2");
-        assert!(c.node(id).applied.iter().all(|e| !(e.start_offset == 2 && e.term == 2)), "nobody applied X");
+        assert!(
+            c.node(id)
+                .applied
+                .iter()
+                .all(|e| !(e.start_offset == 2 && e.term == 2)),
+            "nobody applied X"
+        );
     }
     // S1 returns, is truncated at the epoch boundary and follows.
     c.heal();
@@ -154,14 +178,22 @@ fn a_divergent_suffix_is_truncated_at_the_epoch_boundary_in_few_round_trips() {
     c.heal();
     c.tick_all(8);
     c.assert_logs_equal(&[1, 2, 3]);
-    assert_eq!(c.node(1).truncations, vec![committed], "cut once, at the end of term 1 in the leader's log");
+    assert_eq!(
+        c.node(1).truncations,
+        vec![committed],
+        "cut once, at the end of term 1 in the leader's log"
+    );
     assert!(
         c.node(1).rejections_sent - rejections_before <= 2,
         "the epoch hint skips the whole divergent term, not one batch per round trip ({} rejections)",
         c.node(1).rejections_sent - rejections_before
     );
     // And node 1 never applied any of its divergent batches.
-    assert!(c.node(1).applied.iter().all(|e| e.term != 1 || e.start_offset < committed));
+    assert!(c
+        .node(1)
+        .applied
+        .iter()
+        .all(|e| e.term != 1 || e.start_offset < committed));
 }
 
 #[test]
@@ -179,15 +211,26 @@ fn a_follower_behind_the_log_start_gets_a_snapshot() {
     // Retention drops everything applied on the leader.
     let start = c.node(1).log[5].start_offset;
     c.raft(1).compact(start).unwrap();
-    c.nodes.get_mut(&1).unwrap().log.retain(|e| e.start_offset >= start);
-    assert!(c.raft(1).compact(applied + 1).is_err(), "never past the applied offset");
+    c.nodes
+        .get_mut(&1)
+        .unwrap()
+        .log
+        .retain(|e| e.start_offset >= start);
+    assert!(
+        c.raft(1).compact(applied + 1).is_err(),
+        "never past the applied offset"
+    );
     c.heal();
     c.tick_all(4);
     assert_eq!(c.node(3).snapshots_installed, 1);
     assert_eq!(c.raft(3).log_start_offset(), start);
     assert_eq!(c.raft(3).commit_offset(), c.raft(1).commit_offset());
     assert_eq!(c.node(3).log, c.node(1).log);
-    assert_eq!(c.node(2).snapshots_installed, 0, "a caught-up follower needs none");
+    assert_eq!(
+        c.node(2).snapshots_installed,
+        0,
+        "a caught-up follower needs none"
+    );
 }
 
 #[test]
@@ -197,7 +240,10 @@ fn the_leader_reports_its_durable_end_and_the_high_watermark_separately() {
     c.tick_all(2);
     c.nodes.get_mut(&1).unwrap().manual_persist = true;
     let e = c.propose(1, 4);
-    assert!(c.node(1).last_ready_durable_end < e.end_offset, "acks=1 waits for the leader's own fsync");
+    assert!(
+        c.node(1).last_ready_durable_end < e.end_offset,
+        "acks=1 waits for the leader's own fsync"
+    );
     c.deliver_all();
     // Two followers made it durable: committed (acks=all) before the leader's own fsync.
     assert_eq!(c.raft(1).commit_offset(), e.end_offset);
@@ -216,9 +262,15 @@ fn a_follower_acknowledges_only_what_it_has_synced() {
     c.nodes.get_mut(&3).unwrap().manual_persist = true;
     let e = c.propose(1, 2);
     c.deliver_all();
-    assert!(c.raft(1).commit_offset() < e.end_offset, "no follower has synced it");
+    assert!(
+        c.raft(1).commit_offset() < e.end_offset,
+        "no follower has synced it"
+    );
     c.persist_all(2);
     c.deliver_all();
     assert_eq!(c.raft(1).commit_offset(), e.end_offset);
-    assert!(matches!(c.node(1).log.first().unwrap().kind, EntryKind::LeaderChange));
+    assert!(matches!(
+        c.node(1).log.first().unwrap().kind,
+        EntryKind::LeaderChange
+    ));
 }
