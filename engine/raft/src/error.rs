@@ -102,8 +102,9 @@ pub enum StepError {
     /// A membership in a message breaks the membership rules.
     #[error("malformed membership from {0}")]
     MalformedMembership(NodeId),
-    /// Another replica claims leadership of this leader's own term: a safety violation.
-    #[error("{from} claims leadership of term {term}, which this replica leads")]
+    /// A second replica claims leadership of a term whose leader this replica knows
+    /// (or is): a safety violation.
+    #[error("{from} claims leadership of term {term}, which has another leader")]
     SecondLeader {
         /// The other claimant.
         from: NodeId,

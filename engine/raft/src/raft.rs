@@ -398,7 +398,7 @@ impl Raft {
 
     /// An append or snapshot from `from` in our term: it is the leader.
     fn accept_leader(&mut self, from: NodeId, term: Term) -> Result<(), StepError> {
-        if self.role == Role::Leader {
+        if self.role == Role::Leader || self.leader.is_some_and(|l| l != from) {
             return Err(StepError::SecondLeader { from, term });
         }
         if self.role != Role::Follower || self.leader != Some(from) {
