@@ -1,5 +1,7 @@
-//! A simulated network between brokers: every message may be dropped, delayed (so
+//! A simulated network between brokers: every frame may be dropped, delayed (so
 //! reordered) or duplicated, and the brokers may be split into sides that cannot talk.
+//! As the real transport does, all groups' messages from one broker to another made in
+//! the same step travel in one frame and share its fate.
 
 use crate::prng::SplitMix64;
 use crate::{Message, NodeId};
@@ -34,7 +36,7 @@ pub struct NetworkFaults {
 /// Messages in flight and the current partition.
 #[derive(Debug)]
 pub struct Network {
-    in_flight: Vec<(u64, u64, NodeId, Envelope)>,
+    in_flight: Vec<(u64, u64, Vec<Envelope>)>,
     seq: u64,
     /// Side of each node (index = node id); nodes on different sides cannot talk.
     sides: Vec<u8>,
@@ -80,9 +82,16 @@ impl Network {
         self.in_flight.is_empty()
     }
 
-    /// Sends `env` at step `now`.
-    pub fn send(&mut self, now: u64, env: Envelope, rng: &mut SplitMix64) {
-        if !self.connected(env.msg.from, env.msg.to) || rng.chance(self.faults.drop_per_mille) {
+    /// Sends one frame of messages from `from` to `to` at step `now`.
+    pub fn send_frame(
+        &mut self,
+        now: u64,
+        from: NodeId,
+        to: NodeId,
+        frame: Vec<Envelope>,
+        rng: &mut SplitMix64,
+    ) {
+        if frame.is_empty() || !self.connected(from, to) || rng.chance(self.faults.drop_per_mille) {
             return;
         }
         let copies = if rng.chance(self.faults.duplicate_per_mille) {
@@ -96,30 +105,54 @@ impl Network {
             }
             let due = now + rng.range(self.faults.delay_steps_min, self.faults.delay_steps_max + 1);
             self.seq += 1;
-            let to = env.msg.to;
-            self.in_flight.push((due, self.seq, to, env.clone()));
+            self.in_flight.push((due, self.seq, frame.clone()));
         }
     }
 
-    /// Takes the messages due at `now` whose link is up, in a random order.
+    /// Sends `envelopes` at step `now`, one frame per (sender, receiver) pair.
+    pub fn send_all(&mut self, now: u64, mut envelopes: Vec<Envelope>, rng: &mut SplitMix64) {
+        // Stable: each pair's messages keep the order they were made in.
+        envelopes.sort_by_key(|e| (e.msg.from, e.msg.to));
+        let mut frame: Vec<Envelope> = Vec::new();
+        for env in envelopes {
+            if frame
+                .last()
+                .is_some_and(|f| (f.msg.from, f.msg.to) != (env.msg.from, env.msg.to))
+            {
+                let (from, to) = (frame[0].msg.from, frame[0].msg.to);
+                self.send_frame(now, from, to, std::mem::take(&mut frame), rng);
+            }
+            frame.push(env);
+        }
+        if let Some(first) = frame.first() {
+            let (from, to) = (first.msg.from, first.msg.to);
+            self.send_frame(now, from, to, frame, rng);
+        }
+    }
+
+    /// Takes the messages due at `now` whose link is up: frames in a random order, each
+    /// frame's messages in order.
     pub fn due(&mut self, now: u64, rng: &mut SplitMix64) -> Vec<Envelope> {
-        let mut out = Vec::new();
+        let mut frames = Vec::new();
         let mut i = 0;
         while i < self.in_flight.len() {
             if self.in_flight[i].0 <= now {
-                let (_, _, _, env) = self.in_flight.swap_remove(i);
-                if self.connected(env.msg.from, env.msg.to) {
-                    out.push(env);
-                }
+                let (_, seq, frame) = self.in_flight.swap_remove(i);
+                frames.push((seq, frame));
             } else {
                 i += 1;
             }
         }
-        // swap_remove already scrambles; shuffle so the order depends on the seed only.
-        for i in (1..out.len()).rev() {
+        // Shuffle from an order that depends on the seed only.
+        frames.sort_by_key(|(seq, _)| *seq);
+        for i in (1..frames.len()).rev() {
             let j = rng.range(0, i as u64 + 1) as usize;
-            out.swap(i, j);
+            frames.swap(i, j);
         }
-        out
+        frames
+            .into_iter()
+            .flat_map(|(_, f)| f)
+            .filter(|env| self.connected(env.msg.from, env.msg.to))
+            .collect()
     }
 }

@@ -120,6 +120,8 @@ pub struct World {
     faults_on: bool,
     /// Brokers to crash at the start of the next step.
     crash_soon: Vec<NodeId>,
+    /// Messages made during this step; sent as one frame per broker pair at its end.
+    outgoing: Vec<Envelope>,
 }
 
 impl World {
@@ -159,6 +161,7 @@ impl World {
             report: SimReport::default(),
             faults_on: true,
             crash_soon: Vec::new(),
+            outgoing: Vec::new(),
             regime,
             params,
             rng,
@@ -406,10 +409,7 @@ impl World {
             self.syncs
                 .push((due, self.sync_seq, id, g, incarnation, token));
         }
-        let mut rng = self.rng.fork(now.wrapping_mul(31) ^ id ^ (g as u64) << 32);
-        for env in envelopes {
-            self.net.send(now, env, &mut rng);
-        }
+        self.outgoing.extend(envelopes);
         if let Some(end) = installed {
             self.report.snapshots += 1;
             self.checker.snapshot_installed(id, g, end);
@@ -661,6 +661,9 @@ impl World {
         if self.faults_on && self.rng.chance(self.regime.propose_per_mille) {
             self.client_propose();
         }
+        let mut rng = self.rng.fork(now.wrapping_mul(31));
+        let out = std::mem::take(&mut self.outgoing);
+        self.net.send_all(now, out, &mut rng);
     }
 
     /// The operator's clean-up: a replica whose broker is not in its group's membership
