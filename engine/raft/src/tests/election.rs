@@ -258,3 +258,27 @@ fn malformed_or_misaddressed_messages_are_refused() {
         Err(StepError::TermTooLarge(_))
     ));
 }
+
+#[test]
+fn a_vote_is_answered_only_once_it_is_durable() {
+    let mut c = Cluster::new(&[1, 2, 3], plain);
+    c.nodes.get_mut(&2).unwrap().manual_persist = true;
+    c.isolate(1, &[3]);
+    c.raft(1).campaign_now();
+    c.process(1);
+    c.deliver_all();
+    assert_eq!(
+        c.raft(2).hard_state().vote,
+        Some(1),
+        "node 2 granted its vote"
+    );
+    assert_eq!(
+        c.raft(1).role(),
+        Role::Candidate,
+        "but the grant has not left node 2"
+    );
+    assert!(c.queue.is_empty());
+    c.persist_all(2);
+    c.deliver_all();
+    assert_eq!(c.raft(1).role(), Role::Leader);
+}
