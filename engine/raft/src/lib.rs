@@ -71,7 +71,8 @@
 //! missing from any later leader, identical application order on every replica, every
 //! acknowledged entry applied by every voter once the faults stop. `cargo test -p
 //! strata-raft` runs 300 seeds for 3 and 5 brokers plus every seed that ever failed;
-//! `STRATA_SIM_SEED=N` replays one seed, and the long run is
+//! `STRATA_SIM_SEED=N` replays one seed, `STRATA_SIM_SEED_START=N` starts the range
+//! elsewhere, and the long run is
 //!
 //! ```text
 //! STRATA_SIM_SEEDS=20000 cargo test --release -p strata-raft --test sim

@@ -1,5 +1,6 @@
 //! The deterministic simulation, over many seeds. `STRATA_SIM_SEED=N` replays one seed;
-//! `STRATA_SIM_SEEDS=N` runs seeds 0..N (default 300 per cluster size). Long run:
+//! `STRATA_SIM_SEEDS=N` runs N seeds (default 300 per cluster size) from
+//! `STRATA_SIM_SEED_START` (default 0). Long run:
 //! `STRATA_SIM_SEEDS=20000 cargo test --release -p strata-raft --test sim`.
 
 use strata_raft::sim::run_seed;
