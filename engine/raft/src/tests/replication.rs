@@ -274,3 +274,20 @@ fn a_follower_acknowledges_only_what_it_has_synced() {
         EntryKind::LeaderChange
     ));
 }
+
+#[test]
+fn an_idle_replica_is_small() {
+    // 10,000 replicated partitions per broker must stay cheap: the state machine itself
+    // is a few hundred bytes plus its (empty when idle) queues and one epoch run.
+    let size_bytes = std::mem::size_of::<crate::Raft>();
+    assert!(size_bytes <= 1024, "Raft is {size_bytes} bytes");
+    let mut c = Cluster::new(&[1, 2, 3], |_| {});
+    c.elect(1);
+    c.propose(1, 1);
+    c.tick_all(4);
+    assert!(
+        !c.raft(1).has_ready(),
+        "an idle leader has nothing queued between ticks"
+    );
+    assert_eq!(c.raft(1).epochs().runs().len(), 1);
+}
