@@ -44,7 +44,7 @@ impl SimParams {
 }
 
 /// What a finished run reports.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SimReport {
     /// Entries acknowledged to clients.
     pub acks: usize,
@@ -122,6 +122,8 @@ pub struct World {
     crash_soon: Vec<NodeId>,
     /// Messages made during this step; sent as one frame per broker pair at its end.
     outgoing: Vec<Envelope>,
+    /// `STRATA_SIM_TRACE=group:node` prints every message that replica receives.
+    trace: Option<(usize, NodeId)>,
 }
 
 impl World {
@@ -162,6 +164,10 @@ impl World {
             faults_on: true,
             crash_soon: Vec::new(),
             outgoing: Vec::new(),
+            trace: std::env::var("STRATA_SIM_TRACE").ok().and_then(|v| {
+                let (g, n) = v.split_once(':')?;
+                Some((g.parse().ok()?, n.parse().ok()?))
+            }),
             regime,
             params,
             rng,
@@ -261,6 +267,7 @@ impl World {
         }
         let g = env.group;
         let now = self.now;
+        let traced = self.trace == Some((g, to));
         let r = &mut self.node(to).replicas[g];
         if let MessageBody::Append(a) = &env.msg.body {
             for (e, p) in a.entries.iter().zip(env.payloads.iter()) {
@@ -268,7 +275,7 @@ impl World {
             }
         }
         let Some(raft) = r.raft.as_mut() else { return };
-        if std::env::var("STRATA_SIM_TRACE").is_ok_and(|v| v == format!("{g}:{to}")) {
+        if traced {
             eprintln!(
                 "t={} deliver {:?} (log end {} term {})",
                 now,
@@ -714,19 +721,19 @@ impl World {
                 None => format!("  node {} down\n", i + 1),
             };
             out.push_str(&line);
-            if std::env::var("STRATA_SIM_DEBUG").is_ok() {
-                let d = n.replicas[g].disk.current();
-                let around: Vec<_> = d
-                    .range(585, 600)
-                    .iter()
-                    .map(|e| (e.entry.start_offset, e.entry.end_offset, e.entry.term))
-                    .collect();
-                out.push_str(&format!(
-                    "    disk [{}, {}) around: {around:?}\n",
-                    d.log_start_offset,
-                    d.log_end_offset()
-                ));
-            }
+            let d = n.replicas[g].disk.current();
+            let last: Vec<_> = d
+                .entries
+                .iter()
+                .rev()
+                .take(3)
+                .map(|e| (e.entry.start_offset, e.entry.end_offset, e.entry.term))
+                .collect();
+            out.push_str(&format!(
+                "    disk [{}, {}), last batches {last:?}\n",
+                d.log_start_offset,
+                d.log_end_offset()
+            ));
             if let Some(r) = n.replicas[g].raft.as_ref() {
                 for p in r.membership().members() {
                     if let Some(pr) = r.progress(p) {
