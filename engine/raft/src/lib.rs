@@ -47,6 +47,11 @@
 //!   values: coalesce every group's messages to one broker into one frame, so idle
 //!   groups' heartbeats share one packet per broker pair. Dropping, reordering or
 //!   duplicating any message is safe.
+//! - **Idle groups.** A follower's tick is a counter increment; a leader sends each
+//!   follower one empty append per `heartbeat_ticks`, which the transport coalesces
+//!   per broker pair, so an idle group costs a few bytes in a shared frame and no timer
+//!   of its own. (A quiescent mode that stops even those, woken by the broker-pair
+//!   failure detector, is not built yet.)
 //! - **Leader epoch.** The term *is* the leader epoch: stamp [`Entry::term`] into the
 //!   batch header's `leader_epoch` (terms stay at or below [`TERM_MAX`] = `i32::MAX`).
 //!   A new leader's first entry is a one-offset leader-change control batch
