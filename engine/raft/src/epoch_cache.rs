@@ -318,4 +318,94 @@ mod tests {
         )
         .is_none());
     }
+
+    /// The cache against the obvious model (one term per offset) under random appends,
+    /// truncations and compactions.
+    #[test]
+    fn matches_a_per_offset_model() {
+        let mut rng = crate::prng::SplitMix64::new(11);
+        for _ in 0..200 {
+            let mut c = EpochCache::new(0, 0);
+            let (mut start, mut start_term, mut terms): (u64, Term, Vec<Term>) = (0, 0, Vec::new());
+            for _ in 0..40 {
+                let end = start + terms.len() as u64;
+                match rng.range(0, 6) {
+                    0 if end > start => {
+                        let to = rng.range(start, end + 1);
+                        c.truncate(to);
+                        terms.truncate((to - start) as usize);
+                    }
+                    1 if end > start => {
+                        let to = rng.range(start, end + 1);
+                        let t = if to == start {
+                            start_term
+                        } else {
+                            terms[(to - start - 1) as usize]
+                        };
+                        c.compact(to);
+                        terms.drain(..(to - start) as usize);
+                        start = to;
+                        start_term = t;
+                    }
+                    _ => {
+                        let last = terms.last().copied().unwrap_or(start_term);
+                        let term = last + rng.range(0, 2);
+                        let len = rng.range(1, 4);
+                        c.append(term, end, end + len);
+                        terms.extend(std::iter::repeat_n(term, len as usize));
+                    }
+                }
+                let end = start + terms.len() as u64;
+                let term_of = |o: u64| terms[(o - start) as usize];
+                assert_eq!(
+                    (c.log_start_offset(), c.log_end_offset(), c.log_start_term()),
+                    (start, end, start_term)
+                );
+                for e in start.saturating_sub(1)..=end + 1 {
+                    let want = if e < start || e > end {
+                        None
+                    } else if e == start {
+                        Some(start_term)
+                    } else {
+                        Some(term_of(e - 1))
+                    };
+                    assert_eq!(c.term_before(e), want, "term_before({e})");
+                }
+                let max_term = terms.last().copied().unwrap_or(start_term) + 1;
+                for t in 0..=max_term {
+                    let found = (start..end).rev().find(|&o| term_of(o) <= t);
+                    let want = match found {
+                        Some(o) => {
+                            let tt = term_of(o);
+                            (tt, (start..end).find(|&x| term_of(x) > tt).unwrap_or(end))
+                        }
+                        None => (start_term, start),
+                    };
+                    assert_eq!(c.end_for_term(t), want, "end_for_term({t})");
+                    for prev_end in start..=end + 2 {
+                        let limit = prev_end.min(end);
+                        let found = (start..limit).rev().find(|&o| term_of(o) <= t);
+                        let want = match found {
+                            Some(o) => {
+                                let tt = term_of(o);
+                                (
+                                    tt,
+                                    (o..end)
+                                        .find(|&x| term_of(x) > tt)
+                                        .unwrap_or(end)
+                                        .min(limit),
+                                )
+                            }
+                            None => (start_term, start),
+                        };
+                        assert_eq!(
+                            c.conflict_hint(prev_end, t),
+                            want,
+                            "conflict_hint({prev_end}, {t})"
+                        );
+                    }
+                }
+            }
+        }
+    }
 }
