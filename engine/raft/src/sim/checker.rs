@@ -144,9 +144,23 @@ impl Checker {
         }
     }
 
-    /// `node` installed a snapshot of `group` ending at `end_offset`.
-    pub fn snapshot_installed(&mut self, node: NodeId, group: usize, end_offset: u64) {
+    /// `node` installed a snapshot of `group` ending at `end_offset` in `term`: it must
+    /// stand for the committed history, whose batch ending there has that term.
+    pub fn snapshot_installed(&mut self, node: NodeId, group: usize, end_offset: u64, term: Term) {
         self.next_apply.insert((node, group), end_offset);
+        let last = self
+            .committed
+            .get(&group)
+            .and_then(|l| l.range(..end_offset).next_back().map(|(s, a)| (*s, *a)));
+        if let Some((start, a)) = last {
+            if a.end_offset == end_offset && a.term != term {
+                self.fail(format!(
+                    "group {group}: node {node} installed a snapshot ending at {end_offset} in term {term}, \
+                     but the committed batch at {start} has term {}",
+                    a.term
+                ));
+            }
+        }
     }
 
     /// Acknowledged entries so far.

@@ -40,6 +40,8 @@ pub struct Network {
     seq: u64,
     /// Side of each node (index = node id); nodes on different sides cannot talk.
     sides: Vec<u8>,
+    /// A link that is down in one direction only (from, to).
+    one_way: Option<(NodeId, NodeId)>,
     /// Faults in force.
     pub faults: NetworkFaults,
 }
@@ -51,13 +53,19 @@ impl Network {
             in_flight: Vec::new(),
             seq: 0,
             sides: vec![0; nodes + 1],
+            one_way: None,
             faults,
         }
     }
 
-    /// Whether `a` and `b` can talk.
+    /// Whether `a` can reach `b`.
     pub fn connected(&self, a: NodeId, b: NodeId) -> bool {
-        self.sides.get(a as usize) == self.sides.get(b as usize)
+        self.sides.get(a as usize) == self.sides.get(b as usize) && self.one_way != Some((a, b))
+    }
+
+    /// Cuts the link from `from` to `to` only (a half-broken connection).
+    pub fn cut_one_way(&mut self, from: NodeId, to: NodeId) {
+        self.one_way = Some((from, to));
     }
 
     /// Splits the brokers: `side[i]` is node i's side.
@@ -70,6 +78,7 @@ impl Network {
         for s in self.sides.iter_mut() {
             *s = 0;
         }
+        self.one_way = None;
     }
 
     /// Messages in flight.

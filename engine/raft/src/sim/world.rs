@@ -317,7 +317,7 @@ impl World {
         let mut installed = None;
         for op in &rd.log_ops {
             if let crate::LogOp::InstallSnapshot(meta) = op {
-                installed = Some(meta.end_offset);
+                installed = Some((meta.end_offset, meta.term));
             }
         }
         let staged = &mut r.staged;
@@ -417,9 +417,9 @@ impl World {
                 .push((due, self.sync_seq, id, g, incarnation, token));
         }
         self.outgoing.extend(envelopes);
-        if let Some(end) = installed {
+        if let Some((end, term)) = installed {
             self.report.snapshots += 1;
-            self.checker.snapshot_installed(id, g, end);
+            self.checker.snapshot_installed(id, g, end, term);
         }
         for (start, a) in applied {
             self.checker.applied(id, g, start, a);
@@ -603,6 +603,11 @@ impl World {
         if self.rng.chance(self.regime.partition_per_mille) {
             let sides: Vec<u8> = (0..=n).map(|_| self.rng.range(0, 2) as u8).collect();
             self.net.partition(sides);
+        }
+        if self.rng.chance(self.regime.partition_per_mille) {
+            let from = self.rng.range(1, n + 1);
+            let to = self.rng.range(1, n + 1);
+            self.net.cut_one_way(from, to);
         }
         if self.rng.chance(self.regime.heal_per_mille) {
             self.net.heal();
