@@ -1,19 +1,45 @@
-//! Compaction (`cleanup.policy=compact`): keeps the newest value of every key. A pass
-//! maps each key to its newest offset over the whole log, then rewrites every closed
-//! segment that holds superseded records into `<base>.log.cleaned` and swaps it in by
-//! rename. Tombstones (records without a value) are dropped once their segment is
-//! older than `delete.retention.ms`. Offsets never change; compacted batches keep
-//! their base offset, and a log may have gaps afterwards, as in Kafka.
+//! Compaction (`cleanup.policy=compact`): keeps the newest value of every key, over
+//! native and Kafka-format batches alike (one key space: a key written by a Kafka
+//! client and then by a native one is one key).
 //!
-//! Kafka-format batches are kept whole for now: their records may be compressed, and
-//! the broker does not decompress.
+//! A pass has three steps:
+//! 1. Map keys to their newest offset, reading the log from a cursor. The map is
+//!    bounded ([`COMPACT_KEY_MAP_BYTES_MAX`]); when it fills, the scan stops there and
+//!    the next pass starts its map at that offset, so a log with more distinct keys
+//!    than fit is compacted window by window, as Kafka's cleaner does with its
+//!    dedupe buffer. Every offset in the map is that of a real, newer record of its
+//!    key, so a record below it may go whatever the map's window was; a key the map
+//!    does not hold keeps all its records.
+//! 2. For each closed segment, count what would go (a dry run, decoding only).
+//! 3. Rewrite each segment that loses records into `<base>.log.cleaned`, streamed in
+//!    bounded chunks, and swap it in by rename (a crash before the rename leaves the
+//!    old segment, and recovery deletes the leftover; after it, the new one).
+//!
+//! What goes: a record whose key has a newer record, and a tombstone (a record
+//! without a value) whose segment is older than `delete.retention.ms`. Offsets never
+//! change: compacted batches keep their base offset and `last_offset_delta`, and the
+//! log has gaps afterwards, as in Kafka. Kafka-format batches are decompressed,
+//! filtered and compressed again with their own codec
+//! ([`strata_schema::retain_kafka_records`], which says which header fields are kept).
+//!
+//! Left whole, as Kafka's cleaner also treats them specially:
+//! - control batches (transaction markers), and transactional batches: without an
+//!   aborted-transaction index the cleaner cannot tell committed records from aborted
+//!   ones, so they neither supersede records nor lose any;
+//! - records without a key (a compacted topic refuses them at produce; older ones
+//!   stay);
+//! - a batch of an idempotent producer that would lose every record while the
+//!   partition still remembers it among the producer's last batches: Kafka keeps such
+//!   a batch as an empty header so that the producer's sequence survives; a strata
+//!   batch header cannot be empty (record count 0 is refused on read), so the batch
+//!   is kept as it is, until newer batches of that producer push it out of the cache.
 
 use std::collections::HashMap;
 use std::rc::Rc;
 
 use strata_schema::{
-    retain_native_records, stamp_base_offset, stamp_leader_epoch, stamp_log_append_time,
-    validate_batch, PayloadFormat,
+    batches, retain_kafka_records, retain_native_records, validate_batch, BatchView,
+    PayloadFormat,
 };
 
 use crate::appender::AlignedAppender;
@@ -26,8 +52,17 @@ use crate::segment::{
     segment_path, Segment, CLEANED_SUFFIX, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX,
 };
 
-/// Bytes read per step while compacting.
+/// Bytes read per step while compacting, and written per step to a cleaned segment.
 const COMPACT_READ_BYTES: usize = 4 * 1024 * 1024;
+
+/// Memory the key map of one pass may use, keys and bookkeeping together. Passes run
+/// one log at a time per shard, so this bounds compaction's memory per shard (Kafka's
+/// `log.cleaner.dedupe.buffer.size` is 128 MiB across its cleaner threads).
+pub const COMPACT_KEY_MAP_BYTES_MAX: usize = 32 * 1024 * 1024;
+
+/// What a map entry costs besides its key bytes: the hash table slot, the key's
+/// `Vec` header and the offset, rounded up.
+const KEY_MAP_ENTRY_OVERHEAD_BYTES: usize = 64;
 
 /// What one compaction pass did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -36,18 +71,102 @@ pub struct CompactionOutcome {
     pub records_removed: u64,
     pub bytes_before: u64,
     pub bytes_after: u64,
+    /// Where the key map filled and the next pass starts its map; `None` when this
+    /// pass's map reached the log end (the next one starts at the log start).
+    pub key_map_full_at_offset: Option<i64>,
+}
+
+/// The newest offset of each key seen in a window of the log, within a byte bound.
+struct KeyMap {
+    latest: HashMap<Vec<u8>, i64>,
+    bytes: usize,
+    bytes_max: usize,
+}
+
+impl KeyMap {
+    fn new(bytes_max: usize) -> Self {
+        KeyMap {
+            latest: HashMap::new(),
+            bytes: 0,
+            bytes_max,
+        }
+    }
+
+    /// Records `offset` as the newest of `key`; false when a new key does not fit.
+    fn insert(&mut self, key: &[u8], offset: i64) -> bool {
+        if let Some(newest) = self.latest.get_mut(key) {
+            *newest = offset;
+            return true;
+        }
+        let cost = key.len() + KEY_MAP_ENTRY_OVERHEAD_BYTES;
+        if self.bytes + cost > self.bytes_max {
+            return false;
+        }
+        self.bytes += cost;
+        self.latest.insert(key.to_vec(), offset);
+        true
+    }
+}
+
+/// Decides record by record what a pass keeps.
+struct Retention<'a> {
+    map: &'a KeyMap,
+    tombstones_expire: bool,
+}
+
+impl Retention<'_> {
+    fn keeps(&self, key: Option<&[u8]>, has_value: bool, offset: i64) -> bool {
+        let Some(key) = key else {
+            return true;
+        };
+        match self.map.latest.get(key) {
+            None => true,
+            Some(&newest) if newest > offset => false,
+            // The newest record of its key: a tombstone goes once expired, because
+            // every older record of the key goes in this same pass (segments are
+            // rewritten oldest first).
+            Some(_) => has_value || !self.tombstones_expire,
+        }
+    }
+}
+
+/// Batches compaction leaves whole (see the module comment).
+fn left_whole(view: &BatchView<'_>) -> bool {
+    let a = view.header().attributes;
+    a.is_control() || a.is_transactional()
 }
 
 impl Log {
-    /// One compaction pass at wall-clock `now_ms`. Does nothing unless the cleanup
-    /// policy compacts.
+    /// One compaction pass at wall-clock `now_ms`, the key map starting where the
+    /// last pass's filled. Does nothing unless the cleanup policy compacts.
     pub async fn compact(&self, now_ms: i64) -> Result<CompactionOutcome> {
+        let from = self.inner.compact_from_offset.get();
+        let outcome = self
+            .compact_with(now_ms, from, COMPACT_KEY_MAP_BYTES_MAX)
+            .await?;
+        self.inner
+            .compact_from_offset
+            .set(outcome.key_map_full_at_offset.unwrap_or(0));
+        Ok(outcome)
+    }
+
+    /// One compaction pass whose key map covers the log from `map_from_offset` (or
+    /// its start) and holds at most `key_map_bytes_max` bytes.
+    pub async fn compact_with(
+        &self,
+        now_ms: i64,
+        map_from_offset: i64,
+        key_map_bytes_max: usize,
+    ) -> Result<CompactionOutcome> {
         let mut outcome = CompactionOutcome::default();
         let config = self.config();
         if !config.cleanup_policy.compacts() {
             return Ok(outcome);
         }
-        let latest = self.newest_offset_per_key().await?;
+        let (map, full_at) = self
+            .newest_offset_per_key(map_from_offset, key_map_bytes_max)
+            .await?;
+        outcome.key_map_full_at_offset = full_at;
         let closed: Vec<(i64, i64, i64)> = {
             let st = self.inner.state.borrow();
             st.segments
@@ -57,15 +176,14 @@ impl Log {
                 .collect()
         };
         for (base, next_offset, max_ts) in closed {
-            let tombstones_expire = max_ts < now_ms - config.delete_retention_ms as i64;
-            let (batches, removed, before) = self
-                .compacted_batches(base, next_offset, &latest, tombstones_expire)
-                .await?;
-            if removed == 0 {
+            let retention = Retention {
+                map: &map,
+                tombstones_expire: max_ts < now_ms - config.delete_retention_ms as i64,
+            };
+            if self.count_removable(base, next_offset, &retention).await? == 0 {
                 continue;
             }
-            let after: u64 = batches.iter().map(|b| b.len() as u64).sum();
-            self.swap_segment(base, &batches).await?;
+            let (removed, before, after) = self.rewrite_segment(base, next_offset, &retention).await?;
             outcome.segments_rewritten += 1;
             outcome.records_removed += removed;
             outcome.bytes_before += before;
@@ -74,89 +192,183 @@ impl Log {
         Ok(outcome)
     }
 
-    async fn newest_offset_per_key(&self) -> Result<HashMap<Vec<u8>, i64>> {
-        let mut latest = HashMap::new();
-        let end = self.log_end_offset();
-        let mut offset = self.log_start_offset();
+    /// Calls `f` with every stored batch of `from..end`, read in bounded steps.
+    async fn for_each_batch(
+        &self,
+        from: i64,
+        end: i64,
+        mut f: impl FnMut(&[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        let mut offset = from.max(self.log_start_offset());
         while offset < end {
-            let batches = self
+            let read = self
                 .inner
                 .read_batches(offset, end, COMPACT_READ_BYTES)
                 .await?;
-            if batches.is_empty() {
+            if read.is_empty() {
                 break;
             }
-            for bytes in &batches {
-                let view = validate_batch(bytes)?;
-                if view.header().payload_format == PayloadFormat::Native {
+            for bytes in &read {
+                let header = strata_schema::check_batch(bytes)?;
+                if header.base_offset >= end {
+                    return Ok(());
+                }
+                offset = header.last_offset() + 1;
+                if !f(&bytes[..])? {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The key map from `from` on, and where it filled (`None`: it reached the end).
+    async fn newest_offset_per_key(
+        &self,
+        from: i64,
+        bytes_max: usize,
+    ) -> Result<(KeyMap, Option<i64>)> {
+        let mut map = KeyMap::new(bytes_max);
+        let mut full_at = None;
+        let mut first_batch = true;
+        let end = self.log_end_offset();
+        self.for_each_batch(from, end, |bytes| {
+            let view = validate_batch(bytes)?;
+            if left_whole(&view) {
+                return Ok(true);
+            }
+            let base = view.header().base_offset;
+            let mut fits = true;
+            match view.header().payload_format {
+                PayloadFormat::Native => {
                     for r in view.records()? {
                         if let Some(k) = r.key() {
-                            latest.insert(k.to_vec(), r.offset());
+                            fits = fits && map.insert(k, r.offset());
                         }
                     }
                 }
-                offset = view.header().last_offset() + 1;
+                PayloadFormat::Kafka => {
+                    let records = strata_schema::decode_kafka_records(view.payload())?;
+                    let mut iter = records.iter();
+                    while let Some(r) = iter.next_view() {
+                        let r = r?;
+                        if let Some(k) = r.key {
+                            fits = fits && map.insert(k, base + i64::from(r.offset_delta));
+                        }
+                    }
+                }
             }
-        }
-        Ok(latest)
+            if !fits {
+                // Records of this batch may be in the map (their offsets are real);
+                // the next pass's window starts here, or after it if it alone has
+                // more keys than the map holds (so that windows always move on).
+                full_at = Some(if first_batch {
+                    view.header().last_offset() + 1
+                } else {
+                    base
+                });
+            }
+            first_batch = false;
+            Ok(fits)
+        })
+        .await?;
+        Ok((map, full_at))
     }
 
-    /// The batches of segment `base` with superseded records removed, the number
-    /// removed, and the segment's bytes before.
-    async fn compacted_batches(
+    /// Records of segment `base` that `retention` would remove.
+    async fn count_removable(
         &self,
         base: i64,
         next_offset: i64,
-        latest: &HashMap<Vec<u8>, i64>,
-        tombstones_expire: bool,
-    ) -> Result<(Vec<Vec<u8>>, u64, u64)> {
-        let mut out = Vec::new();
-        let mut removed = 0u64;
-        let mut before = 0u64;
-        let mut offset = base.max(self.log_start_offset());
-        while offset < next_offset {
-            let batches = self
-                .inner
-                .read_batches(offset, next_offset, COMPACT_READ_BYTES)
-                .await?;
-            if batches.is_empty() {
-                break;
+        retention: &Retention<'_>,
+    ) -> Result<u64> {
+        let mut removable = 0u64;
+        self.for_each_batch(base, next_offset, |bytes| {
+            let view = validate_batch(bytes)?;
+            if left_whole(&view) {
+                return Ok(true);
             }
-            for bytes in &batches {
-                before += bytes.len() as u64;
-                let view = validate_batch(bytes)?;
-                let h = *view.header();
-                offset = h.last_offset() + 1;
-                if h.payload_format != PayloadFormat::Native {
-                    out.push(bytes.to_vec());
-                    continue;
+            let mut gone = 0u64;
+            let mut seen = 0u64;
+            match view.header().payload_format {
+                PayloadFormat::Native => {
+                    for r in view.records()? {
+                        seen += 1;
+                        gone += u64::from(!retention.keeps(r.key(), r.value().is_some(), r.offset()));
+                    }
                 }
-                let mut dropped = 0u64;
-                let kept = retain_native_records(&view, |r| {
-                    let keep = match r.key() {
-                        None => true,
-                        Some(k) => {
-                            latest.get(k).is_none_or(|&o| o == r.offset())
-                                && (r.value().is_some() || !tombstones_expire)
-                        }
-                    };
-                    dropped += u64::from(!keep);
-                    keep
-                })?;
-                removed += dropped;
-                if let Some(mut b) = kept {
-                    stamp_base_offset(&mut b, h.base_offset);
-                    stamp_leader_epoch(&mut b, h.leader_epoch);
-                    stamp_log_append_time(&mut b, h.log_append_time_ms);
-                    out.push(b);
+                PayloadFormat::Kafka => {
+                    let base = view.header().base_offset;
+                    let records = strata_schema::decode_kafka_records(view.payload())?;
+                    let mut iter = records.iter();
+                    while let Some(r) = iter.next_view() {
+                        let r = r?;
+                        seen += 1;
+                        let offset = base + i64::from(r.offset_delta);
+                        gone += u64::from(!retention.keeps(r.key, r.value.is_some(), offset));
+                    }
                 }
             }
-        }
-        Ok((out, removed, before))
+            if gone == seen && self.holds_producer_state(&view) {
+                gone = 0;
+            }
+            removable += gone;
+            Ok(true)
+        })
+        .await?;
+        Ok(removable)
     }
 
-    /// Writes `batches` as the new content of closed segment `base` and swaps it in.
-    async fn swap_segment(&self, base: i64, batches: &[Vec<u8>]) -> Result<()> {
+    /// Whether `view` is among its idempotent producer's last batches that the
+    /// partition remembers (and answers retries from).
+    fn holds_producer_state(&self, view: &BatchView<'_>) -> bool {
+        let h = view.header();
+        h.producer_id >= 0
+            && self.inner.state.borrow().producers.get(h.producer_id).is_some_and(|p| {
+                p.batches()
+                    .iter()
+                    .any(|b| b.base_offset == h.base_offset)
+            })
+    }
+
+    /// `view` as compaction leaves it: `None` if it goes entirely, and the number of
+    /// records removed.
+    fn compacted_batch(
+        &self,
+        view: &BatchView<'_>,
+        retention: &Retention<'_>,
+    ) -> Result<(Option<Vec<u8>>, u64)> {
+        if left_whole(view) {
+            return Ok((Some(view.bytes().to_vec()), 0));
+        }
+        let total = u64::from(view.header().record_count);
+        let kept = match view.header().payload_format {
+            PayloadFormat::Native => retain_native_records(view, |r| {
+                retention.keeps(r.key(), r.value().is_some(), r.offset())
+            })?,
+            PayloadFormat::Kafka => retain_kafka_records(view, |r, offset| {
+                retention.keeps(r.key, r.value.is_some(), offset)
+            })?,
+        };
+        match kept {
+            None if self.holds_producer_state(view) => Ok((Some(view.bytes().to_vec()), 0)),
+            None => Ok((None, total)),
+            Some(b) => {
+                let left = u64::from(strata_schema::check_batch(&b)?.record_count);
+                Ok((Some(b), total - left))
+            }
+        }
+    }
+
+    /// Rewrites closed segment `base` as compaction leaves it into
+    /// `<base>.log.cleaned`, streamed in bounded chunks, and swaps it in. Returns the
+    /// records removed and the segment's bytes before and after.
+    async fn rewrite_segment(
+        &self,
+        base: i64,
+        next_offset: i64,
+        retention: &Retention<'_>,
+    ) -> Result<(u64, u64, u64)> {
         let inner = &self.inner;
         let dir = inner.dir.clone();
         let cleaned = dir.join(format!("{base:020}.{LOG_SUFFIX}.{CLEANED_SUFFIX}"));
@@ -166,27 +378,44 @@ impl Log {
         let file = Rc::new(StorageFile::open_rw(&cleaned, &inner.env.faults).await?);
         file.truncate(0).await?;
         let mut app = AlignedAppender::resume(Rc::clone(&file), 0).await?;
-        let mut chunk: Vec<&[u8]> = Vec::new();
-        let mut chunk_bytes = 0usize;
-        for b in batches {
-            let h = strata_schema::check_batch(b)?;
-            seg.note_batch(
-                seg.size_bytes,
-                h.base_offset,
-                h.last_offset(),
-                b.len() as u64,
-                config.batch_time_ms(&h),
-                interval,
-            );
-            chunk.push(b);
-            chunk_bytes += b.len();
-            if chunk_bytes >= COMPACT_READ_BYTES {
-                app.append(&chunk).await?;
-                chunk.clear();
-                chunk_bytes = 0;
+        let (mut removed, mut before) = (0u64, 0u64);
+        let mut offset = base.max(self.log_start_offset());
+        while offset < next_offset {
+            let read = inner
+                .read_batches(offset, next_offset, COMPACT_READ_BYTES)
+                .await?;
+            if read.is_empty() {
+                break;
             }
+            let mut chunk: Vec<Vec<u8>> = Vec::new();
+            for bytes in &read {
+                let Some(view) = batches(bytes).next().transpose()? else {
+                    continue;
+                };
+                let h = *view.header();
+                if h.base_offset >= next_offset {
+                    break;
+                }
+                offset = h.last_offset() + 1;
+                before += bytes.len() as u64;
+                let (kept, gone) = self.compacted_batch(&view, retention)?;
+                removed += gone;
+                if let Some(b) = kept {
+                    seg.note_batch(
+                        seg.size_bytes,
+                        h.base_offset,
+                        h.last_offset(),
+                        b.len() as u64,
+                        config.batch_time_ms(&h),
+                        interval,
+                    );
+                    chunk.push(b);
+                }
+            }
+            // At most one read's worth (plus what recompression added) is held.
+            let refs: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+            app.append(&refs).await?;
         }
-        app.append(&chunk).await?;
         file.truncate(seg.size_bytes).await?;
         file.fdatasync().await?;
         if seg.max_timestamp_ms >= 0 && seg.next_offset > base {
@@ -194,6 +423,21 @@ impl Log {
             seg.time_index.maybe_push(max, rel);
         }
         drop(app);
+        let after = seg.size_bytes;
+        self.swap_segment(base, cleaned, file, seg).await?;
+        Ok((removed, before, after))
+    }
+
+    /// Swaps the synced `cleaned` file in for closed segment `base`.
+    async fn swap_segment(
+        &self,
+        base: i64,
+        cleaned: std::path::PathBuf,
+        file: Rc<StorageFile>,
+        seg: Segment,
+    ) -> Result<()> {
+        let inner = &self.inner;
+        let dir = inner.dir.clone();
         let _io = inner
             .io_lock
             .acquire_permit(1)
@@ -202,6 +446,9 @@ impl Log {
         if inner.state.borrow().segment_index(base).is_none() {
             // Retention removed it meanwhile.
             let _ = crate::retention::remove_segment_files(&dir, base).await;
+            let _ = glommio::executor()
+                .spawn_blocking(move || std::fs::remove_file(cleaned))
+                .await;
             return Ok(());
         }
         let target = segment_path(&dir, base, LOG_SUFFIX);

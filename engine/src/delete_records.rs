@@ -78,22 +78,15 @@ impl Log {
             st.high_watermark = st.high_watermark.max(st.log_start_offset);
         }
         self.inner.env.cache.drop_before(self.inner.id, offset);
-        loop {
-            let victim = {
-                let mut st = self.inner.state.borrow_mut();
-                // segments[1] closed means it is not the active one and its file is
-                // durable, so the log keeps a segment file on disk.
-                let deletable = st.segments.len() > 2
-                    && st.segments[0].closed
-                    && st.segments[1].closed
-                    && st.segments[1].base_offset <= offset;
-                deletable.then(|| st.segments.remove(0).base_offset)
-            };
-            let Some(base) = victim else {
-                break;
-            };
-            crate::retention::remove_segment_files(&dir, base).await?;
-        }
+        // segments[1] closed means it is not the active one and its file is durable,
+        // so the log keeps a segment file on disk.
+        self.remove_oldest_segments(|st| {
+            st.segments.len() > 2
+                && st.segments[0].closed
+                && st.segments[1].closed
+                && st.segments[1].base_offset <= offset
+        })
+        .await?;
         Ok(self.log_start_offset())
     }
 }

@@ -9,7 +9,7 @@
 //! `Bytes` shared by the queue, the tail cache and readers: nothing is copied but the
 //! one copy into the aligned write buffer.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -21,7 +21,7 @@ use bytes::Bytes;
 use glommio::sync::Semaphore;
 use strata_schema::{
     check_batch, stamp_base_offset, stamp_leader_epoch, stamp_log_append_time, validate_batch,
-    BatchHeader, PayloadFormat, BATCH_HEADER_BYTES,
+    BatchHeader, PayloadFormat, ValidatedBatch, BATCH_HEADER_BYTES,
 };
 
 use crate::appender::AlignedAppender;
@@ -142,6 +142,8 @@ pub(crate) struct LogInner {
     /// Serialises file work: flush cycles, syncs, seals, truncation, segment swaps.
     pub(crate) io_lock: Semaphore,
     pub(crate) state: RefCell<LogState>,
+    /// Where the next compaction pass starts its key map (see `compaction`).
+    pub(crate) compact_from_offset: Cell<i64>,
 }
 
 /// Why a log refuses writes, and how far it can still be read.
@@ -413,8 +415,20 @@ impl Log {
     /// but answered with the original's offsets (`AppendInfo::duplicate`), once the
     /// original is as durable as asked. Errors: `ProducerFenced`, `OutOfOrderSequence`,
     /// `UnknownProducerId`, `InvalidProducerFields` (see `producer_state`).
-    pub async fn append(&self, mut batch: Vec<u8>, options: AppendOptions) -> Result<AppendInfo> {
-        let header = *validate_batch(&batch)?.header();
+    pub async fn append(&self, batch: Vec<u8>, options: AppendOptions) -> Result<AppendInfo> {
+        self.append_validated(ValidatedBatch::new(batch)?, options)
+            .await
+    }
+
+    /// [`append`](Self::append) of a batch already validated, so that the produce
+    /// path passes over a batch's records once (with its topic's produce rules).
+    pub async fn append_validated(
+        &self,
+        batch: ValidatedBatch,
+        options: AppendOptions,
+    ) -> Result<AppendInfo> {
+        let header = *batch.header();
+        let mut batch = batch.into_bytes();
         let max_bytes = self.inner.state.borrow().config.max_batch_bytes;
         if batch.len() > max_bytes {
             return Err(EngineError::BatchTooLarge {

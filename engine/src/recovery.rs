@@ -10,7 +10,7 @@
 //! starts early enough to serve as that replay too. The snapshot files are written and
 //! pruned here as well (at roll, periodically, at clean close, after truncation).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -247,6 +247,7 @@ pub(crate) async fn open_log(dir: &Path, config: LogConfig, env: LogEnv) -> Resu
         dir: dir.clone(),
         env,
         io_lock: Semaphore::new(1),
+        compact_from_offset: Cell::new(0),
         state: RefCell::new(LogState {
             config,
             segments: Vec::new(),

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::clean_marker::sync_dir;
 use crate::error::{EngineError, Result};
-use crate::log::Log;
+use crate::log::{Log, LogState};
 use crate::segment::{segment_path, INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX};
 
 /// What one retention pass did.
@@ -40,6 +40,39 @@ pub(crate) async fn remove_segment_files(dir: &Path, base_offset: i64) -> Result
 }
 
 impl Log {
+    /// The one segment-removal loop (retention and DeleteRecords): while `deletable`
+    /// says so of the log's state, removes the oldest segment, moves the log start
+    /// to the next one's base if it was below, and deletes the files. The caller holds
+    /// the io lock. Returns the segments and bytes removed.
+    pub(crate) async fn remove_oldest_segments(
+        &self,
+        deletable: impl Fn(&LogState) -> bool,
+    ) -> Result<(usize, u64)> {
+        let (mut segments, mut bytes) = (0usize, 0u64);
+        loop {
+            let removed = {
+                let mut st = self.inner.state.borrow_mut();
+                if !deletable(&st) {
+                    None
+                } else {
+                    let seg = st.segments.remove(0);
+                    let start = st.log_start_offset.max(st.segments[0].base_offset);
+                    st.log_start_offset = start;
+                    st.high_watermark = st.high_watermark.max(start);
+                    Some((seg.base_offset, seg.size_bytes, start))
+                }
+            };
+            let Some((base, size, start)) = removed else {
+                break;
+            };
+            self.inner.env.cache.drop_before(self.inner.id, start);
+            remove_segment_files(self.dir(), base).await?;
+            segments += 1;
+            bytes += size;
+        }
+        Ok((segments, bytes))
+    }
+
     /// One retention pass at wall-clock `now_ms`. Does nothing unless the cleanup
     /// policy deletes.
     pub async fn apply_retention(&self, now_ms: i64) -> Result<RetentionOutcome> {
@@ -72,36 +105,21 @@ impl Log {
             .map_err(|_| EngineError::Closed {
                 path: self.dir().to_path_buf(),
             })?;
-        loop {
-            let victim = {
-                let st = self.inner.state.borrow();
+        let (deleted, bytes) = self
+            .remove_oldest_segments(|st| {
                 let total: u64 = st.segments.iter().map(|s| s.size_bytes).sum();
                 let oldest = &st.segments[0];
-                let deletable = st.segments.len() > 1
+                st.segments.len() > 1
                     && oldest.closed
                     && (expired(oldest.max_timestamp_ms)
                         || config
                             .retention_bytes
-                            .is_some_and(|max| total - oldest.size_bytes >= max));
-                deletable.then_some((oldest.base_offset, oldest.size_bytes))
-            };
-            let Some((base, size)) = victim else {
-                break;
-            };
-            let new_start = {
-                let mut st = self.inner.state.borrow_mut();
-                st.segments.remove(0);
-                let start = st.segments[0].base_offset;
-                st.log_start_offset = start;
-                st.high_watermark = st.high_watermark.max(start);
-                start
-            };
-            self.inner.env.cache.drop_before(self.inner.id, new_start);
-            remove_segment_files(self.dir(), base).await?;
-            outcome.segments_deleted += 1;
-            outcome.bytes_deleted += size;
-            outcome.log_start_offset = new_start;
-        }
+                            .is_some_and(|max| total - oldest.size_bytes >= max))
+            })
+            .await?;
+        outcome.segments_deleted = deleted;
+        outcome.bytes_deleted = bytes;
+        outcome.log_start_offset = self.log_start_offset();
         Ok(outcome)
     }
 }

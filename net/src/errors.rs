@@ -2,7 +2,7 @@
 
 use strata_engine::shard::ShardError;
 use strata_engine::EngineError;
-use strata_schema::ErrorCode;
+use strata_schema::{BatchError, ErrorCode};
 
 /// A protocol error: a code and a message for people.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,7 +23,7 @@ impl WireError {
 /// The code a client sees for an engine error.
 pub fn engine_error_code(e: &EngineError) -> ErrorCode {
     match e {
-        EngineError::InvalidBatch(_) => ErrorCode::CorruptBatch,
+        EngineError::InvalidBatch(e) => batch_error_code(e),
         EngineError::BatchTooLarge { .. } => ErrorCode::MessageTooLarge,
         EngineError::Fenced { .. } => ErrorCode::PartitionFenced,
         EngineError::Io { .. } | EngineError::NoSpace { .. } => ErrorCode::StorageError,
@@ -37,6 +37,20 @@ pub fn engine_error_code(e: &EngineError) -> ErrorCode {
         EngineError::UnknownProducerId { .. } => ErrorCode::UnknownProducerId,
         EngineError::InvalidProducerFields { .. } => ErrorCode::CorruptBatch,
     }
+}
+
+/// The code a client sees for a batch it sent that failed validation: a record that
+/// breaks its topic's rules is INVALID_RECORD, anything else a corrupt batch.
+pub fn batch_error_code(e: &BatchError) -> ErrorCode {
+    match e.root() {
+        BatchError::KeylessRecord { .. } => ErrorCode::InvalidRecord,
+        _ => ErrorCode::CorruptBatch,
+    }
+}
+
+/// The error for batch `index` of a partition that failed validation.
+pub(crate) fn batch_error(index: usize, e: &BatchError) -> WireError {
+    WireError::new(batch_error_code(e), format!("batch {index}: {e}"))
 }
 
 impl From<EngineError> for WireError {

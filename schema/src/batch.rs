@@ -74,6 +74,10 @@ fn check_crc(header: &BatchHeader, batch: &[u8]) -> Result<(), BatchError> {
 /// Gaps in offset deltas are accepted (compaction leaves them); the produce path wants
 /// [`validate_produced_batch`].
 pub fn validate_batch(bytes: &[u8]) -> Result<BatchView<'_>, BatchError> {
+    validate_with(bytes, false)
+}
+
+fn validate_with(bytes: &[u8], keys_required: bool) -> Result<BatchView<'_>, BatchError> {
     let header = BatchHeader::decode(bytes)?;
     if bytes.len() != header.batch_len_bytes() {
         return Err(BatchError::LengthMismatch {
@@ -83,9 +87,11 @@ pub fn validate_batch(bytes: &[u8]) -> Result<BatchView<'_>, BatchError> {
     }
     check_crc(&header, bytes)?;
     let payload = &bytes[BATCH_HEADER_BYTES..];
+    // Control records (transaction markers) are the broker's, not the producer's data.
+    let keys_required = keys_required && !header.attributes.is_control();
     match header.payload_format {
-        PayloadFormat::Native => native::check_payload(&header, payload)?,
-        PayloadFormat::Kafka => kafka::check_payload(&header, payload)?,
+        PayloadFormat::Native => native::check_payload(&header, payload, keys_required)?,
+        PayloadFormat::Kafka => kafka::check_payload(&header, payload, keys_required)?,
     }
     Ok(BatchView {
         header,
@@ -94,10 +100,29 @@ pub fn validate_batch(bytes: &[u8]) -> Result<BatchView<'_>, BatchError> {
     })
 }
 
+/// What a producer's batch must satisfy besides being well formed, set by the topic
+/// it goes to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProduceRules {
+    /// Every record carries a key: the topic's `cleanup.policy` compacts, and
+    /// compaction keeps records by key (Kafka refuses keyless ones with
+    /// INVALID_RECORD). Control batches are exempt.
+    pub keys_required: bool,
+}
+
 /// [`validate_batch`], plus what a producer's batch must also satisfy: its records
 /// occupy every offset it spans (`record_count == last_offset_delta + 1`).
 pub fn validate_produced_batch(bytes: &[u8]) -> Result<BatchView<'_>, BatchError> {
-    let view = validate_batch(bytes)?;
+    validate_produced_batch_with(bytes, ProduceRules::default())
+}
+
+/// [`validate_produced_batch`] with the topic's [`ProduceRules`], checked in the same
+/// single pass over the records.
+pub fn validate_produced_batch_with(
+    bytes: &[u8],
+    rules: ProduceRules,
+) -> Result<BatchView<'_>, BatchError> {
+    let view = validate_with(bytes, rules.keys_required)?;
     if !view.header.is_dense() {
         return Err(BatchError::NotDense {
             record_count: view.header.record_count,
@@ -105,6 +130,43 @@ pub fn validate_produced_batch(bytes: &[u8]) -> Result<BatchView<'_>, BatchError
         });
     }
     Ok(view)
+}
+
+/// An owned batch that passed full validation, so that appending it needs no second
+/// pass over its records. Only this crate's validating functions make one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValidatedBatch {
+    pub(crate) header: BatchHeader,
+    pub(crate) bytes: Vec<u8>,
+}
+
+impl ValidatedBatch {
+    /// `bytes` after [`validate_batch`].
+    pub fn new(bytes: Vec<u8>) -> Result<ValidatedBatch, BatchError> {
+        let header = *validate_batch(&bytes)?.header();
+        Ok(ValidatedBatch { header, bytes })
+    }
+
+    /// `bytes` after [`validate_produced_batch_with`].
+    pub fn produced(bytes: Vec<u8>, rules: ProduceRules) -> Result<ValidatedBatch, BatchError> {
+        let header = *validate_produced_batch_with(&bytes, rules)?.header();
+        Ok(ValidatedBatch { header, bytes })
+    }
+
+    /// The header as validated (before any stamping).
+    pub fn header(&self) -> &BatchHeader {
+        &self.header
+    }
+
+    /// The whole batch.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The batch bytes, for the broker to stamp and store.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
 }
 
 /// Iterate the consecutive batches in `bytes`, checking each with [`check_batch`].
@@ -245,4 +307,65 @@ pub fn stamp_leader_epoch(batch: &mut [u8], epoch: i32) {
 pub fn stamp_log_append_time(batch: &mut [u8], ts_ms: i64) {
     debug_assert!(batch.len() >= BATCH_HEADER_BYTES);
     put(batch, layout::LOG_APPEND_TIME, &ts_ms.to_le_bytes());
+}
+
+#[cfg(test)]
+mod produce_rules_tests {
+    use super::*;
+    use crate::{
+        wrap_kafka_batch, wrap_kafka_batch_produced, Attributes, KafkaBatchBuilder,
+        NativeBatchBuilder,
+    };
+
+    const KEYS: ProduceRules = ProduceRules {
+        keys_required: true,
+    };
+
+    fn kafka(keys: &[Option<&str>], attributes: Attributes) -> Vec<u8> {
+        let mut b = KafkaBatchBuilder::new().with_attributes(attributes);
+        for k in keys {
+            b.push(1, k.map(str::as_bytes), Some(b"v"), &[]);
+        }
+        b.build()
+    }
+
+    #[test]
+    fn keyless_records_fail_only_where_keys_are_required() {
+        let mut native = NativeBatchBuilder::new();
+        native.push(1, Some(b"k"), Some(b"v"), &[]);
+        native.push(1, None, Some(b"v"), &[]);
+        let native = native.build();
+        assert!(ValidatedBatch::produced(native.clone(), ProduceRules::default()).is_ok());
+        assert_eq!(
+            ValidatedBatch::produced(native, KEYS).map(drop),
+            Err(BatchError::KeylessRecord { record_index: 1 })
+        );
+        for codec in [crate::Compression::None, crate::Compression::Zstd] {
+            let attrs = Attributes::default().with_compression(codec);
+            let keyless = kafka(&[Some("a"), None], attrs);
+            assert!(wrap_kafka_batch_produced(&keyless, ProduceRules::default()).is_ok());
+            assert_eq!(
+                wrap_kafka_batch_produced(&keyless, KEYS).map(drop),
+                Err(BatchError::KeylessRecord { record_index: 1 })
+            );
+            let keyed = kafka(&[Some("a"), Some("b")], attrs);
+            let ok = wrap_kafka_batch_produced(&keyed, KEYS).unwrap();
+            assert_eq!(ok.bytes(), wrap_kafka_batch(&keyed).unwrap().as_slice());
+            validate_produced_batch_with(ok.bytes(), KEYS).unwrap();
+        }
+        // Transaction markers are the broker's records, not the producer's data.
+        let control = kafka(&[None], Attributes::default().with_control(true));
+        assert!(wrap_kafka_batch_produced(&control, KEYS).is_ok());
+    }
+
+    #[test]
+    fn kafka_produce_validation_refuses_what_validate_batch_refuses() {
+        let mut bad = kafka(&[Some("a")], Attributes::default());
+        let last = bad.len() - 1;
+        bad[last] ^= 0xff;
+        assert!(matches!(
+            wrap_kafka_batch_produced(&bad, ProduceRules::default()),
+            Err(BatchError::KafkaCrcMismatch { .. })
+        ));
+    }
 }

@@ -75,6 +75,9 @@ pub enum BatchError {
         last_offset_delta: u32,
     },
 
+    #[error("record {record_index} has no key; a compacted topic (cleanup.policy=compact) keeps the newest record per key, so every record needs one")]
+    KeylessRecord { record_index: usize },
+
     #[error("malformed payload: {reason}")]
     MalformedPayload { reason: String },
 

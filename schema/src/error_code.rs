@@ -45,13 +45,16 @@ pub enum ErrorCode {
     /// The partition has no state for this producer id and the batch does not start
     /// a sequence.
     UnknownProducerId = 29,
+    /// A record breaks a rule of its topic: a record without a key on a compacted
+    /// topic (Kafka's INVALID_RECORD).
+    InvalidRecord = 30,
 }
 
 impl ErrorCode {
     /// The code for a wire value; unknown values map to `Unknown`.
     pub fn from_i16(v: i16) -> ErrorCode {
         use ErrorCode::*;
-        const ALL: [ErrorCode; 30] = [
+        const ALL: [ErrorCode; 31] = [
             None,
             Unknown,
             CorruptBatch,
@@ -82,6 +85,7 @@ impl ErrorCode {
             ProducerFenced,
             OutOfOrderSequence,
             UnknownProducerId,
+            InvalidRecord,
         ];
         ALL.iter()
             .copied()
@@ -131,6 +135,7 @@ impl ErrorCode {
             ProducerFenced => "PRODUCER_FENCED",
             OutOfOrderSequence => "OUT_OF_ORDER_SEQUENCE",
             UnknownProducerId => "UNKNOWN_PRODUCER_ID",
+            InvalidRecord => "INVALID_RECORD",
         }
     }
 }
@@ -141,7 +146,7 @@ mod tests {
 
     #[test]
     fn codes_roundtrip() {
-        for v in 0..27i16 {
+        for v in 0..31i16 {
             assert_eq!(ErrorCode::from_i16(v) as i16, v);
         }
         assert_eq!(ErrorCode::from_i16(-5), ErrorCode::Unknown);

@@ -12,7 +12,7 @@
 use std::borrow::Cow;
 
 use crate::attributes::{Attributes, Compression};
-use crate::batch::{check_batch, BatchView, OffsetDeltas};
+use crate::batch::{check_batch, BatchView, OffsetDeltas, ProduceRules, ValidatedBatch};
 use crate::crc::seal_batch;
 use crate::error::BatchError;
 use crate::header::{
@@ -174,7 +174,7 @@ pub fn check_kafka_batch(kafka_batch: &[u8]) -> Result<KafkaBatchHeader, BatchEr
 }
 
 /// Our header for a checked Kafka batch (payload length and CRC left to sealing).
-fn header_for(kh: &KafkaBatchHeader) -> BatchHeader {
+pub(crate) fn header_for(kh: &KafkaBatchHeader) -> BatchHeader {
     BatchHeader {
         base_offset: kh.base_offset,
         payload_len_bytes: 0,
@@ -213,14 +213,19 @@ pub fn wrap_kafka_batch(kafka_batch: &[u8]) -> Result<Vec<u8>, BatchError> {
 }
 
 /// Structure check for [`validate_batch`](crate::validate_batch).
-pub(crate) fn check_payload(header: &BatchHeader, payload: &[u8]) -> Result<(), BatchError> {
-    check_payload_records(header, payload).map(drop)
+pub(crate) fn check_payload(
+    header: &BatchHeader,
+    payload: &[u8],
+    keys_required: bool,
+) -> Result<(), BatchError> {
+    check_payload_records(header, payload, keys_required).map(drop)
 }
 
 /// [`check_payload`], handing back the records it decoded (decompressed if need be).
 fn check_payload_records<'a>(
     header: &BatchHeader,
     payload: &'a [u8],
+    keys_required: bool,
 ) -> Result<KafkaBatchRecords<'a>, BatchError> {
     let kh = check_kafka_batch(payload)?;
     let expected = header_for(&kh);
@@ -252,13 +257,62 @@ fn check_payload_records<'a>(
     if let Some((field, _)) = agree.iter().find(|(_, same)| !same) {
         return Err(BatchError::KafkaHeaderMismatch { field });
     }
+    check_records(payload, header.last_offset_delta, keys_required)
+}
+
+/// Decodes (decompressing if need be) the records of a Kafka batch whose header is
+/// checked, checking their offset deltas and, when `keys_required`, their keys.
+fn check_records(
+    payload: &[u8],
+    last_offset_delta: u32,
+    keys_required: bool,
+) -> Result<KafkaBatchRecords<'_>, BatchError> {
     let decoded = decode_kafka_records(payload)?;
-    let mut deltas = OffsetDeltas::new(header.last_offset_delta);
+    let mut deltas = OffsetDeltas::new(last_offset_delta);
     let mut records = decoded.iter();
+    let mut record_index = 0usize;
     while let Some(record) = records.next_view() {
-        deltas.check(i64::from(record?.offset_delta))?;
+        let record = record?;
+        deltas.check(i64::from(record.offset_delta))?;
+        if keys_required && record.key.is_none() {
+            return Err(BatchError::KeylessRecord { record_index });
+        }
+        record_index += 1;
     }
     Ok(decoded)
+}
+
+/// A Kafka client's batch wrapped as a strata batch and fully validated in one pass:
+/// the Kafka CRC is computed once, the records decoded once (keys checked as `rules`
+/// say, offsets dense), and our header is derived from the Kafka one, so it agrees
+/// by construction. The produce path's only validation.
+pub fn wrap_kafka_batch_produced(
+    kafka_batch: &[u8],
+    rules: ProduceRules,
+) -> Result<ValidatedBatch, BatchError> {
+    let kh = check_kafka_batch(kafka_batch)?;
+    let header = header_for(&kh);
+    if !header.is_dense() {
+        return Err(BatchError::NotDense {
+            record_count: header.record_count,
+            last_offset_delta: header.last_offset_delta,
+        });
+    }
+    let keys_required = rules.keys_required && !header.attributes.is_control();
+    check_records(kafka_batch, header.last_offset_delta, keys_required)?;
+    let len_bytes = BATCH_HEADER_BYTES + kafka_batch.len();
+    if len_bytes > BATCH_BYTES_MAX {
+        return Err(BatchError::TooLarge {
+            len_bytes,
+            max_bytes: BATCH_BYTES_MAX,
+        });
+    }
+    let mut bytes = Vec::with_capacity(len_bytes);
+    bytes.resize(BATCH_HEADER_BYTES, 0);
+    bytes.extend_from_slice(kafka_batch);
+    let header = seal_batch(header, &mut bytes)?;
+    debug_assert!(check_batch(&bytes).is_ok());
+    Ok(ValidatedBatch { header, bytes })
 }
 
 /// Full validation of exactly one Kafka-format batch, as
@@ -280,7 +334,7 @@ pub fn validate_kafka_batch(
             found: header.payload_format,
         });
     }
-    let records = check_payload_records(&header, &bytes[BATCH_HEADER_BYTES..])?;
+    let records = check_payload_records(&header, &bytes[BATCH_HEADER_BYTES..], false)?;
     let view = BatchView {
         header,
         bytes,

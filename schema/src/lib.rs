@@ -28,6 +28,7 @@ mod frame;
 mod header;
 mod kafka;
 pub mod kafka_compression;
+mod kafka_retain;
 mod native;
 pub mod protocol;
 
@@ -35,7 +36,8 @@ pub use api::ApiKey;
 pub use attributes::{Attributes, Compression, TimestampType};
 pub use batch::{
     batches, check_batch, stamp_base_offset, stamp_leader_epoch, stamp_log_append_time,
-    validate_batch, validate_produced_batch, BatchIter, BatchView,
+    validate_batch, validate_produced_batch, validate_produced_batch_with, BatchIter, BatchView,
+    ProduceRules, ValidatedBatch,
 };
 pub use convert::{
     kafka_payload, log_append_time_kafka_header, native_to_kafka, native_to_kafka_into,
@@ -54,10 +56,12 @@ pub use header::{
 };
 pub use kafka::{
     check_kafka_batch, decode_kafka_records, kafka_records, validate_kafka_batch, wrap_kafka_batch,
+    wrap_kafka_batch_produced,
     KafkaBatchBuilder, KafkaBatchHeader, KafkaBatchRecords, KafkaHeader, KafkaHeaders, KafkaRecord,
     KafkaRecordView, KafkaRecords, KAFKA_HEADER_BYTES, KAFKA_MAGIC,
 };
 pub use kafka_compression::KAFKA_RECORDS_BYTES_MAX;
+pub use kafka_retain::retain_kafka_records;
 pub use native::{
     retain_native_records, NativeBatchBuilder, NativeHeader, NativeRecord, NativeRecords,
     RecordView,

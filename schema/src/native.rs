@@ -56,7 +56,11 @@ fn require_native(header: &BatchHeader) -> Result<(), BatchError> {
 }
 
 /// Structure check for [`validate_batch`](crate::validate_batch).
-pub(crate) fn check_payload(header: &BatchHeader, payload: &[u8]) -> Result<(), BatchError> {
+pub(crate) fn check_payload(
+    header: &BatchHeader,
+    payload: &[u8],
+    keys_required: bool,
+) -> Result<(), BatchError> {
     require_native(header)?;
     let records = access(payload)?;
     if records.len() as u64 != u64::from(header.record_count) {
@@ -66,8 +70,11 @@ pub(crate) fn check_payload(header: &BatchHeader, payload: &[u8]) -> Result<(), 
         });
     }
     let mut deltas = OffsetDeltas::new(header.last_offset_delta);
-    for record in records.iter() {
+    for (record_index, record) in records.iter().enumerate() {
         deltas.check(i64::from(record.offset_delta.to_native()))?;
+        if keys_required && record.key.is_none() {
+            return Err(BatchError::KeylessRecord { record_index });
+        }
     }
     Ok(())
 }

@@ -39,6 +39,10 @@ pub struct ServeArgs {
     /// directives such as `strata_engine=info` (env STRATA_LOG).
     #[arg(long, env = "STRATA_LOG", default_value = "warn")]
     log_level: String,
+    /// How often each shard's cleaner runs retention and compaction, in ms (default
+    /// 30000).
+    #[arg(long)]
+    cleaner_interval_ms: Option<u64>,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -80,6 +84,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(m) = args.metrics_addr {
         config.metrics_addr = parse_metrics(&m)?;
+    }
+    if let Some(ms) = args.cleaner_interval_ms {
+        config.cleaner_interval_ms = ms.max(1);
     }
     raise_open_files_limit();
     let shutdown = Arc::new(AtomicBool::new(false));

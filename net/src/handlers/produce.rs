@@ -3,8 +3,10 @@
 //! partition.
 //!
 //! acks: 1 waits until the batches are written, -1 (all) until they are durable; 0
-//! validates the batches fully, starts the appends and answers at once without
-//! offsets (native clients still want to hear about bad batches).
+//! starts the appends and answers at once without offsets. Every batch is validated
+//! fully, once, before any of its partition is appended (so acks 0 still hears about
+//! bad batches): CRC, structure, dense offsets, and a key on every record of a
+//! compacted topic (INVALID_RECORD otherwise, as Kafka answers).
 //!
 //! Copies: the connection reads each partition's bytes into their own buffer. A
 //! partition carrying one batch (the usual case) hands that buffer to the engine as
@@ -24,14 +26,15 @@ use flatbuffers::FlatBufferBuilder;
 use strata_engine::{AppendOptions, Durability};
 use strata_schema::protocol::*;
 use strata_schema::{
-    peek_batch_len, validate_produced_batch, ApiKey, BatchHeader, ErrorCode, TimestampType,
+    peek_batch_len, ApiKey, ErrorCode, ProduceRules, TimestampType, ValidatedBatch,
     BATCH_HEADER_BYTES,
 };
 
 use super::{decode, Request};
 use crate::broker::Broker;
 use crate::connection::Tail;
-use crate::errors::WireError;
+use crate::errors::{batch_error, WireError};
+use crate::topic_config::TopicConfig;
 use crate::response::{error_table, Response};
 
 /// Where a partition's batches landed: (base offset, log-append time, log start).
@@ -40,7 +43,7 @@ pub(crate) type Appended = Result<(i64, i64, i64), WireError>;
 pub(crate) struct PartitionAppend {
     pub topic: String,
     pub partition: u32,
-    pub batches: Vec<Vec<u8>>,
+    pub batches: Vec<ValidatedBatch>,
     pub durability: Durability,
 }
 
@@ -51,10 +54,14 @@ enum PartBytes<'a> {
     Borrowed(&'a [u8]),
 }
 
-/// Splits one partition's bytes into whole batches, checking each header and that
-/// its offsets are dense (as every producer's batch is). A partition of exactly one
-/// batch in its own buffer keeps that buffer; otherwise each batch is copied out.
-fn split_batches(part: PartBytes<'_>, full_check: bool) -> Result<Vec<Vec<u8>>, WireError> {
+/// Splits one partition's bytes into whole batches and validates each fully, once,
+/// with the topic's produce `rules` (offsets dense, as every producer's batch is;
+/// keys present on a compacted topic). A partition of exactly one batch in its own
+/// buffer keeps that buffer; otherwise each batch is copied out.
+fn split_batches(
+    part: PartBytes<'_>,
+    rules: ProduceRules,
+) -> Result<Vec<ValidatedBatch>, WireError> {
     let corrupt = |m: String| WireError::new(ErrorCode::CorruptBatch, m);
     let all: &[u8] = match &part {
         PartBytes::Owned(v) => v,
@@ -76,24 +83,24 @@ fn split_batches(part: PartBytes<'_>, full_check: bool) -> Result<Vec<Vec<u8>>, 
                     bytes.len()
                 ))
             })?;
-        let batch = &bytes[..len];
-        if full_check {
-            validate_produced_batch(batch).map_err(|e| corrupt(format!("batch {i}: {e}")))?;
-        } else {
-            let h = BatchHeader::decode(batch).map_err(|e| corrupt(format!("batch {i}: {e}")))?;
-            if !h.is_dense() {
-                return Err(corrupt(format!(
-                    "batch {i}: {} records do not fill offset delta {}",
-                    h.record_count, h.last_offset_delta
-                )));
-            }
-        }
         ranges.push(at..at + len);
         at += len;
     }
-    match part {
-        PartBytes::Owned(v) if ranges.len() == 1 => Ok(vec![v]),
-        _ => Ok(ranges.into_iter().map(|r| all[r].to_vec()).collect()),
+    let owned: Vec<Vec<u8>> = match part {
+        PartBytes::Owned(v) if ranges.len() == 1 => vec![v],
+        _ => ranges.into_iter().map(|r| all[r].to_vec()).collect(),
+    };
+    owned
+        .into_iter()
+        .enumerate()
+        .map(|(i, b)| ValidatedBatch::produced(b, rules).map_err(|e| batch_error(i, &e)))
+        .collect()
+}
+
+/// What a producer's batches must satisfy on `topic`: keys on a compacted topic.
+pub(crate) fn produce_rules(config: &TopicConfig) -> ProduceRules {
+    ProduceRules {
+        keys_required: config.log.cleanup_policy.compacts(),
     }
 }
 
@@ -114,10 +121,12 @@ pub(crate) async fn append(broker: Rc<Broker>, p: PartitionAppend) -> Appended {
             Durability::Written
         };
         let (bytes, records) = (
-            batch.len() as u64,
-            BatchHeader::decode(&batch).map_or(0, |h| u64::from(h.record_count)),
+            batch.bytes().len() as u64,
+            u64::from(batch.header().record_count),
         );
-        let info = log.append(batch, AppendOptions::new(durability)).await;
+        let info = log
+            .append_validated(batch, AppendOptions::new(durability))
+            .await;
         let info = match info {
             Ok(info) => info,
             Err(e) => {
@@ -232,7 +241,7 @@ pub async fn handle(broker: &Broker, req: &Request<'_>, tail: Tail) -> Result<Re
             Ok(PartitionAppend {
                 topic: topic.clone(),
                 partition,
-                batches: split_batches(bytes, acks == 0)?,
+                batches: split_batches(bytes, produce_rules(&m.config))?,
                 durability,
             })
         })();

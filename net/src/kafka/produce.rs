@@ -3,21 +3,23 @@
 //! path's `append` (same ordering, durability and idempotence rules).
 //!
 //! acks 0 gets no response at all (as Kafka does); 1 waits until written, -1 until
-//! durable. Each batch's Kafka CRC is checked before anything is appended; a bad
-//! batch fails its partition with CORRUPT_MESSAGE and appends nothing of it.
+//! durable. Each batch is validated fully, in one pass (Kafka CRC, records decoded
+//! once), before anything is appended; a bad batch fails its partition with
+//! CORRUPT_MESSAGE, a keyless record on a compacted topic with INVALID_RECORD (as
+//! Kafka answers), and nothing of that partition is appended.
 
 use bytes::Bytes;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use strata_engine::Durability;
-use strata_schema::{wrap_kafka_batch, ErrorCode};
+use strata_schema::{wrap_kafka_batch_produced, ErrorCode, ProduceRules, ValidatedBatch};
 
 use super::errors::kafka_error;
 use super::{Ctx, ServedApi};
 use crate::broker::{scatter, Broker};
-use crate::errors::WireError;
-use crate::handlers::produce::{append, Appended, PartitionAppend};
+use crate::errors::{batch_error, WireError};
+use crate::handlers::produce::{append, produce_rules, Appended, PartitionAppend};
 
 /// The apis of this file.
 pub(crate) const APIS: &[ServedApi] = &[ServedApi::new(ApiKey::Produce, 3, 12)];
@@ -25,8 +27,9 @@ pub(crate) const APIS: &[ServedApi] = &[ServedApi::new(ApiKey::Produce, 3, 12)];
 /// Bytes of a Kafka batch before its `batchLength` field ends.
 const KAFKA_LENGTH_PREFIX_BYTES: usize = 12;
 
-/// Splits a partition's records into Kafka batches and wraps each as a strata batch.
-fn wrap_batches(records: &[u8]) -> Result<Vec<Vec<u8>>, WireError> {
+/// Splits a partition's records into Kafka batches and wraps each as a strata batch,
+/// validated fully and once with the topic's produce `rules`.
+fn wrap_batches(records: &[u8], rules: ProduceRules) -> Result<Vec<ValidatedBatch>, WireError> {
     let corrupt = |m: String| WireError::new(ErrorCode::CorruptBatch, m);
     if records.is_empty() {
         return Err(corrupt("the partition carries no record batch".into()));
@@ -53,7 +56,7 @@ fn wrap_batches(records: &[u8]) -> Result<Vec<Vec<u8>>, WireError> {
                     rest.len()
                 ))
             })?;
-        out.push(wrap_kafka_batch(&rest[..len]).map_err(|e| corrupt(format!("batch {i}: {e}")))?);
+        out.push(wrap_kafka_batch_produced(&rest[..len], rules).map_err(|e| batch_error(i, &e))?);
         at += len;
     }
     Ok(out)
@@ -132,7 +135,7 @@ pub(crate) async fn handle(ctx: &Ctx, req: ProduceRequest) -> ProduceResponse {
                 Ok(PartitionAppend {
                     topic: name.clone(),
                     partition,
-                    batches: wrap_batches(&records)?,
+                    batches: wrap_batches(&records, produce_rules(&m.config))?,
                     durability,
                 })
             })();
