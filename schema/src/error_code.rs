@@ -45,13 +45,16 @@ pub enum ErrorCode {
     /// The partition has no state for this producer id and the batch does not start
     /// a sequence.
     UnknownProducerId = 29,
+    /// The broker is short of a resource (open descriptors, memory) or of disk space
+    /// for a moment: nothing is damaged, retry later.
+    ResourceExhausted = 30,
 }
 
 impl ErrorCode {
     /// The code for a wire value; unknown values map to `Unknown`.
     pub fn from_i16(v: i16) -> ErrorCode {
         use ErrorCode::*;
-        const ALL: [ErrorCode; 30] = [
+        const ALL: [ErrorCode; 31] = [
             None,
             Unknown,
             CorruptBatch,
@@ -82,6 +85,7 @@ impl ErrorCode {
             ProducerFenced,
             OutOfOrderSequence,
             UnknownProducerId,
+            ResourceExhausted,
         ];
         ALL.iter()
             .copied()
@@ -93,7 +97,10 @@ impl ErrorCode {
     pub fn is_retriable(self) -> bool {
         matches!(
             self,
-            ErrorCode::RequestTimedOut | ErrorCode::RebalanceInProgress | ErrorCode::NotCoordinator
+            ErrorCode::RequestTimedOut
+                | ErrorCode::RebalanceInProgress
+                | ErrorCode::NotCoordinator
+                | ErrorCode::ResourceExhausted
         )
     }
 
@@ -131,6 +138,7 @@ impl ErrorCode {
             ProducerFenced => "PRODUCER_FENCED",
             OutOfOrderSequence => "OUT_OF_ORDER_SEQUENCE",
             UnknownProducerId => "UNKNOWN_PRODUCER_ID",
+            ResourceExhausted => "RESOURCE_EXHAUSTED",
         }
     }
 }
@@ -141,7 +149,7 @@ mod tests {
 
     #[test]
     fn codes_roundtrip() {
-        for v in 0..27i16 {
+        for v in 0..31i16 {
             assert_eq!(ErrorCode::from_i16(v) as i16, v);
         }
         assert_eq!(ErrorCode::from_i16(-5), ErrorCode::Unknown);

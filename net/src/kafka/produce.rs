@@ -17,7 +17,7 @@ use super::errors::kafka_error;
 use super::{Ctx, ServedApi};
 use crate::broker::{scatter, Broker};
 use crate::errors::WireError;
-use crate::handlers::produce::{append, Appended, PartitionAppend};
+use crate::handlers::produce::{append, produce_timeout_ms, Appended, PartitionAppend};
 
 /// The apis of this file.
 pub(crate) const APIS: &[ServedApi] = &[ServedApi::new(ApiKey::Produce, 3, 12)];
@@ -71,6 +71,7 @@ pub(crate) async fn handle(ctx: &Ctx, req: ProduceRequest) -> ProduceResponse {
         -1 => Some(Durability::Durable),
         _ => None,
     };
+    let timeout_ms = produce_timeout_ms(i64::from(req.timeout_ms));
     let topics = broker.topics();
     let mut out = ProduceResponse::default();
     let mut slots: Vec<Slot> = Vec::new();
@@ -134,6 +135,7 @@ pub(crate) async fn handle(ctx: &Ctx, req: ProduceRequest) -> ProduceResponse {
                     partition,
                     batches: wrap_batches(&records)?,
                     durability,
+                    timeout_ms,
                 })
             })();
             slots.push(Slot {
