@@ -160,7 +160,8 @@ impl PartitionHealth {
     }
 
     /// Partitions offline now.
-    pub fn offline_count(&self) -> usize {
+    #[cfg(test)]
+    fn offline_count(&self) -> usize {
         self.unhealthy
             .borrow()
             .values()
