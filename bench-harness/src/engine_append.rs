@@ -62,6 +62,11 @@ pub struct EngineAppendArgs {
     /// Segment size of the logs, and of the raw files (both preallocated to it).
     #[arg(long, default_value_t = 128 << 20)]
     pub segment_bytes: u64,
+    /// First disk reservation step of a segment (doubling up to 32 MiB as it is
+    /// written); 33554432 is the fixed 32 MiB step of the engine before it grew with
+    /// the write rate.
+    #[arg(long, default_value_t = strata_engine::preallocation::PREALLOCATE_STEP_BYTES_MIN_DEFAULT)]
+    pub preallocate_step_min_bytes: u64,
     /// Budget of the shard's tail cache shared by all logs.
     #[arg(long, default_value_t = 64 << 20)]
     pub cache_bytes: usize,
@@ -178,6 +183,7 @@ pub fn run(args: EngineAppendArgs) -> anyhow::Result<()> {
             "warmup_ms": args.warmup_ms,
             "rounds": args.rounds,
             "segment_bytes": args.segment_bytes,
+            "preallocate_step_min_bytes": args.preallocate_step_min_bytes,
             "cases": summaries.iter().map(Summary::to_json).collect::<Vec<_>>(),
         }),
     )
@@ -193,10 +199,22 @@ fn strata_on_executor(
 ) -> anyhow::Result<StrataRun> {
     let dir = dir.to_path_buf();
     let template = Arc::clone(template);
-    let (segment_bytes, cache_bytes) = (args.segment_bytes, args.cache_bytes);
+    let sizes = RunSizes {
+        segment_bytes: args.segment_bytes,
+        cache_bytes: args.cache_bytes,
+        prealloc_step_min_bytes: args.preallocate_step_min_bytes,
+    };
     strata_engine::run_local(move || async move {
-        strata_run(case, &dir, template, budget, segment_bytes, cache_bytes).await
+        strata_run(case, &dir, template, budget, sizes).await
     })
+}
+
+/// Sizes of one strata run's logs.
+#[derive(Clone, Copy)]
+struct RunSizes {
+    segment_bytes: u64,
+    cache_bytes: usize,
+    prealloc_step_min_bytes: u64,
 }
 
 async fn strata_run(
@@ -204,9 +222,13 @@ async fn strata_run(
     dir: &Path,
     template: Arc<[u8]>,
     budget: Budget,
-    segment_bytes: u64,
-    cache_bytes: usize,
+    sizes: RunSizes,
 ) -> anyhow::Result<StrataRun> {
+    let RunSizes {
+        segment_bytes,
+        cache_bytes,
+        prealloc_step_min_bytes,
+    } = sizes;
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     let env = LogEnv {
         cache: BatchCache::new(cache_bytes),
@@ -218,6 +240,7 @@ async fn strata_run(
         segment_bytes,
         flush: case.flush.0,
         preallocate: true,
+        preallocate_step_bytes_min: prealloc_step_min_bytes,
         max_batch_bytes: defaults.max_batch_bytes.max(template.len()),
         ..defaults
     };

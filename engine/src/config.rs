@@ -57,6 +57,9 @@ pub struct LogConfig {
     pub max_batch_bytes: usize,
     /// Reserve disk space ahead of writes (in steps as a segment grows).
     pub preallocate: bool,
+    /// First reservation step of a segment; later steps double up to
+    /// `preallocation::PREALLOCATE_STEP_BYTES_MAX` as the segment is written.
+    pub preallocate_step_bytes_min: u64,
     /// `message.timestamp.type=LogAppendTime`: the broker's append time, not the
     /// producer's timestamps, drives time lookups, time retention and segment age.
     pub log_append_time: bool,
@@ -87,6 +90,7 @@ impl Default for LogConfig {
             delete_retention_ms: 24 * 3600 * 1000,
             max_batch_bytes: 1024 * 1024 + 4096,
             preallocate: true,
+            preallocate_step_bytes_min: crate::preallocation::PREALLOCATE_STEP_BYTES_MIN_DEFAULT,
             log_append_time: false,
         }
     }

@@ -29,8 +29,22 @@ pub enum EngineError {
         message: String,
     },
     /// The disk is full.
-    #[error("no space left on device while writing {path}; free space, then reopen the partition")]
+    #[error(
+        "no space left on device while writing {path}; free disk space (delete a topic, lower \
+         retention) and writes resume by themselves"
+    )]
     NoSpace { path: PathBuf },
+    /// A resource limit of the process or machine (open descriptors, memory) stopped
+    /// the operation. Nothing is damaged: the work waits and is retried.
+    #[error(
+        "{op} on {path} is delayed: {message}; the broker retries once descriptors or \
+         memory are available (raise `ulimit -n` or reduce open partitions)"
+    )]
+    Resource {
+        op: &'static str,
+        path: PathBuf,
+        message: String,
+    },
     /// The requested offset is outside the log.
     #[error("offset {requested} is out of range: the log holds [{start}, {end})")]
     OffsetOutOfRange {
@@ -107,12 +121,37 @@ pub enum EngineError {
     },
 }
 
+/// errnos that mean a resource ran short, not that storage failed: too many open
+/// files (per process, per system) and out of memory.
+const RESOURCE_ERRNOS: [i32; 3] = [libc::EMFILE, libc::ENFILE, libc::ENOMEM];
+
 impl EngineError {
+    /// Whether the condition passes without damage, so that retrying the same write
+    /// later can succeed: a full disk or a short resource. Writes that failed this
+    /// way are retried instead of fencing the partition.
+    pub fn heals(&self) -> bool {
+        matches!(
+            self,
+            EngineError::NoSpace { .. } | EngineError::Resource { .. }
+        )
+    }
+
     /// Maps an I/O error on `path` during `op`, recognising a full disk.
     pub fn io(op: &'static str, path: impl Into<PathBuf>, err: io::Error) -> Self {
         let path = path.into();
         if err.raw_os_error() == Some(libc::ENOSPC) || err.kind() == io::ErrorKind::StorageFull {
             return EngineError::NoSpace { path };
+        }
+        if err
+            .raw_os_error()
+            .is_some_and(|errno| RESOURCE_ERRNOS.contains(&errno))
+            || err.kind() == io::ErrorKind::OutOfMemory
+        {
+            return EngineError::Resource {
+                op,
+                path,
+                message: err.to_string(),
+            };
         }
         EngineError::Io {
             op,

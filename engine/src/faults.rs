@@ -1,6 +1,7 @@
 //! The one seam through which tests inject storage faults: short writes, EIO on write
-//! or fdatasync, and a full disk. Every data write and sync of the engine passes
-//! through `StorageFile`, which asks this injector before doing the real operation.
+//! or fdatasync, a full disk, and running out of descriptors when a file opens. Every
+//! data file open, write and sync of the engine passes through `StorageFile`, which
+//! asks this injector before doing the real operation.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -16,11 +17,25 @@ pub enum Fault {
     SyncError,
     /// The write fails with ENOSPC.
     NoSpace,
+    /// Opening a file fails with EMFILE (the process is out of descriptors).
+    TooManyOpenFiles,
+}
+
+/// The kind of operation a fault hits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    Write,
+    Sync,
+    Open,
 }
 
 impl Fault {
-    fn hits_writes(self) -> bool {
-        !matches!(self, Fault::SyncError)
+    fn hits(self) -> Op {
+        match self {
+            Fault::SyncError => Op::Sync,
+            Fault::TooManyOpenFiles => Op::Open,
+            Fault::ShortWrite | Fault::WriteError | Fault::NoSpace => Op::Write,
+        }
     }
 }
 
@@ -66,11 +81,15 @@ impl FaultInjector {
     }
 
     pub(crate) fn on_write(&self) -> Option<Fault> {
-        self.take(|f| f.hits_writes())
+        self.take(|f| f.hits() == Op::Write)
     }
 
     pub(crate) fn on_sync(&self) -> Option<Fault> {
-        self.take(|f| !f.hits_writes())
+        self.take(|f| f.hits() == Op::Sync)
+    }
+
+    pub(crate) fn on_open(&self) -> Option<Fault> {
+        self.take(|f| f.hits() == Op::Open)
     }
 
     fn take(&self, matches: impl Fn(Fault) -> bool) -> Option<Fault> {

@@ -34,6 +34,7 @@ pub struct StorageFile {
 impl StorageFile {
     /// Opens `path` for reading and writing, creating it if missing.
     pub async fn open_rw(path: &Path, faults: &FaultInjector) -> Result<Self> {
+        check_open(path, faults)?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -50,6 +51,7 @@ impl StorageFile {
 
     /// Opens an existing `path` for reading.
     pub async fn open_read(path: &Path, faults: &FaultInjector) -> Result<Self> {
+        check_open(path, faults)?;
         let file = DmaFile::open(path)
             .await
             .map_err(|e| EngineError::io("open", path, e.into()))?;
@@ -85,7 +87,7 @@ impl StorageFile {
                 let written = self.write_raw(buf, pos).await?;
                 return Err(self.short(written, len));
             }
-            Some(Fault::SyncError) | None => {}
+            Some(Fault::SyncError | Fault::TooManyOpenFiles) | None => {}
         }
         let written = self.write_raw(buf, pos).await?;
         if written != len {
@@ -163,6 +165,18 @@ impl StorageFile {
             kind: io::ErrorKind::WriteZero,
             message: format!("short write: {written} of {len} bytes"),
         }
+    }
+}
+
+/// The fault seam's say on opening `path`.
+fn check_open(path: &Path, faults: &FaultInjector) -> Result<()> {
+    match faults.on_open() {
+        Some(Fault::TooManyOpenFiles) => Err(EngineError::io(
+            "open",
+            path,
+            io::Error::from_raw_os_error(libc::EMFILE),
+        )),
+        _ => Ok(()),
     }
 }
 

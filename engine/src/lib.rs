@@ -22,6 +22,7 @@ pub mod index;
 pub mod leader_epochs;
 pub mod log;
 pub mod placement;
+pub mod preallocation;
 pub mod producer_state;
 pub mod recovery;
 pub mod retention;

@@ -48,11 +48,14 @@ pub const PENDING_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// always when a segment closes): recovery rescans at most this many index intervals,
 /// and durable appends do not pay an index write per flush cycle.
 const INDEX_PERSIST_ENTRIES: usize = 256;
-/// A segment's disk space is reserved in steps of this much as it grows, so that many
-/// active partitions do not each reserve a whole segment.
-const PREALLOCATE_STEP_BYTES: u64 = 32 * 1024 * 1024;
 /// Segment files a log keeps open for reading at most (least recently opened close).
 const OPEN_SEGMENT_FILES_MAX: usize = 16;
+/// First wait before a write that failed on a full disk or a short resource is
+/// retried; the wait doubles up to `STALL_RETRY_MS_MAX`.
+const STALL_RETRY_MS_MIN: u64 = 50;
+/// Longest wait between retries of a stalled write: how late writes resume after
+/// space or descriptors come back.
+const STALL_RETRY_MS_MAX: u64 = 1_000;
 /// Bytes read from disk per read beyond the index interval and the byte budget.
 const READ_SLACK_BYTES: usize = 16 * 1024;
 
@@ -190,6 +193,11 @@ pub(crate) struct LogState {
     /// Highest end offset an append asked to be durable.
     pub durable_wanted_offset: i64,
     pub fence: Option<Fence>,
+    /// Writing stopped on a condition that heals (full disk, no descriptors): queued
+    /// writes are retried with back-off, new appends are refused with this error.
+    pub stall: Option<EngineError>,
+    /// Wait before the next retry of a stalled write.
+    pub stall_retry_ms: u64,
     pub appends_paused: bool,
     pub closed: bool,
     pub waiters: Vec<Waker>,
@@ -344,6 +352,27 @@ impl Log {
             .map(|f| f.reason.clone())
     }
 
+    /// Whether the log is fenced by an I/O fault that reopening may clear (as opposed
+    /// to corrupt data, which needs an operator): `None` when not fenced.
+    pub fn fence_may_heal(&self) -> Option<bool> {
+        self.inner
+            .state
+            .borrow()
+            .fence
+            .as_ref()
+            .map(|f| f.cause.is_some())
+    }
+
+    /// Why writes are stalled (full disk, no descriptors) and retried, if they are.
+    pub fn stalled_reason(&self) -> Option<String> {
+        self.inner
+            .state
+            .borrow()
+            .stall
+            .as_ref()
+            .map(ToString::to_string)
+    }
+
     /// Number of segments.
     pub fn segment_count(&self) -> usize {
         self.inner.state.borrow().segments.len()
@@ -461,6 +490,9 @@ impl Log {
             }
             if let Some(f) = &st.fence {
                 return Poll::Ready(Err(fenced_error(&inner.dir, f)));
+            }
+            if let Some(e) = &st.stall {
+                return Poll::Ready(Err(e.clone()));
             }
             if !st.appends_paused && st.pending_bytes < PENDING_BYTES_MAX {
                 return Poll::Ready(Ok(()));
@@ -682,6 +714,12 @@ impl Log {
     /// Flushes everything, writes exact indexes and the clean-shutdown marker.
     pub async fn close(&self) -> Result<()> {
         self.inner.state.borrow_mut().appends_paused = true;
+        // Writes stalled on a full disk may never finish: close without them (they
+        // were never acknowledged) rather than wait; the next open recovers.
+        let stall = self.inner.state.borrow().stall.clone();
+        if let Some(e) = stall {
+            self.inner.fail(&e);
+        }
         let synced = self.sync().await;
         let inner = &self.inner;
         let _io = inner
@@ -903,8 +941,16 @@ impl LogInner {
 
     /// Starts the flusher task if there is queued work and none is running.
     pub(crate) fn kick_flusher(self: &Rc<Self>) {
+        if self.state.borrow().stall.is_some() {
+            // The stall's retry timer restarts the flusher.
+            return;
+        }
+        self.start_flusher();
+    }
+
+    fn start_flusher(self: &Rc<Self>) {
         let mut st = self.state.borrow_mut();
-        if st.flusher_running || st.pending.is_empty() || st.fence.is_some() {
+        if st.flusher_running || st.pending.is_empty() || st.fence.is_some() || st.closed {
             return;
         }
         st.flusher_running = true;
@@ -939,25 +985,59 @@ impl LogInner {
             self.state.borrow_mut().flusher_running = false;
             return;
         };
+        let mut stalled = false;
         loop {
             let ops = self.take_cycle();
             if ops.is_empty() {
                 break;
             }
-            let result = async {
-                self.write_cycle(&ops).await?;
-                self.finish_cycle(ops.len());
-                if self.sync_due_now() {
-                    self.sync_active().await?;
+            let (done, written) = self.write_cycle(&ops).await;
+            // Ops that completed are never written again, even when a later one failed.
+            self.finish_cycle(done);
+            let result = match written {
+                Ok(()) => {
+                    self.clear_stall();
+                    async {
+                        if self.sync_due_now() {
+                            self.sync_active().await?;
+                        }
+                        match self.persist_epochs_if_dirty().await {
+                            // Still dirty: written by the next cycle or the close.
+                            Err(e) if e.heals() => {
+                                tracing::debug!(error = %e, "leader epochs write deferred");
+                                Ok(())
+                            }
+                            other => other,
+                        }
+                    }
+                    .await
                 }
-                self.persist_epochs_if_dirty().await
-            }
-            .await;
+                Err(e) if e.heals() => {
+                    self.stall(e);
+                    stalled = true;
+                    break;
+                }
+                Err(e) => Err(e),
+            };
             if let Err(e) = result {
+                // A failed fdatasync leaves the written data's fate unknown: fence,
+                // whatever the errno.
                 self.fail(&e);
                 break;
             }
             self.state.borrow_mut().wake_all();
+        }
+        if stalled {
+            let retry_ms = self.state.borrow().stall_retry_ms;
+            let inner = Rc::clone(&self);
+            drop(_io);
+            self.state.borrow_mut().flusher_running = false;
+            glommio::spawn_local(async move {
+                glommio::timer::sleep(Duration::from_millis(retry_ms)).await;
+                inner.start_flusher();
+            })
+            .detach();
+            return;
         }
         let arm_timer = {
             let mut st = self.state.borrow_mut();
@@ -992,6 +1072,27 @@ impl LogInner {
             self.fail(&e);
         }
         self.state.borrow_mut().wake_all();
+    }
+
+    /// Records that writing stopped on a condition that heals; the flusher retries.
+    fn stall(&self, err: EngineError) {
+        let mut st = self.state.borrow_mut();
+        if st.stall.is_none() {
+            tracing::warn!(dir = %self.dir.display(), error = %err, "partition writes stalled; retrying");
+            st.stall_retry_ms = STALL_RETRY_MS_MIN;
+        } else {
+            st.stall_retry_ms = (st.stall_retry_ms * 2).min(STALL_RETRY_MS_MAX);
+        }
+        st.stall = Some(err);
+        st.wake_all();
+    }
+
+    fn clear_stall(&self) {
+        let mut st = self.state.borrow_mut();
+        if st.stall.take().is_some() {
+            tracing::info!(dir = %self.dir.display(), "partition writes resumed");
+            st.wake_all();
+        }
     }
 
     /// The queued ops the next cycle writes: whole ops up to the cycle's byte limit.
@@ -1031,29 +1132,31 @@ impl LogInner {
                     && st.config.flush == FlushPolicy::Os)
     }
 
-    async fn write_cycle(&self, ops: &[PendingOp]) -> Result<()> {
+    /// Writes `ops` in order; returns how many completed and how the cycle ended.
+    /// Each op either completes or changes nothing that a retry would repeat.
+    async fn write_cycle(&self, ops: &[PendingOp]) -> (usize, Result<()>) {
         let mut i = 0;
         while i < ops.len() {
-            match &ops[i] {
+            let (next, done) = match &ops[i] {
                 PendingOp::Write { segment_base, .. } => {
                     let run_end = ops[i..]
                         .iter()
                         .position(|op| !matches!(op, PendingOp::Write { segment_base: b, .. } if b == segment_base))
                         .map_or(ops.len(), |n| i + n);
-                    self.write_run(*segment_base, &ops[i..run_end]).await?;
-                    i = run_end;
+                    (run_end, self.write_run(*segment_base, &ops[i..run_end]).await)
                 }
-                PendingOp::Seal { segment_base } => {
-                    self.seal(*segment_base).await?;
-                    i += 1;
-                }
-                PendingOp::ProducerSnapshot { offset, bytes } => {
-                    crate::recovery::write_producer_snapshot(self, *offset, bytes.clone()).await?;
-                    i += 1;
-                }
+                PendingOp::Seal { segment_base } => (i + 1, self.seal(*segment_base).await),
+                PendingOp::ProducerSnapshot { offset, bytes } => (
+                    i + 1,
+                    crate::recovery::write_producer_snapshot(self, *offset, bytes.clone()).await,
+                ),
+            };
+            if let Err(e) = done {
+                return (i, Err(e));
             }
+            i = next;
         }
-        Ok(())
+        (i, Ok(()))
     }
 
     async fn write_run(&self, segment_base: i64, run: &[PendingOp]) -> Result<()> {
@@ -1085,9 +1188,18 @@ impl LogInner {
             }
             st.written_end_offset = st.written_end_offset.max(end_offset);
         }
-        self.persist_index_entries(&mut writer, written, end_offset, false)
-            .await?;
-        self.state.borrow_mut().writer = Some(writer);
+        match self
+            .persist_index_entries(&mut writer, written, end_offset, false)
+            .await
+        {
+            Ok(()) => self.state.borrow_mut().writer = Some(writer),
+            // The batches are in the log file, so the run is done and must not be
+            // written again; the next writer rewrites the index files from memory.
+            Err(e) if e.heals() => {
+                tracing::debug!(error = %e, "index write deferred");
+            }
+            Err(e) => return Err(e),
+        }
         Ok(())
     }
 
@@ -1097,13 +1209,22 @@ impl LogInner {
             let st = self.state.borrow();
             (st.config.preallocate, st.config.segment_bytes)
         };
-        let needed = w.log.size_bytes() + more_bytes;
-        if !preallocate || needed <= w.preallocated_bytes {
+        if !preallocate {
             return Ok(());
         }
-        let target = (needed + PREALLOCATE_STEP_BYTES).min(segment_bytes.max(needed));
-        w.log.file().preallocate(target).await?;
-        w.preallocated_bytes = target;
+        let before = w.reservation;
+        let needed = w.log.size_bytes() + more_bytes;
+        if let Some(target) = w.reservation.extend_for(needed, segment_bytes) {
+            match w.log.file().preallocate(target).await {
+                Ok(()) => {}
+                // A reservation is an optimisation: the write itself may still fit.
+                Err(e) if e.heals() => w.reservation = before,
+                Err(e) => {
+                    w.reservation = before;
+                    return Err(e);
+                }
+            }
+        }
         Ok(())
     }
 
@@ -1191,7 +1312,9 @@ impl LogInner {
             time_index: AlignedAppender::resume(time_file, 0).await?,
             index_persisted: 0,
             time_persisted: 0,
-            preallocated_bytes: 0,
+            reservation: crate::preallocation::Reservation::new(
+                self.state.borrow().config.preallocate_step_bytes_min,
+            ),
         })
     }
 
@@ -1359,10 +1482,15 @@ impl LogInner {
             st.epochs.encode()
         };
         let path = self.dir.join(crate::leader_epochs::LEADER_EPOCHS_NAME);
-        glommio::executor()
+        let written = glommio::executor()
             .spawn_blocking(move || crate::clean_marker::write_durably(&path, text.as_bytes()))
             .await
-            .map_err(|e| EngineError::io("write leader epochs", &self.dir, e))
+            .map_err(|e| EngineError::io("write leader epochs", &self.dir, e));
+        if written.is_err() {
+            // Written again by the next cycle.
+            self.state.borrow_mut().epochs_dirty = true;
+        }
+        written
     }
 
     /// Finds where the batch starting at `offset` sits in segment `segment_base`, and

@@ -262,6 +262,8 @@ pub(crate) async fn open_log(dir: &Path, config: LogConfig, env: LogEnv) -> Resu
             durable_end_offset: 0,
             durable_wanted_offset: 0,
             fence: None,
+            stall: None,
+            stall_retry_ms: 0,
             appends_paused: false,
             closed: false,
             waiters: Vec::new(),

@@ -143,8 +143,8 @@ pub struct SegmentWriter {
     /// Index entries already handed to `index` / `time_index`.
     pub index_persisted: usize,
     pub time_persisted: usize,
-    /// Bytes of the log file reserved with fallocate so far (0 = not preallocating).
-    pub preallocated_bytes: u64,
+    /// Disk reserved ahead of the log file's writes (see `preallocation`).
+    pub reservation: crate::preallocation::Reservation,
 }
 
 #[cfg(test)]

@@ -82,11 +82,88 @@ fn write_error_fences_and_keeps_acknowledged_data() {
     });
 }
 
+/// A fault that heals (full disk, no descriptors) does not fence: the write waits
+/// and is retried, appends meanwhile are refused with the condition, and once it
+/// passes everything queued is written and acknowledged.
+fn check_healing_fault(fault: Fault, times: u32, expect: fn(&EngineError) -> bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    run_local(move || async move {
+        let faults = FaultInjector::new();
+        let log = Log::open(&path, LogConfig::default(), env_with(&faults))
+            .await
+            .unwrap();
+        log.append(batch(0, 2, 200, 0), durable()).await.unwrap();
+        // A fresh segment: the next write opens its files again.
+        log.roll().await.unwrap();
+        faults.arm(fault, 0, times);
+        let stuck = {
+            let log = log.clone();
+            glommio::spawn_local(async move { log.append(batch(1, 2, 200, 0), durable()).await })
+        };
+        for _ in 0..10_000 {
+            if log.stalled_reason().is_some() {
+                break;
+            }
+            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        assert!(log.stalled_reason().is_some(), "{fault:?} stalls the writes");
+        // While the fault lasts, new appends are refused with it, not fenced.
+        let refused = log
+            .append(batch(2, 1, 10, 0), durable())
+            .await
+            .expect_err("an append during the fault is refused");
+        assert!(expect(&refused), "{fault:?}: refused with {refused:?}");
+        assert!(refused.heals(), "{refused:?}");
+        assert!(log.fenced_reason().is_none(), "a condition that heals does not fence");
+        assert!(log.stalled_reason().is_some());
+        // The fault passes: the stuck append completes by itself.
+        let info = stuck.await.expect("the stalled append completes once the fault passes");
+        assert_eq!(faults.fired_count(), u64::from(times));
+        assert!(log.stalled_reason().is_none());
+        let next = log.append(batch(3, 1, 10, 0), durable()).await.unwrap();
+        assert!(next.base_offset > info.last_offset);
+        let all = read_all(&log).await;
+        assert!(all.iter().any(|(base, _, _)| *base == info.base_offset));
+        log.close().await.unwrap();
+        drop(log);
+        let log = Log::open(&path, LogConfig::default(), LogEnv::default())
+            .await
+            .unwrap();
+        assert_eq!(read_all(&log).await, all, "everything acknowledged survives");
+        log.close().await.unwrap();
+    });
+}
+
 #[test]
-fn full_disk_is_reported_as_such() {
-    check_fault(Fault::NoSpace, |e| {
+fn full_disk_stalls_writes_and_they_resume_without_a_fence() {
+    check_healing_fault(Fault::NoSpace, 3, |e| {
         matches!(e, EngineError::NoSpace { .. }) && e.to_string().contains("no space left")
     });
+}
+
+#[test]
+fn running_out_of_descriptors_delays_writes_and_does_not_fence() {
+    check_healing_fault(Fault::TooManyOpenFiles, 3, |e| {
+        matches!(e, EngineError::Resource { .. }) && e.to_string().contains("open files")
+    });
+}
+
+#[test]
+fn errnos_are_classified_as_faults_or_conditions_that_heal() {
+    let io = |errno| std::io::Error::from_raw_os_error(errno);
+    for errno in [libc::EMFILE, libc::ENFILE, libc::ENOMEM] {
+        let e = EngineError::io("open", "/d/x", io(errno));
+        assert!(matches!(e, EngineError::Resource { .. }), "{errno}: {e:?}");
+        assert!(e.heals());
+    }
+    let e = EngineError::io("write", "/d/x", io(libc::ENOSPC));
+    assert!(matches!(e, EngineError::NoSpace { .. }) && e.heals());
+    for errno in [libc::EIO, libc::EROFS, libc::EBADF] {
+        let e = EngineError::io("write", "/d/x", io(errno));
+        assert!(matches!(e, EngineError::Io { .. }), "{errno}: {e:?}");
+        assert!(!e.heals(), "{errno} fences");
+    }
 }
 
 #[test]

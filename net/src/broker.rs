@@ -42,6 +42,10 @@ pub struct Broker {
     cleaner: Rc<Cleaner>,
     /// Serialises metadata changes (used on `METADATA_SHARD` only).
     meta_lock: Semaphore,
+    /// Partitions offline or fenced, and when they are retried.
+    pub(crate) health: crate::partition_health::PartitionHealth,
+    /// The free-space floor produces are admitted against.
+    pub disk: Rc<crate::disk_space::DiskSpace>,
 }
 
 impl Broker {
@@ -52,6 +56,7 @@ impl Broker {
         meta_cell: Arc<SnapshotCell<Topics>>,
     ) -> Self {
         let placement = Placement::new(shard.shard_count());
+        let disk = crate::disk_space::DiskSpace::new(&config.data_dir, config.storage_min_free_bytes);
         Broker {
             shard,
             config,
@@ -67,6 +72,8 @@ impl Broker {
             },
             cleaner: Cleaner::new(),
             meta_lock: Semaphore::new(1),
+            health: Default::default(),
+            disk,
         }
     }
 
@@ -118,8 +125,16 @@ impl Broker {
         if let Some(log) = self.logs.borrow().get(&key) {
             return Ok(log.clone());
         }
+        if let Some(e) = self.health.refuse_open(&key) {
+            return Err(e);
+        }
         let dir = partition_dir(&self.config.data_dir, topic, partition);
-        let log = Log::open(&dir, meta.config.log.clone(), self.env.clone()).await?;
+        let log = match Log::open(&dir, meta.config.log.clone(), self.env.clone()).await {
+            Ok(log) => log,
+            // Offline, not fatal: answered with this error, retried in the background.
+            Err(e) => return Err(self.health.open_failed(&key, e.into())),
+        };
+        self.health.opened(&key);
         // The topic may have been deleted while the log opened.
         if self
             .topics()
@@ -157,10 +172,38 @@ impl Broker {
         for t in topics.topics.values() {
             for p in 0..t.partitions {
                 if self.owner(&t.name, p) == self.shard.id() {
-                    self.log(&t.name, p)
-                        .await
-                        .map_err(|e| (t.name.clone(), p, e))?;
+                    // A partition that fails to open is offline (its requests get the
+                    // error, the healer retries it); the rest of the broker serves.
+                    if self.log(&t.name, p).await.is_err() && self.shard.is_stopping() {
+                        return Ok(());
+                    }
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// The logs this shard has open.
+    pub(crate) fn open_logs(&self) -> Vec<((String, u32), Log)> {
+        self.logs
+            .borrow()
+            .iter()
+            .map(|(k, l)| (k.clone(), l.clone()))
+            .collect()
+    }
+
+    /// Closes and forgets one open log, so that the next `log` opens it again. Holds
+    /// the open permit meanwhile: the partition is never open twice.
+    pub(crate) async fn close_log(&self, topic: &str, partition: u32) -> Result<(), WireError> {
+        let _permit = self
+            .opening
+            .acquire_permit(1)
+            .await
+            .map_err(|_| stopping())?;
+        let log = self.logs.borrow_mut().remove(&(topic.to_owned(), partition));
+        if let Some(log) = log {
+            if let Err(e) = log.close().await {
+                tracing::debug!(topic, partition, error = %e, "closing a fenced partition");
             }
         }
         Ok(())
@@ -187,6 +230,7 @@ impl Broker {
             let _ = log.close().await;
         }
         crate::metrics::forget_topic(topic);
+        self.health.forget_topic(topic);
     }
 
     /// Gives this shard's open logs of `topic` its current config.
@@ -343,7 +387,21 @@ impl Broker {
         let Some(meta) = topics.topics.remove(&name) else {
             return Err(unknown_topic(&name));
         };
-        self.commit(topics).await?;
+        if let Err(e) = self.commit(topics.clone()).await {
+            if !e.message.contains(NO_SPACE_TEXT) {
+                return Err(e);
+            }
+            // The disk is full, which deleting this topic is meant to fix: free its
+            // data first, then record the deletion. (A crash in between leaves the
+            // topic listed with empty partitions, which a second delete removes.)
+            tracing::warn!(topic = %name, "disk full: removing the topic's data before its metadata");
+            self.on_every_shard(&name, |b, t| {
+                Box::pin(async move { b.close_topic(&t).await })
+            })
+            .await;
+            self.remove_partition_dirs(&name, 0, meta.partitions).await?;
+            return self.commit(topics).await;
+        }
         self.on_every_shard(&name, |b, t| {
             Box::pin(async move { b.close_topic(&t).await })
         })
@@ -455,6 +513,9 @@ fn refuse_offsets_topic(name: &str, what: &str) -> Result<(), WireError> {
     }
     Ok(())
 }
+
+/// How a full disk reads in an `std::io::Error` message (ENOSPC).
+const NO_SPACE_TEXT: &str = "No space left on device";
 
 fn stopping() -> WireError {
     WireError::new(ErrorCode::BrokerShuttingDown, "the broker is shutting down")

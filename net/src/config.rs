@@ -42,6 +42,10 @@ pub struct BrokerConfig {
     pub broker_id: i32,
     /// How often each shard's cleaner runs retention and compaction.
     pub cleaner_interval_ms: u64,
+    /// `storage.min.free.bytes`: produces are refused while the data directory's
+    /// filesystem has less free space; `None` = 64 MiB or 5% of a smaller disk, 0 =
+    /// no floor (see `disk_space`).
+    pub storage_min_free_bytes: Option<u64>,
 }
 
 impl Default for BrokerConfig {
@@ -63,6 +67,7 @@ impl Default for BrokerConfig {
             topic_defaults: BTreeMap::new(),
             broker_id: 0,
             cleaner_interval_ms: strata_engine::cleaner::CLEANER_INTERVAL_MS_DEFAULT,
+            storage_min_free_bytes: None,
         }
     }
 }

@@ -27,6 +27,8 @@ pub fn engine_error_code(e: &EngineError) -> ErrorCode {
         EngineError::BatchTooLarge { .. } => ErrorCode::MessageTooLarge,
         EngineError::Fenced { .. } => ErrorCode::PartitionFenced,
         EngineError::Io { .. } | EngineError::NoSpace { .. } => ErrorCode::StorageError,
+        // Descriptors or memory ran short: the work is delayed, nothing is fenced.
+        EngineError::Resource { .. } => ErrorCode::ResourceExhausted,
         EngineError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
         EngineError::NotBatchBoundary { .. } => ErrorCode::InvalidRequest,
         EngineError::Corrupt { .. } | EngineError::BadFile { .. } => ErrorCode::StorageError,

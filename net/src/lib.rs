@@ -16,6 +16,7 @@
 
 mod broker;
 mod cluster_id;
+mod disk_space;
 mod config;
 mod connection;
 mod errors;
@@ -27,6 +28,7 @@ mod kafka;
 mod meta_file;
 mod metadata;
 mod metrics;
+mod partition_health;
 mod producer_id_blocks;
 mod response;
 mod server;

@@ -135,6 +135,9 @@ async fn serve(shard: &Shard, broker: &Rc<Broker>, shared: &Shared) -> Result<()
             reason: e.message,
         })?;
     broker.start_cleaner();
+    broker.start_healer();
+    broker.disk.refresh().await;
+    broker.disk.start(shard);
     crate::group_host::start(broker)
         .await
         .map_err(|e| BrokerError::OpenPartition {

@@ -1,5 +1,10 @@
 //! Native protocol API keys and the versions this build serves.
 
+/// The AlterConfigs key that asks the broker to reopen a topic's fenced or offline
+/// partitions (`strata topic repair`) instead of changing a config; its value is a
+/// partition number or `all`. It is an action: nothing is stored.
+pub const REPAIR_PARTITIONS_KEY: &str = "strata.repair.partitions";
+
 /// One request type of the native protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u16)]

@@ -48,6 +48,9 @@ pub enum ErrorCode {
     /// A record breaks a rule of its topic: a record without a key on a compacted
     /// topic (Kafka's INVALID_RECORD).
     InvalidRecord = 30,
+    /// The broker is short of a resource (open descriptors, memory) or of disk space
+    /// for a moment: nothing is damaged, retry later.
+    ResourceExhausted = 31,
 }
 
 impl ErrorCode {
@@ -86,6 +89,7 @@ impl ErrorCode {
             OutOfOrderSequence,
             UnknownProducerId,
             InvalidRecord,
+            ResourceExhausted,
         ];
         ALL.iter()
             .copied()
@@ -97,7 +101,10 @@ impl ErrorCode {
     pub fn is_retriable(self) -> bool {
         matches!(
             self,
-            ErrorCode::RequestTimedOut | ErrorCode::RebalanceInProgress | ErrorCode::NotCoordinator
+            ErrorCode::RequestTimedOut
+                | ErrorCode::RebalanceInProgress
+                | ErrorCode::NotCoordinator
+                | ErrorCode::ResourceExhausted
         )
     }
 
@@ -136,6 +143,7 @@ impl ErrorCode {
             OutOfOrderSequence => "OUT_OF_ORDER_SEQUENCE",
             UnknownProducerId => "UNKNOWN_PRODUCER_ID",
             InvalidRecord => "INVALID_RECORD",
+            ResourceExhausted => "RESOURCE_EXHAUSTED",
         }
     }
 }

@@ -32,7 +32,7 @@ mod kafka_retain;
 mod native;
 pub mod protocol;
 
-pub use api::ApiKey;
+pub use api::{ApiKey, REPAIR_PARTITIONS_KEY};
 pub use attributes::{Attributes, Compression, TimestampType};
 pub use batch::{
     batches, check_batch, stamp_base_offset, stamp_leader_epoch, stamp_log_append_time,

@@ -115,6 +115,8 @@ pub struct TestBroker {
     starts: u32,
     /// More `strata serve` arguments, given at every start.
     extra_args: Vec<String>,
+    /// RLIMIT_NOFILE (soft and hard) of the broker process, when limited.
+    open_files_max: Option<u64>,
     _port_locks: [File; 2],
 }
 
@@ -131,6 +133,18 @@ impl TestBroker {
 
     /// Starts a broker with `cores` shards and more `strata serve` arguments.
     pub fn start_with_args(cores: usize, extra_args: &[&str]) -> TestBroker {
+        TestBroker::start_prepared(cores, extra_args, None, |_| {})
+    }
+
+    /// Starts a broker like [`TestBroker::start_with_args`], after `prepare(data_dir)`
+    /// made its (empty) data dir ready (a test mounts a small filesystem there, say),
+    /// and with its descriptor limit (soft and hard) at `open_files_max` when given.
+    pub fn start_prepared(
+        cores: usize,
+        extra_args: &[&str],
+        open_files_max: Option<u64>,
+        prepare: impl FnOnce(&Path),
+    ) -> TestBroker {
         let dir = tempfile::Builder::new()
             .prefix("strata-broker-test-")
             .tempdir()
@@ -147,8 +161,11 @@ impl TestBroker {
             dir,
             starts: 0,
             extra_args: extra_args.iter().map(|a| (*a).to_owned()).collect(),
+            open_files_max,
             _port_locks: [port_lock, kafka_port_lock],
         };
+        std::fs::create_dir_all(broker.data_dir()).expect("create the data dir");
+        prepare(&broker.data_dir());
         broker.spawn();
         broker
     }
@@ -178,6 +195,11 @@ impl TestBroker {
         self.data_dir().join(format!("{topic}-{partition}"))
     }
 
+    /// The broker's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Whether the broker process is running (it has not exited).
     pub fn is_running(&mut self) -> bool {
         match self.child.as_mut() {
@@ -201,7 +223,25 @@ impl TestBroker {
             .open(&self.stderr_path)
             .expect("open broker stderr log");
         writeln!(stderr, "---- test: start {} ----", self.starts).expect("write stderr log");
-        let child = Command::new(strata_bin())
+        let mut command = Command::new(strata_bin());
+        if let Some(n) = self.open_files_max {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: the hook runs in the forked child before exec and only calls
+            // setrlimit, which is async-signal-safe.
+            unsafe {
+                command.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: n as libc::rlim_t,
+                        rlim_max: n as libc::rlim_t,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = command
             .arg("serve")
             .arg("--data-dir")
             .arg(self.data_dir())

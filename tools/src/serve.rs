@@ -13,7 +13,7 @@ use strata_net::{run_broker, BrokerConfig};
 #[derive(Args)]
 pub struct ServeArgs {
     /// A config file of `key = value` lines: data-dir, listen, kafka-listen,
-    /// kafka-advertised, metrics-addr, cores, pin-to-cores, and `topic.<config> = <value>` for topic defaults. Flags win.
+    /// kafka-advertised, metrics-addr, cores, pin-to-cores, storage.min.free.bytes, and `topic.<config> = <value>` for topic defaults. Flags win.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Where topic metadata and partition logs live.
@@ -35,6 +35,10 @@ pub struct ServeArgs {
     /// Prometheus metrics listener; `off` disables it.
     #[arg(long)]
     metrics_addr: Option<String>,
+    /// Free-space floor of the data directory's disk in bytes: produces are refused
+    /// below it (default 64 MiB, or 5% of a smaller disk; 0 = none).
+    #[arg(long)]
+    storage_min_free_bytes: Option<u64>,
     /// Log filter for stderr: error, warn, info, debug, trace, or per-module
     /// directives such as `strata_engine=info` (env STRATA_LOG).
     #[arg(long, env = "STRATA_LOG", default_value = "warn")]
@@ -81,6 +85,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(a) = args.kafka_advertised {
         config.kafka_advertised = Some(parse_advertised(&a)?);
+    }
+    if let Some(b) = args.storage_min_free_bytes {
+        config.storage_min_free_bytes = Some(b);
     }
     if let Some(m) = args.metrics_addr {
         config.metrics_addr = parse_metrics(&m)?;
@@ -154,6 +161,9 @@ fn apply_file(config: &mut BrokerConfig, text: &str) -> anyhow::Result<()> {
             "kafka-advertised" => config.kafka_advertised = Some(parse_advertised(v)?),
             "cores" => config.cores = v.parse().map_err(|_| bad("not a number"))?,
             "pin-to-cores" => config.pin_to_cores = v.parse().map_err(|_| bad("not true/false"))?,
+            "storage.min.free.bytes" => {
+                config.storage_min_free_bytes = Some(v.parse().map_err(|_| bad("not a byte count"))?)
+            }
             _ => match k.strip_prefix("topic.") {
                 Some(key) => {
                     config.topic_defaults.insert(key.to_string(), v.to_string());

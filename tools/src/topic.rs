@@ -28,6 +28,14 @@ pub enum TopicCommand {
         #[arg(short, long)]
         partitions: u32,
     },
+    /// Reopen a topic's fenced or offline partitions (after a disk fault, or once
+    /// corrupt data was dealt with), running recovery on each; healthy ones are left alone.
+    Repair {
+        name: String,
+        /// Only this partition (default: every partition of the topic).
+        #[arg(short, long)]
+        partition: Option<u32>,
+    },
     /// Change topic configs, e.g. -c retention.ms=3600000 (repeatable).
     AlterConfig {
         name: String,
@@ -102,6 +110,16 @@ pub fn run(cmd: TopicCommand, brokers: Vec<String>) -> anyhow::Result<()> {
                 .wait()
                 .with_context(|| format!("cannot add partitions to {name}"))?;
             println!("topic {name} now has {partitions} partition(s)");
+        }
+        TopicCommand::Repair { name, partition } => {
+            admin
+                .repair_partitions(&name, partition)
+                .wait()
+                .with_context(|| format!("cannot repair topic {name}"))?;
+            match partition {
+                Some(p) => println!("partition {p} of {name} is open"),
+                None => println!("every partition of {name} is open"),
+            }
         }
         TopicCommand::AlterConfig { name, configs } => {
             let cfg: Vec<(&str, Option<&str>)> = configs

@@ -184,6 +184,17 @@ impl Admin {
         })
     }
 
+    /// Reopens the fenced or offline partitions of `name` (one, or all with `None`),
+    /// running recovery on each, as `strata topic repair` does; healthy partitions
+    /// are left alone.
+    pub fn repair_partitions(&self, name: &str, partition: Option<u32>) -> Call<()> {
+        let which = partition.map_or_else(|| "all".to_owned(), |p| p.to_string());
+        self.alter_config(
+            name,
+            &[(strata_schema::REPAIR_PARTITIONS_KEY, Some(which.as_str()))],
+        )
+    }
+
     /// Deletes `name` and its data.
     pub fn delete_topic(&self, name: &str) -> Call<()> {
         let wanted = name.to_owned();

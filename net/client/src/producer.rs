@@ -480,6 +480,8 @@ impl Drop for Producer {
 
 /// Longest the sender sleeps with nothing due (a safety net: every event wakes it).
 const IDLE_WAIT: Duration = Duration::from_secs(1);
+/// How much longer than the produce's `timeout_ms` the client waits for its answer.
+const PRODUCE_RESPONSE_GRACE: Duration = Duration::from_secs(2);
 
 /// Wakes the sender thread when a response completes.
 struct SenderWaker(Weak<Inner>);
@@ -618,7 +620,10 @@ impl Sender {
             }
             return;
         }
-        let pending = conn.request(ApiKey::Produce, &body, &tail, config.request_timeout);
+        // The broker answers REQUEST_TIMED_OUT at `timeout_ms`; wait a little longer
+        // so that answer, not a client-side timeout, is what the caller sees.
+        let wait = config.request_timeout + PRODUCE_RESPONSE_GRACE;
+        let pending = conn.request(ApiKey::Produce, &body, &tail, wait);
         self.in_flight.push(InFlight { pending, batches });
     }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use flatbuffers::FlatBufferBuilder;
 use strata_schema::protocol::*;
-use strata_schema::{ApiKey, ErrorCode};
+use strata_schema::{ApiKey, ErrorCode, REPAIR_PARTITIONS_KEY};
 
 use super::{decode, Request};
 use crate::broker::Broker;
@@ -136,11 +136,67 @@ pub async fn create_partitions(broker: &Broker, req: &Request<'_>) -> Result<Res
     Ok(req.reply(&body, Vec::new()))
 }
 
+/// Reopens the partitions a repair request names, each on its owner shard.
+async fn repair(broker: &Broker, name: String, which: Option<&str>) -> Result<(), WireError> {
+    let meta = broker.topic_meta(&name)?;
+    let which = match which {
+        Some("all") => None,
+        Some(v) => Some(v.parse::<u32>().map_err(|_| {
+            WireError::new(
+                ErrorCode::InvalidConfig,
+                format!("{REPAIR_PARTITIONS_KEY} = {v}: expected a partition number or `all`"),
+            )
+        })?),
+        None => None,
+    };
+    let targets = crate::partition_health::repair_targets(meta.partitions, which)?;
+    let items = targets
+        .into_iter()
+        .map(|p| (broker.owner(&name, p), (name.clone(), p)))
+        .collect();
+    let results = crate::broker::scatter(broker, items, repair_one, Err).await;
+    let failed: Vec<String> = results
+        .iter()
+        .filter_map(|r| r.as_ref().err().map(|e| e.message.clone()))
+        .collect();
+    match results.into_iter().find_map(Result::err) {
+        None => Ok(()),
+        Some(first) => Err(WireError::new(
+            first.code,
+            format!(
+                "{} partition(s) of {name} could not be reopened: {}",
+                failed.len(),
+                failed.join("; ")
+            ),
+        )),
+    }
+}
+
+async fn repair_one(b: std::rc::Rc<Broker>, (topic, p): (String, u32)) -> Result<(), WireError> {
+    b.repair(&topic, p).await
+}
+
 pub async fn alter_configs(broker: &Broker, req: &Request<'_>) -> Result<Response, WireError> {
     let r = decode::<AlterConfigsRequest>(req.body, ApiKey::AlterConfigs)?;
     let name = r.name().to_owned();
     let validate_only = r.validate_only();
     let result = match config_entries(r.configs()) {
+        Ok(changes) if changes.iter().any(|(k, _)| k == REPAIR_PARTITIONS_KEY) => {
+            let which = changes
+                .iter()
+                .find(|(k, _)| k == REPAIR_PARTITIONS_KEY)
+                .and_then(|(_, v)| v.clone());
+            if changes.len() > 1 {
+                Err(WireError::new(
+                    ErrorCode::InvalidConfig,
+                    format!("{REPAIR_PARTITIONS_KEY} is an action and cannot be combined with config changes"),
+                ))
+            } else if validate_only {
+                Ok(())
+            } else {
+                repair(broker, name, which.as_deref()).await
+            }
+        }
         Ok(changes) => {
             broker
                 .on_metadata_shard(move |b| async move {

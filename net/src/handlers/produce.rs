@@ -21,6 +21,7 @@
 //! calls are FIFO), and a partition's batches are appended one after another.
 
 use std::rc::Rc;
+use std::time::Duration;
 
 use flatbuffers::FlatBufferBuilder;
 use strata_engine::{AppendOptions, Durability};
@@ -45,6 +46,20 @@ pub(crate) struct PartitionAppend {
     pub partition: u32,
     pub batches: Vec<ValidatedBatch>,
     pub durability: Durability,
+    /// The request's `timeout_ms`: answered REQUEST_TIMED_OUT if not done by then.
+    pub timeout_ms: u64,
+}
+
+/// The produce timeout when a request gives none (0 or negative): Kafka's default
+/// `request.timeout.ms`.
+pub(crate) const PRODUCE_TIMEOUT_MS_DEFAULT: u64 = 30_000;
+
+/// A request's produce timeout in ms: its own, or the default when it gives none.
+pub(crate) fn produce_timeout_ms(requested_ms: i64) -> u64 {
+    u64::try_from(requested_ms)
+        .ok()
+        .filter(|&ms| ms > 0)
+        .unwrap_or(PRODUCE_TIMEOUT_MS_DEFAULT)
 }
 
 /// One partition's batch bytes: its own buffer (read straight from the socket) or
@@ -104,9 +119,40 @@ pub(crate) fn produce_rules(config: &TopicConfig) -> ProduceRules {
     }
 }
 
-/// Appends one partition's batches in order on its owner shard.
+/// Appends one partition's batches in order on its owner shard, answering
+/// REQUEST_TIMED_OUT if that takes longer than the request's `timeout_ms` (the
+/// appends still complete, in their own task, and advance the high watermark).
 pub(crate) async fn append(broker: Rc<Broker>, p: PartitionAppend) -> Appended {
+    let timeout_ms = p.timeout_ms;
+    let durable = p.durability == Durability::Durable;
+    let (topic, partition) = (p.topic.clone(), p.partition);
+    let work = glommio::spawn_local(append_now(broker, p)).detach();
+    let timer = async {
+        glommio::timer::sleep(Duration::from_millis(timeout_ms)).await;
+        None
+    };
+    match futures_lite::future::or(async { Some(work.await) }, timer).await {
+        Some(Some(appended)) => appended,
+        Some(None) => Err(WireError::new(
+            ErrorCode::BrokerShuttingDown,
+            format!("the append to {topic}-{partition} was cancelled: the shard is stopping"),
+        )),
+        None => Err(WireError::new(
+            ErrorCode::RequestTimedOut,
+            format!(
+                "the batches for {topic}-{partition} were not {} within the request's \
+                 timeout_ms = {timeout_ms}; they may still be appended (an idempotent \
+                 producer's retry is answered with their offsets)",
+                if durable { "durable" } else { "written" }
+            ),
+        )),
+    }
+}
+
+async fn append_now(broker: Rc<Broker>, p: PartitionAppend) -> Appended {
     let log = broker.log(&p.topic, p.partition).await?;
+    let bytes: usize = p.batches.iter().map(Vec::len).sum();
+    broker.disk.admit(bytes as u64)?;
     let log_append_time = broker
         .topics()
         .get(&p.topic)
@@ -165,6 +211,7 @@ pub async fn handle(broker: &Broker, req: &Request<'_>, tail: Tail) -> Result<Re
     let r = decode::<ProduceRequest>(req.body, ApiKey::Produce)?;
     let topic = r.topic().to_owned();
     let acks = r.acks();
+    let timeout_ms = produce_timeout_ms(i64::from(r.timeout_ms()));
     let parts: Vec<(u32, u32)> = r
         .partitions()
         .iter()
@@ -243,6 +290,7 @@ pub async fn handle(broker: &Broker, req: &Request<'_>, tail: Tail) -> Result<Re
                 partition,
                 batches: split_batches(bytes, produce_rules(&m.config))?,
                 durability,
+                timeout_ms,
             })
         })();
         let early = match checked {

@@ -80,7 +80,11 @@ pub(crate) fn kafka_code(code: ErrorCode) -> KafkaCode {
         E::TopicAlreadyExists => KafkaCode::TopicAlreadyExists,
         E::InvalidPartitions => KafkaCode::InvalidPartitions,
         E::InvalidTopicName => KafkaCode::InvalidTopicException,
-        E::StorageError | E::PartitionFenced => KafkaCode::KafkaStorageError,
+        // KAFKA_STORAGE_ERROR is retriable for Kafka clients (librdkafka, Java): a
+        // full disk or short descriptors heal, and a fenced partition reopens.
+        E::StorageError | E::PartitionFenced | E::ResourceExhausted => {
+            KafkaCode::KafkaStorageError
+        }
         E::GroupNotFound => KafkaCode::GroupIdNotFound,
         E::UnknownMemberId => KafkaCode::UnknownMemberId,
         E::IllegalGeneration => KafkaCode::IllegalGeneration,

@@ -19,7 +19,9 @@ use super::errors::kafka_error;
 use super::{Ctx, ServedApi};
 use crate::broker::{scatter, Broker};
 use crate::errors::{batch_error, WireError};
-use crate::handlers::produce::{append, produce_rules, Appended, PartitionAppend};
+use crate::handlers::produce::{
+    append, produce_rules, produce_timeout_ms, Appended, PartitionAppend,
+};
 
 /// The apis of this file.
 pub(crate) const APIS: &[ServedApi] = &[ServedApi::new(ApiKey::Produce, 3, 12)];
@@ -74,6 +76,7 @@ pub(crate) async fn handle(ctx: &Ctx, req: ProduceRequest) -> ProduceResponse {
         -1 => Some(Durability::Durable),
         _ => None,
     };
+    let timeout_ms = produce_timeout_ms(i64::from(req.timeout_ms));
     let topics = broker.topics();
     let mut out = ProduceResponse::default();
     let mut slots: Vec<Slot> = Vec::new();
@@ -137,6 +140,7 @@ pub(crate) async fn handle(ctx: &Ctx, req: ProduceRequest) -> ProduceResponse {
                     partition,
                     batches: wrap_batches(&records, produce_rules(&m.config))?,
                     durability,
+                    timeout_ms,
                 })
             })();
             slots.push(Slot {
