@@ -115,6 +115,8 @@ pub struct TestBroker {
     starts: u32,
     /// More `strata serve` arguments, given at every start.
     extra_args: Vec<String>,
+    /// RLIMIT_NOFILE (soft and hard) the process starts with, if set.
+    fd_limit: Option<u64>,
     _port_locks: [File; 2],
 }
 
@@ -131,6 +133,16 @@ impl TestBroker {
 
     /// Starts a broker with `cores` shards and more `strata serve` arguments.
     pub fn start_with_args(cores: usize, extra_args: &[&str]) -> TestBroker {
+        TestBroker::start_with_fd_limit(cores, extra_args, None)
+    }
+
+    /// Like `start_with_args`, with the process's descriptor limit (soft and hard,
+    /// so the broker cannot raise it) set to `fd_limit` before it runs.
+    pub fn start_with_fd_limit(
+        cores: usize,
+        extra_args: &[&str],
+        fd_limit: Option<u64>,
+    ) -> TestBroker {
         let dir = tempfile::Builder::new()
             .prefix("strata-broker-test-")
             .tempdir()
@@ -147,6 +159,7 @@ impl TestBroker {
             dir,
             starts: 0,
             extra_args: extra_args.iter().map(|a| (*a).to_owned()).collect(),
+            fd_limit,
             _port_locks: [port_lock, kafka_port_lock],
         };
         broker.spawn();
@@ -201,7 +214,25 @@ impl TestBroker {
             .open(&self.stderr_path)
             .expect("open broker stderr log");
         writeln!(stderr, "---- test: start {} ----", self.starts).expect("write stderr log");
-        let child = Command::new(strata_bin())
+        let mut command = Command::new(strata_bin());
+        if let Some(limit) = self.fd_limit {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: the closure runs in the forked child before exec and only
+            // calls setrlimit(2), which is async-signal-safe.
+            unsafe {
+                command.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = command
             .arg("serve")
             .arg("--data-dir")
             .arg(self.data_dir())
@@ -256,7 +287,13 @@ impl TestBroker {
         );
     }
 
-    fn signal(&self, signal: libc::c_int) {
+    /// The broker's process id (it is running).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("broker is running").id()
+    }
+
+    /// Sends `signal` to the broker process (it is running).
+    pub fn signal(&self, signal: libc::c_int) {
         let child = self.child.as_ref().expect("broker is running");
         let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
         // SAFETY: kill(2) on the pid of our own child, which has not been reaped yet
@@ -265,8 +302,9 @@ impl TestBroker {
         assert_eq!(rc, 0, "kill({pid}, {signal}) failed");
     }
 
-    /// Waits for the process to exit, within [`EXIT_TIMEOUT`].
-    fn wait_exit(&mut self, why: &str) -> ExitStatus {
+    /// Waits for the process to exit, within [`EXIT_TIMEOUT`] (panics after it,
+    /// naming `why`).
+    pub fn wait_exit(&mut self, why: &str) -> ExitStatus {
         let started = Instant::now();
         let child = self.child.as_mut().expect("broker is running");
         loop {
