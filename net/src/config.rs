@@ -46,6 +46,8 @@ pub struct BrokerConfig {
     /// filesystem has less free space; `None` = 64 MiB or 5% of a smaller disk, 0 =
     /// no floor (see `disk_space`).
     pub storage_min_free_bytes: Option<u64>,
+    /// Connection limits and the idle timeout.
+    pub connections: ConnectionConfig,
 }
 
 impl Default for BrokerConfig {
@@ -68,7 +70,46 @@ impl Default for BrokerConfig {
             broker_id: 0,
             cleaner_interval_ms: strata_engine::cleaner::CLEANER_INTERVAL_MS_DEFAULT,
             storage_min_free_bytes: None,
+            connections: ConnectionConfig::default(),
         }
+    }
+}
+
+/// Kafka's default `connections.max.idle.ms`: 10 minutes.
+pub const CONNECTIONS_MAX_IDLE_MS_DEFAULT: i64 = 600_000;
+
+/// Connection limits, with Kafka's names (`connections.max.idle.ms`,
+/// `max.connections`, `max.connections.per.ip`) in the config file. Both listeners
+/// count together.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionConfig {
+    /// A connection that moves no bytes either way for this long is closed (a client
+    /// that stopped reading its responses too); -1 = never.
+    pub max_idle_ms: i64,
+    /// Connections the broker serves at once; a new one beyond it is closed at once.
+    pub max_connections: u32,
+    /// Connections one client IP address may have open at once; a new one beyond
+    /// it is closed at once.
+    pub max_connections_per_ip: u32,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        // Kafka's defaults: no limit (Int.MaxValue) on either count.
+        ConnectionConfig {
+            max_idle_ms: CONNECTIONS_MAX_IDLE_MS_DEFAULT,
+            max_connections: i32::MAX as u32,
+            max_connections_per_ip: i32::MAX as u32,
+        }
+    }
+}
+
+impl ConnectionConfig {
+    /// Whether either count is limited (only then does an accept ask shard 0).
+    pub fn limits_connections(&self) -> bool {
+        let unlimited = ConnectionConfig::default();
+        self.max_connections < unlimited.max_connections
+            || self.max_connections_per_ip < unlimited.max_connections_per_ip
     }
 }
 

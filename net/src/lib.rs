@@ -14,11 +14,14 @@
 //! coordinated by the owners of `__consumer_offsets` partitions: the logic is in
 //! [`groups`] (no I/O), its hosting in `group_host`.
 
+mod accept_backoff;
 mod broker;
 mod cluster_id;
 mod disk_space;
 mod config;
 mod connection;
+mod connection_limits;
+mod connection_table;
 mod errors;
 mod exclusive;
 mod group_host;
@@ -35,10 +38,11 @@ mod server;
 mod topic_config;
 
 pub use config::{
-    BrokerConfig, BrokerError, DATA_DIR_DEFAULT, KAFKA_LISTEN_ADDR_DEFAULT, LISTEN_ADDR_DEFAULT,
-    METRICS_ADDR_DEFAULT,
+    BrokerConfig, BrokerError, ConnectionConfig, CONNECTIONS_MAX_IDLE_MS_DEFAULT, DATA_DIR_DEFAULT,
+    KAFKA_LISTEN_ADDR_DEFAULT, LISTEN_ADDR_DEFAULT, METRICS_ADDR_DEFAULT,
 };
-pub use connection::{IN_FLIGHT_BYTES_MAX, IN_FLIGHT_REQUESTS_MAX};
+pub use connection::{CONNECTION_QUEUED_BYTES_MAX, IN_FLIGHT_REQUESTS_MAX};
+pub use connection_table::SHARD_QUEUED_BYTES_MAX;
 pub use errors::{engine_error_code, WireError};
 pub use metadata::{validate_topic_name, CONSUMER_OFFSETS_TOPIC};
 pub use response::SERVED_APIS;

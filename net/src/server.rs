@@ -11,20 +11,26 @@
 //! Shutdown, when the flag flips (polled by shard 0): every shard stops accepting
 //! and reading, finishes and answers the requests it has in flight, waits until all
 //! shards got that far (so no request can still reach a log), then closes its logs,
-//! which writes their clean markers.
+//! which writes their clean markers. Long polls and held joins end when the shard
+//! stops; a connection whose client does not read its replies (or that is still
+//! busy) `SHUTDOWN_DRAIN_MS` after the stop is closed with whatever it holds, so a
+//! shutdown takes at most that plus the logs' last flush, whatever clients do.
 
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use glommio::net::TcpListener;
 use strata_engine::shard::{run_shards, Shard, ShardConfig};
 use strata_engine::snapshot::SnapshotCell;
 
+use crate::accept_backoff::AcceptBackoff;
 use crate::broker::{Broker, METADATA_SHARD};
 use crate::config::{BrokerConfig, BrokerError};
 use crate::connection::{self, NativeProtocol, Protocol};
+use crate::connection_table::{ConnectionTable, SWEEP_INTERVAL_MS};
 use crate::kafka::KafkaProtocol;
 use crate::metadata::{load_topics, Topics};
 use crate::topic_config::TopicConfig;
@@ -33,8 +39,12 @@ use crate::topic_config::TopicConfig;
 const SHUTDOWN_POLL_MS: u64 = 20;
 /// How often a stopping shard checks whether its connections and its peers are done.
 const DRAIN_POLL_MS: u64 = 5;
-/// Longest a stopping shard waits for its connections to finish their requests.
-const DRAIN_WAIT_MS_MAX: u64 = 30_000;
+/// How long a stopping shard lets its connections finish their requests and write
+/// their replies before it closes them.
+const SHUTDOWN_DRAIN_MS: u64 = 3_000;
+/// How long a stopping shard then waits for the closed connections to go (their
+/// close is seen by the next sweep; this only bounds a bug).
+const SHUTDOWN_CLOSE_WAIT_MS: u64 = 1_000;
 /// Connections one shard serves at once; more are closed as they arrive.
 pub const CONNECTIONS_PER_SHARD_MAX: usize = 10_000;
 
@@ -126,6 +136,8 @@ async fn shard_main(shard: Shard, shared: Arc<Shared>) -> Result<(), BrokerError
 /// Opens this shard's partitions, then accepts and serves connections until the
 /// shard stops, and waits for them to finish.
 async fn serve(shard: &Shard, broker: &Rc<Broker>, shared: &Shared) -> Result<(), BrokerError> {
+    // Before the start barrier: every shard's accepts may ask the counting shard.
+    crate::connection_limits::install(shard, &broker.config.connections);
     broker
         .open_owned()
         .await
@@ -170,35 +182,51 @@ async fn serve(shard: &Shard, broker: &Rc<Broker>, shared: &Shared) -> Result<()
         })?;
         glommio::spawn_local(crate::metrics::serve(Rc::clone(broker), metrics_listener)).detach();
     }
-    let open = Rc::new(std::cell::Cell::new(0usize));
+    let table = ConnectionTable::new(&broker.config.connections);
+    let sweep = glommio::spawn_local(Rc::clone(&table).sweep_forever());
     let kafka_accepting = kafka_listener.map(|l| {
         glommio::spawn_local(accept::<KafkaProtocol>(
             shard.clone(),
             Rc::clone(broker),
             l,
-            Rc::clone(&open),
+            Rc::clone(&table),
         ))
     });
-    accept::<NativeProtocol>(shard.clone(), Rc::clone(broker), listener, Rc::clone(&open)).await;
+    accept::<NativeProtocol>(
+        shard.clone(),
+        Rc::clone(broker),
+        listener,
+        Rc::clone(&table),
+    )
+    .await;
     if let Some(task) = kafka_accepting {
         task.await;
     }
-    let mut waited_ms = 0;
-    while open.get() > 0 && waited_ms < DRAIN_WAIT_MS_MAX {
+    let closed_by = Instant::now() + Duration::from_millis(SHUTDOWN_DRAIN_MS);
+    table.close_all_by(closed_by);
+    let gone_by = closed_by + Duration::from_millis(SWEEP_INTERVAL_MS + SHUTDOWN_CLOSE_WAIT_MS);
+    while table.len() > 0 && Instant::now() < gone_by {
         glommio::timer::sleep(Duration::from_millis(DRAIN_POLL_MS)).await;
-        waited_ms += DRAIN_POLL_MS;
     }
+    if table.len() > 0 {
+        tracing::warn!(
+            connections = table.len(),
+            "connections still open after the shutdown deadline; stopping anyway"
+        );
+    }
+    drop(sweep);
     Ok(())
 }
 
-/// Accepts connections of protocol `P` until the shard stops; `open` counts this
+/// Accepts connections of protocol `P` until the shard stops; `table` holds this
 /// shard's connections of every protocol.
 async fn accept<P: Protocol>(
     shard: Shard,
     broker: Rc<Broker>,
     listener: TcpListener,
-    open: Rc<std::cell::Cell<usize>>,
+    table: Rc<ConnectionTable>,
 ) {
+    let mut backoff = AcceptBackoff::default();
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
             shard.stopped().await;
@@ -207,28 +235,68 @@ async fn accept<P: Protocol>(
         .await;
         let stream = match accepted {
             None => break,
-            Some(Ok(stream)) => stream,
+            Some(Ok(stream)) => {
+                backoff.succeeded();
+                stream
+            }
             Some(Err(e)) => {
-                tracing::warn!(error = %e, "accept failed");
-                glommio::timer::sleep(Duration::from_millis(DRAIN_POLL_MS)).await;
+                // Out of descriptors, say: the connection waits in the backlog.
+                let after = backoff.failed(Instant::now());
+                if let Some(failures) = after.log_failures {
+                    tracing::warn!(
+                        error = %e,
+                        failures,
+                        retry_ms = after.wait.as_millis() as u64,
+                        "accept failed; retrying with back-off (if out of file descriptors, \
+                         raise the limit or close connections)"
+                    );
+                }
+                let wait = glommio::timer::sleep(after.wait);
+                futures_lite::future::or(
+                    async {
+                        wait.await;
+                    },
+                    shard.stopped(),
+                )
+                .await;
                 continue;
             }
         };
-        if open.get() >= CONNECTIONS_PER_SHARD_MAX {
-            tracing::warn!("too many connections; closing a new one");
+        if table.len() >= CONNECTIONS_PER_SHARD_MAX {
+            tracing::debug!("too many connections on this shard; closing a new one");
             drop(stream);
             continue;
         }
-        open.set(open.get() + 1);
-        crate::metrics::with(|m| {
-            m.connections_open += 1;
-            m.connections_total += 1;
-        });
-        let (b, o) = (Rc::clone(&broker), Rc::clone(&open));
+        let (b, t, s) = (Rc::clone(&broker), Rc::clone(&table), shard.clone());
         glommio::spawn_local(async move {
-            connection::serve::<P>(b, stream).await;
-            o.set(o.get() - 1);
+            let admission = match stream.peer_addr() {
+                Ok(addr) => {
+                    crate::connection_limits::admit(&s, &b.config.connections, addr.ip()).await
+                }
+                Err(_) => Ok(None),
+            };
+            let admission = match admission {
+                Ok(a) => a,
+                Err(refusal) => {
+                    tracing::debug!(reason = %refusal, "closing a new connection");
+                    return;
+                }
+            };
+            let registered = t.register(stream.as_raw_fd());
+            crate::metrics::with(|m| {
+                m.connections_open += 1;
+                m.connections_total += 1;
+            });
+            connection::serve::<P>(
+                b,
+                stream,
+                Rc::clone(&registered.state),
+                Rc::clone(&t.budget),
+            )
+            .await;
             crate::metrics::with(|m| m.connections_open -= 1);
+            drop(registered);
+            drop(admission);
         })
         .detach();
     }

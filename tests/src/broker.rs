@@ -136,6 +136,16 @@ impl TestBroker {
         TestBroker::start_prepared(cores, extra_args, None, |_| {})
     }
 
+    /// Like `start_with_args`, with the process's descriptor limit (soft and hard,
+    /// so the broker cannot raise it) set to `fd_limit` before it runs.
+    pub fn start_with_fd_limit(
+        cores: usize,
+        extra_args: &[&str],
+        fd_limit: Option<u64>,
+    ) -> TestBroker {
+        TestBroker::start_prepared(cores, extra_args, fd_limit, |_| {})
+    }
+
     /// Starts a broker like [`TestBroker::start_with_args`], after `prepare(data_dir)`
     /// made its (empty) data dir ready (a test mounts a small filesystem there, say),
     /// and with its descriptor limit (soft and hard) at `open_files_max` when given.
@@ -296,7 +306,13 @@ impl TestBroker {
         );
     }
 
-    fn signal(&self, signal: libc::c_int) {
+    /// The broker's process id (it is running).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("broker is running").id()
+    }
+
+    /// Sends `signal` to the broker process (it is running).
+    pub fn signal(&self, signal: libc::c_int) {
         let child = self.child.as_ref().expect("broker is running");
         let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
         // SAFETY: kill(2) on the pid of our own child, which has not been reaped yet
@@ -305,8 +321,9 @@ impl TestBroker {
         assert_eq!(rc, 0, "kill({pid}, {signal}) failed");
     }
 
-    /// Waits for the process to exit, within [`EXIT_TIMEOUT`].
-    fn wait_exit(&mut self, why: &str) -> ExitStatus {
+    /// Waits for the process to exit, within [`EXIT_TIMEOUT`] (panics after it,
+    /// naming `why`).
+    pub fn wait_exit(&mut self, why: &str) -> ExitStatus {
         let started = Instant::now();
         let child = self.child.as_mut().expect("broker is running");
         loop {

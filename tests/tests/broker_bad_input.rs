@@ -21,8 +21,8 @@ use strata_schema::protocol::{
     ProduceResponse,
 };
 use strata_schema::{
-    encode_frame, layout, split_frame, ApiKey, ErrorCode, FrameHeader, NativeBatchBuilder,
-    FRAME_BYTES_MAX, FRAME_HEADER_BYTES,
+    encode_frame, layout, split_frame, ApiKey, ErrorCode, FrameError, FrameHeader,
+    NativeBatchBuilder, FRAME_BYTES_MAX, FRAME_HEADER_BYTES,
 };
 use strata_tests::broker::{high_watermark, run_cli, TestBroker, CLI_TIMEOUT};
 use strata_tests::rng::SplitMix64;
@@ -311,6 +311,15 @@ fn framing_breaking_garbage(rng: &SplitMix64, connection: u64) -> (Vec<u8>, Vec<
         let mut frames = Vec::new();
         loop {
             match FrameHeader::decode(&bytes[at..], FRAME_BYTES_MAX) {
+                // Its length still frames it: the broker skips it and answers.
+                Err(FrameError::BodyTooLong { frame_bytes, .. }) => {
+                    if at + frame_bytes > bytes.len() {
+                        break;
+                    }
+                    let id = &bytes[at + 8..at + 12];
+                    frames.push(u32::from_le_bytes([id[0], id[1], id[2], id[3]]));
+                    at += frame_bytes;
+                }
                 Err(_) => return (bytes, frames),
                 Ok(None) => break, // the broker would wait for the rest of a header
                 Ok(Some(h)) if at + h.frame_bytes() <= bytes.len() => {
@@ -435,12 +444,15 @@ fn garbage_and_oversized_frames_close_only_their_own_connection() {
     assert_eq!(replies[0].api, ApiKey::Metadata as u16);
     assert_still_serving(&mut broker, &mut bystander, "an oversized frame");
 
-    // A frame whose body is longer than the frame also loses the framing.
+    // A frame whose body is longer than the frame keeps its framing (its length
+    // says where it ends): it is answered with an error and the connection stays.
     let mut raw = Raw::connect(&broker);
     let mut frame = encode_frame(ApiKey::Metadata as u16, 0, 1, &metadata_request(None), &[]);
     frame[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
     raw.write(&frame).expect("write frame");
-    assert!(raw.replies_until_closed().is_empty());
+    let (code, message) = request_error(&raw.reply_to(1));
+    assert_eq!(code, ErrorCode::InvalidRequest, "{message}");
+    raw.assert_serves_metadata();
     assert_still_serving(&mut broker, &mut bystander, "a body longer than its frame");
 
     broker.stop_gracefully();
@@ -497,6 +509,159 @@ fn unknown_api_version_or_body_gets_an_error_and_keeps_the_connection() {
     );
     assert_still_serving(&mut broker, &mut bystander, "pipelined bad requests");
 
+    broker.stop_gracefully();
+}
+
+/// Connections fed mutated well-framed requests.
+const MUTATED_CONNECTIONS: u64 = 12;
+/// Mutated requests pipelined on each.
+const MUTATED_FRAMES: usize = 60;
+
+/// A Fetch body for `topic`-`partition` from offset 0 that answers at once.
+fn fetch_request(topic: &str, partition: u32) -> Vec<u8> {
+    use strata_schema::protocol::{
+        FetchPartition, FetchPartitionArgs, FetchRequest, FetchRequestArgs,
+    };
+    let mut fbb = FlatBufferBuilder::new();
+    let t = fbb.create_string(topic);
+    let p = FetchPartition::create(
+        &mut fbb,
+        &FetchPartitionArgs {
+            topic: Some(t),
+            partition,
+            fetch_offset: 0,
+            max_bytes: 64 * 1024,
+        },
+    );
+    let parts = fbb.create_vector(&[p]);
+    let root = FetchRequest::create(
+        &mut fbb,
+        &FetchRequestArgs {
+            max_wait_ms: 0,
+            min_bytes: 0,
+            max_bytes: 64 * 1024,
+            partitions: Some(parts),
+        },
+    );
+    fbb.finish(root, None);
+    fbb.finished_data().to_vec()
+}
+
+/// One well-framed mutation of a valid request: its length is left alone, so the
+/// framing holds; everything else may be wrong. Returns the frame and what was done.
+fn mutated_frame(g: &mut SplitMix64, id: u32) -> (Vec<u8>, &'static str) {
+    let good = batch("mutated");
+    let (api, body, tail): (ApiKey, Vec<u8>, Vec<Vec<u8>>) = match g.range(0, 4) {
+        0 => (ApiKey::Metadata, metadata_request(Some(&["t"])), vec![]),
+        1 => (
+            ApiKey::Produce,
+            produce_request("t", -1, &[(0, good.len()), (1, good.len())]),
+            vec![good.clone(), good],
+        ),
+        2 => (ApiKey::Fetch, fetch_request("t", 0), vec![]),
+        _ => (ApiKey::ApiVersions, Vec::new(), vec![]),
+    };
+    let tail_refs: Vec<&[u8]> = tail.iter().map(Vec::as_slice).collect();
+    let mut frame = encode_frame(api as u16, 0, id, &body, &tail_refs);
+    let after_header = frame.len() - FRAME_HEADER_BYTES;
+    let what = match g.range(0, 6) {
+        // A Fetch's body is left whole (a flipped byte could make it a long poll).
+        0 | 1 if api != ApiKey::Fetch && after_header > 0 => {
+            for _ in 0..g.range(1, 5) {
+                let at = FRAME_HEADER_BYTES + g.range(0, after_header as u64) as usize;
+                frame[at] ^= 1 << g.range(0, 8);
+            }
+            "flipped bits in the body or tail"
+        }
+        2 if !tail.is_empty() => {
+            let tail_at = FRAME_HEADER_BYTES + body.len();
+            let at = tail_at + g.range(0, (frame.len() - tail_at) as u64) as usize;
+            frame[at] = g.next_u64() as u8;
+            "a corrupt tail"
+        }
+        3 => {
+            // Any body length: shorter or longer than the body, or past the frame.
+            let body_len = match g.range(0, 3) {
+                0 => g.range(0, after_header as u64 + 1) as u32,
+                1 => (after_header as u64 + g.range(1, 1 << 20)) as u32,
+                _ => u32::MAX,
+            };
+            frame[12..16].copy_from_slice(&body_len.to_le_bytes());
+            "a body length that does not match"
+        }
+        4 => {
+            frame[6..8].copy_from_slice(&(g.range(1, 1 << 16) as u16).to_le_bytes());
+            "an unsupported version"
+        }
+        _ => {
+            let unknown = g.range(ApiKey::ALL.len() as u64 + 100, 1 << 16) as u16;
+            frame[4..6].copy_from_slice(&unknown.to_le_bytes());
+            "an unknown api"
+        }
+    };
+    (frame, what)
+}
+
+#[test]
+fn well_framed_bad_requests_are_answered_and_the_connection_stays_usable() {
+    let seed = seed();
+    println!("seed {seed:#x} (replay with STRATA_BAD_INPUT_SEED={seed:#x})");
+    let rng = SplitMix64::new(seed);
+    let mut broker = TestBroker::start();
+    admin(&broker)
+        .create_topic("t", 2, &[])
+        .wait()
+        .expect("create topic");
+    let mut bystander = Raw::connect(&broker);
+    let mut answered = 0usize;
+    for connection in 0..MUTATED_CONNECTIONS {
+        let mut g = rng.fork(2 << 48 | connection);
+        let mut raw = Raw::connect(&broker);
+        let mut sent = Vec::new();
+        let mut bytes = Vec::new();
+        for i in 0..MUTATED_FRAMES {
+            let id = 10_000 + i as u32;
+            let (frame, what) = mutated_frame(&mut g, id);
+            bytes.extend_from_slice(&frame);
+            sent.push((id, what));
+        }
+        raw.write(&bytes).expect("write mutated frames");
+        for &(id, what) in &sent {
+            let reply = raw.read_reply().unwrap_or_else(|| {
+                panic!(
+                    "connection {connection}: the broker closed the connection instead of \
+                     answering request {id} ({what})\n{}",
+                    broker.stderr_tail()
+                )
+            });
+            assert_eq!(
+                reply.correlation_id, id,
+                "replies come in request order ({what})"
+            );
+            if reply.api == ApiKey::ApiVersions as u16 {
+                let response = flatbuffers::root::<ApiVersionsResponse>(&reply.body)
+                    .expect("ApiVersions response decodes");
+                if let Some(e) = response.error() {
+                    assert!(
+                        matches!(
+                            ErrorCode::from_i16(e.code()),
+                            ErrorCode::UnknownApi
+                                | ErrorCode::UnsupportedVersion
+                                | ErrorCode::InvalidRequest
+                        ),
+                        "request {id} ({what}): {:?} {}",
+                        ErrorCode::from_i16(e.code()),
+                        e.message().unwrap_or_default()
+                    );
+                }
+            }
+            answered += 1;
+        }
+        // The connection is still usable: a valid request after them succeeds.
+        raw.assert_serves_metadata();
+        assert_still_serving(&mut broker, &mut bystander, "mutated requests");
+    }
+    println!("{answered} mutated well-framed requests, every one answered");
     broker.stop_gracefully();
 }
 

@@ -13,7 +13,9 @@ use strata_net::{run_broker, BrokerConfig};
 #[derive(Args)]
 pub struct ServeArgs {
     /// A config file of `key = value` lines: data-dir, listen, kafka-listen,
-    /// kafka-advertised, metrics-addr, cores, pin-to-cores, storage.min.free.bytes, and `topic.<config> = <value>` for topic defaults. Flags win.
+    /// kafka-advertised, metrics-addr, cores, pin-to-cores, storage.min.free.bytes,
+    /// connections.max.idle.ms, max.connections, max.connections.per.ip, and
+    /// `topic.<config> = <value>` for topic defaults. Flags win.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Where topic metadata and partition logs live.
@@ -39,6 +41,17 @@ pub struct ServeArgs {
     /// below it (default 64 MiB, or 5% of a smaller disk; 0 = none).
     #[arg(long)]
     storage_min_free_bytes: Option<u64>,
+    /// Close a connection that moves no bytes for this long (Kafka's
+    /// `connections.max.idle.ms`, default 600000); -1 = never.
+    #[arg(long)]
+    connections_max_idle_ms: Option<i64>,
+    /// Connections served at once, both listeners together (`max.connections`);
+    /// a new one beyond it is closed at once.
+    #[arg(long)]
+    max_connections: Option<u32>,
+    /// Connections one client IP may have open (`max.connections.per.ip`).
+    #[arg(long)]
+    max_connections_per_ip: Option<u32>,
     /// Log filter for stderr: error, warn, info, debug, trace, or per-module
     /// directives such as `strata_engine=info` (env STRATA_LOG).
     #[arg(long, env = "STRATA_LOG", default_value = "warn")]
@@ -95,9 +108,31 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(ms) = args.cleaner_interval_ms {
         config.cleaner_interval_ms = ms.max(1);
     }
+    if let Some(v) = args.connections_max_idle_ms {
+        config.connections.max_idle_ms = parse_idle_ms(&v.to_string())?;
+    }
+    if let Some(v) = args.max_connections {
+        config.connections.max_connections = parse_connections("max-connections", &v.to_string())?;
+    }
+    if let Some(v) = args.max_connections_per_ip {
+        config.connections.max_connections_per_ip =
+            parse_connections("max-connections-per-ip", &v.to_string())?;
+    }
     raise_open_files_limit();
     let shutdown = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal exits at once (registered first, so it sees the flag the
+        // first signal set). That loses nothing acknowledged: a reply goes out only
+        // once its data is as durable as the topic's flush policy asks (fdatasync'ed,
+        // or written to the kernel for `flush.ms` -1 or N, which an exiting process
+        // does not take back); it skips only the clean markers, so the next start
+        // scans the logs' tails.
+        signal_hook::flag::register_conditional_shutdown(
+            signal,
+            SECOND_SIGNAL_EXIT_CODE,
+            Arc::clone(&shutdown),
+        )
+        .context("cannot install signal handlers")?;
         signal_hook::flag::register(signal, Arc::clone(&shutdown))
             .context("cannot install signal handlers")?;
     }
@@ -115,6 +150,27 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     run_broker(config, shutdown).context("broker stopped with an error")?;
     eprintln!("strata: stopped cleanly");
     Ok(())
+}
+
+/// Exit status when a second SIGINT/SIGTERM cuts a graceful shutdown short.
+const SECOND_SIGNAL_EXIT_CODE: i32 = 2;
+
+/// `connections.max.idle.ms`: a positive number of milliseconds, or -1 for never.
+fn parse_idle_ms(v: &str) -> anyhow::Result<i64> {
+    match v.parse::<i64>() {
+        Ok(ms) if ms > 0 || ms == -1 => Ok(ms),
+        _ => {
+            bail!("connections.max.idle.ms `{v}` is not a positive number of milliseconds, nor -1")
+        }
+    }
+}
+
+/// A connection count limit: a positive number.
+fn parse_connections(what: &str, v: &str) -> anyhow::Result<u32> {
+    match v.parse::<u32>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => bail!("{what} `{v}` is not a positive number of connections"),
+    }
 }
 
 fn parse_metrics(v: &str) -> anyhow::Result<Option<SocketAddr>> {
@@ -163,6 +219,11 @@ fn apply_file(config: &mut BrokerConfig, text: &str) -> anyhow::Result<()> {
             "pin-to-cores" => config.pin_to_cores = v.parse().map_err(|_| bad("not true/false"))?,
             "storage.min.free.bytes" => {
                 config.storage_min_free_bytes = Some(v.parse().map_err(|_| bad("not a byte count"))?)
+            }
+            "connections.max.idle.ms" => config.connections.max_idle_ms = parse_idle_ms(v)?,
+            "max.connections" => config.connections.max_connections = parse_connections(k, v)?,
+            "max.connections.per.ip" => {
+                config.connections.max_connections_per_ip = parse_connections(k, v)?
             }
             _ => match k.strip_prefix("topic.") {
                 Some(key) => {

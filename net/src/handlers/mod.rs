@@ -54,7 +54,21 @@ where
 
 /// Answers one request.
 pub async fn handle(broker: Rc<Broker>, frame: RequestFrame, peer: Rc<str>) -> Response {
-    let RequestFrame { header, body, tail } = frame;
+    let RequestFrame {
+        header,
+        body,
+        tail,
+        malformed,
+    } = frame;
+    if let Some(why) = malformed {
+        return request_error(
+            header.correlation_id,
+            WireError::new(
+                ErrorCode::InvalidRequest,
+                format!("the request's header does not add up ({why}); it was skipped"),
+            ),
+        );
+    }
     let req = Request {
         header,
         body: &body,
