@@ -57,7 +57,7 @@ impl ErrorCode {
     /// The code for a wire value; unknown values map to `Unknown`.
     pub fn from_i16(v: i16) -> ErrorCode {
         use ErrorCode::*;
-        const ALL: [ErrorCode; 31] = [
+        const ALL: [ErrorCode; 32] = [
             None,
             Unknown,
             CorruptBatch,
