@@ -15,6 +15,7 @@
 //! [`groups`] (no I/O), its hosting in `group_host`.
 
 mod broker;
+pub mod broker_settings;
 mod cluster_id;
 mod config;
 mod connection;

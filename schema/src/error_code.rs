@@ -45,13 +45,15 @@ pub enum ErrorCode {
     /// The partition has no state for this producer id and the batch does not start
     /// a sequence.
     UnknownProducerId = 29,
+    /// A record timestamp is outside the topic's `message.timestamp.*` window.
+    InvalidTimestamp = 30,
 }
 
 impl ErrorCode {
     /// The code for a wire value; unknown values map to `Unknown`.
     pub fn from_i16(v: i16) -> ErrorCode {
         use ErrorCode::*;
-        const ALL: [ErrorCode; 30] = [
+        const ALL: [ErrorCode; 31] = [
             None,
             Unknown,
             CorruptBatch,
@@ -82,6 +84,7 @@ impl ErrorCode {
             ProducerFenced,
             OutOfOrderSequence,
             UnknownProducerId,
+            InvalidTimestamp,
         ];
         ALL.iter()
             .copied()
@@ -131,6 +134,7 @@ impl ErrorCode {
             ProducerFenced => "PRODUCER_FENCED",
             OutOfOrderSequence => "OUT_OF_ORDER_SEQUENCE",
             UnknownProducerId => "UNKNOWN_PRODUCER_ID",
+            InvalidTimestamp => "INVALID_TIMESTAMP",
         }
     }
 }

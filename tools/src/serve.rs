@@ -13,7 +13,10 @@ use strata_net::{run_broker, BrokerConfig};
 #[derive(Args)]
 pub struct ServeArgs {
     /// A config file of `key = value` lines: data-dir, listen, kafka-listen,
-    /// kafka-advertised, metrics-addr, cores, pin-to-cores, and `topic.<config> = <value>` for topic defaults. Flags win.
+    /// kafka-advertised, metrics-addr, cores, pin-to-cores, `topic.<config> = <value>`
+    /// for topic defaults, and Kafka's broker settings by their Kafka names
+    /// (listeners, advertised.listeners, node.id, num.partitions, log.retention.ms,
+    /// group.min.session.timeout.ms, …; see the README). Flags win.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Where topic metadata and partition logs live.
@@ -151,10 +154,17 @@ fn apply_file(config: &mut BrokerConfig, text: &str) -> anyhow::Result<()> {
                 Some(key) => {
                     config.topic_defaults.insert(key.to_string(), v.to_string());
                 }
-                None => return Err(bad("unknown key")),
+                None => {
+                    let known = strata_net::broker_settings::apply_static(config, k, v)
+                        .map_err(|e| anyhow::anyhow!("line {}: {e}", n + 1))?;
+                    if !known {
+                        return Err(bad("unknown key"));
+                    }
+                }
             },
         }
     }
+    strata_net::broker_settings::check_static(config)?;
     Ok(())
 }
 

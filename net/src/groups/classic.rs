@@ -70,6 +70,11 @@ pub struct ClassicJoinResponse {
     pub leader: String,
     /// Every member and its metadata for the chosen protocol; for the leader only.
     pub members: Vec<ClassicJoinedMember>,
+    /// Set when a static leader came back and keeps the group's assignment (KIP-814):
+    /// the member id it replaced. JoinGroup v9+ tells the leader to skip assigning;
+    /// older versions name this previous id as the leader instead, so the member
+    /// takes itself for a follower and does not reassign.
+    pub skip_assignment: Option<String>,
 }
 
 /// A SyncGroup request.
@@ -290,6 +295,7 @@ impl ClassicGroup {
             protocol,
             leader,
             members,
+            skip_assignment: None,
         }
     }
 
@@ -472,7 +478,6 @@ impl ClassicGroup {
         if let Some(t) = m.awaiting_sync.take() {
             fx.answer(t, Answer::Sync(Err(fenced())));
         }
-        let protocols_changed = m.protocols != req.protocols;
         m.id = new_id.clone();
         m.client_id = req.client_id;
         m.host = req.host;
@@ -488,15 +493,25 @@ impl ClassicGroup {
         if was_leader {
             self.leader = Some(new_id.clone());
         }
-        let member = self.members.get_mut(&new_id).expect("inserted above");
-        if self.state == GroupState::Stable && !protocols_changed && !was_leader {
-            // Nothing changed for the group: the new member syncs and receives the
-            // old member's assignment.
+        // KIP-345: a static member that comes back while the group is stable, and
+        // whose protocols leave the group's choice unchanged, takes its old place
+        // and assignment without a rebalance: the other members' generation and
+        // assignments stay as they are. Only the protocol names matter, not the
+        // metadata bytes (a restarted consumer no longer lists owned partitions).
+        let keeps_protocol =
+            self.protocol.is_some() && self.select_protocol() == self.protocol;
+        if self.state == GroupState::Stable && keeps_protocol {
+            let member = self.members.get_mut(&new_id).expect("inserted above");
             member.synced = true;
-            fx.answer(token, Answer::ClassicJoin(Ok(self.join_response(&new_id))));
+            let mut response = self.join_response(&new_id);
+            if was_leader {
+                response.skip_assignment = Some(old_id.to_owned());
+            }
+            fx.answer(token, Answer::ClassicJoin(Ok(response)));
             fx.records.push(self.metadata_record());
             return;
         }
+        let member = self.members.get_mut(&new_id).expect("inserted above");
         member.awaiting_join = Some(token);
         self.prepare_rebalance(now_ms, config, fx);
         self.maybe_complete_join(now_ms, fx);

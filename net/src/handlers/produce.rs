@@ -97,13 +97,35 @@ fn split_batches(part: PartBytes<'_>, full_check: bool) -> Result<Vec<Vec<u8>>, 
     }
 }
 
+/// Refuses the whole produce (INVALID_TIMESTAMP, as Kafka does) when a batch has a
+/// timestamp outside the topic's `message.timestamp.*` window. Checks the batch
+/// header's first and max timestamps: no per-record work on the append path.
+fn check_timestamps(config: &crate::topic_config::TopicConfig, batches: &[Vec<u8>]) -> Result<(), WireError> {
+    let now_ms = crate::group_host::now_ms();
+    for (i, batch) in batches.iter().enumerate() {
+        let Ok(h) = BatchHeader::decode(batch) else {
+            continue;
+        };
+        if let Some(why) = config.timestamp_refusal(now_ms, h.first_timestamp_ms, h.max_timestamp_ms) {
+            return Err(WireError::new(
+                ErrorCode::InvalidTimestamp,
+                format!("batch {i}: {why}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Appends one partition's batches in order on its owner shard.
 pub(crate) async fn append(broker: Rc<Broker>, p: PartitionAppend) -> Appended {
     let log = broker.log(&p.topic, p.partition).await?;
-    let log_append_time = broker
-        .topics()
-        .get(&p.topic)
+    let meta = broker.topics().get(&p.topic).cloned();
+    let log_append_time = meta
+        .as_ref()
         .is_some_and(|t| t.config.timestamp_type == TimestampType::LogAppendTime);
+    if let Some(meta) = &meta {
+        check_timestamps(&meta.config, &p.batches)?;
+    }
     let count = p.batches.len();
     let mut first = None;
     for (i, batch) in p.batches.into_iter().enumerate() {

@@ -54,6 +54,7 @@ pub(crate) enum KafkaCode {
     TransactionalIdAuthorizationFailed = 53,
     OffsetMetadataTooLarge = 12,
     InvalidRegularExpression = 128,
+    InvalidTimestamp = 32,
 }
 
 impl KafkaCode {
@@ -93,6 +94,7 @@ pub(crate) fn kafka_code(code: ErrorCode) -> KafkaCode {
         E::ProducerFenced => KafkaCode::InvalidProducerEpoch,
         E::OutOfOrderSequence => KafkaCode::OutOfOrderSequenceNumber,
         E::UnknownProducerId => KafkaCode::UnknownProducerId,
+        E::InvalidTimestamp => KafkaCode::InvalidTimestamp,
     }
 }
 
