@@ -71,7 +71,11 @@ fn ranged<T: TryFrom<i64>>(key: &str, value: &str, min: i64, max: i64) -> Result
         .parse()
         .map_err(|_| invalid(key, value, "not an integer"))?;
     if v < min || v > max {
-        return Err(invalid(key, value, format!("must be between {min} and {max}")));
+        return Err(invalid(
+            key,
+            value,
+            format!("must be between {min} and {max}"),
+        ));
     }
     T::try_from(v).map_err(|_| invalid(key, value, "out of range"))
 }
@@ -131,7 +135,11 @@ fn bind_addr(key: &str, value: &str, host_port: &str) -> Result<SocketAddr, Sett
 /// settings (`Ok(false)`: it is not). Order-independent: `log.retention.ms` wins
 /// over `log.retention.minutes`, which wins over `log.retention.hours`, whatever
 /// line comes first (likewise `log.roll.ms` over `log.roll.hours`), as in Kafka.
-pub fn apply_static(config: &mut BrokerConfig, key: &str, value: &str) -> Result<bool, SettingError> {
+pub fn apply_static(
+    config: &mut BrokerConfig,
+    key: &str,
+    value: &str,
+) -> Result<bool, SettingError> {
     let v = value.trim();
     match key {
         "broker.id" | "node.id" => config.broker_id = ranged(key, v, 0, i64::from(i32::MAX))?,
@@ -145,13 +153,21 @@ pub fn apply_static(config: &mut BrokerConfig, key: &str, value: &str) -> Result
                 !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
             });
             if !ok {
-                return Err(invalid(key, v, "expected PLAINTEXT://host:port with a host and a port"));
+                return Err(invalid(
+                    key,
+                    v,
+                    "expected PLAINTEXT://host:port with a host and a port",
+                ));
             }
             config.kafka_advertised = Some(addr.to_owned());
         }
         "log.dirs" | "log.dir" => {
             if v.contains(',') {
-                return Err(invalid(key, v, "this broker keeps its data in one directory"));
+                return Err(invalid(
+                    key,
+                    v,
+                    "this broker keeps its data in one directory",
+                ));
             }
             config.data_dir = v.into();
         }
@@ -168,8 +184,12 @@ pub fn apply_static(config: &mut BrokerConfig, key: &str, value: &str) -> Result
         }
         "auto.create.topics.enable" => config.auto_create_topics = boolean(key, v)?,
         "group.initial.rebalance.delay.ms" => {
-            config.group_initial_rebalance_delay_ms =
-                ranged(key, v, 0, i64::from(crate::groups::REBALANCE_TIMEOUT_MS_MAX))?
+            config.group_initial_rebalance_delay_ms = ranged(
+                key,
+                v,
+                0,
+                i64::from(crate::groups::REBALANCE_TIMEOUT_MS_MAX),
+            )?
         }
         "group.min.session.timeout.ms" => {
             config.group_min_session_timeout_ms = ranged(key, v, 1, i64::from(i32::MAX))?
@@ -202,7 +222,10 @@ pub fn apply_static(config: &mut BrokerConfig, key: &str, value: &str) -> Result
             TopicConfig::default()
                 .apply(topic_key, &ms)
                 .map_err(|e| invalid(key, v, e.to_string()))?;
-            if !stronger.iter().any(|k| config.static_kafka_keys.contains_key(*k)) {
+            if !stronger
+                .iter()
+                .any(|k| config.static_kafka_keys.contains_key(*k))
+            {
                 config.topic_defaults.insert(topic_key.to_owned(), ms);
             }
         }
@@ -213,10 +236,14 @@ pub fn apply_static(config: &mut BrokerConfig, key: &str, value: &str) -> Result
             TopicConfig::default()
                 .apply(spec.key, v)
                 .map_err(|e| invalid(key, v, e.to_string()))?;
-            config.topic_defaults.insert(spec.key.to_owned(), v.to_owned());
+            config
+                .topic_defaults
+                .insert(spec.key.to_owned(), v.to_owned());
         }
     }
-    config.static_kafka_keys.insert(key.to_owned(), v.to_owned());
+    config
+        .static_kafka_keys
+        .insert(key.to_owned(), v.to_owned());
     Ok(true)
 }
 
@@ -265,7 +292,10 @@ impl DynamicBrokerConfigs {
 
     /// The topic defaults of a broker whose file gave `static_defaults`: the
     /// cluster-wide dynamic configs over them, this broker's over those.
-    pub fn topic_defaults(&self, static_defaults: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    pub fn topic_defaults(
+        &self,
+        static_defaults: &BTreeMap<String, String>,
+    ) -> BTreeMap<String, String> {
         let mut out = static_defaults.clone();
         for (k, v) in self.cluster_default.iter().chain(&self.broker) {
             if let Some(spec) = by_broker_key(k) {
@@ -303,7 +333,12 @@ impl DynamicBrokerConfigs {
             if line.is_empty() {
                 continue;
             }
-            let bad = || format!("line {}: expected `broker KEY=VALUE` or `default KEY=VALUE`", i + 1);
+            let bad = || {
+                format!(
+                    "line {}: expected `broker KEY=VALUE` or `default KEY=VALUE`",
+                    i + 1
+                )
+            };
             let (scope, rest) = line.split_once(' ').ok_or_else(bad)?;
             let (k, v) = rest.split_once('=').ok_or_else(bad)?;
             let map = match scope {
@@ -326,7 +361,9 @@ pub fn check_dynamic(key: &str, value: &str) -> Result<String, SettingError> {
     let Some(spec) = by_broker_key(key) else {
         if is_static_key(key) {
             let hint = match key {
-                "log.retention.hours" | "log.retention.minutes" => " (log.retention.ms can)".to_owned(),
+                "log.retention.hours" | "log.retention.minutes" => {
+                    " (log.retention.ms can)".to_owned()
+                }
                 "log.roll.hours" => " (log.roll.ms can)".to_owned(),
                 _ => String::new(),
             };
@@ -381,7 +418,9 @@ pub fn load_dynamic(data_dir: &Path) -> Result<DynamicBrokerConfigs, String> {
             .to_string()
     };
     match crate::meta_file::read_meta_file(data_dir, BROKER_CONFIGS_FILE) {
-        Ok(Some(text)) => DynamicBrokerConfigs::from_text(&text).map_err(|e| format!("{}: {e}", path())),
+        Ok(Some(text)) => {
+            DynamicBrokerConfigs::from_text(&text).map_err(|e| format!("{}: {e}", path()))
+        }
         Ok(None) => Ok(DynamicBrokerConfigs::default()),
         Err(e) => Err(format!("cannot read {}: {e}", path())),
     }
@@ -410,7 +449,10 @@ mod tests {
         let c = file(&[
             ("node.id", "3"),
             ("listeners", "PLAINTEXT://127.0.0.1:19092"),
-            ("advertised.listeners", "PLAINTEXT://broker.example.com:9092"),
+            (
+                "advertised.listeners",
+                "PLAINTEXT://broker.example.com:9092",
+            ),
             ("num.partitions", "4"),
             ("default.replication.factor", "1"),
             ("auto.create.topics.enable", "false"),
@@ -427,7 +469,10 @@ mod tests {
         .unwrap();
         assert_eq!(c.broker_id, 3);
         assert_eq!(c.kafka_listen, Some("127.0.0.1:19092".parse().unwrap()));
-        assert_eq!(c.kafka_advertised.as_deref(), Some("broker.example.com:9092"));
+        assert_eq!(
+            c.kafka_advertised.as_deref(),
+            Some("broker.example.com:9092")
+        );
         assert_eq!(c.num_partitions, 4);
         assert!(!c.auto_create_topics);
         assert_eq!(c.group_initial_rebalance_delay_ms, 0);
@@ -467,7 +512,11 @@ mod tests {
             ("num.partitions", "0", "between 1"),
             ("default.replication.factor", "3", "single node"),
             ("listeners", "SSL://:9093", "PLAINTEXT only"),
-            ("listeners", "PLAINTEXT://:1,PLAINTEXT://:2", "one Kafka listener"),
+            (
+                "listeners",
+                "PLAINTEXT://:1,PLAINTEXT://:2",
+                "one Kafka listener",
+            ),
             ("advertised.listeners", "PLAINTEXT://:9092", "host"),
             ("auto.create.topics.enable", "maybe", "true or false"),
             ("log.segment.bytes", "10", "segment.bytes"),

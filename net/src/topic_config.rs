@@ -784,7 +784,8 @@ mod tests {
         c.apply("message.timestamp.before.max.ms", "1000").unwrap();
         assert!(c.timestamp_refusal(now, now - 1001, now).is_some());
         assert_eq!(c.timestamp_refusal(now, now - 1000, now + 1000), None);
-        c.apply("message.timestamp.difference.max.ms", "10").unwrap();
+        c.apply("message.timestamp.difference.max.ms", "10")
+            .unwrap();
         assert_eq!(c.timestamp_window_ms(), (10, 10));
         let why = c.timestamp_refusal(now, now, now + 11).unwrap();
         assert!(why.contains("out of range"), "{why}");

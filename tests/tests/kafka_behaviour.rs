@@ -73,8 +73,9 @@ fn auto_create_topics_enable_false_leaves_unknown_topics_unknown() {
     let (broker, _conf) = start_with_config("auto.create.topics.enable = false\n");
     let mut wire = KafkaWire::connect(&broker.kafka_addr());
     let req = MetadataRequest::default()
-        .with_topics(Some(vec![MetadataRequestTopic::default()
-            .with_name(Some(TopicName(StrBytes::from_static_str("nobody-made-me"))))]))
+        .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(
+            TopicName(StrBytes::from_static_str("nobody-made-me")),
+        ))]))
         .with_allow_auto_topic_creation(true);
     let resp: MetadataResponse = wire.call(ApiKey::Metadata, 9, &req);
     assert_eq!(resp.topics.len(), 1);
@@ -126,9 +127,15 @@ fn describe_configs_on_the_broker_lists_kafka_keys_with_sources() {
         (Some("7200000"), &ConfigSource::StaticBroker, false)
     );
     let e = entry(&entries, "group.initial.rebalance.delay.ms");
-    assert_eq!((e.1.as_deref(), &e.2), (Some("0"), &ConfigSource::StaticBroker));
+    assert_eq!(
+        (e.1.as_deref(), &e.2),
+        (Some("0"), &ConfigSource::StaticBroker)
+    );
     let e = entry(&entries, "group.min.session.timeout.ms");
-    assert_eq!((e.1.as_deref(), &e.2), (Some("6000"), &ConfigSource::Default));
+    assert_eq!(
+        (e.1.as_deref(), &e.2),
+        (Some("6000"), &ConfigSource::Default)
+    );
     let e = entry(&entries, "advertised.listeners");
     assert_eq!(
         e.1.as_deref(),
@@ -175,10 +182,12 @@ fn incremental_set(
                 .with_config_operation(op)
                 .with_value(value.map(|v| StrBytes::from_string(v.to_owned())))]),
     ]);
-    let resp: IncrementalAlterConfigsResponse =
-        wire.call(ApiKey::IncrementalAlterConfigs, 1, &req);
+    let resp: IncrementalAlterConfigsResponse = wire.call(ApiKey::IncrementalAlterConfigs, 1, &req);
     let r = &resp.responses[0];
-    (r.error_code, r.error_message.as_ref().map(|m| m.to_string()))
+    (
+        r.error_code,
+        r.error_message.as_ref().map(|m| m.to_string()),
+    )
 }
 
 fn topic_config(addr: &str, topic: &str, key: &str) -> (Option<String>, ConfigSource) {
@@ -242,7 +251,10 @@ fn incremental_alter_configs_on_the_broker_applies_and_persists_across_a_restart
         );
         assert_eq!(
             topic_config(addr, "before", "segment.bytes"),
-            (Some("1048576".to_owned()), ConfigSource::DynamicDefaultBroker)
+            (
+                Some("1048576".to_owned()),
+                ConfigSource::DynamicDefaultBroker
+            )
         );
     };
     check(&addr);
@@ -270,7 +282,9 @@ fn join_with_session_timeout(wire: &mut KafkaWire, session_timeout_ms: i32) -> i
         .with_protocol_type(StrBytes::from_static_str("consumer"))
         .with_protocols(vec![JoinGroupRequestProtocol::default()
             .with_name(StrBytes::from_static_str("range"))
-            .with_metadata(bytes::Bytes::from_static(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0]))]);
+            .with_metadata(bytes::Bytes::from_static(&[
+                0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            ]))]);
     // v3: no MEMBER_ID_REQUIRED round trip, an answer comes at once.
     let resp: JoinGroupResponse = wire.call(ApiKey::JoinGroup, 3, &req);
     resp.error_code
@@ -281,7 +295,10 @@ fn session_timeouts_outside_the_group_bounds_are_refused() {
     let broker = TestBroker::start();
     let mut wire = KafkaWire::connect(&broker.kafka_addr());
     // Kafka's defaults: 6 s ..= 30 min.
-    assert_eq!(join_with_session_timeout(&mut wire, 100), INVALID_SESSION_TIMEOUT);
+    assert_eq!(
+        join_with_session_timeout(&mut wire, 100),
+        INVALID_SESSION_TIMEOUT
+    );
     assert_eq!(
         join_with_session_timeout(&mut wire, 1_800_001),
         INVALID_SESSION_TIMEOUT
@@ -291,7 +308,10 @@ fn session_timeouts_outside_the_group_bounds_are_refused() {
         "group.min.session.timeout.ms = 1000\ngroup.max.session.timeout.ms = 20000\n",
     );
     let mut wire = KafkaWire::connect(&bounded.kafka_addr());
-    assert_eq!(join_with_session_timeout(&mut wire, 500), INVALID_SESSION_TIMEOUT);
+    assert_eq!(
+        join_with_session_timeout(&mut wire, 500),
+        INVALID_SESSION_TIMEOUT
+    );
     assert_eq!(
         join_with_session_timeout(&mut wire, 25_000),
         INVALID_SESSION_TIMEOUT
@@ -378,11 +398,7 @@ fn partitions(c: &BaseConsumer<Rebalances>) -> Vec<i32> {
 }
 
 /// Polls every member until `done` holds (bounded by a deadline).
-fn poll_until(
-    members: &[&BaseConsumer<Rebalances>],
-    what: &str,
-    mut done: impl FnMut() -> bool,
-) {
+fn poll_until(members: &[&BaseConsumer<Rebalances>], what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + KAFKA_TIMEOUT * 2;
     while !done() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -478,8 +494,8 @@ fn kafka_streams_and_connect_topic_configs_are_accepted() {
         .set("min.cleanable.dirty.ratio", "0.5")
         .set("unclean.leader.election.enable", "false")
         .set("preallocate", "false");
-    let zstd = NewTopic::new("wants-zstd", 1, TopicReplication::Fixed(1))
-        .set("compression.type", "zstd");
+    let zstd =
+        NewTopic::new("wants-zstd", 1, TopicReplication::Fixed(1)).set("compression.type", "zstd");
     let results = block_on(admin.create_topics(
         [&changelog, &repartition, &connect, &zstd],
         &AdminOptions::new().operation_timeout(Some(KAFKA_TIMEOUT)),
@@ -540,12 +556,20 @@ fn timestamps_outside_the_topic_window_are_refused_with_invalid_timestamp() {
     let refused = |r: Result<(), KafkaError>| {
         matches!(
             r,
-            Err(KafkaError::MessageProduction(RDKafkaErrorCode::InvalidTimestamp))
+            Err(KafkaError::MessageProduction(
+                RDKafkaErrorCode::InvalidTimestamp
+            ))
         )
     };
-    assert!(refused(send_at(&p, "windowed", now_ms() - hour_ms)), "too old");
+    assert!(
+        refused(send_at(&p, "windowed", now_ms() - hour_ms)),
+        "too old"
+    );
     // Kafka 4's message.timestamp.after.max.ms default: one hour.
-    assert!(refused(send_at(&p, "windowed", now_ms() + 2 * hour_ms)), "too new");
+    assert!(
+        refused(send_at(&p, "windowed", now_ms() + 2 * hour_ms)),
+        "too new"
+    );
     // LogAppendTime topics stamp the broker's time: no window to check.
     send_at(&p, "append-time", now_ms() - hour_ms).expect("append-time takes any timestamp");
 }

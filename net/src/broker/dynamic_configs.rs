@@ -50,8 +50,9 @@ impl Broker {
                     }
                     None => {
                         // Removing is allowed for any dynamic key, set or not.
-                        if let Err(e @ (SettingError::ReadOnly { .. } | SettingError::Unknown { .. })) =
-                            check_dynamic(&k, "")
+                        if let Err(
+                            e @ (SettingError::ReadOnly { .. } | SettingError::Unknown { .. }),
+                        ) = check_dynamic(&k, "")
                         {
                             return Err(setting_error(e));
                         }
@@ -68,7 +69,10 @@ impl Broker {
         }
         let defaults = dynamic.topic_defaults(&self.config.topic_defaults);
         TopicConfig::resolve(&defaults, &BTreeMap::new()).map_err(|e| {
-            WireError::new(ErrorCode::InvalidConfig, format!("as a broker default: {e}"))
+            WireError::new(
+                ErrorCode::InvalidConfig,
+                format!("as a broker default: {e}"),
+            )
         })?;
         let mut topics = (*current).clone();
         for meta in topics.topics.values_mut() {

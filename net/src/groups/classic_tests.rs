@@ -578,7 +578,10 @@ fn a_static_member_comes_back_without_a_rebalance() {
 
 /// A stable group of two static members `i-a` (the leader) and `i-b`, with
 /// assignments "a-part" and "b-part": (a's join answer, b's join answer).
-fn static_pair(h: &mut Harness, protocols_b: &[&str]) -> (ClassicJoinResponse, ClassicJoinResponse) {
+fn static_pair(
+    h: &mut Harness,
+    protocols_b: &[&str],
+) -> (ClassicJoinResponse, ClassicJoinResponse) {
     let ta = h.join_with("", &["range", "roundrobin"], Some("i-a"));
     let a = h.joined(ta);
     let t = h.sync(&a.member_id, a.generation, &[(&a.member_id, "a-part")]);

@@ -100,13 +100,18 @@ fn split_batches(part: PartBytes<'_>, full_check: bool) -> Result<Vec<Vec<u8>>, 
 /// Refuses the whole produce (INVALID_TIMESTAMP, as Kafka does) when a batch has a
 /// timestamp outside the topic's `message.timestamp.*` window. Checks the batch
 /// header's first and max timestamps: no per-record work on the append path.
-fn check_timestamps(config: &crate::topic_config::TopicConfig, batches: &[Vec<u8>]) -> Result<(), WireError> {
+fn check_timestamps(
+    config: &crate::topic_config::TopicConfig,
+    batches: &[Vec<u8>],
+) -> Result<(), WireError> {
     let now_ms = crate::group_host::now_ms();
     for (i, batch) in batches.iter().enumerate() {
         let Ok(h) = BatchHeader::decode(batch) else {
             continue;
         };
-        if let Some(why) = config.timestamp_refusal(now_ms, h.first_timestamp_ms, h.max_timestamp_ms) {
+        if let Some(why) =
+            config.timestamp_refusal(now_ms, h.first_timestamp_ms, h.max_timestamp_ms)
+        {
             return Err(WireError::new(
                 ErrorCode::InvalidTimestamp,
                 format!("batch {i}: {why}"),

@@ -37,8 +37,8 @@ use crate::broker_settings::{DynamicBrokerConfigs, STATIC_KEYS};
 use crate::config::BrokerConfig;
 use crate::errors::WireError;
 use crate::topic_config::{
-    by_broker_key, key_spec, ConfigError, ConfigValueType, KeyEffect, TopicConfig,
-    TopicConfigKey, REPLICATION_FACTOR, TOPIC_CONFIG_KEYS, TOPIC_CONFIG_KEY_SPECS,
+    by_broker_key, key_spec, ConfigError, ConfigValueType, KeyEffect, TopicConfig, TopicConfigKey,
+    REPLICATION_FACTOR, TOPIC_CONFIG_KEYS, TOPIC_CONFIG_KEY_SPECS,
 };
 
 /// Kafka's config resource types this broker knows.
@@ -275,13 +275,17 @@ fn static_setting(
         ),
         "log.retention.hours" | "log.retention.minutes" | "log.roll.hours" => (
             T::Int,
-            config.static_kafka_keys.get(name).cloned().unwrap_or_else(|| {
-                if name == "log.retention.minutes" {
-                    String::new()
-                } else {
-                    "168".to_owned()
-                }
-            }),
+            config
+                .static_kafka_keys
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| {
+                    if name == "log.retention.minutes" {
+                        String::new()
+                    } else {
+                        "168".to_owned()
+                    }
+                }),
             if name == "log.retention.minutes" {
                 String::new()
             } else {
@@ -331,7 +335,7 @@ pub(crate) fn broker_views(
         return out;
     }
     for name in STATIC_KEYS {
-        let (value_type, value, default, doc) = static_setting(config, name);
+        let (value_type, value, default, doc_text) = static_setting(config, name);
         if name == "log.retention.minutes" && value.is_empty() {
             // Kafka's default is null; left out rather than shown empty.
             continue;
@@ -359,7 +363,7 @@ pub(crate) fn broker_views(
             source,
             read_only: true,
             value_type,
-            doc,
+            doc: doc_text,
             synonyms,
         });
     }
@@ -472,8 +476,11 @@ pub(crate) async fn describe_configs(
                     format!("topic {name:?} does not exist"),
                 )),
             },
-            RESOURCE_BROKER => check_broker_name(broker.config.broker_id, name)
-                .map(|cluster_default| broker_views(&broker.config, &topics.dynamic, cluster_default)),
+            RESOURCE_BROKER => {
+                check_broker_name(broker.config.broker_id, name).map(|cluster_default| {
+                    broker_views(&broker.config, &topics.dynamic, cluster_default)
+                })
+            }
             t => Err(unsupported_resource(t)),
         };
         out.results.push(describe_configs_result(
@@ -875,7 +882,7 @@ mod tests {
             .collect()
     }
 
-    const NO_DYNAMIC: DynamicBrokerConfigs = DynamicBrokerConfigs {
+    static NO_DYNAMIC: DynamicBrokerConfigs = DynamicBrokerConfigs {
         broker: BTreeMap::new(),
         cluster_default: BTreeMap::new(),
     };
@@ -942,10 +949,16 @@ mod tests {
         let by: BTreeMap<_, _> = views.iter().map(|v| (v.name, v)).collect();
         assert_eq!(by["broker.id"].value, "7");
         assert_eq!(
-            (by["num.partitions"].value.as_str(), by["num.partitions"].source),
+            (
+                by["num.partitions"].value.as_str(),
+                by["num.partitions"].source
+            ),
             ("3", ConfigSource::StaticBroker)
         );
-        assert_eq!(by["group.min.session.timeout.ms"].source, ConfigSource::Default);
+        assert_eq!(
+            by["group.min.session.timeout.ms"].source,
+            ConfigSource::Default
+        );
         assert_eq!(by["group.min.session.timeout.ms"].value, "6000");
         assert!(by["num.partitions"].read_only);
         for key in [
@@ -1135,7 +1148,11 @@ mod tests {
         for version in versions(ApiKey::AlterConfigs) {
             let out = AlterConfigsResponse::default().with_responses(vec![
                 alter_result(RESOURCE_TOPIC, name("t"), OK),
-                alter_result(RESOURCE_BROKER, name("7"), refuse(KafkaCode::InvalidRequest, "read-only")),
+                alter_result(
+                    RESOURCE_BROKER,
+                    name("7"),
+                    refuse(KafkaCode::InvalidRequest, "read-only"),
+                ),
                 alter_result(9, name("x"), unsupported_resource(9)),
             ]);
             assert_encodes(&out, version);
@@ -1143,7 +1160,11 @@ mod tests {
         for version in versions(ApiKey::IncrementalAlterConfigs) {
             let out = IncrementalAlterConfigsResponse::default().with_responses(vec![
                 incremental_alter_result(RESOURCE_TOPIC, name("t"), OK),
-                incremental_alter_result(RESOURCE_BROKER, name("7"), refuse(KafkaCode::InvalidRequest, "read-only")),
+                incremental_alter_result(
+                    RESOURCE_BROKER,
+                    name("7"),
+                    refuse(KafkaCode::InvalidRequest, "read-only"),
+                ),
                 incremental_alter_result(9, name("x"), unsupported_resource(9)),
             ]);
             assert_encodes(&out, version);

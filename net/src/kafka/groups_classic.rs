@@ -87,7 +87,6 @@ fn join_response(
                 }
             }
             out.members = members
-                .members
                 .into_iter()
                 .map(|m| {
                     let mut member = JoinGroupResponseMember::default()

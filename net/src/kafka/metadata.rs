@@ -127,8 +127,8 @@ pub(crate) async fn handle(ctx: &Ctx, req: MetadataRequest) -> MetadataResponse 
             return out;
         }
     };
-    let auto_create = (req.allow_auto_topic_creation || ctx.version < 4)
-        && ctx.broker.config.auto_create_topics;
+    let auto_create =
+        (req.allow_auto_topic_creation || ctx.version < 4) && ctx.broker.config.auto_create_topics;
     for want in wanted {
         let by_name = want.name.as_ref().map(|n| n.0.as_str().to_owned());
         let topics = ctx.broker.topics();
