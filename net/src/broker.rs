@@ -22,6 +22,8 @@ use crate::metadata::{
 };
 use crate::topic_config::TopicConfig;
 
+mod dynamic_configs;
+
 /// A job a metadata change runs on every shard.
 type LocalJob = std::pin::Pin<Box<dyn Future<Output = ()>>>;
 
@@ -87,6 +89,14 @@ impl Broker {
     /// The newest topic snapshot.
     pub fn topics(&self) -> Arc<Topics> {
         Arc::clone(self.meta.borrow_mut().get())
+    }
+
+    /// The broker's topic defaults now: the config file's, under the dynamic broker
+    /// configs (`broker_settings`).
+    pub fn topic_defaults(&self) -> BTreeMap<String, String> {
+        self.topics()
+            .dynamic
+            .topic_defaults(&self.config.topic_defaults)
     }
 
     /// Starts this shard's cleaner.
@@ -347,7 +357,7 @@ impl Broker {
                 ),
             ));
         }
-        let config = TopicConfig::resolve(&self.config.topic_defaults, &overrides)
+        let config = TopicConfig::resolve(&self.topic_defaults(), &overrides)
             .map_err(|e| WireError::new(ErrorCode::InvalidConfig, e.to_string()))?;
         let _lock = self
             .meta_lock
@@ -479,7 +489,7 @@ impl Broker {
                 }
             }
         }
-        let config = TopicConfig::resolve(&self.config.topic_defaults, &overrides)
+        let config = TopicConfig::resolve(&self.topic_defaults(), &overrides)
             .map_err(|e| WireError::new(ErrorCode::InvalidConfig, e.to_string()))?;
         if validate_only {
             return Ok(());

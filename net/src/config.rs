@@ -48,6 +48,24 @@ pub struct BrokerConfig {
     pub storage_min_free_bytes: Option<u64>,
     /// Connection limits and the idle timeout.
     pub connections: ConnectionConfig,
+    /// Kafka's `num.partitions`: partitions of auto-created topics and of
+    /// CreateTopics entries with `num_partitions` -1.
+    pub num_partitions: u32,
+    /// Kafka's `auto.create.topics.enable`: whether Metadata creates unknown topics.
+    pub auto_create_topics: bool,
+    /// Kafka's `group.initial.rebalance.delay.ms`.
+    pub group_initial_rebalance_delay_ms: u32,
+    /// Kafka's `group.min.session.timeout.ms`: shorter session timeouts are refused
+    /// (INVALID_SESSION_TIMEOUT), for Kafka and native groups alike.
+    pub group_min_session_timeout_ms: u32,
+    /// Kafka's `group.max.session.timeout.ms`.
+    pub group_max_session_timeout_ms: u32,
+    /// Kafka's `offsets.topic.num.partitions`: partitions `__consumer_offsets` is
+    /// created with (an existing one keeps its count).
+    pub offsets_topic_num_partitions: u32,
+    /// The Kafka broker keys the config file set, as written (DescribeConfigs shows
+    /// them as STATIC_BROKER_CONFIG).
+    pub static_kafka_keys: BTreeMap<String, String>,
 }
 
 impl Default for BrokerConfig {
@@ -71,6 +89,17 @@ impl Default for BrokerConfig {
             cleaner_interval_ms: strata_engine::cleaner::CLEANER_INTERVAL_MS_DEFAULT,
             storage_min_free_bytes: None,
             connections: ConnectionConfig::default(),
+            num_partitions: crate::broker_settings::NUM_PARTITIONS_DEFAULT,
+            auto_create_topics: true,
+            group_initial_rebalance_delay_ms:
+                crate::broker_settings::GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT,
+            group_min_session_timeout_ms:
+                crate::broker_settings::GROUP_MIN_SESSION_TIMEOUT_MS_DEFAULT,
+            group_max_session_timeout_ms:
+                crate::broker_settings::GROUP_MAX_SESSION_TIMEOUT_MS_DEFAULT,
+            offsets_topic_num_partitions:
+                crate::broker_settings::OFFSETS_TOPIC_NUM_PARTITIONS_DEFAULT,
+            static_kafka_keys: BTreeMap::new(),
         }
     }
 }

@@ -134,7 +134,7 @@ pub async fn start(broker: &Rc<Broker>) -> Result<(), WireError> {
                 continue;
             }
             let log = broker.log(CONSUMER_OFFSETS_TOPIC, p).await?;
-            let host = Host::load(p, log, shard.id(), &topics).await?;
+            let host = Host::load(p, log, shard.id(), &topics, coordinator_config(broker)).await?;
             state.hosts.borrow_mut().insert(p, Rc::new(host));
         }
     }
@@ -142,6 +142,17 @@ pub async fn start(broker: &Rc<Broker>) -> Result<(), WireError> {
     let b = Rc::clone(broker);
     glommio::spawn_local(async move { tick_loop(b).await }).detach();
     Ok(())
+}
+
+/// The coordinators' limits from the broker's `group.*` settings.
+fn coordinator_config(broker: &Broker) -> CoordinatorConfig {
+    let c = &broker.config;
+    CoordinatorConfig {
+        session_timeout_ms_min: c.group_min_session_timeout_ms,
+        session_timeout_ms_max: c.group_max_session_timeout_ms,
+        initial_rebalance_delay_ms: c.group_initial_rebalance_delay_ms,
+        ..CoordinatorConfig::default()
+    }
 }
 
 /// Gives this shard's coordinators the partition counts of the newest topic
@@ -200,13 +211,11 @@ impl Host {
         log: Log,
         shard: ShardId,
         topics: &Topics,
+        config: CoordinatorConfig,
     ) -> Result<Host, WireError> {
         let now = now_ms();
         let instance = (now as u64) ^ ((shard as u64) << 48) ^ (u64::from(partition) << 40);
-        let mut coordinator = Coordinator::new(CoordinatorConfig {
-            instance,
-            ..Default::default()
-        });
+        let mut coordinator = Coordinator::new(CoordinatorConfig { instance, ..config });
         let _ = coordinator.set_partition_counts(now, partition_counts(topics));
         let end = log.log_end_offset();
         let mut offset = log.log_start_offset();
@@ -625,12 +634,13 @@ pub fn kafka_fetch_offsets(
 /// segments) keeps the replay at startup short.
 const OFFSETS_SEGMENT_BYTES: u64 = 100 * 1024 * 1024;
 
-/// Adds `__consumer_offsets` (`OFFSETS_TOPIC_PARTITIONS` partitions, compacted) to
+/// Adds `__consumer_offsets` (`partitions` partitions, compacted) to
 /// `topics` and stores the metadata file, unless it exists. Blocking; at startup,
 /// before the shards run.
 pub fn ensure_offsets_topic(
     data_dir: &std::path::Path,
     defaults: &BTreeMap<String, String>,
+    partitions: u32,
     mut topics: Topics,
 ) -> Result<Topics, String> {
     if topics.get(CONSUMER_OFFSETS_TOPIC).is_some() {
@@ -650,7 +660,7 @@ pub fn ensure_offsets_topic(
         CONSUMER_OFFSETS_TOPIC.to_owned(),
         Arc::new(crate::metadata::TopicMeta::new(
             CONSUMER_OFFSETS_TOPIC.to_owned(),
-            crate::groups::OFFSETS_TOPIC_PARTITIONS,
+            partitions,
             overrides,
             config,
         )),

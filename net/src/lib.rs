@@ -16,6 +16,7 @@
 
 mod accept_backoff;
 mod broker;
+pub mod broker_settings;
 mod cluster_id;
 mod disk_space;
 mod config;

@@ -146,6 +146,9 @@ fn parse_hex_id(text: &str) -> Option<[u8; 16]> {
 #[derive(Clone, Debug, Default)]
 pub struct Topics {
     pub topics: BTreeMap<String, Arc<TopicMeta>>,
+    /// The dynamic broker configs the topics' configs were resolved over (kept in
+    /// their own file, `broker_settings::store_dynamic`, not in the topics file).
+    pub dynamic: Arc<crate::broker_settings::DynamicBrokerConfigs>,
 }
 
 impl Topics {

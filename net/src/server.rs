@@ -64,6 +64,8 @@ struct Shared {
 pub fn run_broker(config: BrokerConfig, shutdown: Arc<AtomicBool>) -> Result<(), BrokerError> {
     TopicConfig::resolve(&config.topic_defaults, &Default::default())
         .map_err(|e| BrokerError::Config(format!("topic default: {e}")))?;
+    crate::broker_settings::check_static(&config)
+        .map_err(|e| BrokerError::Config(e.to_string()))?;
     std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         BrokerError::DataDir(format!("cannot create {}: {e}", config.data_dir.display()))
     })?;
@@ -72,11 +74,18 @@ pub fn run_broker(config: BrokerConfig, shutdown: Arc<AtomicBool>) -> Result<(),
         .chain(config.kafka_listen)
         .collect();
     let _exclusive = crate::exclusive::claim(&config.data_dir, &listens)?;
-    let topics =
-        load_topics(&config.data_dir, &config.topic_defaults).map_err(BrokerError::DataDir)?;
-    let topics =
-        crate::group_host::ensure_offsets_topic(&config.data_dir, &config.topic_defaults, topics)
-            .map_err(BrokerError::DataDir)?;
+    let dynamic =
+        crate::broker_settings::load_dynamic(&config.data_dir).map_err(BrokerError::DataDir)?;
+    let defaults = dynamic.topic_defaults(&config.topic_defaults);
+    let mut topics = load_topics(&config.data_dir, &defaults).map_err(BrokerError::DataDir)?;
+    topics.dynamic = Arc::new(dynamic);
+    let topics = crate::group_host::ensure_offsets_topic(
+        &config.data_dir,
+        &defaults,
+        config.offsets_topic_num_partitions,
+        topics,
+    )
+    .map_err(BrokerError::DataDir)?;
     let shard_config = ShardConfig {
         shard_count: config.cores,
         pin_to_cores: config.pin_to_cores,

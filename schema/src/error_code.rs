@@ -51,13 +51,15 @@ pub enum ErrorCode {
     /// The broker is short of a resource (open descriptors, memory) or of disk space
     /// for a moment: nothing is damaged, retry later.
     ResourceExhausted = 31,
+    /// A record timestamp is outside the topic's `message.timestamp.*` window.
+    InvalidTimestamp = 32,
 }
 
 impl ErrorCode {
     /// The code for a wire value; unknown values map to `Unknown`.
     pub fn from_i16(v: i16) -> ErrorCode {
         use ErrorCode::*;
-        const ALL: [ErrorCode; 32] = [
+        const ALL: [ErrorCode; 33] = [
             None,
             Unknown,
             CorruptBatch,
@@ -90,6 +92,7 @@ impl ErrorCode {
             UnknownProducerId,
             InvalidRecord,
             ResourceExhausted,
+            InvalidTimestamp,
         ];
         ALL.iter()
             .copied()
@@ -144,6 +147,7 @@ impl ErrorCode {
             UnknownProducerId => "UNKNOWN_PRODUCER_ID",
             InvalidRecord => "INVALID_RECORD",
             ResourceExhausted => "RESOURCE_EXHAUSTED",
+            InvalidTimestamp => "INVALID_TIMESTAMP",
         }
     }
 }

@@ -82,6 +82,12 @@ struct Member {
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
+/// A broker whose groups accept this file's short session timeouts (Kafka's
+/// `group.min.session.timeout.ms` default is 6 s).
+fn start_broker() -> (TestBroker, tempfile::TempDir) {
+    strata_tests::broker::start_with_config("group.min.session.timeout.ms = 500\n")
+}
+
 impl Member {
     fn start(broker: &TestBroker, group: &str, topic: &str, extra: &[&str]) -> Member {
         let mut child = Command::new(strata_bin())
@@ -188,7 +194,7 @@ fn values(prefix: &str, n: usize) -> Vec<String> {
 
 #[test]
 fn a_group_of_three_splits_partitions_survives_a_killed_member_and_a_broker_crash() {
-    let mut broker = TestBroker::start();
+    let (mut broker, _conf) = start_broker();
     let admin = admin(&broker);
     let (topic, group) = ("orders", "billing");
     admin
@@ -308,7 +314,7 @@ fn a_group_of_three_splits_partitions_survives_a_killed_member_and_a_broker_cras
 
 #[test]
 fn client_subscribe_commit_leave_and_admin_group_calls() {
-    let mut broker = TestBroker::start();
+    let (mut broker, _conf) = start_broker();
     let admin = admin(&broker);
     let (topic, group) = ("events", "audit");
     admin
@@ -402,7 +408,7 @@ fn client_subscribe_commit_leave_and_admin_group_calls() {
 
 #[test]
 fn a_held_join_does_not_hold_up_a_graceful_shutdown() {
-    let mut broker = TestBroker::start();
+    let (mut broker, _conf) = start_broker();
     let admin = admin(&broker);
     admin
         .create_topic("held", 2, &[])

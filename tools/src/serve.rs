@@ -14,8 +14,10 @@ use strata_net::{run_broker, BrokerConfig};
 pub struct ServeArgs {
     /// A config file of `key = value` lines: data-dir, listen, kafka-listen,
     /// kafka-advertised, metrics-addr, cores, pin-to-cores, storage.min.free.bytes,
-    /// connections.max.idle.ms, max.connections, max.connections.per.ip, and
-    /// `topic.<config> = <value>` for topic defaults. Flags win.
+    /// connections.max.idle.ms, max.connections, max.connections.per.ip,
+    /// `topic.<config> = <value>` for topic defaults, and Kafka's broker settings by
+    /// their Kafka names (listeners, advertised.listeners, node.id, num.partitions,
+    /// log.retention.ms, group.min.session.timeout.ms, …; see the README). Flags win.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Where topic metadata and partition logs live.
@@ -220,7 +222,6 @@ fn apply_file(config: &mut BrokerConfig, text: &str) -> anyhow::Result<()> {
             "storage.min.free.bytes" => {
                 config.storage_min_free_bytes = Some(v.parse().map_err(|_| bad("not a byte count"))?)
             }
-            "connections.max.idle.ms" => config.connections.max_idle_ms = parse_idle_ms(v)?,
             "max.connections" => config.connections.max_connections = parse_connections(k, v)?,
             "max.connections.per.ip" => {
                 config.connections.max_connections_per_ip = parse_connections(k, v)?
@@ -229,10 +230,17 @@ fn apply_file(config: &mut BrokerConfig, text: &str) -> anyhow::Result<()> {
                 Some(key) => {
                     config.topic_defaults.insert(key.to_string(), v.to_string());
                 }
-                None => return Err(bad("unknown key")),
+                None => {
+                    let known = strata_net::broker_settings::apply_static(config, k, v)
+                        .map_err(|e| anyhow::anyhow!("line {}: {e}", n + 1))?;
+                    if !known {
+                        return Err(bad("unknown key"));
+                    }
+                }
             },
         }
     }
+    strata_net::broker_settings::check_static(config)?;
     Ok(())
 }
 

@@ -20,7 +20,9 @@
 
 use std::collections::BTreeMap;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
+use kafka_protocol::messages::{ConsumerProtocolAssignment, ConsumerProtocolSubscription};
+use kafka_protocol::protocol::Decodable;
 use strata_schema::ErrorCode;
 
 use super::assignor::TopicPartition;
@@ -70,6 +72,11 @@ pub struct ClassicJoinResponse {
     pub leader: String,
     /// Every member and its metadata for the chosen protocol; for the leader only.
     pub members: Vec<ClassicJoinedMember>,
+    /// Set when a static leader came back and keeps the group's assignment (KIP-814):
+    /// the member id it replaced. JoinGroup v9+ tells the leader to skip assigning;
+    /// older versions name this previous id as the leader instead, so the member
+    /// takes itself for a follower and does not reassign.
+    pub skip_assignment: Option<String>,
 }
 
 /// A SyncGroup request.
@@ -290,6 +297,7 @@ impl ClassicGroup {
             protocol,
             leader,
             members,
+            skip_assignment: None,
         }
     }
 
@@ -472,7 +480,6 @@ impl ClassicGroup {
         if let Some(t) = m.awaiting_sync.take() {
             fx.answer(t, Answer::Sync(Err(fenced())));
         }
-        let protocols_changed = m.protocols != req.protocols;
         m.id = new_id.clone();
         m.client_id = req.client_id;
         m.host = req.host;
@@ -488,15 +495,24 @@ impl ClassicGroup {
         if was_leader {
             self.leader = Some(new_id.clone());
         }
-        let member = self.members.get_mut(&new_id).expect("inserted above");
-        if self.state == GroupState::Stable && !protocols_changed && !was_leader {
-            // Nothing changed for the group: the new member syncs and receives the
-            // old member's assignment.
+        // KIP-345: a static member that comes back while the group is stable, and
+        // whose protocols leave the group's choice unchanged, takes its old place
+        // and assignment without a rebalance: the other members' generation and
+        // assignments stay as they are. Only the protocol names matter, not the
+        // metadata bytes (a restarted consumer no longer lists owned partitions).
+        let keeps_protocol = self.protocol.is_some() && self.select_protocol() == self.protocol;
+        if self.state == GroupState::Stable && keeps_protocol {
+            let member = self.members.get_mut(&new_id).expect("inserted above");
             member.synced = true;
-            fx.answer(token, Answer::ClassicJoin(Ok(self.join_response(&new_id))));
+            let mut response = self.join_response(&new_id);
+            if was_leader {
+                response.skip_assignment = Some(old_id.to_owned());
+            }
+            fx.answer(token, Answer::ClassicJoin(Ok(response)));
             fx.records.push(self.metadata_record());
             return;
         }
+        let member = self.members.get_mut(&new_id).expect("inserted above");
         member.awaiting_join = Some(token);
         self.prepare_rebalance(now_ms, config, fx);
         self.maybe_complete_join(now_ms, fx);
@@ -1027,49 +1043,31 @@ impl ClassicGroup {
     }
 }
 
-/// Reads Kafka's consumer-protocol encoding (big endian, `i16`-length strings,
-/// `i32`-length arrays), refusing lengths the bytes cannot hold: member metadata is
-/// client input.
-struct ProtocolReader<'a>(&'a [u8]);
+/// Highest consumer-protocol version the codec knows. Newer versions only add
+/// fields at the end, so their bytes are read as this version (as Kafka's clients
+/// read them).
+const CONSUMER_PROTOCOL_VERSION_MAX: i16 = 3;
 
-impl<'a> ProtocolReader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.0.len() < n {
-            return None;
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Some(head)
+/// A consumer-protocol message (`i16` version, then the body) decoded with the
+/// kafka-protocol crate's types, the same ones `kafka::groups` encodes with. The
+/// bytes are client input: the crate refuses lengths the bytes cannot hold.
+fn decode_versioned<T: Decodable>(bytes: &[u8]) -> Option<T> {
+    let mut buf = bytes;
+    if buf.len() < 2 {
+        return None;
     }
-    fn i16(&mut self) -> Option<i16> {
-        self.take(2).map(|b| i16::from_be_bytes([b[0], b[1]]))
+    let version = buf.get_i16();
+    if version < 0 {
+        return None;
     }
-    fn i32(&mut self) -> Option<i32> {
-        self.take(4)
-            .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    }
-    /// An array length, each item at least `item_bytes_min` bytes.
-    fn count(&mut self, item_bytes_min: usize) -> Option<usize> {
-        let n = usize::try_from(self.i32()?).ok()?;
-        (n.saturating_mul(item_bytes_min) <= self.0.len()).then_some(n)
-    }
-    fn string(&mut self) -> Option<String> {
-        let n = usize::try_from(self.i16()?).ok()?;
-        String::from_utf8(self.take(n)?.to_vec()).ok()
-    }
-    /// The version prefix (any version: newer ones only add fields at the end).
-    fn version(&mut self) -> Option<i16> {
-        self.i16().filter(|v| *v >= 0)
-    }
+    T::decode(&mut buf, version.min(CONSUMER_PROTOCOL_VERSION_MAX)).ok()
 }
 
 /// The topics of a member's Kafka consumer-protocol metadata (protocol type
 /// "consumer"); none when the bytes are not that.
 pub fn subscribed_topics(metadata: &[u8]) -> Option<Vec<String>> {
-    let mut r = ProtocolReader(metadata);
-    r.version()?;
-    let n = r.count(2)?;
-    (0..n).map(|_| r.string()).collect()
+    let s: ConsumerProtocolSubscription = decode_versioned(metadata)?;
+    Some(s.topics.iter().map(|t| t.as_str().to_owned()).collect())
 }
 
 /// The partitions of a Kafka consumer-protocol assignment, sorted; none when the
@@ -1078,14 +1076,14 @@ pub fn assigned_partitions(assignment: &[u8]) -> Option<Vec<TopicPartition>> {
     if assignment.is_empty() {
         return Some(Vec::new());
     }
-    let mut r = ProtocolReader(assignment);
-    r.version()?;
+    let a: ConsumerProtocolAssignment = decode_versioned(assignment)?;
     let mut out = Vec::new();
-    for _ in 0..r.count(6)? {
-        let topic = r.string()?;
-        for _ in 0..r.count(4)? {
-            let p = u32::try_from(r.i32()?).ok()?;
-            out.push(TopicPartition::new(topic.as_str(), p));
+    for tp in a.assigned_partitions {
+        for p in tp.partitions {
+            out.push(TopicPartition::new(
+                tp.topic.0.as_str(),
+                u32::try_from(p).ok()?,
+            ));
         }
     }
     out.sort();
@@ -1107,10 +1105,11 @@ mod tests {
             subscribed_topics(&[0, 0, 0, 0, 0, 1, 0, 1, b't', 0xff, 0xff, 0xff, 0xff]),
             Some(vec!["t".to_owned()])
         );
-        // v1: topic "t" partitions [2, 0].
+        // v1: topic "t" partitions [2, 0], no user data.
         assert_eq!(
             assigned_partitions(&[
-                0, 1, 0, 0, 0, 1, 0, 1, b't', 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 0
+                0, 1, 0, 0, 0, 1, 0, 1, b't', 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 0, 0xff, 0xff, 0xff,
+                0xff
             ]),
             Some(vec![
                 TopicPartition::new("t", 0),

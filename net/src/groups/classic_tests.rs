@@ -576,6 +576,118 @@ fn a_static_member_comes_back_without_a_rebalance() {
     assert_eq!(h.c.describe("g").members.len(), 1);
 }
 
+/// A stable group of two static members `i-a` (the leader) and `i-b`, with
+/// assignments "a-part" and "b-part": (a's join answer, b's join answer).
+fn static_pair(
+    h: &mut Harness,
+    protocols_b: &[&str],
+) -> (ClassicJoinResponse, ClassicJoinResponse) {
+    let ta = h.join_with("", &["range", "roundrobin"], Some("i-a"));
+    let a = h.joined(ta);
+    let t = h.sync(&a.member_id, a.generation, &[(&a.member_id, "a-part")]);
+    h.synced(t).unwrap().unwrap();
+    let tb = h.join_with("", protocols_b, Some("i-b"));
+    let ta = h.join_with(&a.member_id, &["range", "roundrobin"], Some("i-a"));
+    let ra = h.joined(ta);
+    let rb = h.joined(tb);
+    assert_eq!(ra.leader, ra.member_id);
+    let t = h.sync(
+        &ra.member_id,
+        ra.generation,
+        &[(&ra.member_id, "a-part"), (&rb.member_id, "b-part")],
+    );
+    h.synced(t).unwrap().unwrap();
+    let t = h.sync(&rb.member_id, rb.generation, &[]);
+    assert_eq!(h.synced(t), Some(Ok(Bytes::from("b-part"))));
+    (ra, rb)
+}
+
+#[test]
+fn a_static_leader_comes_back_without_a_rebalance() {
+    let mut h = Harness::new();
+    let (ra, rb) = static_pair(&mut h, &["range", "roundrobin"]);
+    let log_before = h.log.len();
+    // a (the leader) restarts: it must not be asked to assign again (KIP-814).
+    let t = h.join_with("", &["range", "roundrobin"], Some("i-a"));
+    let back = h.joined(t);
+    assert_ne!(back.member_id, ra.member_id);
+    assert_eq!(back.generation, ra.generation, "no new generation");
+    assert_eq!(back.leader, back.member_id, "it is still the leader");
+    assert_eq!(back.skip_assignment.as_deref(), Some(ra.member_id.as_str()));
+    assert_eq!(h.state(), GroupState::Stable);
+    // The other member is not told to rejoin, and keeps its assignment.
+    assert_eq!(h.heartbeat(&rb.member_id, rb.generation), Ok(()));
+    let s = h.sync(&back.member_id, back.generation, &[]);
+    assert_eq!(h.synced(s), Some(Ok(Bytes::from("a-part"))));
+    assert_eq!(h.heartbeat(&rb.member_id, rb.generation), Ok(()));
+    assert_eq!(h.state(), GroupState::Stable);
+    // The new member id is persisted.
+    assert!(h.log.len() > log_before);
+}
+
+#[test]
+fn a_static_member_with_new_metadata_bytes_keeps_its_assignment() {
+    let mut h = Harness::new();
+    let (_, rb) = static_pair(&mut h, &["range", "roundrobin"]);
+    // Same protocol names, other metadata (a restarted consumer owns nothing).
+    let t = h.join_full(ClassicJoinRequest {
+        group: "g".into(),
+        instance_id: Some("i-b".into()),
+        client_id: "c".into(),
+        host: "h".into(),
+        session_timeout_ms: SESSION_MS,
+        rebalance_timeout_ms: REBALANCE_MS,
+        protocol_type: "consumer".into(),
+        protocols: vec![
+            ("range".into(), Bytes::from_static(b"other")),
+            ("roundrobin".into(), Bytes::from_static(b"other")),
+        ],
+        require_known_member_id: true,
+        ..Default::default()
+    });
+    let back = h.joined(t);
+    assert_eq!(back.generation, rb.generation);
+    assert_eq!(back.skip_assignment, None);
+    assert_eq!(h.state(), GroupState::Stable);
+}
+
+#[test]
+fn a_static_member_that_changes_the_protocol_choice_rebalances() {
+    let mut h = Harness::new();
+    let (ra, rb) = static_pair(&mut h, &["range", "roundrobin"]);
+    // b now supports roundrobin only: the group's choice (range) must change.
+    let t = h.join_with("", &["roundrobin"], Some("i-b"));
+    assert!(!h.joins.contains_key(&t), "held for a rebalance");
+    assert_eq!(h.state(), GroupState::PreparingRebalance);
+    assert_eq!(
+        h.heartbeat(&ra.member_id, ra.generation),
+        Err(GroupCode::Wire(ErrorCode::RebalanceInProgress))
+    );
+    let _ = rb;
+}
+
+#[test]
+fn a_static_member_rejoins_a_restored_group_without_a_rebalance() {
+    let mut h = Harness::new();
+    let (ra, rb) = static_pair(&mut h, &["range", "roundrobin"]);
+    // The broker restarts: the group comes back from its metadata record, which
+    // keeps only the chosen protocol of each member.
+    let records = std::mem::take(&mut h.log);
+    let mut c = Coordinator::new(CoordinatorConfig::default());
+    let _ = c.set_partition_counts(h.now_ms, [("t".to_owned(), 6)].into());
+    for r in records {
+        c.apply(h.now_ms, &r.key, r.value.as_deref()).unwrap();
+    }
+    h.c = c;
+    assert_eq!(h.state(), GroupState::Stable);
+    let t = h.join_with("", &["range", "roundrobin"], Some("i-b"));
+    let back = h.joined(t);
+    assert_eq!(back.generation, rb.generation);
+    assert_eq!(h.heartbeat(&ra.member_id, ra.generation), Ok(()));
+    let s = h.sync(&back.member_id, back.generation, &[]);
+    assert_eq!(h.synced(s), Some(Ok(Bytes::from("b-part"))));
+}
+
 #[test]
 fn the_first_rebalance_waits_for_more_members() {
     let mut h = Harness::with_delay(3_000);

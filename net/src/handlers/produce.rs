@@ -119,6 +119,30 @@ pub(crate) fn produce_rules(config: &TopicConfig) -> ProduceRules {
     }
 }
 
+/// Refuses the whole produce (INVALID_TIMESTAMP, as Kafka does) when a batch has a
+/// timestamp outside the topic's `message.timestamp.*` window. Checks the batch
+/// header's first and max timestamps: no per-record work on the append path.
+fn check_timestamps(
+    config: &crate::topic_config::TopicConfig,
+    batches: &[Vec<u8>],
+) -> Result<(), WireError> {
+    let now_ms = crate::group_host::now_ms();
+    for (i, batch) in batches.iter().enumerate() {
+        let Ok(h) = BatchHeader::decode(batch) else {
+            continue;
+        };
+        if let Some(why) =
+            config.timestamp_refusal(now_ms, h.first_timestamp_ms, h.max_timestamp_ms)
+        {
+            return Err(WireError::new(
+                ErrorCode::InvalidTimestamp,
+                format!("batch {i}: {why}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Appends one partition's batches in order on its owner shard, answering
 /// REQUEST_TIMED_OUT if that takes longer than the request's `timeout_ms` (the
 /// appends still complete, in their own task, and advance the high watermark).
@@ -153,10 +177,13 @@ async fn append_now(broker: Rc<Broker>, p: PartitionAppend) -> Appended {
     let log = broker.log(&p.topic, p.partition).await?;
     let bytes: usize = p.batches.iter().map(Vec::len).sum();
     broker.disk.admit(bytes as u64)?;
-    let log_append_time = broker
-        .topics()
-        .get(&p.topic)
+    let meta = broker.topics().get(&p.topic).cloned();
+    let log_append_time = meta
+        .as_ref()
         .is_some_and(|t| t.config.timestamp_type == TimestampType::LogAppendTime);
+    if let Some(meta) = &meta {
+        check_timestamps(&meta.config, &p.batches)?;
+    }
     let count = p.batches.len();
     let mut first = None;
     for (i, batch) in p.batches.into_iter().enumerate() {

@@ -46,11 +46,8 @@ pub(crate) const APIS: &[ServedApi] = &[
     ServedApi::new(ApiKey::DeleteRecords, 0, 2),
 ];
 
-/// Partitions of a topic created with `num_partitions` -1 (Kafka's `num.partitions`
-/// default).
-pub(crate) const DEFAULT_PARTITIONS: u32 = 1;
 /// The only replication factor a single-node broker has.
-pub(crate) const REPLICATION_FACTOR: i16 = 1;
+pub(crate) use crate::topic_config::REPLICATION_FACTOR;
 
 /// Answers a request of one of [`APIS`].
 pub(crate) async fn serve(ctx: &Ctx, body: Bytes) -> Response {
@@ -162,8 +159,12 @@ pub(crate) fn owner_of(broker: &Broker, topic: &str, partition: i32) -> Result<S
 
 // ---- CreateTopics -------------------------------------------------------------
 
-/// What a CreateTopics entry asks for, checked: (partitions, overrides).
-fn creation_plan(t: &CreatableTopic) -> Result<(u32, BTreeMap<String, String>), Outcome> {
+/// What a CreateTopics entry asks for, checked: (partitions, overrides);
+/// `num_partitions` -1 means the broker's `num.partitions`, `default_partitions`.
+fn creation_plan(
+    t: &CreatableTopic,
+    default_partitions: u32,
+) -> Result<(u32, BTreeMap<String, String>), Outcome> {
     let name = t.name.0.as_str();
     if !t.assignments.is_empty() {
         return Err(refuse(
@@ -183,13 +184,13 @@ fn creation_plan(t: &CreatableTopic) -> Result<(u32, BTreeMap<String, String>), 
         ));
     }
     let partitions = match t.num_partitions {
-        -1 => DEFAULT_PARTITIONS,
+        -1 => default_partitions,
         n if n >= 1 => n as u32,
         n => {
             return Err(refuse(
                 KafkaCode::InvalidPartitions,
                 format!(
-                    "topic {name}: {n} partitions asked for; give 1 to {PARTITIONS_MAX} (or -1 for the default, {DEFAULT_PARTITIONS})"
+                    "topic {name}: {n} partitions asked for; give 1 to {PARTITIONS_MAX} (or -1 for the default, num.partitions = {default_partitions})"
                 ),
             ))
         }
@@ -219,7 +220,7 @@ fn creation_plan(t: &CreatableTopic) -> Result<(u32, BTreeMap<String, String>), 
 /// The v5+ description of a topic just created (or that would be): partitions,
 /// replication factor, every config with its source.
 fn created_result(
-    defaults: &BTreeMap<String, String>,
+    defaults: &configs::Layers<'_>,
     result: &mut CreatableTopicResult,
     partitions: u32,
     overrides: &BTreeMap<String, String>,
@@ -257,7 +258,7 @@ struct Created<'a> {
 fn creatable_topic_result(
     version: i16,
     name: TopicName,
-    defaults: &BTreeMap<String, String>,
+    defaults: &configs::Layers<'_>,
     created: Option<Created<'_>>,
     (code, message): Outcome,
 ) -> CreatableTopicResult {
@@ -288,7 +289,12 @@ pub(crate) async fn create_topics(ctx: &Ctx, req: CreateTopicsRequest) -> Create
         if !answered.insert(name.clone()) {
             continue;
         }
-        let defaults = &broker.config.topic_defaults;
+        let topics = broker.topics();
+        let layers = configs::Layers {
+            statics: &broker.config.topic_defaults,
+            dynamic: &topics.dynamic,
+        };
+        let defaults = &layers;
         let result = if dup.contains(&name) {
             let refused = refuse(
                 KafkaCode::InvalidRequest,
@@ -296,7 +302,7 @@ pub(crate) async fn create_topics(ctx: &Ctx, req: CreateTopicsRequest) -> Create
             );
             creatable_topic_result(ctx.version, t.name.clone(), defaults, None, refused)
         } else {
-            match creation_plan(t) {
+            match creation_plan(t, broker.config.num_partitions) {
                 Err(o) => creatable_topic_result(ctx.version, t.name.clone(), defaults, None, o),
                 Ok((partitions, overrides)) => {
                     let validate_only = req.validate_only;
@@ -562,16 +568,16 @@ mod tests {
 
     #[test]
     fn creation_defaults_and_single_node_limits() {
-        assert_eq!(creation_plan(&topic(-1, -1)).unwrap().0, DEFAULT_PARTITIONS);
-        assert_eq!(creation_plan(&topic(6, 1)).unwrap().0, 6);
-        let (code, msg) = creation_plan(&topic(3, 3)).unwrap_err();
+        assert_eq!(creation_plan(&topic(-1, -1), 7).unwrap().0, 7);
+        assert_eq!(creation_plan(&topic(6, 1), 1).unwrap().0, 6);
+        let (code, msg) = creation_plan(&topic(3, 3), 1).unwrap_err();
         assert_eq!(code, KafkaCode::InvalidReplicationFactor.code());
         assert!(msg.unwrap().contains("single-node"));
-        let (code, _) = creation_plan(&topic(0, 1)).unwrap_err();
+        let (code, _) = creation_plan(&topic(0, 1), 1).unwrap_err();
         assert_eq!(code, KafkaCode::InvalidPartitions.code());
         let assigned = topic(-1, -1).with_assignments(vec![CreatableReplicaAssignment::default()]);
         assert_eq!(
-            creation_plan(&assigned).unwrap_err().0,
+            creation_plan(&assigned, 1).unwrap_err().0,
             KafkaCode::InvalidReplicaAssignment.code()
         );
     }
@@ -584,10 +590,10 @@ mod tests {
                 .with_value(v.map(StrBytes::from_static_str))
         };
         let t = topic(1, 1).with_configs(vec![cfg("retention.ms", Some("1000"))]);
-        assert_eq!(creation_plan(&t).unwrap().1["retention.ms"], "1000");
+        assert_eq!(creation_plan(&t, 1).unwrap().1["retention.ms"], "1000");
         let t = topic(1, 1).with_configs(vec![cfg("retention.ms", None)]);
         assert_eq!(
-            creation_plan(&t).unwrap_err().0,
+            creation_plan(&t, 1).unwrap_err().0,
             KafkaCode::InvalidConfig.code()
         );
         let t = topic(1, 1).with_configs(vec![
@@ -595,7 +601,7 @@ mod tests {
             cfg("retention.ms", Some("2")),
         ]);
         assert_eq!(
-            creation_plan(&t).unwrap_err().0,
+            creation_plan(&t, 1).unwrap_err().0,
             KafkaCode::InvalidRequest.code()
         );
     }
@@ -618,9 +624,14 @@ mod tests {
 
     #[test]
     fn responses_encode_at_every_served_version() {
-        let defaults: BTreeMap<String, String> = [("retention.ms".to_owned(), "1000".to_owned())]
+        let statics: BTreeMap<String, String> = [("retention.ms".to_owned(), "1000".to_owned())]
             .into_iter()
             .collect();
+        let dynamic = crate::broker_settings::DynamicBrokerConfigs::default();
+        let defaults = configs::Layers {
+            statics: &statics,
+            dynamic: &dynamic,
+        };
         let overrides: BTreeMap<String, String> =
             [("cleanup.policy".to_owned(), "compact".to_owned())]
                 .into_iter()

@@ -1,15 +1,19 @@
 //! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs over the topic configs
-//! of `topic_config` — the same keys, validation and defaults as the native api and
-//! the CLI.
+//! of `topic_config` and the broker settings of `broker_settings` — the same keys,
+//! validation and defaults as the native api and the CLI.
 //!
 //! A topic key's value comes from the topic's own setting (source TOPIC_CONFIG),
-//! else the broker's topic default (`topic.KEY` in the `strata serve` config file;
-//! source STATIC_BROKER_CONFIG, named with Kafka's broker key such as
-//! `log.retention.ms`), else the built-in default (DEFAULT_CONFIG). The broker
-//! resource shows the broker's topic defaults under their broker keys, read-only:
-//! they are set when the broker starts.
+//! else this broker's dynamic config (DYNAMIC_BROKER_CONFIG), else the cluster-wide
+//! dynamic default (DYNAMIC_DEFAULT_BROKER_CONFIG), else the `strata serve` config
+//! file (`log.retention.ms = …` or `topic.retention.ms = …`; STATIC_BROKER_CONFIG),
+//! else the built-in default (DEFAULT_CONFIG); broker-level sources are named with
+//! Kafka's broker key (`log.retention.ms`). The BROKER resource lists every broker
+//! setting with its source: the topic defaults (alterable: IncrementalAlterConfigs
+//! and AlterConfigs set them durably, for this broker with its id as the resource
+//! name or cluster-wide with an empty name) and the settings read at startup
+//! (`listeners`, `num.partitions`, `group.*`, …; read-only).
 //!
-//! AlterConfigs (the legacy api) replaces a topic's whole set of overrides, as
+//! AlterConfigs (the legacy api) replaces a resource's whole set of overrides, as
 //! Kafka's does; IncrementalAlterConfigs sets, deletes, appends to or subtracts from
 //! single keys (append and subtract only for list keys: `cleanup.policy`).
 
@@ -26,14 +30,15 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use strata_schema::ErrorCode;
 
-use super::admin::{
-    duplicates, outcome, refuse, str_bytes, Outcome, DEFAULT_PARTITIONS, REPLICATION_FACTOR,
-};
+use super::admin::{duplicates, outcome, refuse, str_bytes, Outcome};
 use super::errors::KafkaCode;
 use super::Ctx;
+use crate::broker_settings::{DynamicBrokerConfigs, STATIC_KEYS};
+use crate::config::BrokerConfig;
 use crate::errors::WireError;
 use crate::topic_config::{
-    key_spec, ConfigError, ConfigValueType, TopicConfig, TOPIC_CONFIG_KEYS, TOPIC_CONFIG_KEY_SPECS,
+    by_broker_key, key_spec, ConfigError, ConfigValueType, KeyEffect, TopicConfig, TopicConfigKey,
+    REPLICATION_FACTOR, TOPIC_CONFIG_KEYS, TOPIC_CONFIG_KEY_SPECS,
 };
 
 /// Kafka's config resource types this broker knows.
@@ -45,6 +50,8 @@ pub(crate) const RESOURCE_BROKER: i8 = 4;
 #[repr(i8)]
 pub(crate) enum ConfigSource {
     TopicConfig = 1,
+    DynamicBroker = 2,
+    DynamicDefaultBroker = 3,
     StaticBroker = 4,
     Default = 5,
 }
@@ -52,9 +59,12 @@ pub(crate) enum ConfigSource {
 /// Kafka's config type codes.
 fn kafka_type(t: ConfigValueType) -> i8 {
     match t {
+        ConfigValueType::Boolean => 1,
         ConfigValueType::String => 2,
         ConfigValueType::Int => 3,
+        ConfigValueType::Short => 4,
         ConfigValueType::Long => 5,
+        ConfigValueType::Double => 6,
         ConfigValueType::List => 7,
     }
 }
@@ -80,18 +90,78 @@ pub(crate) struct ConfigView {
     pub synonyms: Vec<Synonym>,
 }
 
+/// The broker-level layers topic defaults come from.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Layers<'a> {
+    /// The config file's topic defaults (`BrokerConfig::topic_defaults`).
+    pub statics: &'a BTreeMap<String, String>,
+    pub dynamic: &'a DynamicBrokerConfigs,
+}
+
+impl Layers<'_> {
+    /// The topic defaults all layers give.
+    fn defaults(&self) -> BTreeMap<String, String> {
+        self.dynamic.topic_defaults(self.statics)
+    }
+
+    /// Where the broker-wide default of topic key `spec` is set, most specific
+    /// first, ending with the built-in default.
+    fn broker_synonyms(&self, spec: &TopicConfigKey, builtin: &str) -> Vec<Synonym> {
+        let name = spec.broker_key.unwrap_or(spec.key);
+        let mut out = Vec::new();
+        if let Some(bk) = spec.broker_key {
+            for (layer, source) in [
+                (&self.dynamic.broker, ConfigSource::DynamicBroker),
+                (
+                    &self.dynamic.cluster_default,
+                    ConfigSource::DynamicDefaultBroker,
+                ),
+            ] {
+                if let Some(v) = layer.get(bk) {
+                    out.push(Synonym {
+                        name,
+                        value: v.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+        if let Some(v) = self.statics.get(spec.key) {
+            out.push(Synonym {
+                name,
+                value: v.clone(),
+                source: ConfigSource::StaticBroker,
+            });
+        }
+        out.push(Synonym {
+            name,
+            value: builtin.to_owned(),
+            source: ConfigSource::Default,
+        });
+        out
+    }
+}
+
 /// The effective value of every key of `config`.
 fn values(config: &TopicConfig) -> BTreeMap<&'static str, String> {
     config.entries().into_iter().collect()
 }
 
-/// Every topic config of a topic with `overrides` on a broker with `defaults`.
+/// A config's documentation: what it does, and for inert keys why it does nothing.
+fn doc(spec: &TopicConfigKey) -> &'static str {
+    match spec.effect {
+        KeyEffect::Inert { why, .. } => why,
+        KeyEffect::Honoured => spec.doc,
+    }
+}
+
+/// Every topic config of a topic with `overrides` on a broker with `layers`.
 pub(crate) fn resolved_views(
-    defaults: &BTreeMap<String, String>,
+    layers: &Layers<'_>,
     overrides: &BTreeMap<String, String>,
 ) -> Result<Vec<ConfigView>, ConfigError> {
-    let effective = values(&TopicConfig::resolve(defaults, overrides)?);
-    let broker = values(&TopicConfig::resolve(defaults, &BTreeMap::new())?);
+    let defaults = layers.defaults();
+    let effective = values(&TopicConfig::resolve(&defaults, overrides)?);
     let builtin = values(&TopicConfig::default());
     Ok(TOPIC_CONFIG_KEY_SPECS
         .iter()
@@ -104,106 +174,232 @@ pub(crate) fn resolved_views(
                     source: ConfigSource::TopicConfig,
                 });
             }
-            if defaults.contains_key(spec.key) {
-                synonyms.push(Synonym {
-                    name: spec.broker_key,
-                    value: broker[spec.key].clone(),
-                    source: ConfigSource::StaticBroker,
-                });
-            }
-            synonyms.push(Synonym {
-                name: spec.broker_key,
-                value: builtin[spec.key].clone(),
-                source: ConfigSource::Default,
-            });
+            synonyms.extend(layers.broker_synonyms(spec, &builtin[spec.key]));
             ConfigView {
                 name: spec.key,
                 value: effective[spec.key].clone(),
                 source: synonyms[0].source,
                 read_only: false,
                 value_type: spec.value_type,
-                doc: spec.doc,
+                doc: doc(spec),
                 synonyms,
             }
         })
         .collect())
 }
 
-/// The broker resource: its topic defaults under Kafka's broker keys, and its fixed
-/// settings. All read-only.
-pub(crate) fn broker_views(broker_id: i32, defaults: &BTreeMap<String, String>) -> Vec<ConfigView> {
+/// A broker setting read at startup: (type, value, built-in default, doc).
+fn static_setting(
+    config: &BrokerConfig,
+    name: &str,
+) -> (ConfigValueType, String, String, &'static str) {
+    use ConfigValueType as T;
+    let kafka_listen = config
+        .kafka_listen
+        .map_or_else(String::new, |a| format!("PLAINTEXT://{a}"));
+    match name {
+        "advertised.listeners" => (
+            T::String,
+            config
+                .kafka_advertised
+                .as_ref()
+                .map_or_else(|| kafka_listen.clone(), |a| format!("PLAINTEXT://{a}")),
+            kafka_listen,
+            "The listener Kafka clients are told to connect to (Metadata, FindCoordinator).",
+        ),
+        "listeners" => (
+            T::String,
+            kafka_listen,
+            format!("PLAINTEXT://{}", crate::config::KAFKA_LISTEN_ADDR_DEFAULT),
+            "The Kafka listener (PLAINTEXT only).",
+        ),
+        "broker.id" | "node.id" => (
+            T::Int,
+            config.broker_id.to_string(),
+            "0".to_owned(),
+            "This broker's id.",
+        ),
+        "log.dirs" => (
+            T::String,
+            config.data_dir.display().to_string(),
+            crate::config::DATA_DIR_DEFAULT.to_owned(),
+            "The directory topic metadata and partition logs live in (one).",
+        ),
+        "num.partitions" => (
+            T::Int,
+            config.num_partitions.to_string(),
+            crate::broker_settings::NUM_PARTITIONS_DEFAULT.to_string(),
+            "Partitions of auto-created topics and of topics created with num_partitions -1.",
+        ),
+        "default.replication.factor" | "offsets.topic.replication.factor" => (
+            T::Short,
+            REPLICATION_FACTOR.to_string(),
+            REPLICATION_FACTOR.to_string(),
+            "Replicas of every partition (this broker is a single node).",
+        ),
+        "auto.create.topics.enable" => (
+            T::Boolean,
+            config.auto_create_topics.to_string(),
+            "true".to_owned(),
+            "Whether a Metadata request for an unknown topic creates it.",
+        ),
+        "group.initial.rebalance.delay.ms" => (
+            T::Int,
+            config.group_initial_rebalance_delay_ms.to_string(),
+            crate::broker_settings::GROUP_INITIAL_REBALANCE_DELAY_MS_DEFAULT.to_string(),
+            "How long an empty classic group's first rebalance waits for more members.",
+        ),
+        "group.min.session.timeout.ms" => (
+            T::Int,
+            config.group_min_session_timeout_ms.to_string(),
+            crate::broker_settings::GROUP_MIN_SESSION_TIMEOUT_MS_DEFAULT.to_string(),
+            "Shortest session timeout a group member may ask for (else INVALID_SESSION_TIMEOUT).",
+        ),
+        "group.max.session.timeout.ms" => (
+            T::Int,
+            config.group_max_session_timeout_ms.to_string(),
+            crate::broker_settings::GROUP_MAX_SESSION_TIMEOUT_MS_DEFAULT.to_string(),
+            "Longest session timeout a group member may ask for (else INVALID_SESSION_TIMEOUT).",
+        ),
+        "connections.max.idle.ms" => (
+            T::Long,
+            config.connections.max_idle_ms.to_string(),
+            crate::config::CONNECTIONS_MAX_IDLE_MS_DEFAULT.to_string(),
+            "Connections idle this long are closed.",
+        ),
+        "offsets.topic.num.partitions" => (
+            T::Int,
+            config.offsets_topic_num_partitions.to_string(),
+            crate::broker_settings::OFFSETS_TOPIC_NUM_PARTITIONS_DEFAULT.to_string(),
+            "Partitions __consumer_offsets is created with (an existing one keeps its count).",
+        ),
+        "log.retention.hours" | "log.retention.minutes" | "log.roll.hours" => (
+            T::Int,
+            config
+                .static_kafka_keys
+                .get(name)
+                .cloned()
+                .unwrap_or_else(|| {
+                    if name == "log.retention.minutes" {
+                        String::new()
+                    } else {
+                        "168".to_owned()
+                    }
+                }),
+            if name == "log.retention.minutes" {
+                String::new()
+            } else {
+                "168".to_owned()
+            },
+            "Read at startup into log.retention.ms / log.roll.ms, which win when both are set.",
+        ),
+        _ => (T::String, String::new(), String::new(), ""),
+    }
+}
+
+/// The BROKER resource: every broker setting with its value and source. With
+/// `cluster_default` (an empty resource name), only the cluster-wide dynamic
+/// configs, as Kafka describes its default broker resource.
+pub(crate) fn broker_views(
+    config: &BrokerConfig,
+    dynamic: &DynamicBrokerConfigs,
+    cluster_default: bool,
+) -> Vec<ConfigView> {
+    let layers = Layers {
+        statics: &config.topic_defaults,
+        dynamic,
+    };
     let builtin = values(&TopicConfig::default());
-    let broker = TopicConfig::resolve(defaults, &BTreeMap::new())
-        .map_or_else(|_| builtin.clone(), |c| values(&c));
-    let fixed =
-        |name: &'static str, value: String, source: ConfigSource, doc: &'static str| ConfigView {
+    let mut out = Vec::new();
+    if cluster_default {
+        for (k, v) in &dynamic.cluster_default {
+            let Some(spec) = by_broker_key(k) else {
+                continue;
+            };
+            let name = spec.broker_key.unwrap_or(spec.key);
+            let source = ConfigSource::DynamicDefaultBroker;
+            out.push(ConfigView {
+                name,
+                value: v.clone(),
+                source,
+                read_only: false,
+                value_type: spec.value_type,
+                doc: doc(spec),
+                synonyms: vec![Synonym {
+                    name,
+                    value: v.clone(),
+                    source,
+                }],
+            });
+        }
+        return out;
+    }
+    for name in STATIC_KEYS {
+        let (value_type, value, default, doc_text) = static_setting(config, name);
+        if name == "log.retention.minutes" && value.is_empty() {
+            // Kafka's default is null; left out rather than shown empty.
+            continue;
+        }
+        let source = if config.static_kafka_keys.contains_key(name) || value != default {
+            ConfigSource::StaticBroker
+        } else {
+            ConfigSource::Default
+        };
+        let mut synonyms = vec![Synonym {
             name,
             value: value.clone(),
             source,
-            read_only: true,
-            value_type: ConfigValueType::Int,
-            doc,
-            synonyms: vec![Synonym {
-                name,
-                value,
-                source,
-            }],
-        };
-    let mut out = vec![
-        fixed(
-            "broker.id",
-            broker_id.to_string(),
-            ConfigSource::StaticBroker,
-            "This broker's id.",
-        ),
-        fixed(
-            "num.partitions",
-            DEFAULT_PARTITIONS.to_string(),
-            ConfigSource::Default,
-            "Partitions of a topic created without a partition count.",
-        ),
-        fixed(
-            "default.replication.factor",
-            REPLICATION_FACTOR.to_string(),
-            ConfigSource::Default,
-            "Replicas of every partition (this broker is a single node).",
-        ),
-    ];
-    for spec in &TOPIC_CONFIG_KEY_SPECS {
-        let mut synonyms = Vec::new();
-        if defaults.contains_key(spec.key) {
+        }];
+        if source != ConfigSource::Default {
             synonyms.push(Synonym {
-                name: spec.broker_key,
-                value: broker[spec.key].clone(),
-                source: ConfigSource::StaticBroker,
+                name,
+                value: default,
+                source: ConfigSource::Default,
             });
         }
-        synonyms.push(Synonym {
-            name: spec.broker_key,
-            value: builtin[spec.key].clone(),
-            source: ConfigSource::Default,
-        });
         out.push(ConfigView {
-            name: spec.broker_key,
-            value: broker[spec.key].clone(),
-            source: synonyms[0].source,
+            name,
+            value,
+            source,
             read_only: true,
+            value_type,
+            doc: doc_text,
+            synonyms,
+        });
+    }
+    for spec in &TOPIC_CONFIG_KEY_SPECS {
+        let Some(name) = spec.broker_key else {
+            continue;
+        };
+        if out.iter().any(|v| v.name == name) {
+            continue;
+        }
+        let synonyms = layers.broker_synonyms(spec, &builtin[spec.key]);
+        out.push(ConfigView {
+            name,
+            value: synonyms[0].value.clone(),
+            source: synonyms[0].source,
+            read_only: false,
             value_type: spec.value_type,
-            doc: spec.doc,
+            doc: doc(spec),
             synonyms,
         });
     }
     out
 }
 
-/// Which broker names `name` means: this one (`Ok`), or an error.
-fn check_broker_name(broker_id: i32, name: &str) -> Result<(), Outcome> {
-    if name.is_empty() || name.parse::<i32>() == Ok(broker_id) {
-        return Ok(());
+/// Which broker resource `name` means: this broker (`Ok(false)`), the cluster-wide
+/// default (`Ok(true)`, an empty name), or an error.
+fn check_broker_name(broker_id: i32, name: &str) -> Result<bool, Outcome> {
+    if name.is_empty() {
+        return Ok(true);
+    }
+    if name.parse::<i32>() == Ok(broker_id) {
+        return Ok(false);
     }
     Err(refuse(
         KafkaCode::InvalidRequest,
-        format!("this is broker {broker_id}; broker resource {name:?} is not it (give {broker_id} or an empty name)"),
+        format!("this is broker {broker_id}; broker resource {name:?} is not it (give {broker_id}, or an empty name for the cluster-wide defaults)"),
     ))
 }
 
@@ -263,21 +459,28 @@ pub(crate) async fn describe_configs(
     req: DescribeConfigsRequest,
 ) -> DescribeConfigsResponse {
     let broker = &ctx.broker;
-    let defaults = &broker.config.topic_defaults;
+    let topics = broker.topics();
+    let layers = Layers {
+        statics: &broker.config.topic_defaults,
+        dynamic: &topics.dynamic,
+    };
     let mut out = DescribeConfigsResponse::default();
     for res in &req.resources {
         let name = res.resource_name.as_str();
         let views = match res.resource_type {
-            RESOURCE_TOPIC => match broker.topics().get(name) {
-                Some(meta) => resolved_views(defaults, &meta.overrides)
+            RESOURCE_TOPIC => match topics.get(name) {
+                Some(meta) => resolved_views(&layers, &meta.overrides)
                     .map_err(|e| refuse(KafkaCode::InvalidConfig, format!("topic {name}: {e}"))),
                 None => Err(refuse(
                     KafkaCode::UnknownTopicOrPartition,
                     format!("topic {name:?} does not exist"),
                 )),
             },
-            RESOURCE_BROKER => check_broker_name(broker.config.broker_id, name)
-                .map(|()| broker_views(broker.config.broker_id, defaults)),
+            RESOURCE_BROKER => {
+                check_broker_name(broker.config.broker_id, name).map(|cluster_default| {
+                    broker_views(&broker.config, &topics.dynamic, cluster_default)
+                })
+            }
             t => Err(unsupported_resource(t)),
         };
         out.results.push(describe_configs_result(
@@ -326,6 +529,20 @@ fn describe_configs_result(
 pub(crate) fn replace_all(
     given: &[(String, Option<String>)],
 ) -> Result<Vec<(String, Option<String>)>, WireError> {
+    let mut changes = replace_given(given)?;
+    let given: BTreeSet<&str> = given.iter().map(|(k, _)| k.as_str()).collect();
+    for k in TOPIC_CONFIG_KEYS {
+        if !given.contains(k) {
+            changes.push((k.to_owned(), None));
+        }
+    }
+    Ok(changes)
+}
+
+/// The given configs of an AlterConfigs resource as changes: each once, with a value.
+fn replace_given(
+    given: &[(String, Option<String>)],
+) -> Result<Vec<(String, Option<String>)>, WireError> {
     if let Some(k) = duplicates(given.iter().map(|(k, _)| k.as_str()))
         .into_iter()
         .next()
@@ -340,27 +557,78 @@ pub(crate) fn replace_all(
         let Some(v) = v else {
             return Err(WireError::new(
                 ErrorCode::InvalidRequest,
-                format!("config {k} has no value; AlterConfigs replaces all of a topic's configs, so leave {k} out to reset it"),
+                format!("config {k} has no value; AlterConfigs replaces all of a resource's configs, so leave {k} out to reset it"),
             ));
         };
         changes.push((k.clone(), Some(v.clone())));
     }
-    let given: BTreeSet<&str> = given.iter().map(|(k, _)| k.as_str()).collect();
-    for k in TOPIC_CONFIG_KEYS {
-        if !given.contains(k) {
-            changes.push((k.to_owned(), None));
+    Ok(changes)
+}
+
+/// Applies `changes(current dynamic configs of the resource)` to the broker
+/// resource `name` on the metadata shard.
+async fn alter_broker<F>(ctx: &Ctx, name: &str, validate_only: bool, changes: F) -> Outcome
+where
+    F: FnOnce(
+            &BTreeMap<String, String>,
+            &TopicConfig,
+        ) -> Result<Vec<(String, Option<String>)>, WireError>
+        + Send
+        + 'static,
+{
+    let cluster_default = match check_broker_name(ctx.broker.config.broker_id, name) {
+        Ok(d) => d,
+        Err(o) => return o,
+    };
+    outcome(
+        ctx.broker
+            .on_metadata_shard(move |b| async move {
+                let topics = b.topics();
+                let current = topics.dynamic.layer(cluster_default);
+                let defaults = TopicConfig::resolve(&b.topic_defaults(), &BTreeMap::new())
+                    .map_err(|e| WireError::new(ErrorCode::InvalidConfig, e.to_string()))?;
+                let changes = changes(current, &defaults)?;
+                b.alter_broker_configs(cluster_default, changes, validate_only)
+                    .await
+            })
+            .await,
+    )
+}
+
+/// The changes that make `given` a broker resource's whole set of dynamic configs.
+fn replace_all_broker(
+    given: &[(String, Option<String>)],
+    current: &BTreeMap<String, String>,
+) -> Result<Vec<(String, Option<String>)>, WireError> {
+    let mut changes = replace_given(given)?;
+    for k in current.keys() {
+        if !given.iter().any(|(g, _)| g == k) {
+            changes.push((k.clone(), None));
         }
     }
     Ok(changes)
 }
 
-fn broker_read_only(broker_id: i32, name: &str) -> Outcome {
-    check_broker_name(broker_id, name).err().unwrap_or_else(|| {
-        refuse(
-            KafkaCode::InvalidRequest,
-            "broker configs are read-only while the broker runs; set topic defaults with `topic.KEY = VALUE` lines in the `strata serve --config` file",
-        )
-    })
+/// IncrementalAlterConfigs on broker keys: list operations work on the broker's
+/// current topic default (`log.cleanup.policy` appends to `cleanup.policy`'s).
+fn broker_incremental_changes(
+    ops: &[(String, i8, Option<String>)],
+    defaults: &TopicConfig,
+) -> Result<Vec<(String, Option<String>)>, WireError> {
+    let as_topic: Vec<(String, i8, Option<String>)> = ops
+        .iter()
+        .map(|(k, code, v)| {
+            let key = by_broker_key(k).map_or_else(|| k.clone(), |s| s.key.to_owned());
+            (key, *code, v.clone())
+        })
+        .collect();
+    let changes = incremental_changes(&as_topic, defaults)?;
+    // Same order and length as `ops`: give each change its broker key back.
+    Ok(ops
+        .iter()
+        .zip(changes)
+        .map(|((k, _, _), (_, v))| (k.clone(), v))
+        .collect())
 }
 
 /// Applies `changes(current config)` to topic `name` on the metadata shard.
@@ -397,7 +665,22 @@ pub(crate) async fn alter_configs(ctx: &Ctx, req: AlterConfigsRequest) -> AlterC
                     .collect();
                 alter_topic(ctx, name, req.validate_only, move |_| replace_all(&given)).await
             }
-            RESOURCE_BROKER => broker_read_only(ctx.broker.config.broker_id, &name),
+            RESOURCE_BROKER => {
+                let given: Vec<(String, Option<String>)> = res
+                    .configs
+                    .iter()
+                    .map(|c| {
+                        (
+                            c.name.as_str().to_owned(),
+                            c.value.as_ref().map(|v| v.as_str().to_owned()),
+                        )
+                    })
+                    .collect();
+                alter_broker(ctx, &name, req.validate_only, move |current, _| {
+                    replace_all_broker(&given, current)
+                })
+                .await
+            }
             t => unsupported_resource(t),
         };
         out.responses.push(alter_result(
@@ -543,7 +826,23 @@ pub(crate) async fn incremental_alter_configs(
                 })
                 .await
             }
-            RESOURCE_BROKER => broker_read_only(ctx.broker.config.broker_id, &name),
+            RESOURCE_BROKER => {
+                let ops: Vec<(String, i8, Option<String>)> = res
+                    .configs
+                    .iter()
+                    .map(|c| {
+                        (
+                            c.name.as_str().to_owned(),
+                            c.config_operation,
+                            c.value.as_ref().map(|v| v.as_str().to_owned()),
+                        )
+                    })
+                    .collect();
+                alter_broker(ctx, &name, req.validate_only, move |_, defaults| {
+                    broker_incremental_changes(&ops, defaults)
+                })
+                .await
+            }
             t => unsupported_resource(t),
         };
         out.responses.push(incremental_alter_result(
@@ -583,11 +882,23 @@ mod tests {
             .collect()
     }
 
+    static NO_DYNAMIC: DynamicBrokerConfigs = DynamicBrokerConfigs {
+        broker: BTreeMap::new(),
+        cluster_default: BTreeMap::new(),
+    };
+
+    fn layers(statics: &BTreeMap<String, String>) -> Layers<'_> {
+        Layers {
+            statics,
+            dynamic: &NO_DYNAMIC,
+        }
+    }
+
     #[test]
     fn sources_follow_topic_then_broker_then_builtin() {
         let defaults = map(&[("retention.ms", "1000"), ("segment.bytes", "1048576")]);
         let overrides = map(&[("retention.ms", "5000"), ("cleanup.policy", "compact")]);
-        let views = resolved_views(&defaults, &overrides).unwrap();
+        let views = resolved_views(&layers(&defaults), &overrides).unwrap();
         assert_eq!(views.len(), TOPIC_CONFIG_KEYS.len());
         let by: BTreeMap<_, _> = views.iter().map(|v| (v.name, v)).collect();
         let r = by["retention.ms"];
@@ -628,24 +939,123 @@ mod tests {
 
     #[test]
     fn broker_resource_shows_defaults_under_broker_keys() {
-        let defaults = map(&[("retention.ms", "1000")]);
-        let views = broker_views(7, &defaults);
+        let mut config = BrokerConfig {
+            broker_id: 7,
+            topic_defaults: map(&[("retention.ms", "1000")]),
+            ..BrokerConfig::default()
+        };
+        crate::broker_settings::apply_static(&mut config, "num.partitions", "3").unwrap();
+        let views = broker_views(&config, &NO_DYNAMIC, false);
         let by: BTreeMap<_, _> = views.iter().map(|v| (v.name, v)).collect();
         assert_eq!(by["broker.id"].value, "7");
+        assert_eq!(
+            (
+                by["num.partitions"].value.as_str(),
+                by["num.partitions"].source
+            ),
+            ("3", ConfigSource::StaticBroker)
+        );
+        assert_eq!(
+            by["group.min.session.timeout.ms"].source,
+            ConfigSource::Default
+        );
+        assert_eq!(by["group.min.session.timeout.ms"].value, "6000");
+        assert!(by["num.partitions"].read_only);
+        for key in [
+            "advertised.listeners",
+            "listeners",
+            "auto.create.topics.enable",
+            "group.initial.rebalance.delay.ms",
+            "group.max.session.timeout.ms",
+            "connections.max.idle.ms",
+            "offsets.topic.num.partitions",
+            "default.replication.factor",
+            "log.retention.bytes",
+            "log.segment.bytes",
+            "log.cleanup.policy",
+            "message.max.bytes",
+            "log.flush.interval.ms",
+            "compression.type",
+            "log.retention.hours",
+        ] {
+            assert!(by.contains_key(key), "{key} is described");
+        }
+        let r = by["log.retention.ms"];
+        assert_eq!(
+            (r.value.as_str(), r.source, r.read_only),
+            ("1000", ConfigSource::StaticBroker, false)
+        );
+        assert_eq!(by["log.roll.ms"].source, ConfigSource::Default);
+        // Dynamic layers: this broker's over the cluster-wide over the file.
+        let dynamic = DynamicBrokerConfigs {
+            broker: map(&[("log.retention.ms", "3000")]),
+            cluster_default: map(&[("log.retention.ms", "2000"), ("log.roll.ms", "5000")]),
+        };
+        let views = broker_views(&config, &dynamic, false);
+        let by: BTreeMap<_, _> = views.iter().map(|v| (v.name, v)).collect();
         let r = by["log.retention.ms"];
         assert_eq!(
             (r.value.as_str(), r.source),
-            ("1000", ConfigSource::StaticBroker)
+            ("3000", ConfigSource::DynamicBroker)
         );
-        assert_eq!(by["log.roll.ms"].source, ConfigSource::Default);
-        assert!(views.iter().all(|v| v.read_only));
-        assert!(check_broker_name(7, "7").is_ok() && check_broker_name(7, "").is_ok());
+        let sources: Vec<ConfigSource> = r.synonyms.iter().map(|s| s.source).collect();
+        assert_eq!(
+            sources,
+            [
+                ConfigSource::DynamicBroker,
+                ConfigSource::DynamicDefaultBroker,
+                ConfigSource::StaticBroker,
+                ConfigSource::Default
+            ]
+        );
+        assert_eq!(by["log.roll.ms"].source, ConfigSource::DynamicDefaultBroker);
+        let defaults_only = broker_views(&config, &dynamic, true);
+        assert_eq!(defaults_only.len(), 2);
+        assert!(defaults_only
+            .iter()
+            .all(|v| v.source == ConfigSource::DynamicDefaultBroker));
+        assert_eq!(check_broker_name(7, "7"), Ok(false));
+        assert_eq!(check_broker_name(7, ""), Ok(true));
         assert!(check_broker_name(7, "8").is_err());
     }
 
     #[test]
+    fn broker_incremental_ops_use_broker_keys() {
+        let defaults = TopicConfig::default();
+        let changes = broker_incremental_changes(
+            &[
+                op("log.retention.ms", 0, Some("10")),
+                op("log.cleanup.policy", 2, Some("compact")),
+                op("log.roll.ms", 1, None),
+            ],
+            &defaults,
+        )
+        .unwrap();
+        assert_eq!(
+            changes,
+            vec![
+                ("log.retention.ms".into(), Some("10".into())),
+                ("log.cleanup.policy".into(), Some("delete,compact".into())),
+                ("log.roll.ms".into(), None),
+            ]
+        );
+        let replaced = replace_all_broker(
+            &[("log.retention.ms".into(), Some("5".into()))],
+            &map(&[("log.roll.ms", "1"), ("log.retention.ms", "2")]),
+        )
+        .unwrap();
+        assert_eq!(
+            replaced,
+            vec![
+                ("log.retention.ms".into(), Some("5".into())),
+                ("log.roll.ms".into(), None)
+            ]
+        );
+    }
+
+    #[test]
     fn describe_filters_keys_and_adds_synonyms_on_request() {
-        let views = resolved_views(&BTreeMap::new(), &BTreeMap::new()).unwrap();
+        let views = resolved_views(&layers(&BTreeMap::new()), &BTreeMap::new()).unwrap();
         let keys = [
             StrBytes::from_static_str("retention.ms"),
             StrBytes::from_static_str("nope"),
@@ -692,7 +1102,7 @@ mod tests {
                         version,
                         RESOURCE_TOPIC,
                         name("t"),
-                        resolved_views(&defaults, &overrides).map_err(|_| refused()),
+                        resolved_views(&layers(&defaults), &overrides).map_err(|_| refused()),
                         None,
                         synonyms,
                         documentation,
@@ -701,7 +1111,7 @@ mod tests {
                         version,
                         RESOURCE_TOPIC,
                         name("t"),
-                        resolved_views(&defaults, &overrides).map_err(|_| refused()),
+                        resolved_views(&layers(&defaults), &overrides).map_err(|_| refused()),
                         Some(&keys),
                         synonyms,
                         documentation,
@@ -710,7 +1120,14 @@ mod tests {
                         version,
                         RESOURCE_BROKER,
                         name("7"),
-                        Ok(broker_views(7, &defaults)),
+                        Ok(broker_views(
+                            &BrokerConfig {
+                                topic_defaults: defaults.clone(),
+                                ..BrokerConfig::default()
+                            },
+                            &NO_DYNAMIC,
+                            false,
+                        )),
                         None,
                         synonyms,
                         documentation,
@@ -731,7 +1148,11 @@ mod tests {
         for version in versions(ApiKey::AlterConfigs) {
             let out = AlterConfigsResponse::default().with_responses(vec![
                 alter_result(RESOURCE_TOPIC, name("t"), OK),
-                alter_result(RESOURCE_BROKER, name("7"), broker_read_only(7, "7")),
+                alter_result(
+                    RESOURCE_BROKER,
+                    name("7"),
+                    refuse(KafkaCode::InvalidRequest, "read-only"),
+                ),
                 alter_result(9, name("x"), unsupported_resource(9)),
             ]);
             assert_encodes(&out, version);
@@ -739,7 +1160,11 @@ mod tests {
         for version in versions(ApiKey::IncrementalAlterConfigs) {
             let out = IncrementalAlterConfigsResponse::default().with_responses(vec![
                 incremental_alter_result(RESOURCE_TOPIC, name("t"), OK),
-                incremental_alter_result(RESOURCE_BROKER, name("7"), broker_read_only(7, "7")),
+                incremental_alter_result(
+                    RESOURCE_BROKER,
+                    name("7"),
+                    refuse(KafkaCode::InvalidRequest, "read-only"),
+                ),
                 incremental_alter_result(9, name("x"), unsupported_resource(9)),
             ]);
             assert_encodes(&out, version);

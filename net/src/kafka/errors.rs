@@ -55,6 +55,7 @@ pub(crate) enum KafkaCode {
     OffsetMetadataTooLarge = 12,
     InvalidRegularExpression = 128,
     InvalidRecord = 87,
+    InvalidTimestamp = 32,
 }
 
 impl KafkaCode {
@@ -99,6 +100,7 @@ pub(crate) fn kafka_code(code: ErrorCode) -> KafkaCode {
         E::OutOfOrderSequence => KafkaCode::OutOfOrderSequenceNumber,
         E::UnknownProducerId => KafkaCode::UnknownProducerId,
         E::InvalidRecord => KafkaCode::InvalidRecord,
+        E::InvalidTimestamp => KafkaCode::InvalidTimestamp,
     }
 }
 

@@ -75,8 +75,18 @@ fn join_response(
             out.protocol_name = Some(str_bytes(r.protocol));
             out.leader = str_bytes(r.leader);
             out.member_id = str_bytes(r.member_id);
-            out.members = r
-                .members
+            let mut members = r.members;
+            if let Some(previous) = r.skip_assignment {
+                if v >= 9 {
+                    out.skip_assignment = true;
+                } else {
+                    // No skip_assignment field: the leader must not see itself as
+                    // leader, or it would reassign and rebalance everyone.
+                    out.leader = str_bytes(previous);
+                    members.clear();
+                }
+            }
+            out.members = members
                 .into_iter()
                 .map(|m| {
                     let mut member = JoinGroupResponseMember::default()
@@ -251,9 +261,21 @@ mod tests {
                 instance_id: Some("i".into()),
                 metadata: Bytes::from_static(b"meta"),
             }],
+            skip_assignment: None,
+        };
+        let rejoined_leader = ClassicJoinResponse {
+            skip_assignment: Some("m-old".into()),
+            ..ok.clone()
         };
         for v in 0..=9 {
             encodes(&join_response(v, "", Ok(ok.clone())), v);
+            let r = join_response(v, "", Ok(rejoined_leader.clone()));
+            if v >= 9 {
+                assert!(r.skip_assignment && r.leader.as_str() == "m" && r.members.len() == 1);
+            } else {
+                assert!(r.leader.as_str() == "m-old" && r.members.is_empty());
+            }
+            encodes(&r, v);
             let required = GroupError::new(GroupCode::MemberIdRequired("m-1".into()), "again");
             let r = join_response(v, "", Err(required));
             assert_eq!(r.member_id.as_str(), "m-1");

@@ -1,7 +1,7 @@
 //! Metadata: this broker, and the topics asked for (all when none are named), with
 //! this broker leading every partition. Topics a client names that do not exist are
-//! created when the request allows it (Kafka's auto.create.topics.enable, on by
-//! default), with `AUTO_CREATE_PARTITIONS` partitions and the broker's defaults.
+//! created when the request and the broker allow it (`auto.create.topics.enable`,
+//! on by default), with the broker's `num.partitions` partitions and its defaults.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,9 +20,6 @@ use crate::metadata::{validate_topic_name, TopicMeta};
 
 /// The apis of this file.
 pub(crate) const APIS: &[ServedApi] = &[ServedApi::new(ApiKey::Metadata, 0, 12)];
-
-/// Partitions of a topic created because a client asked for it.
-pub(crate) const AUTO_CREATE_PARTITIONS: u32 = 1;
 
 /// The leader epoch every partition reports: one broker, which never changes.
 pub(crate) const LEADER_EPOCH: i32 = 0;
@@ -97,7 +94,8 @@ async fn auto_create(ctx: &Ctx, name: String) -> Result<(), WireError> {
     let created = ctx
         .broker
         .on_metadata_shard(move |b| async move {
-            b.create_topic(name, AUTO_CREATE_PARTITIONS, BTreeMap::new(), false)
+            let partitions = b.config.num_partitions;
+            b.create_topic(name, partitions, BTreeMap::new(), false)
                 .await
         })
         .await;
@@ -129,7 +127,8 @@ pub(crate) async fn handle(ctx: &Ctx, req: MetadataRequest) -> MetadataResponse 
             return out;
         }
     };
-    let auto_create = req.allow_auto_topic_creation || ctx.version < 4;
+    let auto_create =
+        (req.allow_auto_topic_creation || ctx.version < 4) && ctx.broker.config.auto_create_topics;
     for want in wanted {
         let by_name = want.name.as_ref().map(|n| n.0.as_str().to_owned());
         let topics = ctx.broker.topics();
