@@ -5,7 +5,8 @@
 //! write and write+fdatasync limits of the disk, loopback TCP), `engine-append`
 //! (durable appends to N partition logs on one thread against the raw limit),
 //! `recovery` (reopen time after SIGKILL, with and without indexes), `idle-partitions`
-//! (memory per idle partition), `run` (one workload — produce, consume a backlog,
+//! (memory per idle partition), `partitions-scale` (create, start and stop times of a
+//! broker with N partitions), `run` (one workload — produce, consume a backlog,
 //! end to end, fan-out to several groups — against a broker through the `native` or
 //! the `kafka` driver), `compare` (one workload against two targets, alternating A B
 //! over rounds: each figure's medians and the ratio A/B) and `suite` (a named set of
@@ -26,6 +27,7 @@ pub mod load;
 pub mod loopback;
 pub mod machine;
 pub mod memory_bench;
+pub mod partitions_scale;
 pub mod pin;
 pub mod plot;
 pub mod proc_stats;

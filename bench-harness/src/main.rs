@@ -7,6 +7,7 @@ use strata_bench::engine_append::{self, EngineAppendArgs};
 use strata_bench::limits::{self, LimitsArgs};
 use strata_bench::load::cli::{self as load_cli, RunArgs};
 use strata_bench::memory_bench::{self, IdleArgs, IdleOpenArgs};
+use strata_bench::partitions_scale::{self, PartitionsScaleArgs};
 use strata_bench::recovery_bench::{self, RecoveryArgs, RecoveryOpenArgs, RecoveryWriterArgs};
 use strata_bench::suite::{self, SuiteArgs};
 
@@ -33,6 +34,8 @@ enum Cmd {
     Recovery(RecoveryArgs),
     /// Memory and file descriptors held by N idle partitions.
     IdlePartitions(IdleArgs),
+    /// Create, start and stop times of a broker with N partitions.
+    PartitionsScale(PartitionsScaleArgs),
     /// One workload (produce, consume, e2e, fanout) against a broker through the
     /// native or the kafka driver. `native-e2e` is the same command.
     #[command(alias = "native-e2e")]
@@ -59,6 +62,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::EngineAppend(a) => engine_append::run(a),
         Cmd::Recovery(a) => recovery_bench::run(a),
         Cmd::IdlePartitions(a) => memory_bench::run(a),
+        Cmd::PartitionsScale(a) => partitions_scale::run(a),
         Cmd::Run(a) => load_cli::run(*a),
         Cmd::Compare(a) => compare::run(*a),
         Cmd::Suite(a) => suite::run(a),

@@ -26,6 +26,7 @@ use strata_schema::{
 
 use crate::appender::AlignedAppender;
 use crate::batch_cache::BatchCache;
+use crate::clean_marker::MetaSync;
 use crate::config::{FlushPolicy, LogConfig};
 use crate::error::{EngineError, Result};
 use crate::faults::FaultInjector;
@@ -209,8 +210,21 @@ pub(crate) struct LogState {
     pub producer_snapshot_bytes: u64,
     /// How the last open found the log.
     pub opened: OpenKind,
+    /// The log's shape when the open finished: a close that finds it unchanged
+    /// (and nothing written) has nothing to flush or re-index.
+    pub opened_shape: Option<LogShape>,
     /// Segments whose file handle was opened through `segment_file`, oldest first.
     pub open_files: VecDeque<i64>,
+}
+
+/// What a close compares with the open to see that a log was left as it was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LogShape {
+    log_start_offset: i64,
+    log_end_offset: i64,
+    segments: usize,
+    active_base_offset: i64,
+    active_size_bytes: u64,
 }
 
 /// How `Log::open` found the log.
@@ -239,6 +253,29 @@ impl LogState {
 
     pub(crate) fn log_end_offset(&self) -> i64 {
         self.active().next_offset
+    }
+
+    pub(crate) fn shape(&self) -> LogShape {
+        let a = self.active();
+        LogShape {
+            log_start_offset: self.log_start_offset,
+            log_end_offset: a.next_offset,
+            segments: self.segments.len(),
+            active_base_offset: a.base_offset,
+            active_size_bytes: a.size_bytes,
+        }
+    }
+
+    /// Whether the files are exactly as a clean open found them (or a new log left
+    /// them: none), so a close only has to write the clean marker.
+    fn untouched_since_open(&self) -> bool {
+        matches!(self.opened, OpenKind::Clean | OpenKind::Created)
+            && self.opened_shape == Some(self.shape())
+            && self.writer.is_none()
+            && self.pending.is_empty()
+            && !self.epochs_dirty
+            && self.fence.is_none()
+            && self.producer_snapshot_bytes == 0
     }
 
     pub(crate) fn segment_index(&self, base_offset: i64) -> Option<usize> {
@@ -281,7 +318,19 @@ pub(crate) fn next_log_id() -> u64 {
 impl Log {
     /// Opens (or creates) the log in `dir`, recovering from a crash if needed.
     pub async fn open(dir: impl AsRef<Path>, config: LogConfig, env: LogEnv) -> Result<Log> {
-        crate::recovery::open_log(dir.as_ref(), config, env).await
+        Self::open_with(dir, config, env, MetaSync::Each).await
+    }
+
+    /// [`open`](Self::open), with the marker removal and a new log's first producer
+    /// snapshot synced as `sync` says; with `MetaSync::Deferred` the caller runs
+    /// `clean_marker::sync_filesystem` before it appends to the log.
+    pub async fn open_with(
+        dir: impl AsRef<Path>,
+        config: LogConfig,
+        env: LogEnv,
+        sync: MetaSync,
+    ) -> Result<Log> {
+        crate::recovery::open_log(dir.as_ref(), config, env, sync).await
     }
 
     /// The directory holding the log.
@@ -713,6 +762,14 @@ impl Log {
 
     /// Flushes everything, writes exact indexes and the clean-shutdown marker.
     pub async fn close(&self) -> Result<()> {
+        self.close_with(MetaSync::Each).await
+    }
+
+    /// [`close`](Self::close), with the clean marker synced as `sync` says; with
+    /// `MetaSync::Deferred` the caller runs `clean_marker::sync_filesystem` after
+    /// closing its logs (the data itself is always durable before the marker is
+    /// written, and a marker lost to a crash only costs the next open a scan).
+    pub async fn close_with(&self, sync: MetaSync) -> Result<()> {
         self.inner.state.borrow_mut().appends_paused = true;
         // Writes stalled on a full disk may never finish: close without them (they
         // were never acknowledged) rather than wait; the next open recovers.
@@ -728,8 +785,11 @@ impl Log {
             .await
             .map_err(|_| inner.closed_error())?;
         let fenced = inner.state.borrow().fence.is_some();
+        let untouched = inner.state.borrow().untouched_since_open();
         let result = match (synced, fenced) {
-            (Ok(()), false) => inner.finish_clean().await,
+            // Nothing to flush or re-index: the files are as the open found them.
+            (Ok(()), false) if untouched => inner.write_clean_marker(sync).await,
+            (Ok(()), false) => inner.finish_clean(sync).await,
             (Ok(()), true) => Ok(()),
             (Err(e), _) => Err(e),
         };
@@ -1433,7 +1493,7 @@ impl LogInner {
         st.wake_all();
     }
 
-    async fn finish_clean(&self) -> Result<()> {
+    async fn finish_clean(&self, sync: MetaSync) -> Result<()> {
         let (base, next_offset, size) = {
             let st = self.state.borrow();
             let a = st.active();
@@ -1459,15 +1519,24 @@ impl LogInner {
             st.producers.encode(next_offset)
         };
         crate::recovery::write_producer_snapshot(self, next_offset, producers.into()).await?;
-        let marker = crate::clean_marker::CleanMarker {
-            next_offset,
-            active_base_offset: base,
-            active_size_bytes: size,
+        self.write_clean_marker(sync).await
+    }
+
+    /// Writes the marker that lets the next open trust the active segment as it is.
+    async fn write_clean_marker(&self, sync: MetaSync) -> Result<()> {
+        let marker = {
+            let st = self.state.borrow();
+            let a = st.active();
+            crate::clean_marker::CleanMarker {
+                next_offset: a.next_offset,
+                active_base_offset: a.base_offset,
+                active_size_bytes: a.size_bytes,
+            }
         };
         let path = crate::clean_marker::CleanMarker::path(&self.dir);
         let text = marker.encode();
         glommio::executor()
-            .spawn_blocking(move || crate::clean_marker::write_durably(&path, text.as_bytes()))
+            .spawn_blocking(move || crate::clean_marker::write_with(&path, text.as_bytes(), sync))
             .await
             .map_err(|e| EngineError::io("write clean marker", &self.dir, e))
     }

@@ -22,7 +22,7 @@ use strata_schema::{
 };
 
 use crate::appender::AlignedAppender;
-use crate::clean_marker::{sync_dir, write_durably, CleanMarker};
+use crate::clean_marker::{sync_dir, write_with, CleanMarker, MetaSync};
 use crate::config::LogConfig;
 use crate::error::{EngineError, Result};
 use crate::file::{ensure_dma_reads, StorageFile};
@@ -174,7 +174,7 @@ struct Listing {
 
 /// Lists the directory (creating it), removing leftovers of interrupted compaction.
 /// Blocking: runs on glommio's blocking pool.
-fn list_dir(dir: &Path) -> std::io::Result<Listing> {
+fn list_dir(dir: &Path, sync: MetaSync) -> std::io::Result<Listing> {
     std::fs::create_dir_all(dir)?;
     let mut listing = Listing::default();
     for entry in std::fs::read_dir(dir)? {
@@ -211,9 +211,12 @@ fn list_dir(dir: &Path) -> std::io::Result<Listing> {
     let marker_path = CleanMarker::path(dir);
     listing.marker = std::fs::read_to_string(&marker_path).ok();
     if listing.marker.is_some() {
-        // Gone before anything is appended, or a crash after new appends would trust it.
+        // Gone before anything is appended, or a crash after new appends would trust it
+        // (durably now, or by the caller's `sync_filesystem` before it appends).
         std::fs::remove_file(&marker_path)?;
-        sync_dir(dir)?;
+        if sync == MetaSync::Each {
+            sync_dir(dir)?;
+        }
     }
     listing.epochs = std::fs::read_to_string(dir.join(LEADER_EPOCHS_NAME)).ok();
     Ok(listing)
@@ -224,13 +227,19 @@ fn index_sizes_ok(index: Option<u64>, time: Option<u64>) -> bool {
         if i % INDEX_ENTRY_BYTES as u64 == 0 && t % TIME_ENTRY_BYTES as u64 == 0)
 }
 
-pub(crate) async fn open_log(dir: &Path, config: LogConfig, env: LogEnv) -> Result<Log> {
+pub(crate) async fn open_log(
+    dir: &Path,
+    config: LogConfig,
+    env: LogEnv,
+    sync: MetaSync,
+) -> Result<Log> {
     let dir = dir.to_path_buf();
     let (listing, start_checkpoint) = glommio::executor()
         .spawn_blocking({
             let dir = dir.clone();
             move || {
-                list_dir(&dir).map(|l| (l, crate::delete_records::read_log_start_checkpoint(&dir)))
+                list_dir(&dir, sync)
+                    .map(|l| (l, crate::delete_records::read_log_start_checkpoint(&dir)))
             }
         })
         .await
@@ -272,6 +281,7 @@ pub(crate) async fn open_log(dir: &Path, config: LogConfig, env: LogEnv) -> Resu
             producers: ProducerStates::default(),
             producer_snapshot_bytes: 0,
             opened: OpenKind::Created,
+            opened_shape: None,
             open_files: VecDeque::new(),
         }),
     });
@@ -351,7 +361,11 @@ pub(crate) async fn open_log(dir: &Path, config: LogConfig, env: LogEnv) -> Resu
         st.high_watermark = end;
         st.epochs.truncate_from(end);
     }
-    restore_producers(&inner, &snapshot_offsets, snapshots, replayed).await?;
+    restore_producers(&inner, &snapshot_offsets, snapshots, replayed, sync).await?;
+    {
+        let mut st = inner.state.borrow_mut();
+        st.opened_shape = Some(st.shape());
+    }
     Ok(Log { inner })
 }
 
@@ -409,6 +423,7 @@ async fn restore_producers(
     snapshot_offsets: &[i64],
     snapshots: Vec<(i64, ProducerStates)>,
     replayed: Option<ProducerReplay>,
+    sync: MetaSync,
 ) -> Result<()> {
     let (start, end) = {
         let st = inner.state.borrow();
@@ -438,7 +453,7 @@ async fn restore_producers(
     let bytes = (!usable).then(|| state.encode(end));
     inner.state.borrow_mut().producers = state;
     if let Some(bytes) = bytes {
-        write_producer_snapshot(inner, end, bytes.into()).await?;
+        write_producer_snapshot_with(inner, end, bytes.into(), sync).await?;
     }
     Ok(())
 }
@@ -583,12 +598,24 @@ pub(crate) async fn write_producer_snapshot(
     offset: i64,
     bytes: Bytes,
 ) -> Result<()> {
+    write_producer_snapshot_with(inner, offset, bytes, MetaSync::Each).await
+}
+
+/// [`write_producer_snapshot`], durably now or (`MetaSync::Deferred`, the first
+/// snapshot of a log being opened) by the caller's later filesystem sync.
+async fn write_producer_snapshot_with(
+    inner: &LogInner,
+    offset: i64,
+    bytes: Bytes,
+    sync: MetaSync,
+) -> Result<()> {
     let dir = inner.dir.clone();
     glommio::executor()
         .spawn_blocking(move || {
-            write_durably(
+            write_with(
                 &segment_path(&dir, offset, PRODUCER_SNAPSHOT_SUFFIX),
                 &bytes,
+                sync,
             )?;
             let count = producer_snapshot_offsets(&dir)?.len();
             let old = count.saturating_sub(PRODUCER_SNAPSHOTS_KEPT);

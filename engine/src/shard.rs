@@ -49,6 +49,13 @@ pub const CHANNEL_CAPACITY_MAX: usize = 1 << 14;
 pub const SHARD_COUNT_MAX: usize = 1024;
 /// Default I/O memory each executor registers with io_uring (glommio's default).
 pub const IO_MEMORY_BYTES_DEFAULT: usize = 10 << 20;
+/// Threads of each shard's blocking pool (`spawn_blocking`: directory listings, small
+/// metadata files, fsyncs). glommio's default is one, which serialises a shard's
+/// opens and closes of thousands of partitions behind one syscall at a time; these
+/// threads mostly wait on the disk, so several per shard cost little CPU.
+pub const BLOCKING_THREADS_DEFAULT: usize = 8;
+/// Largest accepted `blocking_threads`.
+pub const BLOCKING_THREADS_MAX: usize = 64;
 /// Scheduler shares of the background task queue; the default queue has 1000, so
 /// background work gets about 5% of a busy shard and all of an idle one.
 const BACKGROUND_SHARES: usize = 50;
@@ -71,6 +78,8 @@ pub struct ShardConfig {
     pub channel_capacity: usize,
     /// I/O memory each executor registers with io_uring.
     pub io_memory_bytes: usize,
+    /// Threads of each shard's blocking pool (on the shard's core when pinned).
+    pub blocking_threads: usize,
 }
 
 impl Default for ShardConfig {
@@ -81,6 +90,7 @@ impl Default for ShardConfig {
             name: "strata-shard".to_owned(),
             channel_capacity: CHANNEL_CAPACITY_DEFAULT,
             io_memory_bytes: IO_MEMORY_BYTES_DEFAULT,
+            blocking_threads: BLOCKING_THREADS_DEFAULT,
         }
     }
 }
@@ -165,9 +175,11 @@ where
         };
         let report = StartReport::new(report_sender.clone());
         let main = main.clone();
+        let pool = blocking_pool(&placement, config.blocking_threads);
         let spawned = LocalExecutorBuilder::new(placement)
             .name(&format!("{}-{id}", config.name))
             .io_memory(config.io_memory_bytes)
+            .blocking_thread_pool_placement(pool)
             .spawn(move || {
                 report.started();
                 run_shard(setup, main)
@@ -232,8 +244,28 @@ where
     }
 }
 
+/// The blocking pool of a shard placed at `placement`: `threads` threads, on the
+/// shard's own core when it is pinned (so they never compete with another shard).
+fn blocking_pool(placement: &glommio::Placement, threads: usize) -> glommio::PoolPlacement {
+    match placement {
+        glommio::Placement::Fixed(cpu) => match glommio::CpuSet::online() {
+            Ok(online) => glommio::PoolPlacement::Fenced(threads, online.filter(|l| l.cpu == *cpu)),
+            Err(_) => glommio::PoolPlacement::Unbound(threads),
+        },
+        _ => glommio::PoolPlacement::Unbound(threads),
+    }
+}
+
 /// One glommio placement per shard, in shard order.
 fn plan_placements(config: &ShardConfig) -> Result<Vec<glommio::Placement>, ShardError> {
+    if config.blocking_threads == 0 || config.blocking_threads > BLOCKING_THREADS_MAX {
+        return Err(ShardError::InvalidConfig {
+            reason: format!(
+                "blocking_threads is {}, it must be between 1 and {BLOCKING_THREADS_MAX}",
+                config.blocking_threads
+            ),
+        });
+    }
     if config.channel_capacity == 0 || config.channel_capacity > CHANNEL_CAPACITY_MAX {
         return Err(ShardError::InvalidConfig {
             reason: format!(

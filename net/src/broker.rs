@@ -9,6 +9,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use glommio::sync::Semaphore;
+use strata_engine::clean_marker::MetaSync;
 use strata_engine::placement::{Placement, ShardId};
 use strata_engine::shard::Shard;
 use strata_engine::snapshot::{SnapshotCell, SnapshotReader};
@@ -29,6 +30,15 @@ type LocalJob = std::pin::Pin<Box<dyn Future<Output = ()>>>;
 
 /// The shard that owns topic metadata and applies every change to it.
 pub const METADATA_SHARD: ShardId = 0;
+/// Partition opens in flight on one shard at most (at startup and when a topic is
+/// created): enough to keep the blocking pool and the disk busy, few enough that the
+/// buffers of the indexes being read stay small.
+pub const PARTITION_OPENS_IN_FLIGHT_MAX: usize = 64;
+/// Partition closes in flight on one shard at most (at shutdown, topic deletion).
+pub const PARTITION_CLOSES_IN_FLIGHT_MAX: usize = 64;
+
+/// A partition: its topic and index.
+type PartitionKey = (String, u32);
 
 /// A shard's broker state, stored with `Shard::insert_local`.
 pub struct Broker {
@@ -37,9 +47,12 @@ pub struct Broker {
     pub placement: Placement,
     meta_cell: Arc<SnapshotCell<Topics>>,
     meta: RefCell<SnapshotReader<Topics>>,
-    logs: RefCell<HashMap<(String, u32), Log>>,
-    /// One partition opens at a time per shard, so a partition is never opened twice.
-    opening: Semaphore,
+    logs: RefCell<HashMap<PartitionKey, Log>>,
+    /// Partitions being opened, with the gate their other users wait at (closed when
+    /// the open ends), so a partition is never opened twice.
+    opening: RefCell<HashMap<PartitionKey, Rc<Semaphore>>>,
+    /// Bounds the opens in flight on this shard.
+    open_slots: Rc<Semaphore>,
     pub(crate) env: LogEnv,
     cleaner: Rc<Cleaner>,
     /// Serialises metadata changes (used on `METADATA_SHARD` only).
@@ -66,7 +79,8 @@ impl Broker {
             meta: RefCell::new(SnapshotReader::new(Arc::clone(&meta_cell))),
             meta_cell,
             logs: RefCell::new(HashMap::new()),
-            opening: Semaphore::new(1),
+            opening: RefCell::new(HashMap::new()),
+            open_slots: Rc::new(Semaphore::new(PARTITION_OPENS_IN_FLIGHT_MAX as u64)),
             env: LogEnv {
                 cache: BatchCache::new(strata_engine::batch_cache::CACHE_BUDGET_BYTES_DEFAULT),
                 faults: Default::default(),
@@ -114,38 +128,78 @@ impl Broker {
     pub async fn log(&self, topic: &str, partition: u32) -> Result<Log, WireError> {
         debug_assert_eq!(self.owner(topic, partition), self.shard.id());
         let key = (topic.to_owned(), partition);
-        if let Some(log) = self.logs.borrow().get(&key) {
-            return Ok(log.clone());
+        loop {
+            if let Some(log) = self.logs.borrow().get(&key) {
+                return Ok(log.clone());
+            }
+            let meta = self.topic_meta(topic)?;
+            check_partition(&meta, partition)?;
+            let Some(claim) = self.claim(&key) else {
+                // Being opened by someone else: wait until that ends, then look again.
+                let gate = self.opening.borrow().get(&key).cloned();
+                if let Some(gate) = gate {
+                    let _ended = gate.acquire(1).await;
+                }
+                continue;
+            };
+            let log = self
+                .open_claimed(&key, &meta, MetaSync::Each)
+                .await
+                .map_err(|(_, _, e)| e)?;
+            self.install(claim, log.clone()).await?;
+            return Ok(log);
         }
-        let meta = self.topic_meta(topic)?;
-        if partition >= meta.partitions {
-            return Err(WireError::new(
-                ErrorCode::UnknownPartition,
-                format!(
-                    "topic {topic} has {} partitions; partition {partition} does not exist",
-                    meta.partitions
-                ),
-            ));
+    }
+
+    /// Claims `key` for opening, unless it is open or being opened.
+    fn claim(&self, key: &PartitionKey) -> Option<OpenClaim> {
+        if self.logs.borrow().contains_key(key) {
+            return None;
         }
-        let _permit = self
-            .opening
+        let mut opening = self.opening.borrow_mut();
+        if opening.contains_key(key) {
+            return None;
+        }
+        let gate = Rc::new(Semaphore::new(0));
+        opening.insert(key.clone(), Rc::clone(&gate));
+        Some(OpenClaim {
+            broker: Broker::of(&self.shard),
+            key: key.clone(),
+            gate,
+        })
+    }
+
+    /// Opens a claimed partition (one of `PARTITION_OPENS_IN_FLIGHT_MAX` at a time).
+    async fn open_claimed(
+        &self,
+        key: &PartitionKey,
+        meta: &TopicMeta,
+        sync: MetaSync,
+    ) -> Result<Log, (String, u32, WireError)> {
+        let failed = |e: WireError| (key.0.clone(), key.1, e);
+        let _slot = self
+            .open_slots
             .acquire_permit(1)
             .await
-            .map_err(|_| WireError::new(ErrorCode::BrokerShuttingDown, "shard is stopping"))?;
-        if let Some(log) = self.logs.borrow().get(&key) {
-            return Ok(log.clone());
+            .map_err(|_| failed(stopping()))?;
+        if let Some(e) = self.health.refuse_open(key) {
+            return Err(failed(e));
         }
-        if let Some(e) = self.health.refuse_open(&key) {
-            return Err(e);
-        }
-        let dir = partition_dir(&self.config.data_dir, topic, partition);
-        let log = match Log::open(&dir, meta.config.log.clone(), self.env.clone()).await {
-            Ok(log) => log,
+        let dir = partition_dir(&self.config.data_dir, &key.0, key.1);
+        match Log::open_with(&dir, meta.config.log.clone(), self.env.clone(), sync).await {
+            Ok(log) => {
+                self.health.opened(key);
+                Ok(log)
+            }
             // Offline, not fatal: answered with this error, retried in the background.
-            Err(e) => return Err(self.health.open_failed(&key, e.into())),
-        };
-        self.health.opened(&key);
-        // The topic may have been deleted while the log opened.
+            Err(e) => Err(failed(self.health.open_failed(key, e.into()))),
+        }
+    }
+
+    /// Makes an opened log the partition's, unless its topic was deleted while it
+    /// opened (then it is closed again).
+    async fn install(&self, claim: OpenClaim, log: Log) -> Result<(), WireError> {
+        let (topic, partition) = (&claim.key.0, claim.key.1);
         if self
             .topics()
             .get(topic)
@@ -155,8 +209,99 @@ impl Broker {
             return Err(unknown_topic(topic));
         }
         self.cleaner.register(&log);
-        self.logs.borrow_mut().insert(key, log.clone());
-        Ok(log)
+        self.logs.borrow_mut().insert(claim.key.clone(), log);
+        Ok(())
+    }
+
+    /// Opens the partitions `keys` (all owned by this shard) that are not open yet,
+    /// `PARTITION_OPENS_IN_FLIGHT_MAX` at a time, makes the files their opens wrote
+    /// durable with one filesystem sync (instead of two fsyncs per partition), and
+    /// only then lets requests use them. Returns the first partition that failed.
+    pub async fn open_many(&self, keys: Vec<PartitionKey>) -> Result<(), (String, u32, WireError)> {
+        let mut claims = Vec::with_capacity(keys.len());
+        let mut metas: HashMap<String, Arc<TopicMeta>> = HashMap::new();
+        for key in keys {
+            debug_assert_eq!(self.owner(&key.0, key.1), self.shard.id());
+            let meta = match metas.get(&key.0) {
+                Some(m) => Arc::clone(m),
+                None => {
+                    let m = self
+                        .topic_meta(&key.0)
+                        .map_err(|e| (key.0.clone(), key.1, e))?;
+                    metas.insert(key.0.clone(), Arc::clone(&m));
+                    m
+                }
+            };
+            check_partition(&meta, key.1).map_err(|e| (key.0.clone(), key.1, e))?;
+            if let Some(claim) = self.claim(&key) {
+                claims.push((claim, meta));
+            }
+        }
+        let me = Broker::of(&self.shard);
+        let opened = run_bounded(
+            claims,
+            PARTITION_OPENS_IN_FLIGHT_MAX,
+            move |(claim, meta)| {
+                let b = Rc::clone(&me);
+                async move {
+                    let log = b.open_claimed(&claim.key, &meta, MetaSync::Deferred).await;
+                    (claim, log)
+                }
+            },
+        )
+        .await;
+        let mut first_error = None;
+        let mut ready = Vec::with_capacity(opened.len());
+        for (claim, log) in opened {
+            match log {
+                Ok(log) => ready.push((claim, log)),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if let Some((claim, _)) = ready.first() {
+            let key = claim.key.clone();
+            self.sync_data_dir().await.map_err(|e| (key.0, key.1, e))?;
+        }
+        for (claim, log) in ready {
+            let key = claim.key.clone();
+            if let Err(e) = self.install(claim, log).await {
+                first_error.get_or_insert((key.0, key.1, e));
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Makes everything the shard wrote without syncing durable (see `MetaSync`).
+    async fn sync_data_dir(&self) -> Result<(), WireError> {
+        let data_dir = self.config.data_dir.clone();
+        glommio::executor()
+            .spawn_blocking(move || strata_engine::clean_marker::sync_filesystem(&data_dir))
+            .await
+            .map_err(|e| {
+                WireError::new(
+                    ErrorCode::StorageError,
+                    format!("cannot sync the data directory: {e}"),
+                )
+            })
+    }
+
+    /// Closes `logs`, `PARTITION_CLOSES_IN_FLIGHT_MAX` at a time, and makes their clean
+    /// markers durable with one filesystem sync.
+    async fn close_many(&self, logs: Vec<(PartitionKey, Log)>) {
+        if logs.is_empty() {
+            return;
+        }
+        run_bounded(logs, PARTITION_CLOSES_IN_FLIGHT_MAX, |((t, p), log)| async move {
+            if let Err(e) = log.close_with(MetaSync::Deferred).await {
+                tracing::warn!(topic = %t, partition = p, error = %e, "closing a partition failed");
+            }
+        })
+        .await;
+        if let Err(e) = self.sync_data_dir().await {
+            tracing::warn!(error = %e.message, "clean markers may not be durable");
+        }
     }
 
     /// `e`, or UnknownTopic when `e` comes from a log closed because its topic was
@@ -179,16 +324,18 @@ impl Broker {
     /// Opens every partition of every topic that this shard owns (at startup).
     pub async fn open_owned(&self) -> Result<(), (String, u32, WireError)> {
         let topics = self.topics();
+        let mut keys = Vec::new();
         for t in topics.topics.values() {
             for p in 0..t.partitions {
                 if self.owner(&t.name, p) == self.shard.id() {
-                    // A partition that fails to open is offline (its requests get the
-                    // error, the healer retries it); the rest of the broker serves.
-                    if self.log(&t.name, p).await.is_err() && self.shard.is_stopping() {
-                        return Ok(());
-                    }
+                    keys.push((t.name.clone(), p));
                 }
             }
+        }
+        // A partition that fails to open is offline (its requests get the error, the
+        // healer retries it); the rest of the broker serves.
+        if let Err((topic, partition, e)) = self.open_many(keys).await {
+            tracing::warn!(%topic, partition, error = %e.message, "partition offline at start");
         }
         Ok(())
     }
@@ -203,14 +350,19 @@ impl Broker {
     }
 
     /// Closes and forgets one open log, so that the next `log` opens it again. Holds
-    /// the open permit meanwhile: the partition is never open twice.
+    /// the partition's open claim meanwhile: the partition is never open twice.
     pub(crate) async fn close_log(&self, topic: &str, partition: u32) -> Result<(), WireError> {
-        let _permit = self
-            .opening
-            .acquire_permit(1)
-            .await
-            .map_err(|_| stopping())?;
-        let log = self.logs.borrow_mut().remove(&(topic.to_owned(), partition));
+        let key = (topic.to_owned(), partition);
+        // Take the log out and claim the key in one step (no await between), so an
+        // open waits for this close.
+        let log = self.logs.borrow_mut().remove(&key);
+        let Some(_claim) = self.claim(&key) else {
+            // Being opened by someone else already: that open is the reopen.
+            if let Some(log) = log {
+                self.logs.borrow_mut().insert(key, log);
+            }
+            return Ok(());
+        };
         if let Some(log) = log {
             if let Err(e) = log.close().await {
                 tracing::debug!(topic, partition, error = %e, "closing a fenced partition");
@@ -221,24 +373,20 @@ impl Broker {
 
     /// Closes every log this shard has open (writes their clean markers).
     pub async fn close_all(&self) {
-        let logs: Vec<((String, u32), Log)> = self.logs.borrow_mut().drain().collect();
-        for ((t, p), log) in logs {
-            if let Err(e) = log.close().await {
-                tracing::warn!(topic = %t, partition = p, error = %e, "closing a partition failed");
-            }
-        }
+        let logs: Vec<(PartitionKey, Log)> = self.logs.borrow_mut().drain().collect();
+        self.close_many(logs).await;
     }
 
     /// Closes and forgets this shard's logs of `topic`.
     async fn close_topic(&self, topic: &str) {
-        let logs: Vec<Log> = {
+        let logs: Vec<(PartitionKey, Log)> = {
             let mut map = self.logs.borrow_mut();
             let keys: Vec<_> = map.keys().filter(|(t, _)| t == topic).cloned().collect();
-            keys.into_iter().filter_map(|k| map.remove(&k)).collect()
+            keys.into_iter()
+                .filter_map(|k| map.remove(&k).map(|log| (k, log)))
+                .collect()
         };
-        for log in logs {
-            let _ = log.close().await;
-        }
+        self.close_many(logs).await;
         crate::metrics::forget_topic(topic);
         self.health.forget_topic(topic);
     }
@@ -301,18 +449,41 @@ impl Broker {
         }
     }
 
-    /// Opens the partitions `from..to` of `topic` on their owners (creating them).
+    /// Opens the partitions `from..to` of `topic` on their owners (creating them):
+    /// one request per shard, all shards at once, each opening its share
+    /// concurrently (see `open_many`).
     async fn open_partitions(&self, topic: &str, from: u32, to: u32) -> Result<(), WireError> {
+        let mut by_shard: BTreeMap<ShardId, Vec<PartitionKey>> = BTreeMap::new();
         for p in from..to {
-            let owner = self.owner(topic, p);
-            let t = topic.to_owned();
-            self.shard
-                .invoke_on(owner, move |shard| async move {
-                    Broker::of(&shard).log(&t, p).await.map(drop)
-                })
-                .await??;
+            by_shard
+                .entry(self.owner(topic, p))
+                .or_default()
+                .push((topic.to_owned(), p));
         }
-        Ok(())
+        let tasks: Vec<_> = by_shard
+            .into_iter()
+            .map(|(s, keys)| {
+                let shard = self.shard.clone();
+                glommio::spawn_local(async move {
+                    shard
+                        .invoke_on(s, move |shard| async move {
+                            Broker::of(&shard)
+                                .open_many(keys)
+                                .await
+                                .map_err(|(_, _, e)| e)
+                        })
+                        .await
+                })
+            })
+            .collect();
+        let mut first_error = None;
+        for t in tasks {
+            let result = t.await.map_err(WireError::from).and_then(|r| r);
+            if let Err(e) = result {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     async fn remove_partition_dirs(
@@ -416,6 +587,12 @@ impl Broker {
             Box::pin(async move { b.close_topic(&t).await })
         })
         .await;
+        // Kafka removes a deleted topic's committed offsets: a topic created again
+        // under the name must not start its groups at the old positions.
+        self.on_every_shard(&name, |b, t| {
+            Box::pin(async move { crate::group_host::forget_topic(&b, &t).await })
+        })
+        .await;
         self.remove_partition_dirs(&name, 0, meta.partitions).await
     }
 
@@ -503,6 +680,79 @@ impl Broker {
             .await;
         Ok(())
     }
+}
+
+/// A claim to open one partition; dropping it lets the partition's other users look
+/// again (they find the log, or claim the open themselves if this one failed).
+struct OpenClaim {
+    broker: Rc<Broker>,
+    key: PartitionKey,
+    gate: Rc<Semaphore>,
+}
+
+impl Drop for OpenClaim {
+    fn drop(&mut self) {
+        self.broker.opening.borrow_mut().remove(&self.key);
+        self.gate.close();
+    }
+}
+
+/// UnknownPartition unless `partition` is one of `meta`'s.
+fn check_partition(meta: &TopicMeta, partition: u32) -> Result<(), WireError> {
+    if partition >= meta.partitions {
+        return Err(WireError::new(
+            ErrorCode::UnknownPartition,
+            format!(
+                "topic {} has {} partitions; partition {partition} does not exist",
+                meta.name, meta.partitions
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Runs `job` on every item on this shard, `workers` at a time, and returns the
+/// results in item order.
+async fn run_bounded<T, R, Fut>(
+    items: Vec<T>,
+    workers: usize,
+    job: impl Fn(T) -> Fut + Clone + 'static,
+) -> Vec<R>
+where
+    T: 'static,
+    R: 'static,
+    Fut: Future<Output = R> + 'static,
+{
+    let n = items.len();
+    let queue = Rc::new(RefCell::new(
+        items
+            .into_iter()
+            .enumerate()
+            .collect::<std::collections::VecDeque<_>>(),
+    ));
+    let results: Rc<RefCell<Vec<Option<R>>>> =
+        Rc::new(RefCell::new((0..n).map(|_| None).collect()));
+    let running: Vec<_> = (0..workers.min(n))
+        .map(|_| {
+            let (queue, results, job) = (Rc::clone(&queue), Rc::clone(&results), job.clone());
+            glommio::spawn_local(async move {
+                loop {
+                    let next = queue.borrow_mut().pop_front();
+                    let Some((i, item)) = next else { break };
+                    let r = job(item).await;
+                    results.borrow_mut()[i] = Some(r);
+                }
+            })
+        })
+        .collect();
+    for t in running {
+        t.await;
+    }
+    let results = std::mem::take(&mut *results.borrow_mut());
+    results
+        .into_iter()
+        .map(|r| r.expect("every item ran"))
+        .collect()
 }
 
 /// UnknownTopic for `name`.

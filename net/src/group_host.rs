@@ -60,6 +60,8 @@ pub fn now_ms() -> i64 {
 /// The coordinator of one `__consumer_offsets` partition.
 pub struct Host {
     partition: u32,
+    /// The shard the host lives on (for the topic snapshot).
+    shard: Shard,
     log: Log,
     coordinator: RefCell<Coordinator>,
     /// Held requests (joins, syncs), by token.
@@ -134,7 +136,21 @@ pub async fn start(broker: &Rc<Broker>) -> Result<(), WireError> {
                 continue;
             }
             let log = broker.log(CONSUMER_OFFSETS_TOPIC, p).await?;
-            let host = Host::load(p, log, shard.id(), &topics, coordinator_config(broker)).await?;
+            let host = Host::load(p, log, shard.clone(), &topics, coordinator_config(broker)).await?;
+            // Offsets of topics deleted before their tombstones were written (a
+            // crash in between): gone now, durably, before anyone can fetch them.
+            let stale = host
+                .coordinator
+                .borrow_mut()
+                .remove_topic_offsets(|t| topics.get(t).is_none());
+            if !stale.is_empty() {
+                tracing::info!(
+                    partition = p,
+                    tombstones = stale.len(),
+                    "removed offsets of deleted topics"
+                );
+                host.persist(&stale).await?;
+            }
             state.hosts.borrow_mut().insert(p, Rc::new(host));
         }
     }
@@ -152,6 +168,27 @@ fn coordinator_config(broker: &Broker) -> CoordinatorConfig {
         session_timeout_ms_max: c.group_max_session_timeout_ms,
         initial_rebalance_delay_ms: c.group_initial_rebalance_delay_ms,
         ..CoordinatorConfig::default()
+    }
+}
+
+/// Removes the committed offsets of the deleted `topic` from this shard's
+/// coordinators, durably (tombstones in `__consumer_offsets`), and deletes the groups
+/// left with neither members nor offsets. Runs on every shard after the deletion was
+/// published, so a commit that checked the topic before is caught by the check in
+/// [`persist_offsets`]. A failure is logged: the startup purge of offsets of unknown
+/// topics removes them at the next start, unless the name was created again first.
+pub async fn forget_topic(broker: &Broker, topic: &str) {
+    for host in hosts(&broker.shard) {
+        let records = host
+            .coordinator
+            .borrow_mut()
+            .remove_topic_offsets(|t| t == topic);
+        if records.is_empty() {
+            continue;
+        }
+        if let Err(e) = host.persist(&records).await {
+            tracing::error!(partition = host.partition, %topic, error = %e.message, "the offsets of a deleted topic were removed but their tombstones could not be written");
+        }
     }
 }
 
@@ -209,12 +246,12 @@ impl Host {
     async fn load(
         partition: u32,
         log: Log,
-        shard: ShardId,
+        shard: Shard,
         topics: &Topics,
         config: CoordinatorConfig,
     ) -> Result<Host, WireError> {
         let now = now_ms();
-        let instance = (now as u64) ^ ((shard as u64) << 48) ^ (u64::from(partition) << 40);
+        let instance = (now as u64) ^ ((shard.id() as u64) << 48) ^ (u64::from(partition) << 40);
         let mut coordinator = Coordinator::new(CoordinatorConfig { instance, ..config });
         let _ = coordinator.set_partition_counts(now, partition_counts(topics));
         let end = log.log_end_offset();
@@ -267,6 +304,7 @@ impl Host {
         );
         Ok(Host {
             partition,
+            shard,
             log,
             coordinator: RefCell::new(coordinator),
             waiters: RefCell::new(HashMap::new()),
@@ -444,11 +482,31 @@ async fn persist_offsets(host: &Host, records: Vec<Record>) -> Result<(), WireEr
         return Ok(());
     }
     host.persist(&records).await?;
+    // A topic deleted while the commit was being written: its offsets were removed
+    // before this one took effect, so it must not take effect either.
+    let topics = Broker::of(&host.shard).topics();
+    let deleted = |r: &Record| {
+        matches!(crate::groups::decode_record(&r.key, r.value.as_deref()),
+            Ok(crate::groups::GroupRecord::Offset { tp, .. }) if topics.get(&tp.topic).is_none())
+    };
+    let tombstones: Vec<Record> = records
+        .iter()
+        .filter(|r| deleted(r))
+        .map(|r| Record {
+            key: r.key.clone(),
+            value: None,
+        })
+        .collect();
     let now = now_ms();
-    let mut c = host.coordinator.borrow_mut();
-    for r in &records {
-        c.apply(now, &r.key, r.value.as_deref())
-            .expect("records the coordinator encoded decode");
+    {
+        let mut c = host.coordinator.borrow_mut();
+        for r in records.iter().filter(|r| !deleted(r)) {
+            c.apply(now, &r.key, r.value.as_deref())
+                .expect("records the coordinator encoded decode");
+        }
+    }
+    if !tombstones.is_empty() {
+        host.persist(&tombstones).await?;
     }
     Ok(())
 }

@@ -1008,6 +1008,40 @@ impl Coordinator {
         Ok(records)
     }
 
+    /// Forgets the committed offsets of every topic for which `deleted` is true, and
+    /// deletes the groups this leaves with neither members nor offsets, as Kafka does
+    /// when a topic is deleted (a topic created again under the name starts with no
+    /// offsets). Returns the tombstones that make the removal durable; groups with
+    /// members keep running (their subscriptions see the topic gone).
+    pub fn remove_topic_offsets(&mut self, deleted: impl Fn(&str) -> bool) -> Vec<Record> {
+        let mut records = Vec::new();
+        let mut emptied = Vec::new();
+        for g in self.groups.values_mut() {
+            let before = g.offsets.len();
+            g.offsets.retain(|tp, _| {
+                let gone = deleted(&tp.topic);
+                if gone {
+                    records.push(Record {
+                        key: offset_key(&g.name, tp),
+                        value: None,
+                    });
+                }
+                !gone
+            });
+            if g.offsets.len() < before && g.offsets.is_empty() && g.member_count() == 0 {
+                emptied.push(g.name.clone());
+            }
+        }
+        for name in emptied {
+            self.groups.remove(&name);
+            records.push(Record {
+                key: metadata_key(&name),
+                value: None,
+            });
+        }
+        records
+    }
+
     /// Expires sessions and ends rebalances whose deadline passed.
     pub fn tick(&mut self, now_ms: i64) -> Effects {
         let mut fx = Effects::default();

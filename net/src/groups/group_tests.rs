@@ -582,3 +582,98 @@ fn list_and_describe() {
     assert_eq!(rows[2].lag, 5);
     assert_eq!(rows[0].lag, -1);
 }
+
+/// Replays `log` into a fresh coordinator, as a restart does.
+fn replayed(log: &[Record]) -> Coordinator {
+    let mut c = Coordinator::new(CoordinatorConfig::default());
+    for r in log {
+        c.apply(0, &r.key, r.value.as_deref()).unwrap();
+    }
+    c
+}
+
+#[test]
+fn a_deleted_topic_loses_its_offsets_durably() {
+    let mut h = Harness::new();
+    let t = h.join_req("", &["t", "u"], Strategy::Range);
+    let a = h.joined(t);
+    h.commit(&a.member_id, a.generation, ("t", 0), 10).unwrap();
+    h.commit(&a.member_id, a.generation, ("t", 5), 11).unwrap();
+    h.commit(&a.member_id, a.generation, ("u", 1), 12).unwrap();
+    let tombstones = h.c.remove_topic_offsets(|topic| topic == "t");
+    assert_eq!(tombstones.len(), 2, "one per offset of t: {tombstones:?}");
+    assert!(tombstones.iter().all(|r| r.value.is_none()));
+    assert_eq!(h.committed(("t", 0)), None);
+    assert_eq!(h.committed(("t", 5)), None);
+    assert_eq!(h.committed(("u", 1)), Some(12));
+    // A member is still in it: the group stays.
+    assert_eq!(h.state(), GroupState::Stable);
+    h.log.extend(tombstones);
+    let c = replayed(&h.log);
+    let offsets: Vec<_> = c
+        .fetch_offsets("g", None)
+        .into_iter()
+        .map(|(tp, v)| (tp, v.map(|v| v.offset)))
+        .collect();
+    assert_eq!(offsets, vec![(TopicPartition::new("u", 1), Some(12))]);
+    // Nothing else to remove the second time.
+    assert!(h.c.remove_topic_offsets(|topic| topic == "t").is_empty());
+}
+
+#[test]
+fn a_group_left_without_members_and_offsets_by_a_topic_deletion_is_gone() {
+    let mut h = Harness::new();
+    let t = h.join("");
+    let a = h.joined(t);
+    h.commit(&a.member_id, a.generation, ("t", 0), 3).unwrap();
+    let fx = h.c.leave(h.now_ms, "g", &a.member_id).unwrap();
+    h.take(fx);
+    // An offsets-only group (a Kafka consumer that assigns itself) of the same topic.
+    let records =
+        h.c.kafka_commit(
+            h.now_ms,
+            &KafkaCommit {
+                group: "simple".into(),
+                generation_or_epoch: -1,
+                ..Default::default()
+            },
+            &[Commit {
+                tp: TopicPartition::new("t", 2),
+                offset: 9,
+                metadata: String::new(),
+                leader_epoch: -1,
+            }],
+        )
+        .unwrap();
+    for r in &records {
+        h.c.apply(h.now_ms, &r.key, r.value.as_deref()).unwrap();
+    }
+    h.log.extend(records);
+    assert_eq!(h.state(), GroupState::Empty);
+    assert_eq!(h.c.list().len(), 2);
+    let tombstones = h.c.remove_topic_offsets(|topic| topic == "t");
+    assert_eq!(h.state(), GroupState::Dead, "g had only offsets of t");
+    assert!(h.c.list().is_empty(), "{:?}", h.c.list());
+    // An offset tombstone and a group tombstone per group.
+    assert_eq!(tombstones.len(), 4, "{tombstones:?}");
+    h.log.extend(tombstones);
+    let c = replayed(&h.log);
+    assert!(c.list().is_empty(), "a restart brings nothing back");
+    assert!(c.fetch_offsets("g", None).is_empty());
+    assert!(c.fetch_offsets("simple", None).is_empty());
+}
+
+#[test]
+fn offsets_of_other_topics_keep_an_empty_group() {
+    let mut h = Harness::new();
+    let t = h.join_req("", &["t", "u"], Strategy::Range);
+    let a = h.joined(t);
+    h.commit(&a.member_id, a.generation, ("t", 0), 1).unwrap();
+    h.commit(&a.member_id, a.generation, ("u", 0), 2).unwrap();
+    let fx = h.c.leave(h.now_ms, "g", &a.member_id).unwrap();
+    h.take(fx);
+    let tombstones = h.c.remove_topic_offsets(|topic| topic == "t");
+    assert_eq!(tombstones.len(), 1);
+    assert_eq!(h.state(), GroupState::Empty);
+    assert_eq!(h.committed(("u", 0)), Some(2));
+}
