@@ -205,11 +205,6 @@ impl TestBroker {
         self.data_dir().join(format!("{topic}-{partition}"))
     }
 
-    /// The broker's process id, while it runs.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
     /// Whether the broker process is running (it has not exited).
     pub fn is_running(&mut self) -> bool {
         match self.child.as_mut() {

@@ -582,7 +582,7 @@ fn a_low_descriptor_limit_answers_errors_and_heals_when_descriptors_free_up() {
 }
 
 fn broker_pid_fds(broker: &TestBroker) -> usize {
-    broker.pid().map_or(0, open_fds)
+    open_fds(broker.pid())
 }
 
 #[test]
