@@ -124,13 +124,11 @@ pub(crate) fn produce_rules(config: &TopicConfig) -> ProduceRules {
 /// header's first and max timestamps: no per-record work on the append path.
 fn check_timestamps(
     config: &crate::topic_config::TopicConfig,
-    batches: &[Vec<u8>],
+    batches: &[ValidatedBatch],
 ) -> Result<(), WireError> {
     let now_ms = crate::group_host::now_ms();
     for (i, batch) in batches.iter().enumerate() {
-        let Ok(h) = BatchHeader::decode(batch) else {
-            continue;
-        };
+        let h = batch.header();
         if let Some(why) =
             config.timestamp_refusal(now_ms, h.first_timestamp_ms, h.max_timestamp_ms)
         {
@@ -175,7 +173,7 @@ pub(crate) async fn append(broker: Rc<Broker>, p: PartitionAppend) -> Appended {
 
 async fn append_now(broker: Rc<Broker>, p: PartitionAppend) -> Appended {
     let log = broker.log(&p.topic, p.partition).await?;
-    let bytes: usize = p.batches.iter().map(Vec::len).sum();
+    let bytes: usize = p.batches.iter().map(|b| b.bytes().len()).sum();
     broker.disk.admit(bytes as u64)?;
     let meta = broker.topics().get(&p.topic).cloned();
     let log_append_time = meta
