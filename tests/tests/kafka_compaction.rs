@@ -118,7 +118,10 @@ fn a_kafka_produced_compacted_topic_shrinks_to_the_newest_value_per_key() {
     };
     let mut newest: BTreeMap<String, (i64, Option<String>)> = BTreeMap::new();
     for round in 0..rounds {
+        // The last key is written in the first round only: its one record survives
+        // far below the others, across a gap.
         let records: Vec<TestRecord> = (0..keys)
+            .filter(|&k| round == 0 || k + 1 < keys)
             .map(|k| {
                 let key = format!("key-{k:03}");
                 // Two keys end deleted: their last write is a tombstone.
@@ -139,7 +142,7 @@ fn a_kafka_produced_compacted_topic_shrinks_to_the_newest_value_per_key() {
     std::thread::sleep(Duration::from_millis(segment_ms + 500));
     let marker = kafka::produce(&producer, topic, Some(0), &[record(Some("marker"), Some("end"))]);
     let last_offset = marker[0].1;
-    assert_eq!(last_offset, (keys * rounds) as i64);
+    assert_eq!(last_offset, (keys + (rounds - 1) * (keys - 1)) as i64);
     newest.insert("marker".into(), (last_offset, Some("end".into())));
     let bytes_before = log_bytes(&broker, topic);
 
