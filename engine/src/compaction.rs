@@ -38,8 +38,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use strata_schema::{
-    batches, retain_kafka_records, retain_native_records, validate_batch, BatchView,
-    PayloadFormat,
+    batches, retain_kafka_records, retain_native_records, validate_batch, BatchView, PayloadFormat,
 };
 
 use crate::appender::AlignedAppender;
@@ -183,7 +182,8 @@ impl Log {
             if self.count_removable(base, next_offset, &retention).await? == 0 {
                 continue;
             }
-            let (removed, before, after) = self.rewrite_segment(base, next_offset, &retention).await?;
+            let (removed, before, after) =
+                self.rewrite_segment(base, next_offset, &retention).await?;
             outcome.segments_rewritten += 1;
             outcome.records_removed += removed;
             outcome.bytes_before += before;
@@ -294,7 +294,8 @@ impl Log {
                 PayloadFormat::Native => {
                     for r in view.records()? {
                         seen += 1;
-                        gone += u64::from(!retention.keeps(r.key(), r.value().is_some(), r.offset()));
+                        gone +=
+                            u64::from(!retention.keeps(r.key(), r.value().is_some(), r.offset()));
                     }
                 }
                 PayloadFormat::Kafka => {
@@ -324,11 +325,13 @@ impl Log {
     fn holds_producer_state(&self, view: &BatchView<'_>) -> bool {
         let h = view.header();
         h.producer_id >= 0
-            && self.inner.state.borrow().producers.get(h.producer_id).is_some_and(|p| {
-                p.batches()
-                    .iter()
-                    .any(|b| b.base_offset == h.base_offset)
-            })
+            && self
+                .inner
+                .state
+                .borrow()
+                .producers
+                .get(h.producer_id)
+                .is_some_and(|p| p.batches().iter().any(|b| b.base_offset == h.base_offset))
     }
 
     /// `view` as compaction leaves it: `None` if it goes entirely, and the number of

@@ -20,8 +20,8 @@ use crate::batch::BatchView;
 use crate::crc::seal_batch;
 use crate::error::BatchError;
 use crate::header::{PayloadFormat, BATCH_HEADER_BYTES};
-use crate::kafka::{decode_kafka_records, put_record, seal_kafka_batch, KafkaRecordView};
 use crate::kafka::KAFKA_HEADER_BYTES;
+use crate::kafka::{decode_kafka_records, put_record, seal_kafka_batch, KafkaRecordView};
 use crate::kafka_compression;
 
 /// Rebuild a Kafka-format batch keeping only the records `keep` accepts; `keep` gets

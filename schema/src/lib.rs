@@ -56,9 +56,8 @@ pub use header::{
 };
 pub use kafka::{
     check_kafka_batch, decode_kafka_records, kafka_records, validate_kafka_batch, wrap_kafka_batch,
-    wrap_kafka_batch_produced,
-    KafkaBatchBuilder, KafkaBatchHeader, KafkaBatchRecords, KafkaHeader, KafkaHeaders, KafkaRecord,
-    KafkaRecordView, KafkaRecords, KAFKA_HEADER_BYTES, KAFKA_MAGIC,
+    wrap_kafka_batch_produced, KafkaBatchBuilder, KafkaBatchHeader, KafkaBatchRecords, KafkaHeader,
+    KafkaHeaders, KafkaRecord, KafkaRecordView, KafkaRecords, KAFKA_HEADER_BYTES, KAFKA_MAGIC,
 };
 pub use kafka_compression::KAFKA_RECORDS_BYTES_MAX;
 pub use kafka_retain::retain_kafka_records;

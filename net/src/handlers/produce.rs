@@ -35,8 +35,8 @@ use super::{decode, Request};
 use crate::broker::Broker;
 use crate::connection::Tail;
 use crate::errors::{batch_error, WireError};
-use crate::topic_config::TopicConfig;
 use crate::response::{error_table, Response};
+use crate::topic_config::TopicConfig;
 
 /// Where a partition's batches landed: (base offset, log-append time, log start).
 pub(crate) type Appended = Result<(i64, i64, i64), WireError>;
