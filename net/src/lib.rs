@@ -16,9 +16,9 @@
 
 mod broker;
 mod cluster_id;
-mod disk_space;
 mod config;
 mod connection;
+mod disk_space;
 mod errors;
 mod exclusive;
 mod group_host;

@@ -155,7 +155,8 @@ fn apply_file(config: &mut BrokerConfig, text: &str) -> anyhow::Result<()> {
             "cores" => config.cores = v.parse().map_err(|_| bad("not a number"))?,
             "pin-to-cores" => config.pin_to_cores = v.parse().map_err(|_| bad("not true/false"))?,
             "storage.min.free.bytes" => {
-                config.storage_min_free_bytes = Some(v.parse().map_err(|_| bad("not a byte count"))?)
+                config.storage_min_free_bytes =
+                    Some(v.parse().map_err(|_| bad("not a byte count"))?)
             }
             _ => match k.strip_prefix("topic.") {
                 Some(key) => {
