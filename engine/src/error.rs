@@ -125,6 +125,21 @@ pub enum EngineError {
 /// files (per process, per system) and out of memory.
 const RESOURCE_ERRNOS: [i32; 3] = [libc::EMFILE, libc::ENFILE, libc::ENOMEM];
 
+/// The errno of `err`. glommio turns its errors into `io::Error`s that keep only the
+/// text (`... (os error 24), op: ...`), so the errno is read back from there too.
+fn os_errno(err: &io::Error) -> Option<i32> {
+    if let Some(n) = err.raw_os_error() {
+        return Some(n);
+    }
+    let text = err.to_string();
+    let at = text.find("(os error ")? + "(os error ".len();
+    let digits: String = text[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
 impl EngineError {
     /// Whether the condition passes without damage, so that retrying the same write
     /// later can succeed: a full disk or a short resource. Writes that failed this
@@ -139,12 +154,11 @@ impl EngineError {
     /// Maps an I/O error on `path` during `op`, recognising a full disk.
     pub fn io(op: &'static str, path: impl Into<PathBuf>, err: io::Error) -> Self {
         let path = path.into();
-        if err.raw_os_error() == Some(libc::ENOSPC) || err.kind() == io::ErrorKind::StorageFull {
+        let errno = os_errno(&err);
+        if errno == Some(libc::ENOSPC) || err.kind() == io::ErrorKind::StorageFull {
             return EngineError::NoSpace { path };
         }
-        if err
-            .raw_os_error()
-            .is_some_and(|errno| RESOURCE_ERRNOS.contains(&errno))
+        if errno.is_some_and(|errno| RESOURCE_ERRNOS.contains(&errno))
             || err.kind() == io::ErrorKind::OutOfMemory
         {
             return EngineError::Resource {

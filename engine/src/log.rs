@@ -1203,7 +1203,10 @@ impl LogInner {
                         .iter()
                         .position(|op| !matches!(op, PendingOp::Write { segment_base: b, .. } if b == segment_base))
                         .map_or(ops.len(), |n| i + n);
-                    (run_end, self.write_run(*segment_base, &ops[i..run_end]).await)
+                    (
+                        run_end,
+                        self.write_run(*segment_base, &ops[i..run_end]).await,
+                    )
                 }
                 PendingOp::Seal { segment_base } => (i + 1, self.seal(*segment_base).await),
                 PendingOp::ProducerSnapshot { offset, bytes } => (

@@ -28,7 +28,8 @@ impl Reservation {
     pub fn new(step_bytes_min: u64) -> Self {
         Reservation {
             reserved_bytes: 0,
-            step_bytes: step_bytes_min.clamp(crate::file::DMA_ALIGN_BYTES, PREALLOCATE_STEP_BYTES_MAX),
+            step_bytes: step_bytes_min
+                .clamp(crate::file::DMA_ALIGN_BYTES, PREALLOCATE_STEP_BYTES_MAX),
         }
     }
 
@@ -79,10 +80,16 @@ mod tests {
                 steps.push(target - before);
             }
         }
-        assert!(steps.windows(2).all(|w| w[1] >= w[0]), "steps only grow: {steps:?}");
+        assert!(
+            steps.windows(2).all(|w| w[1] >= w[0]),
+            "steps only grow: {steps:?}"
+        );
         let largest = *steps.iter().max().unwrap_or(&0);
         assert!(largest <= PREALLOCATE_STEP_BYTES_MAX + 64 * 1024);
-        assert!(largest >= PREALLOCATE_STEP_BYTES_MAX, "a streaming partition reaches the cap");
+        assert!(
+            largest >= PREALLOCATE_STEP_BYTES_MAX,
+            "a streaming partition reaches the cap"
+        );
         // Reserved ahead of what is written: at most one step.
         assert!(r.reserved_bytes - written <= PREALLOCATE_STEP_BYTES_MAX);
         // Few fallocate calls: the doubling reaches the cap quickly.
@@ -103,7 +110,10 @@ mod tests {
     fn the_old_policy_is_one_fixed_step() {
         // A minimum step at the cap is the fixed 32 MiB step the engine used before.
         let mut r = Reservation::new(PREALLOCATE_STEP_BYTES_MAX);
-        assert_eq!(r.extend_for(100, GIB), Some(align(100 + PREALLOCATE_STEP_BYTES_MAX)));
+        assert_eq!(
+            r.extend_for(100, GIB),
+            Some(align(100 + PREALLOCATE_STEP_BYTES_MAX))
+        );
     }
 
     fn align(v: u64) -> u64 {

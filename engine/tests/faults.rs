@@ -107,7 +107,10 @@ fn check_healing_fault(fault: Fault, times: u32, expect: fn(&EngineError) -> boo
             }
             glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
         }
-        assert!(log.stalled_reason().is_some(), "{fault:?} stalls the writes");
+        assert!(
+            log.stalled_reason().is_some(),
+            "{fault:?} stalls the writes"
+        );
         // While the fault lasts, new appends are refused with it, not fenced.
         let refused = log
             .append(batch(2, 1, 10, 0), durable())
@@ -115,10 +118,15 @@ fn check_healing_fault(fault: Fault, times: u32, expect: fn(&EngineError) -> boo
             .expect_err("an append during the fault is refused");
         assert!(expect(&refused), "{fault:?}: refused with {refused:?}");
         assert!(refused.heals(), "{refused:?}");
-        assert!(log.fenced_reason().is_none(), "a condition that heals does not fence");
+        assert!(
+            log.fenced_reason().is_none(),
+            "a condition that heals does not fence"
+        );
         assert!(log.stalled_reason().is_some());
         // The fault passes: the stuck append completes by itself.
-        let info = stuck.await.expect("the stalled append completes once the fault passes");
+        let info = stuck
+            .await
+            .expect("the stalled append completes once the fault passes");
         assert_eq!(faults.fired_count(), u64::from(times));
         assert!(log.stalled_reason().is_none());
         let next = log.append(batch(3, 1, 10, 0), durable()).await.unwrap();
@@ -130,7 +138,11 @@ fn check_healing_fault(fault: Fault, times: u32, expect: fn(&EngineError) -> boo
         let log = Log::open(&path, LogConfig::default(), LogEnv::default())
             .await
             .unwrap();
-        assert_eq!(read_all(&log).await, all, "everything acknowledged survives");
+        assert_eq!(
+            read_all(&log).await,
+            all,
+            "everything acknowledged survives"
+        );
         log.close().await.unwrap();
     });
 }
@@ -157,6 +169,14 @@ fn errnos_are_classified_as_faults_or_conditions_that_heal() {
         assert!(matches!(e, EngineError::Resource { .. }), "{errno}: {e:?}");
         assert!(e.heals());
     }
+    // As glommio reports them: the errno only in the text.
+    let glommio_emfile = std::io::Error::other(
+        "Too many open files (os error 24), op: Creating path: Some(\"/d/x.index\") with fd: None",
+    );
+    assert!(matches!(
+        EngineError::io("open", "/d/x", glommio_emfile),
+        EngineError::Resource { .. }
+    ));
     let e = EngineError::io("write", "/d/x", io(libc::ENOSPC));
     assert!(matches!(e, EngineError::NoSpace { .. }) && e.heals());
     for errno in [libc::EIO, libc::EROFS, libc::EBADF] {

@@ -71,7 +71,8 @@ impl Broker {
         meta_cell: Arc<SnapshotCell<Topics>>,
     ) -> Self {
         let placement = Placement::new(shard.shard_count());
-        let disk = crate::disk_space::DiskSpace::new(&config.data_dir, config.storage_min_free_bytes);
+        let disk =
+            crate::disk_space::DiskSpace::new(&config.data_dir, config.storage_min_free_bytes);
         Broker {
             shard,
             config,
@@ -569,18 +570,19 @@ impl Broker {
             return Err(unknown_topic(&name));
         };
         if let Err(e) = self.commit(topics.clone()).await {
-            if !e.message.contains(NO_SPACE_TEXT) {
+            if !RESOURCE_SHORT_TEXTS.iter().any(|t| e.message.contains(t)) {
                 return Err(e);
             }
-            // The disk is full, which deleting this topic is meant to fix: free its
-            // data first, then record the deletion. (A crash in between leaves the
+            // The disk is full or descriptors ran out, which deleting this topic is
+            // meant to fix: close and free its data first, then record the deletion. (A crash in between leaves the
             // topic listed with empty partitions, which a second delete removes.)
             tracing::warn!(topic = %name, "disk full: removing the topic's data before its metadata");
             self.on_every_shard(&name, |b, t| {
                 Box::pin(async move { b.close_topic(&t).await })
             })
             .await;
-            self.remove_partition_dirs(&name, 0, meta.partitions).await?;
+            self.remove_partition_dirs(&name, 0, meta.partitions)
+                .await?;
             return self.commit(topics).await;
         }
         self.on_every_shard(&name, |b, t| {
@@ -774,8 +776,13 @@ fn refuse_offsets_topic(name: &str, what: &str) -> Result<(), WireError> {
     Ok(())
 }
 
-/// How a full disk reads in an `std::io::Error` message (ENOSPC).
-const NO_SPACE_TEXT: &str = "No space left on device";
+/// How a full disk (ENOSPC) and running out of descriptors (EMFILE, ENFILE) read in
+/// an `std::io::Error` message.
+const RESOURCE_SHORT_TEXTS: [&str; 3] = [
+    "No space left on device",
+    "Too many open files",
+    "Too many open files in system",
+];
 
 fn stopping() -> WireError {
     WireError::new(ErrorCode::BrokerShuttingDown, "the broker is shutting down")

@@ -29,7 +29,8 @@ const MIN_FREE_SIZE_DIVISOR: u64 = 20;
 /// The floor for a filesystem of `total_bytes`: the configured one, or by default
 /// 64 MiB but at most 5% of the filesystem.
 pub fn floor_bytes(configured: Option<u64>, total_bytes: u64) -> u64 {
-    configured.unwrap_or_else(|| MIN_FREE_BYTES_DEFAULT_MAX.min(total_bytes / MIN_FREE_SIZE_DIVISOR))
+    configured
+        .unwrap_or_else(|| MIN_FREE_BYTES_DEFAULT_MAX.min(total_bytes / MIN_FREE_SIZE_DIVISOR))
 }
 
 /// Whether writing `bytes` more keeps `free_bytes` at or above `floor_bytes`.
@@ -167,7 +168,11 @@ mod tests {
         assert!(d.admit(1500).is_ok());
         let e = d.admit(600).expect_err("1500 + 600 would leave 900 < 1000");
         assert_eq!(e.code, ErrorCode::StorageError);
-        assert!(e.message.contains("storage.min.free.bytes"), "{}", e.message);
+        assert!(
+            e.message.contains("storage.min.free.bytes"),
+            "{}",
+            e.message
+        );
         assert!(d.admit(500).is_ok(), "what fits still fits");
     }
 }

@@ -281,7 +281,10 @@ mod tests {
         );
         assert_eq!(e.code, ErrorCode::ResourceExhausted);
         assert!(e.message.contains("t-3 is offline"), "{}", e.message);
-        assert_eq!(h.refuse_open(&key).map(|e| e.code), Some(ErrorCode::ResourceExhausted));
+        assert_eq!(
+            h.refuse_open(&key).map(|e| e.code),
+            Some(ErrorCode::ResourceExhausted)
+        );
         assert_eq!(h.offline_count(), 1);
         assert!(h.due_offline(Instant::now()).is_empty());
         let later = Instant::now() + Duration::from_millis(HEAL_BACKOFF_MS_MIN + 1);

@@ -64,8 +64,13 @@ impl LoopMount {
             .arg("-s")
             .arg(FS_BYTES.to_string())
             .arg(&image))?;
-        run(Command::new("mkfs.ext4").args(["-q", "-m", "0"]).arg(&image))?;
-        run(Command::new("mount").args(["-o", "loop"]).arg(&image).arg(at))?;
+        run(Command::new("mkfs.ext4")
+            .args(["-q", "-m", "0"])
+            .arg(&image))?;
+        run(Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&image)
+            .arg(at))?;
         Ok(LoopMount {
             at: at.to_path_buf(),
             _image_dir: image_dir,
@@ -161,7 +166,10 @@ fn fill(path: &Path, free_max: u64) -> u64 {
         } else {
             4096
         };
-        if f.write_all(&mb[..chunk]).and_then(|()| f.sync_all()).is_err() {
+        if f.write_all(&mb[..chunk])
+            .and_then(|()| f.sync_all())
+            .is_err()
+        {
             return statvfs(dir).0;
         }
     }
@@ -302,13 +310,25 @@ fn a_full_disk_refuses_produces_keeps_reads_and_deletes_working_and_heals() {
     let broker = disk.broker();
     let data = broker.data_dir();
     let admin = admin(broker);
-    admin.create_topic("keep", 2, &[]).wait().expect("create keep");
-    admin.create_topic("hog", 1, &[]).wait().expect("create hog");
+    admin
+        .create_topic("keep", 2, &[])
+        .wait()
+        .expect("create keep");
+    admin
+        .create_topic("hog", 1, &[])
+        .wait()
+        .expect("create hog");
     let producer = native_producer(broker, Duration::from_secs(10));
     let mut acked = Acked::new();
     for i in 0..100u32 {
-        send(&producer, &mut acked, "keep", i % 2, format!("before-{i}").into_bytes())
-            .expect("produce before the disk fills");
+        send(
+            &producer,
+            &mut acked,
+            "keep",
+            i % 2,
+            format!("before-{i}").into_bytes(),
+        )
+        .expect("produce before the disk fills");
     }
     // About 6 MiB in `hog`: what deleting it frees.
     let mut hog = Acked::new();
@@ -375,11 +395,16 @@ fn a_full_disk_refuses_produces_keeps_reads_and_deletes_working_and_heals() {
     // Now really full: deleting a topic still works, and frees its space.
     let free = fill(&data.join("filler-2"), 0);
     eprintln!("disk full: {free} bytes free");
-    admin
-        .delete_topic("hog")
-        .wait()
-        .unwrap_or_else(|e| panic!("delete a topic on a full disk: {e}\n{}", broker.stderr_tail()));
-    assert!(!broker.partition_dir("hog", 0).exists(), "hog's data is gone");
+    admin.delete_topic("hog").wait().unwrap_or_else(|e| {
+        panic!(
+            "delete a topic on a full disk: {e}\n{}",
+            broker.stderr_tail()
+        )
+    });
+    assert!(
+        !broker.partition_dir("hog", 0).exists(),
+        "hog's data is gone"
+    );
     let names: Vec<String> = admin
         .list_topics(false)
         .wait()
@@ -401,7 +426,13 @@ fn a_full_disk_refuses_produces_keeps_reads_and_deletes_working_and_heals() {
             started.elapsed().as_millis(),
             broker.stderr_tail()
         );
-        match send(&producer, &mut acked, "keep", resumed % 2, format!("after-{resumed}").into_bytes()) {
+        match send(
+            &producer,
+            &mut acked,
+            "keep",
+            resumed % 2,
+            format!("after-{resumed}").into_bytes(),
+        ) {
             Ok(()) => resumed += 1,
             Err(_) => std::thread::sleep(POLL),
         }
@@ -453,7 +484,10 @@ fn enospc_under_no_floor_answers_every_produce_and_writes_resume() {
     };
     let broker = disk.broker();
     let data = broker.data_dir();
-    admin(broker).create_topic("t", 1, &[]).wait().expect("create t");
+    admin(broker)
+        .create_topic("t", 1, &[])
+        .wait()
+        .expect("create t");
     let mut wire = KafkaWire::connect(&broker.kafka_addr());
     let mut acked: BTreeMap<i64, Vec<u8>> = BTreeMap::new();
     for i in 0..20 {
@@ -485,7 +519,9 @@ fn enospc_under_no_floor_answers_every_produce_and_writes_resume() {
         "the produce stuck on the full disk answers REQUEST_TIMED_OUT: {codes:?}"
     );
     assert!(
-        codes[1..].iter().all(|&c| c == KAFKA_STORAGE_ERROR || c == REQUEST_TIMED_OUT),
+        codes[1..]
+            .iter()
+            .all(|&c| c == KAFKA_STORAGE_ERROR || c == REQUEST_TIMED_OUT),
         "{codes:?}"
     );
     std::fs::remove_file(data.join("filler")).expect("remove filler");
@@ -523,7 +559,10 @@ fn a_low_descriptor_limit_answers_errors_and_heals_when_descriptors_free_up() {
     const HOG_PARTITIONS: u32 = 60;
     let broker = TestBroker::start_prepared(2, &[], Some(OPEN_FILES_MAX), |_| {});
     let admin = admin(&broker);
-    admin.create_topic("victim", 4, &[]).wait().expect("create victim");
+    admin
+        .create_topic("victim", 4, &[])
+        .wait()
+        .expect("create victim");
     admin
         .create_topic("hog", HOG_PARTITIONS, &[])
         .wait()
@@ -533,7 +572,12 @@ fn a_low_descriptor_limit_answers_errors_and_heals_when_descriptors_free_up() {
     // Write every hog partition: descriptors run out part way.
     let started = Instant::now();
     let pending: Vec<_> = (0..HOG_PARTITIONS)
-        .map(|p| (p, producer.send(ProducerRecord::new("hog", b"h".to_vec()).partition(p))))
+        .map(|p| {
+            (
+                p,
+                producer.send(ProducerRecord::new("hog", b"h".to_vec()).partition(p)),
+            )
+        })
         .collect();
     let mut refused = Vec::new();
     for (p, s) in pending {
@@ -548,7 +592,10 @@ fn a_low_descriptor_limit_answers_errors_and_heals_when_descriptors_free_up() {
         started.elapsed().as_millis(),
         refused.first().map(|(_, e)| e.to_string())
     );
-    assert!(!refused.is_empty(), "the descriptor limit was never reached");
+    assert!(
+        !refused.is_empty(),
+        "the descriptor limit was never reached"
+    );
     // Errors, not silence: each refusal is a broker error code, retriable.
     for (p, e) in &refused {
         assert!(
@@ -571,7 +618,13 @@ fn a_low_descriptor_limit_answers_errors_and_heals_when_descriptors_free_up() {
                 "victim-{p} still refuses writes after descriptors freed up\n{}",
                 broker.stderr_tail()
             );
-            match send(&producer, &mut acked, "victim", p, format!("v{p}").into_bytes()) {
+            match send(
+                &producer,
+                &mut acked,
+                "victim",
+                p,
+                format!("v{p}").into_bytes(),
+            ) {
                 Ok(()) => break,
                 Err(_) => std::thread::sleep(POLL),
             }
@@ -596,12 +649,21 @@ fn repair_reopens_a_partition_fenced_by_corrupt_data() {
     let producer = native_producer(&broker, Duration::from_secs(10));
     let mut acked = Acked::new();
     for i in 0..64u32 {
-        send(&producer, &mut acked, "bad", 0, vec![b'a' + (i % 26) as u8; 4000]).expect("produce");
+        send(
+            &producer,
+            &mut acked,
+            "bad",
+            0,
+            vec![b'a' + (i % 26) as u8; 4000],
+        )
+        .expect("produce");
     }
     drop(producer);
     broker.stop_gracefully();
     // Damage a batch in the middle of the first (closed) segment.
-    let first = broker.partition_dir("bad", 0).join(format!("{:020}.log", 0));
+    let first = broker
+        .partition_dir("bad", 0)
+        .join(format!("{:020}.log", 0));
     let mut bytes = std::fs::read(&first).expect("read segment");
     assert!(bytes.len() > 20_000, "the first segment is closed and full");
     bytes[10_000] ^= 0xff;
@@ -618,7 +680,11 @@ fn repair_reopens_a_partition_fenced_by_corrupt_data() {
     let read_error = (0..20)
         .find_map(|_| consumer.poll(Duration::from_secs(1)).err())
         .expect("reading the corrupt batch fails");
-    assert_eq!(read_error.code(), Some(ErrorCode::StorageError), "{read_error}");
+    assert_eq!(
+        read_error.code(),
+        Some(ErrorCode::StorageError),
+        "{read_error}"
+    );
     let producer = native_producer(&broker, Duration::from_secs(10));
     let mut scratch = Acked::new();
     let fenced = send(&producer, &mut scratch, "bad", 0, b"x".to_vec())

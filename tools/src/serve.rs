@@ -220,7 +220,8 @@ fn apply_file(config: &mut BrokerConfig, text: &str) -> anyhow::Result<()> {
             "cores" => config.cores = v.parse().map_err(|_| bad("not a number"))?,
             "pin-to-cores" => config.pin_to_cores = v.parse().map_err(|_| bad("not true/false"))?,
             "storage.min.free.bytes" => {
-                config.storage_min_free_bytes = Some(v.parse().map_err(|_| bad("not a byte count"))?)
+                config.storage_min_free_bytes =
+                    Some(v.parse().map_err(|_| bad("not a byte count"))?)
             }
             "max.connections" => config.connections.max_connections = parse_connections(k, v)?,
             "max.connections.per.ip" => {

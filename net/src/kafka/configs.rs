@@ -388,6 +388,33 @@ pub(crate) fn broker_views(
     out
 }
 
+// ---- storage.min.free.bytes (the free-space floor, see `disk_space`) ----------
+
+/// The broker's free-space floor, read-only (set when the broker starts).
+fn storage_min_free_view(configured: Option<u64>) -> ConfigView {
+    let (value, source) = match configured {
+        Some(b) => (b.to_string(), ConfigSource::StaticBroker),
+        None => (
+            crate::disk_space::MIN_FREE_BYTES_DEFAULT_MAX.to_string(),
+            ConfigSource::Default,
+        ),
+    };
+    ConfigView {
+        name: "storage.min.free.bytes",
+        value: value.clone(),
+        source,
+        read_only: true,
+        value_type: ConfigValueType::Long,
+        doc: "Produces are refused with KAFKA_STORAGE_ERROR while the data directory's disk \
+              has less free space than this (default 64 MiB, or 5% of a smaller disk; 0 = off).",
+        synonyms: vec![Synonym {
+            name: "storage.min.free.bytes",
+            value,
+            source,
+        }],
+    }
+}
+
 /// Which broker resource `name` means: this broker (`Ok(false)`), the cluster-wide
 /// default (`Ok(true)`, an empty name), or an error.
 fn check_broker_name(broker_id: i32, name: &str) -> Result<bool, Outcome> {
@@ -478,7 +505,11 @@ pub(crate) async fn describe_configs(
             },
             RESOURCE_BROKER => {
                 check_broker_name(broker.config.broker_id, name).map(|cluster_default| {
-                    broker_views(&broker.config, &topics.dynamic, cluster_default)
+                    let mut views = broker_views(&broker.config, &topics.dynamic, cluster_default);
+                    if !cluster_default {
+                        views.push(storage_min_free_view(broker.config.storage_min_free_bytes));
+                    }
+                    views
                 })
             }
             t => Err(unsupported_resource(t)),

@@ -83,9 +83,7 @@ pub(crate) fn kafka_code(code: ErrorCode) -> KafkaCode {
         E::InvalidTopicName => KafkaCode::InvalidTopicException,
         // KAFKA_STORAGE_ERROR is retriable for Kafka clients (librdkafka, Java): a
         // full disk or short descriptors heal, and a fenced partition reopens.
-        E::StorageError | E::PartitionFenced | E::ResourceExhausted => {
-            KafkaCode::KafkaStorageError
-        }
+        E::StorageError | E::PartitionFenced | E::ResourceExhausted => KafkaCode::KafkaStorageError,
         E::GroupNotFound => KafkaCode::GroupIdNotFound,
         E::UnknownMemberId => KafkaCode::UnknownMemberId,
         E::IllegalGeneration => KafkaCode::IllegalGeneration,
