@@ -281,7 +281,8 @@ mod tests {
         let start = Instant::now();
         sweep(&t, start + Duration::from_millis(500));
         assert_eq!(a.state.closed.get(), None);
-        b.state.touch();
+        // b moves bytes 600 ms in.
+        b.state.last_active.set(start + Duration::from_millis(600));
         sweep(&t, start + Duration::from_millis(1_001));
         assert_eq!(a.state.closed.get(), Some(CloseReason::Idle));
         assert_eq!(b.state.closed.get(), None, "b moved bytes since");

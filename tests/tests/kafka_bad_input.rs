@@ -245,3 +245,117 @@ fn random_bodies_for_every_served_api_never_stop_the_broker() {
     let mut wire = KafkaWire::connect(&addr);
     still_serves(&mut wire);
 }
+
+/// A JoinGroup v1 body: group, session and rebalance timeouts, member id, protocol
+/// type, and `protocols` (name, metadata) entries.
+fn join_v1_body(
+    group: &str,
+    session_ms: i32,
+    rebalance_ms: i32,
+    member: &str,
+    protocol_type: &str,
+    protocols: &[(&str, &[u8])],
+) -> Vec<u8> {
+    let string = |out: &mut Vec<u8>, s: &str| {
+        out.extend_from_slice(&(s.len() as i16).to_be_bytes());
+        out.extend_from_slice(s.as_bytes());
+    };
+    let mut body = Vec::new();
+    string(&mut body, group);
+    body.extend_from_slice(&session_ms.to_be_bytes());
+    body.extend_from_slice(&rebalance_ms.to_be_bytes());
+    string(&mut body, member);
+    string(&mut body, protocol_type);
+    body.extend_from_slice(&(protocols.len() as i32).to_be_bytes());
+    for (name, metadata) in protocols {
+        string(&mut body, name);
+        body.extend_from_slice(&(metadata.len() as i32).to_be_bytes());
+        body.extend_from_slice(metadata);
+    }
+    body
+}
+
+/// JoinGroup v1 with odd timeouts, ids and protocols, each on its own connection
+/// and group: every one is answered (an error or a join), and the connection stays.
+#[test]
+fn join_group_v1_with_odd_bodies_and_timeouts_is_always_answered() {
+    let broker = TestBroker::start();
+    let range: &[(&str, &[u8])] = &[("range", b"")];
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "plain",
+            join_v1_body("j-plain", 10_000, 10_000, "", "consumer", range),
+        ),
+        (
+            "session 0",
+            join_v1_body("j-s0", 0, 10_000, "", "consumer", range),
+        ),
+        (
+            "negative",
+            join_v1_body("j-neg", -1, -1, "", "consumer", range),
+        ),
+        (
+            "huge",
+            join_v1_body("j-huge", i32::MAX, i32::MAX, "", "consumer", range),
+        ),
+        (
+            "rebalance 0",
+            join_v1_body("j-r0", 10_000, 0, "", "consumer", range),
+        ),
+        (
+            "rebalance 1",
+            join_v1_body("j-r1", 6_000, 1, "", "consumer", range),
+        ),
+        (
+            "tiny",
+            join_v1_body("j-tiny", 100, 1, "", "consumer", range),
+        ),
+        (
+            "no protocols",
+            join_v1_body("j-np", 10_000, 10_000, "", "consumer", &[]),
+        ),
+        (
+            "no type",
+            join_v1_body("j-nt", 10_000, 10_000, "", "", range),
+        ),
+        (
+            "unknown member",
+            join_v1_body("j-um", 10_000, 10_000, "who", "consumer", range),
+        ),
+        (
+            "empty group",
+            join_v1_body("", 10_000, 10_000, "", "consumer", range),
+        ),
+        (
+            "big metadata",
+            join_v1_body(
+                "j-big",
+                10_000,
+                10_000,
+                "",
+                "consumer",
+                &[("range", &[7u8; 70_000])],
+            ),
+        ),
+    ];
+    let mut wires = Vec::new();
+    for (i, (what, body)) in cases.iter().enumerate() {
+        let mut wire = KafkaWire::connect(&broker.kafka_addr());
+        let id = 500 + i as i32;
+        wire.send_raw(&raw_request(11, 1, id, body))
+            .unwrap_or_else(|e| panic!("{what}: send: {e}"));
+        wires.push((what, id, wire));
+    }
+    for (what, id, wire) in wires.iter_mut() {
+        let raw = wire.read_raw().unwrap_or_else(|e| {
+            panic!(
+                "JoinGroup v1 ({what}) was not answered: {e}\n{}",
+                broker.stderr_tail()
+            )
+        });
+        let (correlation_id, code) = error_reply(&raw);
+        println!("JoinGroup v1 ({what}): error code {code}");
+        assert_eq!(correlation_id, *id, "{what}");
+        still_serves(wire);
+    }
+}
