@@ -608,6 +608,18 @@ pub fn high_watermark(admin: &strata_client::Admin, topic: &str, partition: u32)
         .offset
 }
 
+/// A broker with [`CORES_DEFAULT`] shards started with a `strata serve --config`
+/// file of `lines` (`key = value`), and the temp dir holding that file, which must
+/// live as long as the broker (restarts read it again).
+pub fn start_with_config(lines: &str) -> (TestBroker, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("create temp dir");
+    let path = dir.path().join("strata.conf");
+    std::fs::write(&path, lines).expect("write the config file");
+    let path = path.to_str().expect("a UTF-8 temp path").to_owned();
+    let broker = TestBroker::start_with_args(CORES_DEFAULT, &["--config", &path]);
+    (broker, dir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -626,16 +638,4 @@ mod tests {
         );
         drop((client, server));
     }
-}
-
-/// A broker with [`CORES_DEFAULT`] shards started with a `strata serve --config`
-/// file of `lines` (`key = value`), and the temp dir holding that file, which must
-/// live as long as the broker (restarts read it again).
-pub fn start_with_config(lines: &str) -> (TestBroker, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("create temp dir");
-    let path = dir.path().join("strata.conf");
-    std::fs::write(&path, lines).expect("write the config file");
-    let path = path.to_str().expect("a UTF-8 temp path").to_owned();
-    let broker = TestBroker::start_with_args(CORES_DEFAULT, &["--config", &path]);
-    (broker, dir)
 }

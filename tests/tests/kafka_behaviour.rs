@@ -55,7 +55,7 @@ fn num_partitions_applies_to_auto_created_and_default_sized_topics() {
     let addr = broker.kafka_addr();
     // Producing to an unknown topic auto-creates it.
     let p = producer(&addr, &[]);
-    let rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to("auto-made").payload(b"x");
+    let rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to("auto-made").payload(&b"x"[..]);
     block_on(p.send(rec, KAFKA_TIMEOUT)).expect("delivered to an auto-created topic");
     assert_eq!(partition_count(&addr, "auto-made"), 3);
     // CreateTopics with num_partitions -1 takes num.partitions too.
@@ -528,7 +528,8 @@ fn now_ms() -> i64 {
 }
 
 fn send_at(p: &rdkafka::producer::FutureProducer, topic: &str, ts: i64) -> Result<(), KafkaError> {
-    let rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).payload(b"x").timestamp(ts);
+    let rec: FutureRecord<'_, [u8], [u8]> =
+        FutureRecord::to(topic).payload(&b"x"[..]).timestamp(ts);
     block_on(p.send(rec, KAFKA_TIMEOUT))
         .map(drop)
         .map_err(|(e, _)| e)
