@@ -219,6 +219,14 @@ impl Broker {
     /// durable with one filesystem sync (instead of two fsyncs per partition), and
     /// only then lets requests use them. Returns the first partition that failed.
     pub async fn open_many(&self, keys: Vec<PartitionKey>) -> Result<(), (String, u32, WireError)> {
+        // The probe must run alone: concurrent opens would race on its file, and a
+        // read of it while another open recreates it breaks the shard's DMA reads.
+        strata_engine::file::ensure_dma_reads(&self.config.data_dir)
+            .await
+            .map_err(|e| {
+                let key = keys.first().cloned().unwrap_or_default();
+                (key.0, key.1, WireError::from(e))
+            })?;
         let mut claims = Vec::with_capacity(keys.len());
         let mut metas: HashMap<String, Arc<TopicMeta>> = HashMap::new();
         for key in keys {
