@@ -198,7 +198,11 @@ pub fn apply_static(
         "connections.max.idle.ms" => {
             config.connections.max_idle_ms = ranged(key, v, -1, i64::MAX)?;
             if config.connections.max_idle_ms == 0 {
-                return Err(invalid(key, v, "expected a positive number of milliseconds, or -1"));
+                return Err(invalid(
+                    key,
+                    v,
+                    "expected a positive number of milliseconds, or -1",
+                ));
             }
         }
         "offsets.topic.num.partitions" => {

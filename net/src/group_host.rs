@@ -136,7 +136,8 @@ pub async fn start(broker: &Rc<Broker>) -> Result<(), WireError> {
                 continue;
             }
             let log = broker.log(CONSUMER_OFFSETS_TOPIC, p).await?;
-            let host = Host::load(p, log, shard.clone(), &topics, coordinator_config(broker)).await?;
+            let host =
+                Host::load(p, log, shard.clone(), &topics, coordinator_config(broker)).await?;
             // Offsets of topics deleted before their tombstones were written (a
             // crash in between): gone now, durably, before anyone can fetch them.
             let stale = host
