@@ -53,13 +53,30 @@ pub enum ErrorCode {
     ResourceExhausted = 31,
     /// A record timestamp is outside the topic's `message.timestamp.*` window.
     InvalidTimestamp = 32,
+    /// This broker does not lead the partition (or is not a replica of it): ask the
+    /// metadata again and go to the leader.
+    NotLeaderOrFollower = 33,
+    /// Fewer in-sync replicas than `min.insync.replicas`: an `acks=all` produce is refused.
+    NotEnoughReplicas = 34,
+    /// A replication factor below 1 or above the number of brokers.
+    InvalidReplicationFactor = 35,
+    /// The group's coordinator partition has no leader right now.
+    CoordinatorNotAvailable = 36,
+    /// The request's leader epoch is older than the partition's.
+    FencedLeaderEpoch = 37,
+    /// The request's leader epoch is newer than this replica knows.
+    UnknownLeaderEpoch = 38,
+    /// The controller quorum has no leader right now, or this broker is not it.
+    NotController = 39,
+    /// An explicit replica assignment names unknown brokers or repeats one.
+    InvalidReplicaAssignment = 40,
 }
 
 impl ErrorCode {
     /// The code for a wire value; unknown values map to `Unknown`.
     pub fn from_i16(v: i16) -> ErrorCode {
         use ErrorCode::*;
-        const ALL: [ErrorCode; 33] = [
+        const ALL: [ErrorCode; 41] = [
             None,
             Unknown,
             CorruptBatch,
@@ -93,6 +110,14 @@ impl ErrorCode {
             InvalidRecord,
             ResourceExhausted,
             InvalidTimestamp,
+            NotLeaderOrFollower,
+            NotEnoughReplicas,
+            InvalidReplicationFactor,
+            CoordinatorNotAvailable,
+            FencedLeaderEpoch,
+            UnknownLeaderEpoch,
+            NotController,
+            InvalidReplicaAssignment,
         ];
         ALL.iter()
             .copied()
@@ -108,6 +133,11 @@ impl ErrorCode {
                 | ErrorCode::RebalanceInProgress
                 | ErrorCode::NotCoordinator
                 | ErrorCode::ResourceExhausted
+                | ErrorCode::NotLeaderOrFollower
+                | ErrorCode::NotEnoughReplicas
+                | ErrorCode::CoordinatorNotAvailable
+                | ErrorCode::UnknownLeaderEpoch
+                | ErrorCode::NotController
         )
     }
 
@@ -148,6 +178,14 @@ impl ErrorCode {
             InvalidRecord => "INVALID_RECORD",
             ResourceExhausted => "RESOURCE_EXHAUSTED",
             InvalidTimestamp => "INVALID_TIMESTAMP",
+            NotLeaderOrFollower => "NOT_LEADER_OR_FOLLOWER",
+            NotEnoughReplicas => "NOT_ENOUGH_REPLICAS",
+            InvalidReplicationFactor => "INVALID_REPLICATION_FACTOR",
+            CoordinatorNotAvailable => "COORDINATOR_NOT_AVAILABLE",
+            FencedLeaderEpoch => "FENCED_LEADER_EPOCH",
+            UnknownLeaderEpoch => "UNKNOWN_LEADER_EPOCH",
+            NotController => "NOT_CONTROLLER",
+            InvalidReplicaAssignment => "INVALID_REPLICA_ASSIGNMENT",
         }
     }
 }
@@ -158,7 +196,7 @@ mod tests {
 
     #[test]
     fn codes_roundtrip() {
-        for v in 0..31i16 {
+        for v in 0..41i16 {
             assert_eq!(ErrorCode::from_i16(v) as i16, v);
         }
         assert_eq!(ErrorCode::from_i16(-5), ErrorCode::Unknown);

@@ -56,6 +56,8 @@ pub(crate) enum KafkaCode {
     InvalidRegularExpression = 128,
     InvalidRecord = 87,
     InvalidTimestamp = 32,
+    NotEnoughReplicas = 19,
+    NotController = 41,
 }
 
 impl KafkaCode {
@@ -99,6 +101,14 @@ pub(crate) fn kafka_code(code: ErrorCode) -> KafkaCode {
         E::UnknownProducerId => KafkaCode::UnknownProducerId,
         E::InvalidRecord => KafkaCode::InvalidRecord,
         E::InvalidTimestamp => KafkaCode::InvalidTimestamp,
+        E::NotLeaderOrFollower => KafkaCode::NotLeaderOrFollower,
+        E::NotEnoughReplicas => KafkaCode::NotEnoughReplicas,
+        E::InvalidReplicationFactor => KafkaCode::InvalidReplicationFactor,
+        E::CoordinatorNotAvailable => KafkaCode::CoordinatorNotAvailable,
+        E::FencedLeaderEpoch => KafkaCode::FencedLeaderEpoch,
+        E::UnknownLeaderEpoch => KafkaCode::UnknownLeaderEpoch,
+        E::NotController => KafkaCode::NotController,
+        E::InvalidReplicaAssignment => KafkaCode::InvalidReplicaAssignment,
     }
 }
 
