@@ -17,12 +17,14 @@ use strata_engine::{BatchCache, Cleaner, Log, LogEnv};
 use strata_schema::ErrorCode;
 
 use crate::config::BrokerConfig;
+use crate::controller::ControllerCommand;
 use crate::errors::WireError;
 use crate::metadata::{
     partition_dir, store_topics, validate_topic_name, TopicMeta, Topics, PARTITIONS_MAX,
 };
 use crate::topic_config::TopicConfig;
 
+mod cluster_topics;
 mod dynamic_configs;
 
 /// A job a metadata change runs on every shard.
@@ -210,7 +212,11 @@ impl Broker {
             return Err(unknown_topic(topic));
         }
         self.cleaner.register(&log);
-        self.logs.borrow_mut().insert(claim.key.clone(), log);
+        self.logs.borrow_mut().insert(claim.key.clone(), log.clone());
+        // In a cluster the partition's Raft replica starts with its log.
+        if let Err(e) = crate::cluster::replicas::attach(self, &claim.key, &log).await {
+            tracing::warn!(%topic, partition, error = %e.message, "replica not started");
+        }
         Ok(())
     }
 
@@ -365,6 +371,7 @@ impl Broker {
         // Take the log out and claim the key in one step (no await between), so an
         // open waits for this close.
         let log = self.logs.borrow_mut().remove(&key);
+        crate::cluster::replicas::detach(&self.shard, &key);
         let Some(_claim) = self.claim(&key) else {
             // Being opened by someone else already: that open is the reopen.
             if let Some(log) = log {
@@ -383,6 +390,9 @@ impl Broker {
     /// Closes every log this shard has open (writes their clean markers).
     pub async fn close_all(&self) {
         let logs: Vec<(PartitionKey, Log)> = self.logs.borrow_mut().drain().collect();
+        for (key, _) in &logs {
+            crate::cluster::replicas::detach(&self.shard, key);
+        }
         self.close_many(logs).await;
     }
 
@@ -395,6 +405,9 @@ impl Broker {
                 .filter_map(|k| map.remove(&k).map(|log| (k, log)))
                 .collect()
         };
+        for (key, _) in &logs {
+            crate::cluster::replicas::detach(&self.shard, key);
+        }
         self.close_many(logs).await;
         crate::metrics::forget_topic(topic);
         self.health.forget_topic(topic);
@@ -429,6 +442,11 @@ impl Broker {
 
     /// Writes `topics` durably, then publishes it to every shard.
     async fn commit(&self, topics: Topics) -> Result<(), WireError> {
+        if self.config.cluster.is_some() {
+            // The controller's metadata log is the record; no file of our own.
+            self.meta_cell.publish(Arc::new(topics));
+            return Ok(());
+        }
         let text = topics.to_text();
         let data_dir = self.config.data_dir.clone();
         glommio::executor()
@@ -528,6 +546,11 @@ impl Broker {
         validate_only: bool,
     ) -> Result<(), WireError> {
         debug_assert_eq!(self.shard.id(), METADATA_SHARD);
+        if self.config.cluster.is_some() {
+            return self
+                .submit_create_topic(name, partitions, None, None, overrides, validate_only)
+                .await;
+        }
         validate_topic_name(&name).map_err(|e| WireError::new(ErrorCode::InvalidTopicName, e))?;
         if partitions == 0 || partitions > PARTITIONS_MAX {
             return Err(WireError::new(
@@ -568,6 +591,11 @@ impl Broker {
     pub async fn delete_topic(&self, name: String) -> Result<(), WireError> {
         debug_assert_eq!(self.shard.id(), METADATA_SHARD);
         refuse_offsets_topic(&name, "deleted")?;
+        if self.config.cluster.is_some() {
+            return self
+                .submit(ControllerCommand::DeleteTopic { name })
+                .await;
+        }
         let _lock = self
             .meta_lock
             .acquire_permit(1)
@@ -611,6 +639,16 @@ impl Broker {
         debug_assert_eq!(self.shard.id(), METADATA_SHARD);
         // Its partition count decides which partition coordinates each group.
         refuse_offsets_topic(&name, "given more partitions")?;
+        if self.config.cluster.is_some() {
+            return self
+                .submit(ControllerCommand::CreatePartitions {
+                    name,
+                    total,
+                    assignments: None,
+                    validate_only: false,
+                })
+                .await;
+        }
         let _lock = self
             .meta_lock
             .acquire_permit(1)
@@ -646,6 +684,27 @@ impl Broker {
         validate_only: bool,
     ) -> Result<(), WireError> {
         debug_assert_eq!(self.shard.id(), METADATA_SHARD);
+        if self.config.cluster.is_some() {
+            let mut set = BTreeMap::new();
+            let mut delete = Vec::new();
+            for (k, v) in changes {
+                match v {
+                    Some(v) => {
+                        set.insert(k, v);
+                    }
+                    None => delete.push(k),
+                }
+            }
+            return self
+                .submit(ControllerCommand::AlterTopicConfigs {
+                    name,
+                    set,
+                    delete,
+                    incremental: true,
+                    validate_only,
+                })
+                .await;
+        }
         let _lock = self
             .meta_lock
             .acquire_permit(1)
@@ -689,6 +748,61 @@ impl Broker {
         self.on_every_shard(&name, |b, t| Box::pin(async move { b.apply_config(&t) }))
             .await;
         Ok(())
+    }
+}
+
+impl Broker {
+    /// Creates a topic with a replication factor and/or explicit replica assignments
+    /// (Kafka CreateTopics); on a single node only the defaults are possible.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create_topic_replicated(
+        &self,
+        name: String,
+        partitions: u32,
+        replication_factor: Option<u16>,
+        assignments: Option<Vec<Vec<u64>>>,
+        overrides: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), WireError> {
+        if self.config.cluster.is_none() {
+            return self
+                .create_topic(name, partitions, overrides, validate_only)
+                .await;
+        }
+        self.submit_create_topic(
+            name,
+            partitions,
+            replication_factor,
+            assignments,
+            overrides,
+            validate_only,
+        )
+        .await
+    }
+
+    async fn submit_create_topic(
+        &self,
+        name: String,
+        partitions: u32,
+        replication_factor: Option<u16>,
+        assignments: Option<Vec<Vec<u64>>>,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<(), WireError> {
+        self.submit(ControllerCommand::CreateTopic {
+            name,
+            partitions: Some(partitions).filter(|_| assignments.is_none()),
+            replication_factor,
+            assignments,
+            configs,
+            validate_only,
+        })
+        .await
+    }
+
+    /// Carries out a metadata change through the controller quorum (a cluster only).
+    async fn submit(&self, cmd: ControllerCommand) -> Result<(), WireError> {
+        crate::cluster::node::submit(&self.shard, cmd).await.map(|_| ())
     }
 }
 

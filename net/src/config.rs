@@ -66,6 +66,9 @@ pub struct BrokerConfig {
     /// The Kafka broker keys the config file set, as written (DescribeConfigs shows
     /// them as STATIC_BROKER_CONFIG).
     pub static_kafka_keys: BTreeMap<String, String>,
+    /// Kafka's `default.replication.factor`: replicas of topics created without one
+    /// (a cluster only; a single node keeps 1).
+    pub default_replication_factor: u16,
 }
 
 impl Default for BrokerConfig {
@@ -97,6 +100,7 @@ impl Default for BrokerConfig {
                 crate::broker_settings::GROUP_MIN_SESSION_TIMEOUT_MS_DEFAULT,
             group_max_session_timeout_ms:
                 crate::broker_settings::GROUP_MAX_SESSION_TIMEOUT_MS_DEFAULT,
+            default_replication_factor: 1,
             offsets_topic_num_partitions:
                 crate::broker_settings::OFFSETS_TOPIC_NUM_PARTITIONS_DEFAULT,
             static_kafka_keys: BTreeMap::new(),

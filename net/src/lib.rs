@@ -16,6 +16,7 @@
 
 mod accept_backoff;
 mod broker;
+mod cluster;
 pub mod broker_settings;
 mod cluster_id;
 mod config;

@@ -66,6 +66,9 @@ pub struct TopicMeta {
     /// The topic's id (Kafka's topic UUID): new for every topic created, so a
     /// topic deleted and created again under the same name has another id.
     pub id: [u8; 16],
+    /// In a cluster: the replicas (broker ids) of each partition, the first the
+    /// preferred leader, as the controller placed them. Empty on a single node.
+    pub replicas: Vec<Vec<u64>>,
 }
 
 impl TopicMeta {
@@ -83,6 +86,7 @@ impl TopicMeta {
             overrides,
             config,
             id,
+            replicas: Vec::new(),
         }
     }
 
@@ -242,6 +246,7 @@ impl Topics {
                     overrides,
                     config,
                     id,
+                    replicas: Vec::new(),
                 }),
             );
         }

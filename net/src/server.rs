@@ -77,15 +77,25 @@ pub fn run_broker(config: BrokerConfig, shutdown: Arc<AtomicBool>) -> Result<(),
     let dynamic =
         crate::broker_settings::load_dynamic(&config.data_dir).map_err(BrokerError::DataDir)?;
     let defaults = dynamic.topic_defaults(&config.topic_defaults);
-    let mut topics = load_topics(&config.data_dir, &defaults).map_err(BrokerError::DataDir)?;
-    topics.dynamic = Arc::new(dynamic);
-    let topics = crate::group_host::ensure_offsets_topic(
-        &config.data_dir,
-        &defaults,
-        config.offsets_topic_num_partitions,
-        topics,
-    )
-    .map_err(BrokerError::DataDir)?;
+    let topics = if config.cluster.is_some() {
+        // A cluster's topics come from the controller quorum's metadata log, applied
+        // once the broker has joined (`cluster::node`); none are opened before that.
+        Topics {
+            dynamic: Arc::new(dynamic),
+            ..Topics::default()
+        }
+    } else {
+        let mut topics =
+            load_topics(&config.data_dir, &defaults).map_err(BrokerError::DataDir)?;
+        topics.dynamic = Arc::new(dynamic);
+        crate::group_host::ensure_offsets_topic(
+            &config.data_dir,
+            &defaults,
+            config.offsets_topic_num_partitions,
+            topics,
+        )
+        .map_err(BrokerError::DataDir)?
+    };
     let shard_config = ShardConfig {
         shard_count: config.cores,
         pin_to_cores: config.pin_to_cores,
@@ -168,11 +178,18 @@ async fn serve(shard: &Shard, broker: &Rc<Broker>, shared: &Shared) -> Result<()
         })?;
     // No shard accepts before every shard can take requests from the others.
     shared.ready.fetch_add(1, Ordering::AcqRel);
+    let mut cluster_started = false;
     while shared.ready.load(Ordering::Acquire) < shard.shard_count() {
         if shard.is_stopping() {
             return Ok(());
         }
         glommio::timer::sleep(Duration::from_millis(1)).await;
+    }
+    if shard.id() == METADATA_SHARD {
+        crate::cluster::node::start(broker)
+            .await
+            .map_err(|e| BrokerError::Config(format!("cannot join the cluster: {}", e.message)))?;
+        cluster_started = true;
     }
     let bind = |addr| {
         let listener = TcpListener::bind(addr).map_err(|e| BrokerError::Bind {
@@ -224,6 +241,9 @@ async fn serve(shard: &Shard, broker: &Rc<Broker>, shared: &Shared) -> Result<()
         );
     }
     drop(sweep);
+    if cluster_started {
+        crate::cluster::node::stop(shard).await;
+    }
     Ok(())
 }
 

@@ -62,6 +62,10 @@ async fn read(
     broker: Rc<Broker>,
     (topic, partition, offset, max_bytes): (String, u32, i64, usize),
 ) -> Fetched {
+    // In a cluster only the leader serves reads.
+    if let Err(e) = crate::cluster::replicas::leader_replica(&broker, &topic, partition) {
+        return Fetched::failed(e);
+    }
     let log = match broker.log(&topic, partition).await {
         Ok(log) => log,
         Err(e) => return Fetched::failed(e),

@@ -23,6 +23,7 @@ pub(crate) async fn lookup(
     broker: Rc<Broker>,
     (topic, partition, ts): (String, u32, i64),
 ) -> Found {
+    crate::cluster::replicas::leader_replica(&broker, &topic, partition)?;
     let log = broker.log(&topic, partition).await?;
     match ts {
         EARLIEST_TIMESTAMP => Ok((log.log_start_offset(), -1)),

@@ -172,6 +172,8 @@ pub(crate) async fn append(broker: Rc<Broker>, p: PartitionAppend) -> Appended {
 }
 
 async fn append_now(broker: Rc<Broker>, p: PartitionAppend) -> Appended {
+    // In a cluster the partition's leader appends through its Raft group.
+    let replica = crate::cluster::replicas::leader_replica(&broker, &p.topic, p.partition)?;
     let log = broker.log(&p.topic, p.partition).await?;
     let bytes: usize = p.batches.iter().map(|b| b.bytes().len()).sum();
     broker.disk.admit(bytes as u64)?;
@@ -195,13 +197,20 @@ async fn append_now(broker: Rc<Broker>, p: PartitionAppend) -> Appended {
             batch.bytes().len() as u64,
             u64::from(batch.header().record_count),
         );
-        let info = log
-            .append_validated(batch, AppendOptions::new(durability))
-            .await;
+        let info = match &replica {
+            Some(r) => {
+                r.append(batch, durability, min_insync_replicas(&broker, &p.topic))
+                    .await
+            }
+            None => log
+                .append_validated(batch, AppendOptions::new(durability))
+                .await
+                .map_err(WireError::from),
+        };
         let info = match info {
             Ok(info) => info,
             Err(e) => {
-                let mut e = broker.closed_means_deleted(&p.topic, WireError::from(e));
+                let mut e = broker.closed_means_deleted(&p.topic, e);
                 if i > 0 {
                     e.message = format!(
                         "{} (the partition's first {i} batches were appended)",
@@ -219,8 +228,10 @@ async fn append_now(broker: Rc<Broker>, p: PartitionAppend) -> Appended {
                 c.records_in += records;
             }
         });
-        // One node: everything appended is committed.
-        log.set_high_watermark(log.high_watermark().max(info.last_offset + 1));
+        if replica.is_none() {
+            // One node: everything appended is committed.
+            log.set_high_watermark(log.high_watermark().max(info.last_offset + 1));
+        }
         first.get_or_insert(info);
     }
     let info = first.expect("split_batches never returns no batches");
@@ -230,6 +241,18 @@ async fn append_now(broker: Rc<Broker>, p: PartitionAppend) -> Appended {
         -1
     };
     Ok((info.base_offset, time, log.log_start_offset()))
+}
+
+/// A topic's `min.insync.replicas` (its override, else the broker's default, else 1).
+fn min_insync_replicas(broker: &Broker, topic: &str) -> usize {
+    let key = "min.insync.replicas";
+    broker
+        .topics()
+        .get(topic)
+        .and_then(|m| m.overrides.get(key).cloned())
+        .or_else(|| broker.topic_defaults().get(key).cloned())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
 }
 
 pub async fn handle(broker: &Broker, req: &Request<'_>, tail: Tail) -> Result<Response, WireError> {

@@ -159,14 +159,74 @@ pub(crate) fn owner_of(broker: &Broker, topic: &str, partition: i32) -> Result<S
 
 // ---- CreateTopics -------------------------------------------------------------
 
+/// What a CreateTopics entry asks for in a cluster beyond [`creation_plan`]: the
+/// replication factor (`None`: the broker's default) and explicit assignments.
+type Replication = (Option<u16>, Option<Vec<Vec<u64>>>);
+
+/// The replication a CreateTopics entry asks of a cluster.
+fn cluster_replication(t: &CreatableTopic) -> Result<Replication, Outcome> {
+    let name = t.name.0.as_str();
+    let rf = match t.replication_factor {
+        -1 => None,
+        n if n >= 1 => Some(n as u16),
+        n => {
+            return Err(refuse(
+                KafkaCode::InvalidReplicationFactor,
+                format!("topic {name}: replication factor {n}; give 1 or more (or -1 for default.replication.factor)"),
+            ))
+        }
+    };
+    if t.assignments.is_empty() {
+        return Ok((rf, None));
+    }
+    if t.num_partitions != -1 || t.replication_factor != -1 {
+        return Err(refuse(
+            KafkaCode::InvalidRequest,
+            format!("topic {name}: with replica assignments, num_partitions and replication_factor must be -1"),
+        ));
+    }
+    let mut by_partition: Vec<(i32, Vec<u64>)> = Vec::with_capacity(t.assignments.len());
+    for a in &t.assignments {
+        let mut replicas = Vec::with_capacity(a.broker_ids.len());
+        for id in &a.broker_ids {
+            let Ok(id) = u64::try_from(id.0) else {
+                return Err(refuse(
+                    KafkaCode::InvalidReplicaAssignment,
+                    format!("topic {name}: broker id {} in the assignment of partition {}", id.0, a.partition_index),
+                ));
+            };
+            replicas.push(id);
+        }
+        by_partition.push((a.partition_index, replicas));
+    }
+    by_partition.sort_by_key(|(p, _)| *p);
+    if by_partition
+        .iter()
+        .enumerate()
+        .any(|(i, (p, _))| *p != i as i32)
+    {
+        return Err(refuse(
+            KafkaCode::InvalidReplicaAssignment,
+            format!("topic {name}: the assignments must cover partitions 0 to {} once each", by_partition.len() - 1),
+        ));
+    }
+    Ok((None, Some(by_partition.into_iter().map(|(_, r)| r).collect())))
+}
+
 /// What a CreateTopics entry asks for, checked: (partitions, overrides);
 /// `num_partitions` -1 means the broker's `num.partitions`, `default_partitions`.
+/// On a cluster the replication is checked by [`cluster_replication`] instead.
 fn creation_plan(
     t: &CreatableTopic,
     default_partitions: u32,
+    cluster: bool,
 ) -> Result<(u32, BTreeMap<String, String>), Outcome> {
     let name = t.name.0.as_str();
-    if !t.assignments.is_empty() {
+    if cluster && !t.assignments.is_empty() {
+        // The partition count is the assignments' (checked by cluster_replication).
+    } else if cluster {
+        // Any replication factor; the controller checks it against the brokers.
+    } else if !t.assignments.is_empty() {
         return Err(refuse(
             KafkaCode::InvalidReplicaAssignment,
             format!(
@@ -174,7 +234,7 @@ fn creation_plan(
             ),
         ));
     }
-    if t.replication_factor != REPLICATION_FACTOR && t.replication_factor != -1 {
+    if !cluster && t.replication_factor != REPLICATION_FACTOR && t.replication_factor != -1 {
         return Err(refuse(
             KafkaCode::InvalidReplicationFactor,
             format!(
@@ -184,6 +244,7 @@ fn creation_plan(
         ));
     }
     let partitions = match t.num_partitions {
+        -1 if cluster && !t.assignments.is_empty() => t.assignments.len() as u32,
         -1 => default_partitions,
         n if n >= 1 => n as u32,
         n => {
@@ -223,10 +284,11 @@ fn created_result(
     defaults: &configs::Layers<'_>,
     result: &mut CreatableTopicResult,
     partitions: u32,
+    replication_factor: i16,
     overrides: &BTreeMap<String, String>,
 ) {
     result.num_partitions = partitions as i32;
-    result.replication_factor = REPLICATION_FACTOR;
+    result.replication_factor = replication_factor;
     let Ok(views) = configs::resolved_views(defaults, overrides) else {
         result.configs = None;
         return;
@@ -249,6 +311,7 @@ fn created_result(
 /// A topic CreateTopics created (or validated): its partitions, overrides and id.
 struct Created<'a> {
     partitions: u32,
+    replication_factor: i16,
     overrides: &'a BTreeMap<String, String>,
     id: Option<[u8; 16]>,
 }
@@ -266,7 +329,7 @@ fn creatable_topic_result(
     result.configs = None;
     if let Some(c) = created {
         if version >= 5 {
-            created_result(defaults, &mut result, c.partitions, c.overrides);
+            created_result(defaults, &mut result, c.partitions, c.replication_factor, c.overrides);
         }
         if version >= 7 {
             if let Some(id) = c.id {
@@ -302,18 +365,34 @@ pub(crate) async fn create_topics(ctx: &Ctx, req: CreateTopicsRequest) -> Create
             );
             creatable_topic_result(ctx.version, t.name.clone(), defaults, None, refused)
         } else {
-            match creation_plan(t, broker.config.num_partitions) {
+            let cluster = broker.config.cluster.is_some();
+            let plan = creation_plan(t, broker.config.num_partitions, cluster).and_then(|p| {
+                let replication = if cluster {
+                    cluster_replication(t)?
+                } else {
+                    (None, None)
+                };
+                Ok((p, replication))
+            });
+            match plan {
                 Err(o) => creatable_topic_result(ctx.version, t.name.clone(), defaults, None, o),
-                Ok((partitions, overrides)) => {
+                Ok(((partitions, overrides), (rf, assignments))) => {
                     let validate_only = req.validate_only;
                     let (n, o) = (name.clone(), overrides.clone());
                     let created = broker
                         .on_metadata_shard(move |b| async move {
-                            b.create_topic(n, partitions, o, validate_only).await
+                            b.create_topic_replicated(n, partitions, rf, assignments, o, validate_only)
+                                .await
                         })
                         .await;
+                    let meta = broker.topics().get(&name).cloned();
+                    let replication_factor = meta
+                        .as_ref()
+                        .and_then(|m| m.replicas.first())
+                        .map_or(REPLICATION_FACTOR, |r| r.len() as i16);
                     let described = created.is_ok().then(|| Created {
                         partitions,
+                        replication_factor,
                         overrides: &overrides,
                         id: broker.topics().get(&name).map(|meta| meta.id),
                     });
@@ -568,16 +647,16 @@ mod tests {
 
     #[test]
     fn creation_defaults_and_single_node_limits() {
-        assert_eq!(creation_plan(&topic(-1, -1), 7).unwrap().0, 7);
-        assert_eq!(creation_plan(&topic(6, 1), 1).unwrap().0, 6);
-        let (code, msg) = creation_plan(&topic(3, 3), 1).unwrap_err();
+        assert_eq!(creation_plan(&topic(-1, -1), 7, false).unwrap().0, 7);
+        assert_eq!(creation_plan(&topic(6, 1), 1, false).unwrap().0, 6);
+        let (code, msg) = creation_plan(&topic(3, 3), 1, false).unwrap_err();
         assert_eq!(code, KafkaCode::InvalidReplicationFactor.code());
         assert!(msg.unwrap().contains("single-node"));
-        let (code, _) = creation_plan(&topic(0, 1), 1).unwrap_err();
+        let (code, _) = creation_plan(&topic(0, 1), 1, false).unwrap_err();
         assert_eq!(code, KafkaCode::InvalidPartitions.code());
         let assigned = topic(-1, -1).with_assignments(vec![CreatableReplicaAssignment::default()]);
         assert_eq!(
-            creation_plan(&assigned, 1).unwrap_err().0,
+            creation_plan(&assigned, 1, false).unwrap_err().0,
             KafkaCode::InvalidReplicaAssignment.code()
         );
     }
@@ -590,10 +669,10 @@ mod tests {
                 .with_value(v.map(StrBytes::from_static_str))
         };
         let t = topic(1, 1).with_configs(vec![cfg("retention.ms", Some("1000"))]);
-        assert_eq!(creation_plan(&t, 1).unwrap().1["retention.ms"], "1000");
+        assert_eq!(creation_plan(&t, 1, false).unwrap().1["retention.ms"], "1000");
         let t = topic(1, 1).with_configs(vec![cfg("retention.ms", None)]);
         assert_eq!(
-            creation_plan(&t, 1).unwrap_err().0,
+            creation_plan(&t, 1, false).unwrap_err().0,
             KafkaCode::InvalidConfig.code()
         );
         let t = topic(1, 1).with_configs(vec![
@@ -601,7 +680,7 @@ mod tests {
             cfg("retention.ms", Some("2")),
         ]);
         assert_eq!(
-            creation_plan(&t, 1).unwrap_err().0,
+            creation_plan(&t, 1, false).unwrap_err().0,
             KafkaCode::InvalidRequest.code()
         );
     }
@@ -641,6 +720,7 @@ mod tests {
         for version in versions(ApiKey::CreateTopics) {
             let created = Created {
                 partitions: 3,
+                replication_factor: 1,
                 overrides: &overrides,
                 id: Some(id),
             };

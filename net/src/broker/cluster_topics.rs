@@ -1,0 +1,121 @@
+//! In a cluster the controller decides the topics; each broker applies the topics of
+//! every new metadata image (on the metadata shard): removes the data of topics that
+//! are gone, publishes the snapshot, gives changed configs to open logs, and opens
+//! (with their Raft replicas) the partitions this broker hosts.
+
+use std::sync::Arc;
+
+use super::{stopping, Broker, PartitionKey, METADATA_SHARD};
+use crate::errors::WireError;
+use crate::metadata::Topics;
+
+impl Broker {
+    /// Applies the topics of a new metadata image. Runs on the metadata shard.
+    pub(crate) async fn apply_cluster_topics(&self, new: Topics) -> Result<(), WireError> {
+        debug_assert_eq!(self.shard.id(), METADATA_SHARD);
+        let _lock = self
+            .meta_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| stopping())?;
+        let old = self.topics();
+        // Deleted, or deleted and created again (another id): their data goes first.
+        let gone: Vec<(String, u32)> = old
+            .topics
+            .values()
+            .filter(|t| new.get(&t.name).is_none_or(|n| n.id != t.id))
+            .map(|t| (t.name.clone(), t.partitions))
+            .collect();
+        if !gone.is_empty() {
+            let mut interim = (*old).clone();
+            for (name, _) in &gone {
+                interim.topics.remove(name);
+            }
+            self.meta_cell.publish(Arc::new(interim));
+            for (name, partitions) in &gone {
+                self.on_every_shard(name, |b, t| {
+                    Box::pin(async move { b.close_topic(&t).await })
+                })
+                .await;
+                self.on_every_shard(name, |b, t| {
+                    Box::pin(async move { crate::group_host::forget_topic(&b, &t).await })
+                })
+                .await;
+                self.remove_partition_dirs(name, 0, *partitions).await?;
+            }
+        }
+        let old = self.topics();
+        let mut configs_changed = Vec::new();
+        for t in new.topics.values() {
+            match old.get(&t.name) {
+                // New: leftovers of an interrupted delete must not come back as data.
+                None => self.remove_partition_dirs(&t.name, 0, t.partitions).await?,
+                Some(o) => {
+                    if o.partitions < t.partitions {
+                        self.remove_partition_dirs(&t.name, o.partitions, t.partitions)
+                            .await?;
+                    }
+                    if o.config != t.config {
+                        configs_changed.push(t.name.clone());
+                    }
+                }
+            }
+        }
+        self.meta_cell.publish(Arc::new(new));
+        for name in configs_changed {
+            self.on_every_shard(&name, |b, t| Box::pin(async move { b.apply_config(&t) }))
+                .await;
+        }
+        for s in 0..self.shard.shard_count() {
+            if let Err(e) = self
+                .shard
+                .invoke_on(s, |shard| async move {
+                    Broker::of(&shard).host_assigned_partitions().await;
+                })
+                .await
+            {
+                tracing::warn!(shard = s, error = %e, "partition hosting did not reach a shard");
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens, with their replicas, the partitions this shard owns that the topics
+    /// place on this broker and that have no replica here yet.
+    pub(crate) async fn host_assigned_partitions(&self) {
+        let Some(cluster) = self.config.cluster.as_ref() else {
+            return;
+        };
+        let me = cluster.node_id;
+        let replicas = crate::cluster::replicas::ShardReplicas::of(&self.shard);
+        let topics = self.topics();
+        let mut to_open: Vec<PartitionKey> = Vec::new();
+        let mut to_attach = Vec::new();
+        for t in topics.topics.values() {
+            for p in 0..t.partitions {
+                if self.owner(&t.name, p) != self.shard.id() {
+                    continue;
+                }
+                let hosted = t.replicas.get(p as usize).is_some_and(|r| r.contains(&me));
+                if !hosted || replicas.get(&t.name, p).is_some() {
+                    continue;
+                }
+                let key = (t.name.clone(), p);
+                match self.logs.borrow().get(&key) {
+                    Some(log) => to_attach.push((key, log.clone())),
+                    None => to_open.push(key),
+                }
+            }
+        }
+        for (key, log) in to_attach {
+            if let Err(e) = crate::cluster::replicas::attach(self, &key, &log).await {
+                tracing::warn!(topic = %key.0, partition = key.1, error = %e.message, "replica not started");
+            }
+        }
+        if !to_open.is_empty() {
+            if let Err((topic, partition, e)) = self.open_many(to_open).await {
+                tracing::warn!(%topic, partition, error = %e.message, "partition offline");
+            }
+        }
+    }
+}

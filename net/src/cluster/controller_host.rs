@@ -1,0 +1,400 @@
+//! The controller quorum's replica on this broker (shard 0): the metadata log under
+//! `data_dir/__meta/cluster-metadata`, the image its committed records build, and the
+//! command path — planned and committed on the quorum's leader, forwarded there from
+//! every other broker.
+//!
+//! Commands are carried out one at a time on the leader, each against an image that
+//! has applied the whole log (so two creates of one name cannot both pass), and a
+//! command's reply goes out only once its records are applied here; the caller then
+//! waits until its own image has applied as far (`ControllerReply::Ok::applied_offset`).
+
+use std::cell::{Cell, RefCell};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures_lite::future::LocalBoxFuture;
+use glommio::channels::local_channel::{self, LocalSender};
+use glommio::sync::Semaphore;
+use strata_engine::raft_hard_state::read_hard_state;
+use strata_engine::{Durability, Log, LogConfig, LogEnv};
+use strata_raft::{Config, Membership, NodeId, Raft, Role, Term};
+use strata_schema::{check_batch, validate_batch, ErrorCode, NativeBatchBuilder, ValidatedBatch};
+
+use crate::cluster::replicated_log::{Applier, Outbox, ReplicatedLog};
+use crate::controller::{
+    decode_records, encode_records, plan, BrokerLiveness, ControllerCommand, ControllerError,
+    ControllerReply, ControllerSettings, MetadataImage, MetadataRecord, ReplyPayload,
+};
+use crate::errors::WireError;
+use crate::metadata::META_DIR;
+use crate::replication::GroupId;
+
+/// Directory of the metadata log under `__meta`.
+pub const METADATA_LOG_DIR: &str = "cluster-metadata";
+/// How long a command waits for the image to catch up with the log before planning.
+const CATCH_UP_WAIT_MS: u64 = 10_000;
+/// `broker.session.timeout.ms` (Kafka's default): a broker silent this long is fenced.
+pub const BROKER_SESSION_TIMEOUT_MS: i64 = 9_000;
+/// How often the leader looks for silent brokers.
+const LIVENESS_CHECK_MS: u64 = 1_000;
+
+/// What the host calls when the image changed (the node publishes it to the shards).
+pub trait ImageListener {
+    /// The image after applying the log up to `applied_offset`.
+    fn image_changed(&self, image: &MetadataImage, applied_offset: u64) -> LocalBoxFuture<'static, ()>;
+}
+
+/// The controller group's replica on this broker.
+pub struct ControllerHost {
+    me: NodeId,
+    replica: RefCell<Option<Rc<ReplicatedLog>>>,
+    state: Rc<HostState>,
+    /// One command at a time on the leader.
+    lock: Semaphore,
+    settings: RefCell<ControllerSettings>,
+}
+
+/// What the applier and the command path share.
+struct HostState {
+    image: RefCell<MetadataImage>,
+    applied_end: Cell<u64>,
+    waiters: RefCell<Vec<(u64, LocalSender<()>)>>,
+    liveness: RefCell<BrokerLiveness>,
+    listener: RefCell<Option<Rc<dyn ImageListener>>>,
+    leader_since: Cell<Option<Term>>,
+}
+
+impl ControllerHost {
+    /// Opens the metadata log and restores the replica; `voters` is the quorum.
+    pub async fn open(
+        me: NodeId,
+        data_dir: &std::path::Path,
+        voters: &[NodeId],
+        env: LogEnv,
+        outbox: Rc<dyn Outbox>,
+        settings: ControllerSettings,
+    ) -> Result<Rc<ControllerHost>, WireError> {
+        let dir: PathBuf = data_dir.join(META_DIR).join(METADATA_LOG_DIR);
+        let log = Log::open(&dir, LogConfig::default(), env)
+            .await
+            .map_err(WireError::from)?;
+        let hard = read_hard_state(&dir)
+            .await
+            .map_err(WireError::from)?
+            .unwrap_or_default();
+        let membership = Membership::new(voters).map_err(|e| {
+            WireError::new(ErrorCode::InvalidConfig, format!("controller quorum {voters:?}: {e}"))
+        })?;
+        let restored = log.raft_restored_state(hard, membership);
+        let raft = Raft::new(Config::new(me, me.wrapping_mul(0x2545_F491_4F6C_DD1D)), restored)
+            .map_err(|e| {
+                WireError::new(
+                    ErrorCode::StorageError,
+                    format!("cannot restore the controller replica from {}: {e}", dir.display()),
+                )
+            })?;
+        let state = Rc::new(HostState {
+            image: RefCell::new(MetadataImage::new()),
+            applied_end: Cell::new(0),
+            waiters: RefCell::new(Vec::new()),
+            liveness: RefCell::new(BrokerLiveness::new()),
+            listener: RefCell::new(None),
+            leader_since: Cell::new(None),
+        });
+        let applier: Rc<dyn Applier> = Rc::new(ControllerApplier {
+            state: Rc::clone(&state),
+        });
+        let replica = ReplicatedLog::new(
+            GroupId::Controller,
+            log,
+            dir,
+            raft,
+            outbox,
+            Some(applier),
+            u32::MAX,
+        );
+        let host = Rc::new(ControllerHost {
+            me,
+            replica: RefCell::new(Some(Rc::clone(&replica))),
+            state,
+            lock: Semaphore::new(1),
+            settings: RefCell::new(settings),
+        });
+        glommio::spawn_local(Rc::clone(&replica).run()).detach();
+        Ok(host)
+    }
+
+    /// Sets who is told of image changes.
+    pub fn set_listener(&self, listener: Rc<dyn ImageListener>) {
+        *self.state.listener.borrow_mut() = Some(listener);
+    }
+
+    /// Replaces the settings commands are validated with (dynamic broker configs).
+    pub fn set_settings(&self, settings: ControllerSettings) {
+        *self.settings.borrow_mut() = settings;
+    }
+
+    /// The controller group's replica.
+    pub fn replica(&self) -> Rc<ReplicatedLog> {
+        self.replica
+            .borrow()
+            .clone()
+            .expect("the replica is set when the host opens")
+    }
+
+    /// The quorum's leader as this replica knows it.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.replica().leadership().2
+    }
+
+    /// The image as applied so far.
+    pub fn image(&self) -> std::cell::Ref<'_, MetadataImage> {
+        self.state.image.borrow()
+    }
+
+    /// Offsets of the metadata log applied to the image (exclusive end).
+    pub fn applied_offset(&self) -> u64 {
+        self.state.applied_end.get()
+    }
+
+    /// Resolves once the image has applied the log up to `offset` (or after `wait_ms`).
+    pub async fn wait_applied(&self, offset: u64, wait_ms: u64) -> bool {
+        if self.state.applied_end.get() >= offset {
+            return true;
+        }
+        let (tx, rx) = local_channel::new_bounded(1);
+        self.state.waiters.borrow_mut().push((offset, tx));
+        let timer = glommio::timer::sleep(Duration::from_millis(wait_ms));
+        futures_lite::future::or(
+            async {
+                let _ = rx.recv().await;
+            },
+            async {
+                timer.await;
+            },
+        )
+        .await;
+        self.state.applied_end.get() >= offset
+    }
+
+    /// One tick of the controller group (shard 0's timer).
+    pub fn tick(&self) {
+        self.replica().tick();
+    }
+
+    /// Carries out `cmd` if this replica leads the quorum; otherwise says who does.
+    pub async fn submit_local(&self, cmd: ControllerCommand) -> ControllerReply {
+        let replica = self.replica();
+        if !replica.is_leader() {
+            return ControllerReply::NotController {
+                leader: replica.leadership().2.filter(|l| *l != self.me),
+            };
+        }
+        let Ok(_one_at_a_time) = self.lock.acquire_permit(1).await else {
+            return not_available("the broker is stopping");
+        };
+        // A new leader's image trails its log until its first entry commits.
+        let log_end = replica.log().log_end_offset() as u64;
+        if !self.wait_applied(log_end, CATCH_UP_WAIT_MS).await {
+            return not_available("the controller's metadata image is still catching up");
+        }
+        if let ControllerCommand::BrokerHeartbeat { id, .. } = &cmd {
+            self.state.liveness.borrow_mut().heartbeat(*id, now_ms());
+        }
+        let planned = {
+            let image = self.state.image.borrow();
+            plan(&image, &cmd, &self.settings.borrow(), now_ms())
+        };
+        let records = match planned {
+            Ok(r) => r,
+            Err(e) => return ControllerReply::Err(e),
+        };
+        self.commit(records).await
+    }
+
+    /// Appends `records` as one entry of the metadata log and waits until they are
+    /// committed and applied here.
+    async fn commit(&self, records: Vec<MetadataRecord>) -> ControllerReply {
+        let payload = ReplyPayload::of(&records);
+        if records.is_empty() {
+            return ControllerReply::Ok {
+                applied_offset: self.state.applied_end.get(),
+                payload,
+            };
+        }
+        let value = encode_records(&records);
+        let mut builder = NativeBatchBuilder::new();
+        builder.push(now_ms(), None, Some(&value), &[]);
+        let batch = match builder
+            .try_build()
+            .map_err(|e| e.to_string())
+            .and_then(|b| ValidatedBatch::new(b).map_err(|e| e.to_string()))
+        {
+            Ok(b) => b,
+            Err(e) => {
+                return ControllerReply::Err(ControllerError::new(
+                    ErrorCode::InvalidRequest,
+                    42,
+                    format!("the metadata records do not fit a batch: {e}"),
+                ))
+            }
+        };
+        let replica = self.replica();
+        let info = match replica.append(batch, Durability::Durable, 1).await {
+            Ok(info) => info,
+            Err(e) if e.code == ErrorCode::NotLeaderOrFollower => {
+                return ControllerReply::NotController {
+                    leader: replica.leadership().2.filter(|l| *l != self.me),
+                }
+            }
+            Err(e) => return not_available(&e.message),
+        };
+        let end = info.last_offset as u64 + 1;
+        if !self.wait_applied(end, CATCH_UP_WAIT_MS).await {
+            return not_available("the committed metadata was not applied in time");
+        }
+        ControllerReply::Ok {
+            applied_offset: end,
+            payload,
+        }
+    }
+
+    /// On the leader: fences brokers whose heartbeats stopped. Runs until the shard stops.
+    pub async fn watch_liveness(self: Rc<Self>, shard: strata_engine::shard::Shard) {
+        while !shard.is_stopping() {
+            let tick = glommio::timer::sleep(Duration::from_millis(LIVENESS_CHECK_MS));
+            futures_lite::future::or(tick, shard.stopped()).await;
+            let replica = self.replica();
+            let (role, term, _) = replica.leadership();
+            if role != Role::Leader {
+                self.state.leader_since.set(None);
+                continue;
+            }
+            if self.state.leader_since.get() != Some(term) {
+                // A new leader gives every broker a full session before fencing it.
+                self.state.leader_since.set(Some(term));
+                *self.state.liveness.borrow_mut() = BrokerLiveness::new();
+            }
+            let records = {
+                let image = self.state.image.borrow();
+                self.state.liveness.borrow_mut().fence_records(
+                    &image,
+                    now_ms(),
+                    BROKER_SESSION_TIMEOUT_MS,
+                )
+            };
+            if records.is_empty() {
+                continue;
+            }
+            let Ok(_one_at_a_time) = self.lock.acquire_permit(1).await else {
+                return;
+            };
+            tracing::warn!(?records, "fencing silent brokers");
+            let _ = self.commit(records).await;
+        }
+    }
+}
+
+fn not_available(message: &str) -> ControllerReply {
+    ControllerReply::Err(ControllerError::new(
+        ErrorCode::NotController,
+        41,
+        message.to_owned(),
+    ))
+}
+
+/// Applies committed metadata entries to the image.
+struct ControllerApplier {
+    state: Rc<HostState>,
+}
+
+/// Bytes read from the metadata log per read while applying.
+const APPLY_READ_BYTES: usize = 4 * 1024 * 1024;
+
+impl Applier for ControllerApplier {
+    fn apply(&self, log: Log, from_offset: u64, end_offset: u64) -> LocalBoxFuture<'static, ()> {
+        let state = Rc::clone(&self.state);
+        Box::pin(async move {
+            let mut next = from_offset.max(state.applied_end.get());
+            while next < end_offset {
+                let read = match log
+                    .read(next as i64, APPLY_READ_BYTES, Some(end_offset as i64))
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::error!(error = %e, offset = next, "cannot read the metadata log");
+                        return;
+                    }
+                };
+                if read.batches.is_empty() {
+                    break;
+                }
+                for b in read.batches {
+                    let Ok(h) = check_batch(&b) else {
+                        tracing::error!(offset = next, "corrupt batch in the metadata log");
+                        return;
+                    };
+                    let batch_end = h.base_offset as u64 + u64::from(h.last_offset_delta) + 1;
+                    if !h.attributes.is_control() {
+                        apply_batch(&state, &b, h.base_offset);
+                    }
+                    next = batch_end;
+                }
+            }
+            state.applied_end.set(next.max(state.applied_end.get()));
+            let listener = state.listener.borrow().clone();
+            if let Some(l) = listener {
+                let fut = {
+                    let image = state.image.borrow();
+                    l.image_changed(&image, state.applied_end.get())
+                };
+                fut.await;
+            }
+            let applied = state.applied_end.get();
+            let mut waiters = state.waiters.borrow_mut();
+            waiters.retain(|(offset, tx)| {
+                if *offset <= applied {
+                    let _ = tx.try_send(());
+                    false
+                } else {
+                    true
+                }
+            });
+        })
+    }
+}
+
+fn apply_batch(state: &HostState, bytes: &[u8], base_offset: i64) {
+    let records = validate_batch(bytes).and_then(|v| v.records());
+    let view = match records {
+        Ok(records) => records,
+        Err(e) => {
+            tracing::error!(offset = base_offset, error = %e, "undecodable metadata batch; skipped");
+            return;
+        }
+    };
+    for record in view {
+        let Some(value) = record.value() else { continue };
+        match decode_records(value) {
+            Ok(records) => {
+                let mut image = state.image.borrow_mut();
+                for r in &records {
+                    if let Err(e) = image.apply(r) {
+                        tracing::warn!(offset = base_offset, error = %e, "metadata record not applied");
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(offset = base_offset, error = %e, "undecodable metadata records; skipped")
+            }
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,436 @@
+//! This broker as a member of a cluster (shard 0): starts the controller replica and
+//! the transport, registers the broker and keeps it alive with heartbeats, routes
+//! inbound messages to the shards that host their groups, forwards commands to the
+//! controller quorum's leader, and publishes each new metadata image to the shards.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_lite::future::LocalBoxFuture;
+use strata_engine::shard::Shard;
+use strata_raft::NodeId;
+use strata_schema::ErrorCode;
+
+use crate::broker::{Broker, METADATA_SHARD};
+use crate::cluster::controller_host::{ControllerHost, ImageListener};
+use crate::cluster::replicas::{ShardOutbox, ShardReplicas};
+use crate::cluster::TICK_MS;
+use crate::cluster_config::ClusterConfig;
+use crate::controller::{
+    decode_command, decode_reply, encode_command, encode_reply, BrokerRegistration,
+    ControllerCommand, ControllerReply, ControllerSettings, MetadataImage, ReplyPayload,
+};
+use crate::errors::WireError;
+use crate::metadata::Topics;
+use crate::replication::{GroupId, GroupMessage, Inbound, Transport};
+
+/// How long a command forwarded to the controller keeps trying (leader elections
+/// included) before it fails with NOT_CONTROLLER.
+pub const CONTROLLER_CALL_DEADLINE_MS: u64 = 15_000;
+/// One call to the controller's leader waits this long for its reply.
+const CONTROLLER_CALL_TIMEOUT_MS: u64 = 5_000;
+/// Pause between attempts while the quorum has no leader.
+const CONTROLLER_RETRY_MS: u64 = 100;
+/// Heartbeat period of a registered broker (a third of the session timeout).
+const HEARTBEAT_MS: u64 = 3_000;
+
+/// The cluster side of this broker, stored on shard 0 with `Shard::insert_local`.
+pub struct ClusterNode {
+    pub config: ClusterConfig,
+    pub controller: Rc<ControllerHost>,
+    transport: RefCell<Option<Rc<Transport>>>,
+    /// Topic ids to names, for routing inbound partition messages.
+    topic_names: RefCell<HashMap<[u8; 16], String>>,
+    /// The newest image waiting to be published, and whether a publish runs.
+    pending_image: RefCell<Option<(MetadataImage, u64)>>,
+    publishing: Cell<bool>,
+    shard: Shard,
+}
+
+impl ClusterNode {
+    /// The node, on shard 0 of a broker started with cluster flags.
+    pub fn of(shard: &Shard) -> Option<Rc<ClusterNode>> {
+        shard.local::<ClusterNode>()
+    }
+
+    fn transport(&self) -> Option<Rc<Transport>> {
+        self.transport.borrow().clone()
+    }
+
+    /// The controller settings from the broker's configs.
+    fn settings(broker: &Broker) -> ControllerSettings {
+        ControllerSettings {
+            default_replication_factor: broker.config.default_replication_factor,
+            min_insync_replicas: 1,
+            default_partitions: broker.config.num_partitions,
+            topic_defaults: broker.topic_defaults(),
+        }
+    }
+}
+
+/// Starts the cluster side on shard 0 (nothing on a single-node broker).
+pub async fn start(broker: &Rc<Broker>) -> Result<(), WireError> {
+    let Some(config) = broker.config.cluster.clone() else {
+        return Ok(());
+    };
+    debug_assert_eq!(broker.shard.id(), METADATA_SHARD);
+    let voters: Vec<NodeId> = config.voters.iter().map(|(id, _)| *id).collect();
+    let outbox = Rc::new(ShardOutbox::new(broker.shard.clone()));
+    let controller = ControllerHost::open(
+        config.node_id,
+        &broker.config.data_dir,
+        &voters,
+        broker.env.clone(),
+        outbox,
+        ClusterNode::settings(broker),
+    )
+    .await?;
+    let node = Rc::new(ClusterNode {
+        config: config.clone(),
+        controller: Rc::clone(&controller),
+        transport: RefCell::new(None),
+        topic_names: RefCell::new(HashMap::new()),
+        pending_image: RefCell::new(None),
+        publishing: Cell::new(false),
+        shard: broker.shard.clone(),
+    });
+    broker.shard.insert_local(Rc::clone(&node));
+    let peers: Vec<(NodeId, SocketAddr)> = config
+        .voters
+        .iter()
+        .filter(|(id, _)| *id != config.node_id)
+        .cloned()
+        .collect();
+    let inbound: Rc<dyn Inbound> = Rc::new(NodeInbound {
+        shard: broker.shard.clone(),
+    });
+    let transport = Transport::start(config.node_id, config.cluster_listen, peers, inbound)
+        .map_err(|e| {
+            WireError::new(
+                ErrorCode::InvalidConfig,
+                format!("cannot listen on cluster address {}: {e}", config.cluster_listen),
+            )
+        })?;
+    *node.transport.borrow_mut() = Some(transport);
+    controller.set_listener(Rc::new(Publisher {
+        shard: broker.shard.clone(),
+    }));
+    // The controller group's ticks (partition groups tick on their own shards).
+    let (c, s) = (Rc::clone(&controller), broker.shard.clone());
+    glommio::spawn_local(async move {
+        while !s.is_stopping() {
+            let tick = glommio::timer::sleep(Duration::from_millis(TICK_MS));
+            futures_lite::future::or(tick, s.stopped()).await;
+            c.tick();
+        }
+    })
+    .detach();
+    glommio::spawn_local(Rc::clone(&controller).watch_liveness(broker.shard.clone())).detach();
+    glommio::spawn_local(register_and_heartbeat(Rc::clone(broker))).detach();
+    Ok(())
+}
+
+/// Stops the transport (at shutdown, after the shards stopped serving).
+pub async fn stop(shard: &Shard) {
+    if let Some(node) = ClusterNode::of(shard) {
+        node.controller.replica().stop();
+        if let Some(t) = node.transport() {
+            t.stop().await;
+        }
+    }
+}
+
+async fn register_and_heartbeat(broker: Rc<Broker>) {
+    let Some(cluster) = broker.config.cluster.clone() else {
+        return;
+    };
+    let incarnation = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_millis() as u64);
+    let (kafka_host, kafka_port) = crate::kafka::advertised(&broker);
+    let kafka_port = u16::try_from(kafka_port).unwrap_or(0);
+    let registration = BrokerRegistration {
+        id: cluster.node_id,
+        incarnation,
+        kafka_host,
+        kafka_port,
+        native_addr: broker.config.listen.to_string(),
+        cluster_addr: cluster.cluster_listen.to_string(),
+        rack: cluster.rack.clone(),
+    };
+    let shard = broker.shard.clone();
+    let mut registered = false;
+    while !shard.is_stopping() {
+        let cmd = if registered {
+            ControllerCommand::BrokerHeartbeat {
+                id: cluster.node_id,
+                incarnation,
+            }
+        } else {
+            ControllerCommand::RegisterBroker(registration.clone())
+        };
+        match submit_on_shard0(&shard, cmd).await {
+            Ok(_) => registered = true,
+            Err(e) => {
+                tracing::info!(error = %e.message, registered, "controller not reached yet");
+                if e.code == ErrorCode::UnknownMemberId {
+                    registered = false;
+                }
+            }
+        }
+        let wait = if registered { HEARTBEAT_MS } else { 500 };
+        let tick = glommio::timer::sleep(Duration::from_millis(wait));
+        futures_lite::future::or(tick, shard.stopped()).await;
+    }
+}
+
+/// Carries out a controller command from any shard of this broker: on the quorum's
+/// leader, wherever that is, and resolves once this broker's image has applied it.
+pub async fn submit(shard: &Shard, cmd: ControllerCommand) -> Result<ReplyPayload, WireError> {
+    if shard.id() == METADATA_SHARD {
+        return submit_on_shard0(shard, cmd).await;
+    }
+    shard
+        .invoke_on(METADATA_SHARD, move |s| async move {
+            submit_on_shard0(&s, cmd).await
+        })
+        .await?
+}
+
+async fn submit_on_shard0(shard: &Shard, cmd: ControllerCommand) -> Result<ReplyPayload, WireError> {
+    let Some(node) = ClusterNode::of(shard) else {
+        return Err(WireError::new(
+            ErrorCode::NotController,
+            "this broker is not part of a cluster",
+        ));
+    };
+    let deadline = Instant::now() + Duration::from_millis(CONTROLLER_CALL_DEADLINE_MS);
+    let me = node.config.node_id;
+    let mut last = "no controller leader known".to_owned();
+    while Instant::now() < deadline && !shard.is_stopping() {
+        let leader = node.controller.leader();
+        let reply = match leader {
+            Some(l) if l == me => node.controller.submit_local(cmd.clone()).await,
+            Some(l) => match node.transport() {
+                Some(t) => match t
+                    .call(l, encode_command(&cmd), CONTROLLER_CALL_TIMEOUT_MS)
+                    .await
+                {
+                    Ok(bytes) => match decode_reply(&bytes) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            last = format!("undecodable reply from controller leader {l}: {e}");
+                            ControllerReply::NotController { leader: None }
+                        }
+                    },
+                    Err(e) => {
+                        last = format!("controller leader {l} not reached: {e}");
+                        ControllerReply::NotController { leader: None }
+                    }
+                },
+                None => ControllerReply::NotController { leader: None },
+            },
+            None => ControllerReply::NotController { leader: None },
+        };
+        match reply {
+            ControllerReply::Ok {
+                applied_offset,
+                payload,
+            } => {
+                node.controller
+                    .wait_applied(applied_offset, CONTROLLER_CALL_TIMEOUT_MS)
+                    .await;
+                return Ok(payload);
+            }
+            ControllerReply::Err(e) => return Err(WireError::new(e.code, e.message)),
+            ControllerReply::NotController { .. } => {
+                glommio::timer::sleep(Duration::from_millis(CONTROLLER_RETRY_MS)).await;
+            }
+        }
+    }
+    Err(WireError::new(
+        ErrorCode::NotController,
+        format!("the controller quorum did not answer within {CONTROLLER_CALL_DEADLINE_MS} ms ({last})"),
+    ))
+}
+
+/// Tells the controller that this broker leads a partition (called on the owner
+/// shard); false if the controller could not be told.
+pub async fn report_leader(
+    shard: &Shard,
+    topic_id: [u8; 16],
+    partition: u32,
+    term: u64,
+    isr: Vec<NodeId>,
+) -> bool {
+    let leader = shard
+        .invoke_on(METADATA_SHARD, |s| async move {
+            ClusterNode::of(&s).map(|n| n.config.node_id)
+        })
+        .await
+        .ok()
+        .flatten();
+    let cmd = ControllerCommand::ReportLeader {
+        topic_id,
+        partition,
+        leader,
+        leader_epoch: term.min(i32::MAX as u64) as i32,
+        isr,
+    };
+    match submit(shard, cmd).await {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::debug!(error = %e.message, partition, "leader report not taken");
+            false
+        }
+    }
+}
+
+/// Sends replicas' messages through shard 0's transport, from any shard.
+pub async fn send_from_any_shard(shard: &Shard, messages: Vec<(NodeId, GroupMessage)>) {
+    if shard.id() == METADATA_SHARD {
+        send_here(shard, messages);
+        return;
+    }
+    let _ = shard
+        .invoke_on(METADATA_SHARD, move |s| async move { send_here(&s, messages) })
+        .await;
+}
+
+fn send_here(shard: &Shard, messages: Vec<(NodeId, GroupMessage)>) {
+    let Some(t) = ClusterNode::of(shard).and_then(|n| n.transport()) else {
+        return;
+    };
+    for (to, m) in messages {
+        t.send(to, m);
+    }
+}
+
+/// The transport's inbound side on shard 0.
+struct NodeInbound {
+    shard: Shard,
+}
+
+impl Inbound for NodeInbound {
+    fn messages(&self, _from: NodeId, messages: Vec<GroupMessage>) {
+        let Some(node) = ClusterNode::of(&self.shard) else {
+            return;
+        };
+        let broker = Broker::of(&self.shard);
+        let mut by_shard: BTreeMap<usize, Vec<GroupMessage>> = BTreeMap::new();
+        for m in messages {
+            match &m.group {
+                GroupId::Controller => node.controller.replica().receive(m.message, m.batches),
+                GroupId::Partition {
+                    topic_id,
+                    partition,
+                } => {
+                    let name = node.topic_names.borrow().get(topic_id).cloned();
+                    if let Some(name) = name {
+                        by_shard
+                            .entry(broker.owner(&name, *partition))
+                            .or_default()
+                            .push(m);
+                    }
+                }
+            }
+        }
+        for (owner, batch) in by_shard {
+            if owner == self.shard.id() {
+                ShardReplicas::of(&self.shard).deliver(batch);
+                continue;
+            }
+            let shard = self.shard.clone();
+            glommio::spawn_local(async move {
+                let _ = shard
+                    .invoke_on(owner, move |s| async move {
+                        ShardReplicas::of(&s).deliver(batch);
+                    })
+                    .await;
+            })
+            .detach();
+        }
+    }
+
+    fn call(&self, _from: NodeId, payload: Vec<u8>) -> LocalBoxFuture<'static, Result<Vec<u8>, String>> {
+        let shard = self.shard.clone();
+        Box::pin(async move {
+            let cmd = decode_command(&payload).map_err(|e| e.to_string())?;
+            let Some(node) = ClusterNode::of(&shard) else {
+                return Err("not a cluster member".to_owned());
+            };
+            let reply = node.controller.submit_local(cmd).await;
+            Ok(encode_reply(&reply))
+        })
+    }
+}
+
+/// Publishes each applied image to the shards: the newest one wins, one publish at a
+/// time, off the controller's Ready loop (a publish opens partitions and may be slow).
+struct Publisher {
+    shard: Shard,
+}
+
+impl ImageListener for Publisher {
+    fn image_changed(&self, image: &MetadataImage, applied_offset: u64) -> LocalBoxFuture<'static, ()> {
+        let Some(node) = ClusterNode::of(&self.shard) else {
+            return Box::pin(async {});
+        };
+        *node.pending_image.borrow_mut() = Some((image.clone(), applied_offset));
+        if !node.publishing.replace(true) {
+            glommio::spawn_local(publish_loop(node)).detach();
+        }
+        Box::pin(async {})
+    }
+}
+
+async fn publish_loop(node: Rc<ClusterNode>) {
+    let broker = Broker::of(&node.shard);
+    loop {
+        let next = node.pending_image.borrow_mut().take();
+        let Some((image, applied)) = next else {
+            node.publishing.set(false);
+            return;
+        };
+        if let Err(e) = publish(&node, &broker, &image).await {
+            tracing::warn!(error = %e.message, applied, "metadata image not published");
+        }
+    }
+}
+
+async fn publish(node: &ClusterNode, broker: &Rc<Broker>, image: &MetadataImage) -> Result<(), WireError> {
+    // Every broker of the image is a peer for partition traffic.
+    if let Some(t) = node.transport() {
+        for b in image.brokers().values() {
+            if b.registration.id == node.config.node_id {
+                continue;
+            }
+            if let Ok(addr) = b.registration.cluster_addr.parse::<SocketAddr>() {
+                t.set_peer(b.registration.id, addr);
+            }
+        }
+    }
+    let current = broker.topics();
+    let defaults = broker.topic_defaults();
+    let mut topics: Topics = image
+        .to_topics(&defaults, Arc::clone(&current.dynamic))
+        .map_err(|e| WireError::new(ErrorCode::InvalidConfig, e.to_string()))?;
+    for (name, meta) in topics.topics.iter_mut() {
+        if let Some(t) = image.topic(name) {
+            let m = Arc::make_mut(meta);
+            m.replicas = t.partitions.iter().map(|p| p.replicas.clone()).collect();
+        }
+    }
+    *node.topic_names.borrow_mut() = topics
+        .topics
+        .values()
+        .map(|t| (t.id, t.name.clone()))
+        .collect();
+    node.controller.set_settings(ClusterNode::settings(broker));
+    crate::cluster::view::publish_view(broker, image, node.config.node_id, node.controller.leader()).await;
+    broker.apply_cluster_topics(topics).await
+}

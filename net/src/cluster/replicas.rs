@@ -1,0 +1,305 @@
+//! This shard's replicas of partition groups: made when a partition hosted here is
+//! opened, stopped when it is closed, ticked by one timer per shard, and fed the
+//! messages shard 0's transport receives for them.
+//!
+//! Idle groups cost no task wake-ups: a tick only wakes a replica's driver when its
+//! state machine has work (a follower's tick is a counter increment).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use strata_engine::raft_hard_state::read_hard_state;
+use strata_engine::shard::Shard;
+use strata_engine::Log;
+use strata_raft::{Config, Membership, NodeId, Raft, Term};
+
+use crate::broker::Broker;
+use crate::cluster::replicated_log::{Outbox, ReplicatedLog};
+use crate::cluster::{raft_config, TICK_MS};
+use crate::errors::WireError;
+use crate::metadata::partition_dir;
+use crate::replication::{GroupId, GroupMessage};
+use strata_schema::ErrorCode;
+
+/// How often (in ticks) a leader compares its in-sync set with what it last reported.
+const ISR_CHECK_TICKS: u64 = 20;
+
+/// A partition: its topic and index.
+type PartitionKey = (String, u32);
+
+/// The partition replicas of one shard, stored with `Shard::insert_local`.
+#[derive(Default)]
+pub struct ShardReplicas {
+    by_partition: RefCell<HashMap<PartitionKey, Rc<ReplicatedLog>>>,
+    by_group: RefCell<HashMap<GroupId, Rc<ReplicatedLog>>>,
+    /// What the controller was last told of each partition this shard leads.
+    reported: RefCell<HashMap<GroupId, (Term, Vec<NodeId>)>>,
+    ticking: Cell<bool>,
+}
+
+impl ShardReplicas {
+    /// This shard's replicas (created on first use).
+    pub fn of(shard: &Shard) -> Rc<ShardReplicas> {
+        if let Some(r) = shard.local::<ShardReplicas>() {
+            return r;
+        }
+        let r = Rc::new(ShardReplicas::default());
+        shard.insert_local(Rc::clone(&r));
+        r
+    }
+
+    /// The replica of a partition, if this shard hosts one.
+    pub fn get(&self, topic: &str, partition: u32) -> Option<Rc<ReplicatedLog>> {
+        self.by_partition
+            .borrow()
+            .get(&(topic.to_owned(), partition))
+            .cloned()
+    }
+
+    /// Every replica on this shard, with its partition.
+    pub fn all(&self) -> Vec<(PartitionKey, Rc<ReplicatedLog>)> {
+        self.by_partition
+            .borrow()
+            .iter()
+            .map(|(k, r)| (k.clone(), Rc::clone(r)))
+            .collect()
+    }
+
+    /// Delivers messages received for groups on this shard; a group not hosted here
+    /// (yet) drops them: its leader resends.
+    pub fn deliver(&self, messages: Vec<GroupMessage>) {
+        for m in messages {
+            let replica = self.by_group.borrow().get(&m.group).cloned();
+            match replica {
+                Some(r) => r.receive(m.message, m.batches),
+                None => tracing::trace!(group = %m.group, "message for a group not hosted here"),
+            }
+        }
+    }
+
+    fn start_ticking(self: &Rc<Self>, shard: &Shard) {
+        if self.ticking.replace(true) {
+            return;
+        }
+        let (me, shard) = (Rc::clone(self), shard.clone());
+        glommio::spawn_local(async move {
+            let mut ticks: u64 = 0;
+            while !shard.is_stopping() {
+                let tick = glommio::timer::sleep(Duration::from_millis(TICK_MS));
+                futures_lite::future::or(tick, shard.stopped()).await;
+                let replicas: Vec<Rc<ReplicatedLog>> =
+                    me.by_group.borrow().values().cloned().collect();
+                ticks += 1;
+                let check_isr = ticks % ISR_CHECK_TICKS == 0;
+                for r in replicas {
+                    r.tick();
+                    me.report_if_changed(&shard, &r, check_isr);
+                }
+            }
+        })
+        .detach();
+    }
+}
+
+impl ShardReplicas {
+    /// Tells the controller when this shard's replica became a partition's leader, and
+    /// (every `ISR_CHECK_TICKS`) when the leader's in-sync set changed, so Metadata
+    /// answers on every broker name the leader and the in-sync replicas.
+    fn report_if_changed(&self, shard: &Shard, r: &Rc<ReplicatedLog>, check_isr: bool) {
+        let (role, term, _) = r.leadership();
+        if role != strata_raft::Role::Leader {
+            self.reported.borrow_mut().remove(r.group());
+            return;
+        }
+        let known = self.reported.borrow().get(r.group()).cloned();
+        let stale_term = known.as_ref().is_none_or(|(t, _)| *t != term);
+        if !stale_term && !check_isr {
+            return;
+        }
+        let isr = r.in_sync_replicas();
+        if !stale_term && known.as_ref().is_some_and(|(_, i)| *i == isr) {
+            return;
+        }
+        self.reported
+            .borrow_mut()
+            .insert(r.group().clone(), (term, isr.clone()));
+        let GroupId::Partition { topic_id, partition } = r.group().clone() else {
+            return;
+        };
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            let group = GroupId::Partition { topic_id, partition };
+            if !crate::cluster::node::report_leader(&shard, topic_id, partition, term, isr).await {
+                // Told again at the next check.
+                ShardReplicas::of(&shard).reported.borrow_mut().remove(&group);
+            }
+        })
+        .detach();
+    }
+}
+
+/// Makes the replica of a partition just opened on this shard, if this broker is one
+/// of its replicas. Called by the broker whenever it installs a partition's log.
+pub async fn attach(broker: &Broker, key: &PartitionKey, log: &Log) -> Result<(), WireError> {
+    let Some(cluster) = broker.config.cluster.as_ref() else {
+        return Ok(());
+    };
+    let me = cluster.node_id;
+    let meta = broker.topic_meta(&key.0)?;
+    let Some(replicas) = meta.replicas.get(key.1 as usize) else {
+        return Ok(());
+    };
+    if !replicas.contains(&me) {
+        return Ok(());
+    }
+    let dir = partition_dir(&broker.config.data_dir, &key.0, key.1);
+    let hard = read_hard_state(&dir)
+        .await
+        .map_err(WireError::from)?
+        .unwrap_or_default();
+    let membership = Membership::new(replicas).map_err(|e| {
+        WireError::new(
+            ErrorCode::InvalidReplicaAssignment,
+            format!("{}-{}: replicas {replicas:?}: {e}", key.0, key.1),
+        )
+    })?;
+    let restored = log.raft_restored_state(hard, membership);
+    let fresh = restored.log_end_offset == 0 && restored.hard_state.term == 0;
+    let cfg: Config = raft_config(me, &key.0, key.1);
+    let raft = Raft::new(cfg, restored).map_err(|e| {
+        WireError::new(
+            ErrorCode::StorageError,
+            format!("{}-{}: cannot restore the replica: {e}", key.0, key.1),
+        )
+    })?;
+    let group = GroupId::Partition {
+        topic_id: meta.id,
+        partition: key.1,
+    };
+    let outbox: Rc<dyn Outbox> = Rc::new(ShardOutbox::new(broker.shard.clone()));
+    let replica = ReplicatedLog::new(
+        group.clone(),
+        log.clone(),
+        dir,
+        raft,
+        outbox,
+        None,
+        crate::cluster::lag_ticks(broker),
+    );
+    // The preferred leader of a new group campaigns at once instead of waiting for
+    // an election timeout.
+    if fresh && replicas.first() == Some(&me) {
+        replica.campaign_now();
+    }
+    glommio::spawn_local(Rc::clone(&replica).run()).detach();
+    let shard_replicas = ShardReplicas::of(&broker.shard);
+    if let Some(old) = shard_replicas
+        .by_partition
+        .borrow_mut()
+        .insert(key.clone(), Rc::clone(&replica))
+    {
+        old.stop();
+    }
+    shard_replicas
+        .by_group
+        .borrow_mut()
+        .insert(group, Rc::clone(&replica));
+    shard_replicas.start_ticking(&broker.shard);
+    Ok(())
+}
+
+/// Stops the replica of a partition being closed on this shard.
+pub fn detach(shard: &Shard, key: &PartitionKey) {
+    let Some(r) = shard.local::<ShardReplicas>() else {
+        return;
+    };
+    let removed = r.by_partition.borrow_mut().remove(key);
+    if let Some(replica) = removed {
+        r.by_group.borrow_mut().remove(replica.group());
+        replica.stop();
+    }
+}
+
+/// The replica that must lead a partition for a client request here, or
+/// NOT_LEADER_OR_FOLLOWER. `None` on a single-node broker (it leads everything).
+pub fn leader_replica(
+    broker: &Broker,
+    topic: &str,
+    partition: u32,
+) -> Result<Option<Rc<ReplicatedLog>>, WireError> {
+    if broker.config.cluster.is_none() {
+        return Ok(None);
+    }
+    let replica = ShardReplicas::of(&broker.shard).get(topic, partition);
+    match replica {
+        Some(r) if r.is_leader() => Ok(Some(r)),
+        Some(r) => {
+            let (_, term, leader) = r.leadership();
+            Err(WireError::new(
+                ErrorCode::NotLeaderOrFollower,
+                format!(
+                    "this broker does not lead {topic}-{partition} (leader: {}, epoch {term})",
+                    leader.map_or("none yet".to_owned(), |l| l.to_string())
+                ),
+            ))
+        }
+        None => Err(WireError::new(
+            ErrorCode::NotLeaderOrFollower,
+            format!("this broker holds no replica of {topic}-{partition}"),
+        )),
+    }
+}
+
+/// Sends a replica's messages through shard 0's transport, gathering everything sent
+/// during one pass of this shard's executor into one cross-shard hop.
+pub struct ShardOutbox {
+    shard: Shard,
+    pending: Rc<RefCell<Vec<(NodeId, GroupMessage)>>>,
+    flushing: Rc<Cell<bool>>,
+}
+
+/// Most messages waiting for the hop to shard 0; beyond it new ones are dropped.
+const OUTBOX_PENDING_MAX: usize = 65_536;
+
+impl ShardOutbox {
+    /// An outbox for replicas on `shard`.
+    pub fn new(shard: Shard) -> ShardOutbox {
+        ShardOutbox {
+            shard,
+            pending: Rc::default(),
+            flushing: Rc::default(),
+        }
+    }
+}
+
+impl Outbox for ShardOutbox {
+    fn send(&self, messages: Vec<(NodeId, GroupMessage)>) {
+        {
+            let mut p = self.pending.borrow_mut();
+            let room = OUTBOX_PENDING_MAX.saturating_sub(p.len());
+            p.extend(messages.into_iter().take(room));
+        }
+        if self.flushing.replace(true) {
+            return;
+        }
+        let (pending, flushing, shard) = (
+            Rc::clone(&self.pending),
+            Rc::clone(&self.flushing),
+            self.shard.clone(),
+        );
+        glommio::spawn_local(async move {
+            // Let the other replicas woken in this pass add theirs first.
+            glommio::yield_if_needed().await;
+            futures_lite::future::yield_now().await;
+            let batch: Vec<(NodeId, GroupMessage)> = std::mem::take(&mut *pending.borrow_mut());
+            flushing.set(false);
+            if batch.is_empty() {
+                return;
+            }
+            crate::cluster::node::send_from_any_shard(&shard, batch).await;
+        })
+        .detach();
+    }
+}

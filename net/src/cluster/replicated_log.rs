@@ -1,0 +1,523 @@
+//! One replica of one Raft group over a partition log: the `strata-raft` state machine
+//! and the engine [`Log`] it governs, and the task that carries out each `Ready` in the
+//! contract's order (log operations and hard state, messages, fsync, commit).
+//!
+//! The same driver runs partition groups (the high watermark is the commit offset) and
+//! the controller group (which also applies committed entries to its metadata image,
+//! through [`Applier`]). It lives on the shard that owns the log; nothing here is shared
+//! with another thread.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use futures_lite::future::LocalBoxFuture;
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use strata_engine::raft_hard_state::write_hard_state;
+use strata_engine::{AppendInfo, AppendOptions, Durability, EngineError, Log};
+use strata_raft::{
+    Append, Entry, EntryKind, LogOp, Message, MessageBody, NodeId, ProposeError, Raft, Ready,
+    Role, Term, APPEND_ENTRIES_MAX,
+};
+use strata_schema::{check_batch, ErrorCode, ValidatedBatch};
+
+use crate::errors::WireError;
+use crate::replication::{GroupId, GroupMessage};
+
+/// Most bytes of batches attached to one append; a follower far behind catches up in
+/// appends of about this size, one in flight at a time.
+pub const APPEND_BYTES_MAX: usize = 1024 * 1024;
+/// Most received batches waiting for the `Ready` that writes them. The state machine
+/// takes at most one append per follower round trip, so this is never reached in
+/// practice; beyond it received batches are dropped (the leader resends).
+pub const RECEIVED_BATCHES_MAX: usize = 2 * APPEND_ENTRIES_MAX;
+/// Readies a produce waits for while a new leader has not written its leader-change
+/// marker yet.
+const SETTLE_RETRIES_MAX: usize = 8;
+
+/// Where a replica's outgoing messages go (the broker-pair transport, via shard 0).
+pub trait Outbox {
+    /// Queues `messages` for their addressees; never blocks, may drop (Raft tolerates it).
+    fn send(&self, messages: Vec<(NodeId, GroupMessage)>);
+}
+
+/// What a group does with committed entries beyond publishing the commit offset.
+pub trait Applier {
+    /// Applies the committed, durable entries `[from_offset, end_offset)` of `log`.
+    fn apply(&self, log: Log, from_offset: u64, end_offset: u64) -> LocalBoxFuture<'static, ()>;
+    /// Told after every Ready when the role, term or leader changed.
+    fn leadership_changed(&self, _role: Role, _term: Term, _leader: Option<NodeId>) {}
+}
+
+/// The replica of one group on this shard.
+pub struct ReplicatedLog {
+    group: GroupId,
+    log: Log,
+    dir: PathBuf,
+    raft: RefCell<Raft>,
+    /// Batches received in appends, waiting for the `LogOp::Append` that writes them,
+    /// by `(start offset, term)`.
+    received: RefCell<BTreeMap<(u64, Term), Bytes>>,
+    wake_tx: LocalSender<()>,
+    wake_rx: RefCell<Option<LocalReceiver<()>>>,
+    /// Bumped after every carried-out Ready; producers waiting for a new leader's marker
+    /// wait on it.
+    readies_done: Cell<u64>,
+    settled_tx: RefCell<Vec<LocalSender<()>>>,
+    outbox: Rc<dyn Outbox>,
+    applier: Option<Rc<dyn Applier>>,
+    last_leadership: Cell<(Role, Term, Option<NodeId>)>,
+    stopped: Cell<bool>,
+    /// Ticks after which a silent follower leaves the in-sync set.
+    lag_ticks: u32,
+}
+
+impl ReplicatedLog {
+    /// A replica of `group` over `log` (in `dir`), driven by `raft`. Call [`run`](Self::run)
+    /// on the owning shard to start carrying out its work.
+    pub fn new(
+        group: GroupId,
+        log: Log,
+        dir: PathBuf,
+        raft: Raft,
+        outbox: Rc<dyn Outbox>,
+        applier: Option<Rc<dyn Applier>>,
+        lag_ticks: u32,
+    ) -> Rc<ReplicatedLog> {
+        let (wake_tx, wake_rx) = local_channel::new_bounded(1);
+        let leadership = (raft.role(), raft.term(), raft.leader());
+        Rc::new(ReplicatedLog {
+            group,
+            log,
+            dir,
+            raft: RefCell::new(raft),
+            received: RefCell::new(BTreeMap::new()),
+            wake_tx,
+            wake_rx: RefCell::new(Some(wake_rx)),
+            readies_done: Cell::new(0),
+            settled_tx: RefCell::new(Vec::new()),
+            outbox,
+            applier,
+            last_leadership: Cell::new(leadership),
+            stopped: Cell::new(false),
+            lag_ticks,
+        })
+    }
+
+    /// The group this replica belongs to.
+    pub fn group(&self) -> &GroupId {
+        &self.group
+    }
+
+    /// The partition (or metadata) log.
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    /// This replica's role, term and known leader.
+    pub fn leadership(&self) -> (Role, Term, Option<NodeId>) {
+        let r = self.raft.borrow();
+        (r.role(), r.term(), r.leader())
+    }
+
+    /// Whether this replica leads its group now.
+    pub fn is_leader(&self) -> bool {
+        self.raft.borrow().role() == Role::Leader
+    }
+
+    /// The group's commit offset as this replica knows it.
+    pub fn commit_offset(&self) -> u64 {
+        self.raft.borrow().commit_offset()
+    }
+
+    /// The members that are in sync: the leader itself and every voter that answered
+    /// within the lag bound (only meaningful on the leader).
+    pub fn in_sync_replicas(&self) -> Vec<NodeId> {
+        let r = self.raft.borrow();
+        let me = r.id();
+        let mut isr = vec![me];
+        for id in r.membership().voters.iter().copied() {
+            if id == me {
+                continue;
+            }
+            if let Some(p) = r.progress(id) {
+                if p.ticks_since_contact <= self.lag_ticks {
+                    isr.push(id);
+                }
+            }
+        }
+        isr.sort_unstable();
+        isr
+    }
+
+    /// The voters of the group as this replica knows them.
+    pub fn voters(&self) -> Vec<NodeId> {
+        self.raft.borrow().membership().voters.clone()
+    }
+
+    /// One tick of the shard's timer.
+    pub fn tick(&self) {
+        self.raft.borrow_mut().tick();
+        self.wake();
+    }
+
+    /// Starts an election now (the preferred leader of a new group does, so it need
+    /// not wait for a timeout).
+    pub fn campaign_now(&self) {
+        self.raft.borrow_mut().campaign_now();
+        self.wake();
+    }
+
+    /// Hands leadership to `to` (graceful shutdown, preferred-leader election).
+    pub fn transfer_leadership(&self, to: NodeId) -> Result<(), ProposeError> {
+        let r = self.raft.borrow_mut().transfer_leadership(to);
+        self.wake();
+        r
+    }
+
+    /// A message for this group from the transport.
+    pub fn receive(&self, message: Message, batches: Vec<Bytes>) {
+        if let MessageBody::Append(a) = &message.body {
+            let mut received = self.received.borrow_mut();
+            if received.len() + batches.len() <= RECEIVED_BATCHES_MAX {
+                for (e, b) in a.entries.iter().zip(batches) {
+                    received.insert((e.start_offset, e.term), b);
+                }
+            }
+        }
+        if let Err(e) = self.raft.borrow_mut().step(message) {
+            tracing::debug!(group = %self.group, error = %e, "raft message refused");
+        }
+        self.wake();
+    }
+
+    fn wake(&self) {
+        // A full channel means the driver is already awake.
+        let _ = self.wake_tx.try_send(());
+    }
+
+    /// Stops the driver after the Ready in progress.
+    pub fn stop(&self) {
+        self.stopped.set(true);
+        self.wake();
+    }
+
+    /// Appends a client batch on the leader and resolves at `acks`: `Written` when the
+    /// leader's own write is done (acks=1), `Durable` when the group committed it
+    /// (acks=all). `min_insync` refuses an acks=all append while fewer replicas are in
+    /// sync (NOT_ENOUGH_REPLICAS).
+    pub async fn append(
+        &self,
+        batch: ValidatedBatch,
+        durability: Durability,
+        min_insync: usize,
+    ) -> Result<AppendInfo, WireError> {
+        if durability == Durability::Durable && self.is_leader() {
+            let isr = self.in_sync_replicas();
+            if isr.len() < min_insync {
+                return Err(WireError::new(
+                    ErrorCode::NotEnoughReplicas,
+                    format!(
+                        "{} has {} in-sync replicas ({isr:?}), min.insync.replicas is {min_insync}",
+                        self.group,
+                        isr.len()
+                    ),
+                ));
+            }
+        }
+        // A new leader writes its leader-change marker before any proposal of its term;
+        // until that Ready is carried out the engine's log end trails the state machine's.
+        for _ in 0..SETTLE_RETRIES_MAX {
+            let unsettled = {
+                let raft = self.raft.borrow();
+                raft.role() == Role::Leader
+                    && raft.log_end_offset() != self.log.log_end_offset() as u64
+            };
+            if !unsettled {
+                break;
+            }
+            self.settled().await;
+        }
+        let proposed_term = Cell::new(0u64);
+        let info = self
+            .log
+            .append_proposed(batch, AppendOptions::new(Durability::Written), |base, offsets| {
+                let mut raft = self.raft.borrow_mut();
+                if raft.role() == Role::Leader && raft.log_end_offset() != base as u64 {
+                    // Became leader while this append waited for room: its marker is not
+                    // written yet. The client retries (NOT_LEADER_OR_FOLLOWER is retriable).
+                    return Err(ProposeError::NotLeader { leader: None });
+                }
+                let entry = raft.propose(offsets)?;
+                debug_assert_eq!(entry.start_offset, base as u64);
+                proposed_term.set(entry.term);
+                Ok(entry.term as i32)
+            })
+            .await
+            .map_err(|e| self.append_error(e))?;
+        let term = proposed_term.get();
+        self.wake();
+        if durability == Durability::Written {
+            return Ok(info);
+        }
+        self.wait_committed(&info, term).await?;
+        Ok(info)
+    }
+
+    fn append_error(&self, e: EngineError) -> WireError {
+        match e {
+            EngineError::Propose(ProposeError::NotLeader { leader }) => WireError::new(
+                ErrorCode::NotLeaderOrFollower,
+                format!(
+                    "this broker does not lead {} (leader: {})",
+                    self.group,
+                    leader.map_or("unknown".to_owned(), |l| l.to_string())
+                ),
+            ),
+            EngineError::Propose(ProposeError::TransferInProgress(to)) => WireError::new(
+                ErrorCode::NotLeaderOrFollower,
+                format!("leadership of {} is moving to broker {to}", self.group),
+            ),
+            EngineError::Propose(p @ ProposeError::Backpressure { .. }) => {
+                WireError::new(ErrorCode::RequestTimedOut, format!("{}: {p}", self.group))
+            }
+            EngineError::Propose(p) => {
+                WireError::new(ErrorCode::InvalidRequest, format!("{}: {p}", self.group))
+            }
+            other => WireError::from(other),
+        }
+    }
+
+    /// Waits until the batch `info` (proposed in `term`) is committed; fails if it was
+    /// truncated away by a newer leader instead.
+    async fn wait_committed(&self, info: &AppendInfo, term: Term) -> Result<(), WireError> {
+        self.log
+            .wait_for_data_beyond(info.last_offset)
+            .await
+            .map_err(WireError::from)?;
+        if info.duplicate {
+            return Ok(());
+        }
+        let kept = self.raft.borrow().epochs().term_at(info.base_offset as u64) == Some(term);
+        if kept {
+            Ok(())
+        } else {
+            Err(WireError::new(
+                ErrorCode::NotLeaderOrFollower,
+                format!(
+                    "the batch at offset {} of {} was replaced by a newer leader before it \
+                     committed; retry on the new leader",
+                    info.base_offset, self.group
+                ),
+            ))
+        }
+    }
+
+    /// Resolves after the driver carried out its next Ready.
+    async fn settled(&self) {
+        let (tx, rx) = local_channel::new_bounded(1);
+        self.settled_tx.borrow_mut().push(tx);
+        self.wake();
+        let _ = rx.recv().await;
+    }
+
+    /// The driver: carries out one Ready at a time until stopped.
+    pub async fn run(self: Rc<Self>) {
+        let Some(rx) = self.wake_rx.borrow_mut().take() else {
+            return;
+        };
+        loop {
+            if self.stopped.get() {
+                return;
+            }
+            let has_ready = self.raft.borrow().has_ready();
+            if !has_ready {
+                for tx in self.settled_tx.borrow_mut().drain(..) {
+                    let _ = tx.try_send(());
+                }
+                if rx.recv().await.is_none() {
+                    return;
+                }
+                continue;
+            }
+            let ready = self.raft.borrow_mut().ready();
+            if let Err(e) = self.carry_out(ready).await {
+                // The log is fenced or closed: the replica stops answering, which the
+                // group sees as a silent member.
+                tracing::warn!(group = %self.group, error = %e, "replica stopped");
+                self.stopped.set(true);
+                return;
+            }
+            self.readies_done.set(self.readies_done.get() + 1);
+            for tx in self.settled_tx.borrow_mut().drain(..) {
+                let _ = tx.try_send(());
+            }
+            self.note_leadership();
+        }
+    }
+
+    fn note_leadership(&self) {
+        let now = self.leadership();
+        if now != self.last_leadership.get() {
+            self.last_leadership.set(now);
+            tracing::info!(group = %self.group, role = ?now.0, term = now.1, leader = ?now.2, "leadership");
+            if let Some(a) = &self.applier {
+                a.leadership_changed(now.0, now.1, now.2);
+            }
+        }
+    }
+
+    async fn carry_out(&self, ready: Ready) -> Result<(), EngineError> {
+        for op in ready.log_ops {
+            match op {
+                LogOp::Truncate { end_offset } => {
+                    self.log.truncate(end_offset as i64).await?;
+                    self.received
+                        .borrow_mut()
+                        .retain(|(start, _), _| *start >= end_offset);
+                }
+                LogOp::Append(entries) => {
+                    for e in entries {
+                        self.write_entry(&e).await?;
+                    }
+                }
+                LogOp::InstallSnapshot(meta) => {
+                    // Partition snapshots (a follower behind the leader's log start) are
+                    // not served yet; the leader never compacts its Raft log, so this
+                    // only comes from a controller snapshot, which is not sent either.
+                    tracing::warn!(group = %self.group, end_offset = meta.end_offset, "snapshot install is not supported; ignored");
+                }
+            }
+        }
+        if let Some(hs) = ready.hard_state {
+            write_hard_state(&self.dir, hs).await?;
+        }
+        if !ready.messages.is_empty() {
+            let mut out = Vec::with_capacity(ready.messages.len());
+            for m in ready.messages {
+                let to = m.to;
+                out.push((to, self.attach_batches(m).await));
+            }
+            self.outbox.send(out);
+        }
+        if let Some(token) = ready.persist {
+            self.log.sync().await?;
+            self.raft.borrow_mut().persisted(token);
+        }
+        self.log.set_high_watermark(ready.commit_offset as i64);
+        if ready.apply_end_offset > ready.apply_from_offset {
+            if let Some(a) = &self.applier {
+                a.apply(
+                    self.log.clone(),
+                    ready.apply_from_offset,
+                    ready.apply_end_offset,
+                )
+                .await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes one entry the state machine appended: a batch received from the leader,
+    /// this leader's own marker, or (already written) this leader's own proposal.
+    async fn write_entry(&self, e: &Entry) -> Result<(), EngineError> {
+        let end = self.log.log_end_offset() as u64;
+        if e.start_offset < end {
+            // This leader's own proposal: the engine wrote it when it was proposed.
+            return Ok(());
+        }
+        let received = self.received.borrow_mut().remove(&(e.start_offset, e.term));
+        if let Some(bytes) = received {
+            self.log.append_replicated(bytes.to_vec()).await?;
+            return Ok(());
+        }
+        if e.kind == EntryKind::LeaderChange {
+            let me = self.raft.borrow().id();
+            let marker = strata_schema::leader_change_batch(e.term as i32, me, now_ms());
+            let (start, term) = (e.start_offset, e.term);
+            self.log
+                .append_proposed(marker, AppendOptions::new(Durability::Written), |base, n| {
+                    if base as u64 != start || n != 1 {
+                        return Err(ProposeError::NotLeader { leader: None });
+                    }
+                    Ok(term as i32)
+                })
+                .await?;
+            return Ok(());
+        }
+        Err(EngineError::Corrupt {
+            path: self.dir.clone(),
+            position_bytes: 0,
+            detail: format!(
+                "raft appended [{}, {}) in term {} but its bytes never arrived",
+                e.start_offset, e.end_offset, e.term
+            ),
+        })
+    }
+
+    /// Fills an append's entries with the batches it carries, read from the log.
+    async fn attach_batches(&self, mut m: Message) -> GroupMessage {
+        let mut batches = Vec::new();
+        if let MessageBody::Append(a) = &mut m.body {
+            if a.send_end_offset > a.prev_end_offset {
+                match self
+                    .log
+                    .read(
+                        a.prev_end_offset as i64,
+                        APPEND_BYTES_MAX,
+                        Some(a.send_end_offset as i64),
+                    )
+                    .await
+                {
+                    Ok(read) => fill_entries(a, read.batches, &mut batches),
+                    Err(e) => {
+                        tracing::debug!(group = %self.group, error = %e, "cannot read batches for an append");
+                    }
+                }
+            }
+        }
+        GroupMessage {
+            group: self.group.clone(),
+            message: m,
+            batches,
+        }
+    }
+}
+
+/// Lists `read` batches in the append (contiguous from its `prev_end_offset`), stopping
+/// at the first that does not follow or at the entry bound.
+fn fill_entries(a: &mut Append, read: Vec<Bytes>, out: &mut Vec<Bytes>) {
+    let mut next = a.prev_end_offset;
+    for b in read {
+        if a.entries.len() >= APPEND_ENTRIES_MAX {
+            break;
+        }
+        let Ok(h) = check_batch(&b) else { break };
+        let start = h.base_offset as u64;
+        let end = start + u64::from(h.last_offset_delta) + 1;
+        if start != next || end > a.send_end_offset {
+            break;
+        }
+        let kind = if h.attributes.is_control() {
+            EntryKind::LeaderChange
+        } else {
+            EntryKind::Data
+        };
+        a.entries.push(Entry {
+            start_offset: start,
+            end_offset: end,
+            term: h.leader_epoch.max(0) as u64,
+            kind,
+        });
+        out.push(b);
+        next = end;
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,68 @@
+//! The cluster as clients are told of it (Kafka Metadata, FindCoordinator,
+//! DescribeCluster, native Metadata), built from the metadata image and this broker's
+//! own replicas, and handed to every shard as an immutable snapshot.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use strata_raft::NodeId;
+
+use crate::broker::Broker;
+use crate::cluster_view::{BrokerEndpoint, ClusterView, PartitionView};
+use crate::controller::MetadataImage;
+
+/// The view of `image` as seen from broker `me` (fenced brokers are left out of the
+/// broker list and count as offline replicas).
+pub fn view_of(image: &MetadataImage, me: NodeId, controller: Option<NodeId>) -> ClusterView {
+    let brokers: Vec<BrokerEndpoint> = image
+        .brokers()
+        .values()
+        .filter(|b| !b.fenced)
+        .map(|b| BrokerEndpoint {
+            id: b.registration.id,
+            kafka_host: b.registration.kafka_host.clone(),
+            kafka_port: b.registration.kafka_port,
+            native_addr: b.registration.native_addr.clone(),
+            rack: b.registration.rack.clone(),
+        })
+        .collect();
+    let live = |id: &NodeId| image.broker(*id).is_some_and(|b| !b.fenced);
+    let mut partitions = HashMap::new();
+    for t in image.topics().values() {
+        for (i, p) in t.partitions.iter().enumerate() {
+            partitions.insert(
+                (t.name.clone(), i as u32),
+                PartitionView {
+                    leader: p.leader.filter(live),
+                    leader_epoch: p.leader_epoch,
+                    replicas: p.replicas.clone(),
+                    isr: p.isr.iter().copied().filter(live).collect(),
+                    offline: p.replicas.iter().copied().filter(|r| !live(r)).collect(),
+                },
+            );
+        }
+    }
+    ClusterView {
+        local: me,
+        controller,
+        brokers,
+        partitions,
+    }
+}
+
+/// Builds the view of `image` and hands it to every shard.
+pub async fn publish_view(broker: &Broker, image: &MetadataImage, me: NodeId, controller: Option<NodeId>) {
+    let view = Arc::new(view_of(image, me, controller));
+    for s in 0..broker.shard.shard_count() {
+        let v = Arc::clone(&view);
+        if let Err(e) = broker
+            .shard
+            .invoke_on(s, move |shard| async move {
+                Broker::of(&shard).set_cluster_view(v);
+            })
+            .await
+        {
+            tracing::warn!(shard = s, error = %e, "cluster view did not reach a shard");
+        }
+    }
+}
