@@ -184,6 +184,9 @@ async fn init_on_metadata_shard(
     existing: Option<(i64, i16)>,
 ) -> Result<(i64, i16), WireError> {
     debug_assert_eq!(broker.shard.id(), METADATA_SHARD);
+    if broker.config.cluster.is_some() {
+        return init_in_cluster(broker, existing).await;
+    }
     let alloc = shard_local::<Allocator>(&broker.shard);
     // Fast path: the current block has room, no waiting.
     if let Some(blocks) = alloc.blocks.borrow_mut().as_mut() {
@@ -232,6 +235,61 @@ async fn init_on_metadata_shard(
             }
         }
     }
+}
+
+/// The block of ids the controller gave this broker: `[next, end)`.
+#[derive(Default)]
+struct ClusterBlock {
+    next: std::cell::Cell<i64>,
+    end: std::cell::Cell<i64>,
+    lock: ClusterLock,
+}
+
+struct ClusterLock(Semaphore);
+
+impl Default for ClusterLock {
+    fn default() -> Self {
+        ClusterLock(Semaphore::new(1))
+    }
+}
+
+/// In a cluster the controller quorum hands out blocks of ids (its metadata log
+/// records each block, so no two brokers get the same id). A producer that asks to
+/// keep its id (KIP-360) gets the next epoch: the partitions' producer state fences
+/// the old one.
+async fn init_in_cluster(
+    broker: &Broker,
+    existing: Option<(i64, i16)>,
+) -> Result<(i64, i16), WireError> {
+    if let Some((id, epoch)) = existing {
+        if id >= 0 && (0..EPOCH_MAX).contains(&epoch) {
+            return Ok((id, epoch + 1));
+        }
+    }
+    let block = shard_local::<ClusterBlock>(&broker.shard);
+    let _permit = block.lock.0.acquire_permit(1).await.map_err(|_| {
+        WireError::new(ErrorCode::BrokerShuttingDown, "the broker is shutting down")
+    })?;
+    if block.next.get() >= block.end.get() {
+        let payload = crate::cluster::node::submit(
+            &broker.shard,
+            crate::controller::ControllerCommand::AllocateProducerIds {
+                count: PRODUCER_ID_BLOCK,
+            },
+        )
+        .await?;
+        let crate::controller::ReplyPayload::ProducerIds { first, count } = payload else {
+            return Err(WireError::new(
+                ErrorCode::Unknown,
+                "the controller answered a producer id request without ids",
+            ));
+        };
+        block.next.set(first);
+        block.end.set(first.saturating_add(count));
+    }
+    let id = block.next.get();
+    block.next.set(id + 1);
+    Ok((id, 0))
 }
 
 #[cfg(test)]

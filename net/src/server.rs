@@ -149,6 +149,9 @@ async fn shard_main(shard: Shard, shared: Arc<Shared>) -> Result<(), BrokerError
         glommio::timer::sleep(Duration::from_millis(DRAIN_POLL_MS)).await;
     }
     broker.close_all().await;
+    if shard.id() == METADATA_SHARD {
+        crate::cluster::node::stop(&shard).await;
+    }
     result
 }
 
@@ -178,7 +181,6 @@ async fn serve(shard: &Shard, broker: &Rc<Broker>, shared: &Shared) -> Result<()
         })?;
     // No shard accepts before every shard can take requests from the others.
     shared.ready.fetch_add(1, Ordering::AcqRel);
-    let mut cluster_started = false;
     while shared.ready.load(Ordering::Acquire) < shard.shard_count() {
         if shard.is_stopping() {
             return Ok(());
@@ -189,7 +191,6 @@ async fn serve(shard: &Shard, broker: &Rc<Broker>, shared: &Shared) -> Result<()
         crate::cluster::node::start(broker)
             .await
             .map_err(|e| BrokerError::Config(format!("cannot join the cluster: {}", e.message)))?;
-        cluster_started = true;
     }
     let bind = |addr| {
         let listener = TcpListener::bind(addr).map_err(|e| BrokerError::Bind {
@@ -241,9 +242,7 @@ async fn serve(shard: &Shard, broker: &Rc<Broker>, shared: &Shared) -> Result<()
         );
     }
     drop(sweep);
-    if cluster_started {
-        crate::cluster::node::stop(shard).await;
-    }
+    crate::cluster::replicas::hand_off_leadership(shard).await;
     Ok(())
 }
 

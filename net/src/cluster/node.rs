@@ -137,9 +137,13 @@ pub async fn start(broker: &Rc<Broker>) -> Result<(), WireError> {
 /// Stops the transport (at shutdown, after the shards stopped serving).
 pub async fn stop(shard: &Shard) {
     if let Some(node) = ClusterNode::of(shard) {
-        node.controller.replica().stop();
+        let replica = node.controller.replica();
+        replica.stop();
         if let Some(t) = node.transport() {
             t.stop().await;
+        }
+        if let Err(e) = replica.log().close().await {
+            tracing::warn!(error = %e, "closing the metadata log failed");
         }
     }
 }

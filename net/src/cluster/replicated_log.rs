@@ -152,6 +152,21 @@ impl ReplicatedLog {
         isr
     }
 
+    /// The in-sync follower furthest along, to hand leadership to (leader only).
+    pub fn transfer_target(&self) -> Option<NodeId> {
+        let r = self.raft.borrow();
+        let me = r.id();
+        r.membership()
+            .voters
+            .iter()
+            .copied()
+            .filter(|id| *id != me)
+            .filter_map(|id| r.progress(id).map(|p| (id, p.clone())))
+            .filter(|(_, p)| p.ticks_since_contact <= self.lag_ticks)
+            .max_by_key(|(_, p)| p.match_end_offset)
+            .map(|(id, _)| id)
+    }
+
     /// The voters of the group as this replica knows them.
     pub fn voters(&self) -> Vec<NodeId> {
         self.raft.borrow().membership().voters.clone()
