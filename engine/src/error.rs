@@ -119,6 +119,32 @@ pub enum EngineError {
         producer_epoch: i16,
         base_sequence: i32,
     },
+    /// The partition's Raft group refused the proposal (this replica is not the
+    /// leader, leadership is moving, or too much is uncommitted). Nothing was written;
+    /// the client retries, on the leader the error names if it names one.
+    #[error("the partition refused the append: {0}")]
+    Propose(#[from] strata_raft::ProposeError),
+    /// A replicated batch does not start at this replica's log end: the follower's log
+    /// and the leader's view of it disagree. Nothing was written.
+    #[error(
+        "replicated batch starts at offset {base_offset} but this replica's log ends at \
+         {log_end_offset}; the leader resends from the follower's log end"
+    )]
+    ReplicaOffsetMismatch {
+        base_offset: i64,
+        log_end_offset: i64,
+    },
+}
+
+/// Errors of the replicated paths (`replica_append`, `raft_hard_state`).
+impl EngineError {
+    /// Whether this is a Raft refusal of a proposal (not leader, transfer, backpressure).
+    pub fn propose_error(&self) -> Option<&strata_raft::ProposeError> {
+        match self {
+            EngineError::Propose(e) => Some(e),
+            _ => None,
+        }
+    }
 }
 
 /// errnos that mean a resource ran short, not that storage failed: too many open

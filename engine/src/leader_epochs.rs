@@ -31,6 +31,11 @@ impl LeaderEpochs {
         self.entries.retain(|&(_, start)| start < offset);
     }
 
+    /// The (epoch, start offset) pairs, oldest first.
+    pub fn entries(&self) -> &[(i32, i64)] {
+        &self.entries
+    }
+
     /// The newest epoch, if any.
     pub fn latest(&self) -> Option<i32> {
         self.entries.last().map(|&(e, _)| e)

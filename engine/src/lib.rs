@@ -24,7 +24,10 @@ pub mod log;
 pub mod placement;
 pub mod preallocation;
 pub mod producer_state;
+pub mod raft_hard_state;
+mod raft_restore;
 pub mod recovery;
+mod replica_append;
 pub mod retention;
 pub mod segment;
 pub mod shard;
@@ -42,5 +45,6 @@ pub use log::{
     run_local, AppendInfo, AppendOptions, Durability, Log, LogEnv, OpenKind, ReadBatches,
 };
 pub use producer_state::{ProducerBatch, ProducerEntry, ProducerStates, SequenceCheck};
+pub use raft_hard_state::{read_hard_state, write_hard_state};
 pub use retention::RetentionOutcome;
 pub use storage_metrics::{StorageMetrics, StorageMetricsSnapshot};

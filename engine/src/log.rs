@@ -505,6 +505,21 @@ impl Log {
         batch: ValidatedBatch,
         options: AppendOptions,
     ) -> Result<AppendInfo> {
+        let epoch = options.leader_epoch;
+        self.append_deciding_epoch(batch, options.durability, move |_, _| Ok(epoch))
+            .await
+    }
+
+    /// [`append_validated`](Self::append_validated) with the leader epoch decided by
+    /// `decide_epoch(base_offset, offsets)` in the same synchronous step that assigns
+    /// the offsets, after the producer-state check (a duplicate never calls it). If it
+    /// fails, nothing is queued and producer state is unchanged.
+    pub(crate) async fn append_deciding_epoch(
+        &self,
+        batch: ValidatedBatch,
+        durability: Durability,
+        decide_epoch: impl FnOnce(i64, u64) -> Result<i32>,
+    ) -> Result<AppendInfo> {
         let header = *batch.header();
         let mut batch = batch.into_bytes();
         let max_bytes = self.inner.state.borrow().config.max_batch_bytes;
@@ -515,20 +530,20 @@ impl Log {
             });
         }
         self.wait_for_room().await?;
-        let info = self.inner.assign(&mut batch, &header, options)?;
+        let info = self.inner.assign(&mut batch, &header, decide_epoch)?;
         if !info.duplicate {
             self.inner.kick_flusher();
         }
-        if options.durability == Durability::Durable {
+        if durability == Durability::Durable {
             self.inner.want_durable(info.last_offset + 1);
         }
         self.inner
-            .wait_until(info.last_offset + 1, options.durability)
+            .wait_until(info.last_offset + 1, durability)
             .await?;
         Ok(info)
     }
 
-    async fn wait_for_room(&self) -> Result<()> {
+    pub(crate) async fn wait_for_room(&self) -> Result<()> {
         let inner = &self.inner;
         futures_lite::future::poll_fn(|cx| {
             let mut st = inner.state.borrow_mut();
@@ -835,7 +850,7 @@ fn first_record_at_or_after(bytes: &[u8], header: &BatchHeader, ts: i64) -> (i64
 
 /// Queues a snapshot of the producer state as of the log end (every batch assigned so
 /// far), dropping producers expired at `now_ms` first.
-fn queue_producer_snapshot(st: &mut LogState, now_ms: i64) {
+pub(crate) fn queue_producer_snapshot(st: &mut LogState, now_ms: i64) {
     let offset = st.log_end_offset();
     st.producers.remove_expired(now_ms);
     let bytes = Bytes::from(st.producers.encode(offset));
@@ -859,14 +874,18 @@ impl LogInner {
     }
 
     /// Assigns offsets and a position to a validated batch and queues it.
+    /// `decide_epoch(base_offset, offsets)` runs after the producer-state check and
+    /// before anything changes; the state is not borrowed while it runs (it may read
+    /// the log), and no await separates it from the assignment, so nothing else can
+    /// append in between.
     fn assign(
         &self,
         batch: &mut Vec<u8>,
         header: &BatchHeader,
-        options: AppendOptions,
+        decide_epoch: impl FnOnce(i64, u64) -> Result<i32>,
     ) -> Result<AppendInfo> {
         let now = now_ms();
-        let mut st = self.state.borrow_mut();
+        let st = self.state.borrow();
         if let Some(f) = &st.fence {
             return Err(fenced_error(&self.dir, f));
         }
@@ -881,25 +900,18 @@ impl LogInner {
                 });
             }
         }
-        let len = batch.len() as u64;
+        let base_offset = st.log_end_offset();
+        drop(st);
         let delta = i64::from(header.last_offset_delta);
-        {
-            let cfg = st.config.clone();
-            let active = st.active();
-            // Index positions are u32: no segment grows past 4 GiB whatever the config.
-            let too_big = active.size_bytes + len > cfg.segment_bytes.min(u64::from(u32::MAX));
-            let too_old = active.first_append_ms >= 0
-                && now.saturating_sub(active.first_append_ms) >= cfg.segment_ms as i64;
-            let rel_overflow =
-                active.next_offset + delta - active.base_offset > i64::from(u32::MAX);
-            if !active.is_empty() && (too_big || too_old || rel_overflow) {
-                self.roll_locked(&mut st);
-            }
-        }
+        let leader_epoch = decide_epoch(base_offset, header.last_offset_delta as u64 + 1)?;
+        let mut st = self.state.borrow_mut();
+        debug_assert_eq!(st.log_end_offset(), base_offset, "decide_epoch appended");
+        let len = batch.len() as u64;
+        self.roll_if_due(&mut st, len, delta, now);
         let base_offset = st.log_end_offset();
         let last_offset = base_offset + delta;
         stamp_base_offset(batch, base_offset);
-        stamp_leader_epoch(batch, options.leader_epoch);
+        stamp_leader_epoch(batch, leader_epoch);
         stamp_log_append_time(batch, now);
         let interval = u64::from(st.config.index_interval_bytes);
         let batch_time = if st.config.log_append_time {
@@ -929,7 +941,7 @@ impl LogInner {
             last_offset,
             bytes: bytes.clone(),
         });
-        if st.epochs.observe(options.leader_epoch, base_offset) {
+        if st.epochs.observe(leader_epoch, base_offset) {
             st.epochs_dirty = true;
         }
         if let Some(p) = &producer {
@@ -949,6 +961,21 @@ impl LogInner {
             log_append_time_ms: now,
             duplicate: false,
         })
+    }
+
+    /// Rolls the active segment if a batch of `len` bytes spanning `delta + 1`
+    /// offsets would make it too big or it is too old (at broker time `now`).
+    pub(crate) fn roll_if_due(&self, st: &mut LogState, len: u64, delta: i64, now: i64) {
+        let cfg = &st.config;
+        let active = st.active();
+        // Index positions are u32: no segment grows past 4 GiB whatever the config.
+        let too_big = active.size_bytes + len > cfg.segment_bytes.min(u64::from(u32::MAX));
+        let too_old = active.first_append_ms >= 0
+            && now.saturating_sub(active.first_append_ms) >= cfg.segment_ms as i64;
+        let rel_overflow = active.next_offset + delta - active.base_offset > i64::from(u32::MAX);
+        if !active.is_empty() && (too_big || too_old || rel_overflow) {
+            self.roll_locked(st);
+        }
     }
 
     /// Seals the active segment and opens a new, empty one at the log end. The

@@ -38,6 +38,10 @@ pub fn engine_error_code(e: &EngineError) -> ErrorCode {
         EngineError::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequence,
         EngineError::UnknownProducerId { .. } => ErrorCode::UnknownProducerId,
         EngineError::InvalidProducerFields { .. } => ErrorCode::CorruptBatch,
+        // The replica driver answers Raft refusals itself (NOT_LEADER with the
+        // leader); this only reaches a client through a path that knows no group.
+        EngineError::Propose(_) => ErrorCode::Unknown,
+        EngineError::ReplicaOffsetMismatch { .. } => ErrorCode::InvalidRequest,
     }
 }
 

@@ -20,6 +20,7 @@
 mod api;
 mod attributes;
 mod batch;
+mod control;
 mod convert;
 mod crc;
 mod error;
@@ -39,6 +40,7 @@ pub use batch::{
     validate_batch, validate_produced_batch, validate_produced_batch_with, BatchIter, BatchView,
     ProduceRules, ValidatedBatch,
 };
+pub use control::{is_control_batch, leader_change_batch, CONTROL_TYPE_LEADER_CHANGE};
 pub use convert::{
     kafka_payload, log_append_time_kafka_header, native_to_kafka, native_to_kafka_into,
     stamp_kafka_log_append_time,

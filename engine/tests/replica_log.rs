@@ -1,0 +1,424 @@
+//! The engine side of a replicated partition: a leader's appends whose epoch the Raft
+//! group decides, a follower that writes the leader's bytes unchanged, a follower's
+//! truncation and recovery, and the state a Raft replica restarts from.
+
+mod common;
+
+use std::cell::Cell;
+use std::path::Path;
+
+use common::*;
+use strata_engine::{
+    read_hard_state, run_local, write_hard_state, Durability, EngineError, Log, LogConfig, LogEnv,
+};
+use strata_raft::{Config, EpochRun, HardState, Membership, ProposeError, Raft};
+use strata_schema::{
+    check_batch, leader_change_batch, wrap_kafka_batch_produced, BatchHeader, KafkaBatchBuilder,
+    NativeBatchBuilder, ProduceRules, ValidatedBatch,
+};
+
+fn config(log_append_time: bool) -> LogConfig {
+    LogConfig {
+        segment_bytes: 8 * 1024,
+        index_interval_bytes: 512,
+        retention_ms: None,
+        log_append_time,
+        ..LogConfig::default()
+    }
+}
+
+async fn open(path: &Path, log_append_time: bool) -> Log {
+    Log::open(path, config(log_append_time), LogEnv::default())
+        .await
+        .expect("open log")
+}
+
+/// A native batch of producer `pid` (epoch 0) from sequence `seq`, `records` long.
+fn idempotent(pid: i64, seq: i32, records: usize) -> Vec<u8> {
+    let mut b = NativeBatchBuilder::new().with_producer(pid, 0, seq);
+    for i in 0..records {
+        let mut value = format!("p{pid}:{}:", seq as usize + i).into_bytes();
+        value.resize(300, b'x');
+        b.push(1_000 + i as i64, Some(b"k"), Some(&value), &[]);
+    }
+    b.build()
+}
+
+/// A Kafka-format batch (as the Kafka produce path stores it) of `records` records.
+fn kafka(tag: u64, records: usize) -> ValidatedBatch {
+    let mut b = KafkaBatchBuilder::new();
+    for i in 0..records {
+        let value = format!("kafka:{tag}:{i}");
+        b.push(2_000 + i as i64, Some(b"kk"), Some(value.as_bytes()), &[]);
+    }
+    wrap_kafka_batch_produced(&b.build(), ProduceRules::default()).expect("kafka batch")
+}
+
+fn validated(bytes: Vec<u8>) -> ValidatedBatch {
+    ValidatedBatch::new(bytes).expect("valid batch")
+}
+
+/// Appends `batch` through `append_proposed` with a propose step that grants `epoch`.
+async fn propose(log: &Log, batch: ValidatedBatch, epoch: i32) -> strata_engine::AppendInfo {
+    log.append_proposed(batch, durable(), |_, _| Ok(epoch))
+        .await
+        .expect("proposed append")
+}
+
+/// Copies every batch of `leader` from `follower`'s end on to `follower`, as the
+/// leader's stored bytes.
+async fn replicate(leader: &Log, follower: &Log) {
+    let from = follower.log_end_offset();
+    let end = leader.log_end_offset();
+    let mut offset = from;
+    while offset < end {
+        let r = leader
+            .read(offset, 64 * 1024, Some(end))
+            .await
+            .expect("read");
+        assert!(!r.batches.is_empty(), "leader has data at {offset}");
+        for b in r.batches {
+            let h = check_batch(&b).expect("stored batch");
+            let info = follower
+                .append_replicated(b.to_vec())
+                .await
+                .expect("replicated append");
+            assert_eq!(
+                (info.base_offset, info.last_offset),
+                (h.base_offset, h.last_offset())
+            );
+            offset = h.last_offset() + 1;
+        }
+    }
+}
+
+fn headers(batches: &[bytes::Bytes]) -> Vec<BatchHeader> {
+    batches.iter().map(|b| check_batch(b).unwrap()).collect()
+}
+
+/// What replication must keep equal between two logs, as readers and Raft see it.
+async fn assert_same_log(a: &Log, b: &Log, pids: &[i64]) {
+    let (ba, bb) = (all_batches(a).await, all_batches(b).await);
+    assert_eq!(ba.len(), bb.len(), "batch counts");
+    for (i, (x, y)) in ba.iter().zip(&bb).enumerate() {
+        assert_eq!(x, y, "batch {i} differs");
+    }
+    assert_eq!(a.log_end_offset(), b.log_end_offset());
+    assert_eq!(a.latest_epoch(), b.latest_epoch());
+    for epoch in 0..8 {
+        assert_eq!(
+            a.epoch_end_offset(epoch),
+            b.epoch_end_offset(epoch),
+            "epoch {epoch}"
+        );
+    }
+    for &pid in pids {
+        let (pa, pb) = (a.producer(pid), b.producer(pid));
+        assert_eq!(
+            pa.as_ref().map(|p| p.batches().to_vec()),
+            pb.as_ref().map(|p| p.batches().to_vec()),
+            "producer {pid}"
+        );
+        assert_eq!(pa.map(|p| p.epoch()), pb.map(|p| p.epoch()));
+    }
+}
+
+#[test]
+fn proposed_appends_take_the_epoch_propose_decides() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run_local(move || async move {
+        let log = open(&path, false).await;
+        let seen = Cell::new(None);
+        let info = log
+            .append_proposed(validated(batch(1, 3, 50, 10)), durable(), |base, n| {
+                seen.set(Some((base, n)));
+                Ok(4)
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            seen.get(),
+            Some((0, 3)),
+            "propose sees base offset and offsets"
+        );
+        assert_eq!((info.base_offset, info.last_offset), (0, 2));
+        assert_eq!(log.latest_epoch(), Some(4));
+        let stored = all_batches(&log).await;
+        assert_eq!(check_batch(&stored[0]).unwrap().leader_epoch, 4);
+
+        // A refusal writes nothing and leaves producer state as it was.
+        let first = propose(&log, validated(idempotent(7, 0, 2)), 4).await;
+        let (end, size) = (log.log_end_offset(), log.size_bytes());
+        let before = log.producer(7).map(|p| p.batches().to_vec());
+        let err = log
+            .append_proposed(validated(idempotent(7, 2, 1)), durable(), |_, _| {
+                Err(ProposeError::NotLeader { leader: Some(2) })
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                EngineError::Propose(ProposeError::NotLeader { leader: Some(2) })
+            ),
+            "{err:?}"
+        );
+        assert_eq!((log.log_end_offset(), log.size_bytes()), (end, size));
+        assert_eq!(log.producer(7).map(|p| p.batches().to_vec()), before);
+        // The refused sequence is still the next one: it appends now.
+        let next = propose(&log, validated(idempotent(7, 2, 1)), 5).await;
+        assert_eq!(next.base_offset, end);
+
+        // A retry of a recent batch is answered without asking the group.
+        let retry = log
+            .append_proposed(validated(idempotent(7, 0, 2)), durable(), |_, _| {
+                panic!("a duplicate must not be proposed")
+            })
+            .await
+            .unwrap();
+        assert!(retry.duplicate);
+        assert_eq!(retry.base_offset, first.base_offset);
+        assert_eq!(log.epoch_end_offset(4), Some((4, next.base_offset)));
+        log.close().await.unwrap();
+    });
+}
+
+/// A leader's mixed log (native, idempotent, Kafka, leader-change, several epochs and
+/// segments) and a follower fed its read-back bytes hold identical bytes, epochs and
+/// producer state, before and after the follower restarts cleanly and uncleanly.
+fn follower_matches_leader(log_append_time: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let (lpath, fpath) = (dir.path().join("leader"), dir.path().join("follower"));
+    run_local(move || async move {
+        let leader = open(&lpath, log_append_time).await;
+        let follower = open(&fpath, log_append_time).await;
+        let mut seq = [0i32; 2];
+        for round in 0..12u64 {
+            let epoch = 1 + (round / 4) as i32 * 2;
+            if round % 4 == 0 {
+                propose(&leader, leader_change_batch(epoch, 1, 5_000), epoch).await;
+            }
+            propose(&leader, validated(batch(round, 3, 200, 100)), epoch).await;
+            let pid = 10 + (round % 2) as i64;
+            let s = &mut seq[(round % 2) as usize];
+            propose(&leader, validated(idempotent(pid, *s, 2)), epoch).await;
+            *s += 2;
+            propose(&leader, kafka(round, 2), epoch).await;
+            if round % 3 == 2 {
+                // Append times differ between batches (and from the follower's clock).
+                glommio::timer::sleep(std::time::Duration::from_millis(3)).await;
+                replicate(&leader, &follower).await;
+            }
+        }
+        replicate(&leader, &follower).await;
+        assert!(leader.segment_count() > 2, "several segments");
+        assert_same_log(&leader, &follower, &[10, 11]).await;
+        let lb = all_batches(&leader).await;
+        let epochs: Vec<i32> = headers(&lb).iter().map(|h| h.leader_epoch).collect();
+        assert_eq!(epochs.first(), Some(&1));
+        assert_eq!(epochs.last(), Some(&5));
+        // Time lookups agree, by append time on a LogAppendTime topic.
+        for h in headers(&lb).iter().step_by(5) {
+            let ts = if log_append_time {
+                h.log_append_time_ms
+            } else {
+                h.max_timestamp_ms
+            };
+            assert_eq!(
+                leader.offset_for_timestamp(ts).await.unwrap(),
+                follower.offset_for_timestamp(ts).await.unwrap(),
+                "lookup of {ts}"
+            );
+        }
+        // A retry reaching the follower after a failover is still a duplicate there.
+        let retry = follower
+            .append(idempotent(10, seq[0] - 2, 2), durable())
+            .await
+            .unwrap();
+        assert!(retry.duplicate, "follower knows producer 10's batches");
+
+        follower.close().await.unwrap();
+        let follower = open(&fpath, log_append_time).await;
+        assert_same_log(&leader, &follower, &[10, 11]).await;
+        // More replication, then a stop without close (no marker): recovery rebuilds.
+        propose(&leader, validated(idempotent(10, seq[0], 2)), 5).await;
+        replicate(&leader, &follower).await;
+        follower.sync().await.unwrap();
+        drop(follower);
+        let follower = open(&fpath, log_append_time).await;
+        assert_eq!(follower.opened(), strata_engine::OpenKind::Recovered);
+        assert_same_log(&leader, &follower, &[10, 11]).await;
+        follower.close().await.unwrap();
+        leader.close().await.unwrap();
+    });
+}
+
+#[test]
+fn follower_fed_leader_bytes_is_identical() {
+    follower_matches_leader(false);
+}
+
+#[test]
+fn follower_is_identical_on_a_log_append_time_topic() {
+    follower_matches_leader(true);
+}
+
+#[test]
+fn replicated_batches_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lpath, fpath) = (dir.path().join("leader"), dir.path().join("follower"));
+    run_local(move || async move {
+        let leader = open(&lpath, false).await;
+        let follower = open(&fpath, false).await;
+        propose(&leader, validated(batch(1, 2, 40, 10)), 1).await;
+        propose(&leader, validated(batch(2, 2, 40, 10)), 1).await;
+        let batches = all_batches(&leader).await;
+        // Not at the follower's end: refused, nothing written.
+        let err = follower
+            .append_replicated(batches[1].to_vec())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                EngineError::ReplicaOffsetMismatch {
+                    base_offset: 2,
+                    log_end_offset: 0
+                }
+            ),
+            "{err:?}"
+        );
+        // A flipped payload byte fails the CRC.
+        let mut bad = batches[0].to_vec();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert!(matches!(
+            follower.append_replicated(bad).await,
+            Err(EngineError::InvalidBatch(_))
+        ));
+        // Two batches in one buffer, or a cut one, are not one whole batch.
+        let mut two = batches[0].to_vec();
+        two.extend_from_slice(&batches[1]);
+        assert!(follower.append_replicated(two).await.is_err());
+        let cut = batches[0][..batches[0].len() - 1].to_vec();
+        assert!(follower.append_replicated(cut).await.is_err());
+        assert_eq!(follower.log_end_offset(), 0);
+        assert_eq!(follower.size_bytes(), 0);
+        replicate(&leader, &follower).await;
+        assert_same_log(&leader, &follower, &[]).await;
+        follower.close().await.unwrap();
+        leader.close().await.unwrap();
+    });
+}
+
+#[test]
+fn hard_state_file_roundtrips_in_a_partition_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run_local(move || async move {
+        let log = open(&path, false).await;
+        assert_eq!(read_hard_state(&path).await.unwrap(), None);
+        let hard = HardState {
+            term: 3,
+            vote: Some(1),
+        };
+        write_hard_state(&path, hard).await.unwrap();
+        log.close().await.unwrap();
+        // The log's open and close leave the file alone.
+        let log = open(&path, false).await;
+        assert_eq!(read_hard_state(&path).await.unwrap(), Some(hard));
+        log.close().await.unwrap();
+    });
+}
+
+/// Epochs 1, 1, 3, 5 at known offsets (after an epochless prefix), restored after a
+/// clean and an unclean reopen: `Raft::new` accepts the state and its epochs match.
+#[test]
+fn restored_state_carries_the_log_epochs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run_local(move || async move {
+        let log = open(&path, false).await;
+        // Written by a single-node broker: no epoch (term 0).
+        log.append(batch(0, 2, 100, 10), durable()).await.unwrap();
+        let runs = [(1, 2, 3), (1, 5, 2), (3, 7, 4), (5, 11, 1)];
+        for (i, &(epoch, base, records)) in runs.iter().enumerate() {
+            let info = propose(&log, validated(batch(i as u64, records, 2_000, 10)), epoch).await;
+            assert_eq!(info.base_offset, base);
+        }
+        assert_eq!(log.log_end_offset(), 12);
+        let expected = vec![
+            EpochRun {
+                term: 0,
+                start_offset: 0,
+            },
+            EpochRun {
+                term: 1,
+                start_offset: 2,
+            },
+            EpochRun {
+                term: 3,
+                start_offset: 7,
+            },
+            EpochRun {
+                term: 5,
+                start_offset: 11,
+            },
+        ];
+        let membership = Membership::new(&[1, 2, 3]).unwrap();
+        let hard = HardState {
+            term: 5,
+            vote: Some(2),
+        };
+        log.close().await.unwrap();
+        drop(log);
+        let log = open(&path, false).await;
+        assert!(log.segment_count() > 1, "epochs span segments");
+        let state = log.raft_restored_state(hard, membership.clone());
+        assert_eq!(state.epochs, expected);
+        assert_eq!((state.log_start_offset, state.log_end_offset), (0, 12));
+        assert_eq!((state.log_start_term, state.commit_offset), (0, 0));
+        assert!(state.memberships.is_empty());
+        let raft = Raft::new(Config::new(2, 1), state).expect("raft accepts the state");
+        assert_eq!(raft.epochs().runs(), &expected[..]);
+        assert_eq!(raft.term(), 5);
+        assert_eq!(raft.epochs().last_term(), 5);
+        // Unclean: written but not closed, reopened through recovery.
+        propose(&log, validated(batch(9, 1, 100, 10)), 6).await;
+        log.sync().await.unwrap();
+        drop(log);
+        let log = open(&path, false).await;
+        let state = log.raft_restored_state(HardState::default(), membership);
+        let mut more = expected.clone();
+        more.push(EpochRun {
+            term: 6,
+            start_offset: 12,
+        });
+        assert_eq!(state.epochs, more);
+        let raft = Raft::new(Config::new(2, 1), state).expect("raft accepts the state");
+        // The log's newest term is newer than the (lost) hard state: Raft adopts it.
+        assert_eq!(raft.term(), 6);
+        log.close().await.unwrap();
+    });
+}
+
+/// Durability options of `append_proposed` behave as in `append_validated`.
+#[test]
+fn proposed_append_resolves_as_durability_asks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run_local(move || async move {
+        let log = open(&path, false).await;
+        let info = log
+            .append_proposed(
+                validated(batch(1, 1, 10, 10)),
+                strata_engine::AppendOptions::new(Durability::Durable),
+                |_, _| Ok(1),
+            )
+            .await
+            .unwrap();
+        assert!(log.durable_end_offset() > info.last_offset);
+        log.close().await.unwrap();
+    });
+}
