@@ -34,6 +34,7 @@ mod metadata;
 mod metrics;
 mod partition_health;
 mod producer_id_blocks;
+pub mod replication;
 mod response;
 mod server;
 mod topic_config;
