@@ -35,6 +35,7 @@ mod metadata;
 mod metrics;
 mod partition_health;
 mod producer_id_blocks;
+pub mod replication;
 mod response;
 mod server;
 mod topic_config;

@@ -84,6 +84,44 @@ impl ApiKey {
     }
 }
 
+/// Lowest api number of the broker-to-broker replication frames.
+pub const REPLICATION_API_MIN: u16 = 1000;
+/// Highest api number reserved for replication frames.
+pub const REPLICATION_API_MAX: u16 = 1099;
+
+/// Frames between brokers on the cluster listener (`schema/fbs/replication.fbs`), in
+/// the native framing. Their numbers lie in
+/// [`REPLICATION_API_MIN`]`..=`[`REPLICATION_API_MAX`], apart from every [`ApiKey`], so
+/// a client listener never serves them ([`ApiKey::from_u16`] knows none of them) and a
+/// replication frame sent to a client port is answered as an unknown api.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u16)]
+pub enum ReplicationApi {
+    /// `Hello`: the first frame on every broker-to-broker connection.
+    Hello = 1000,
+    /// `MessagesFrame`: Raft messages of many groups, batches in the tail.
+    Messages = 1001,
+    /// `CallRequest`: a request that expects a `CallReply`.
+    Call = 1002,
+    /// `CallReply`: the answer to a `CallRequest`, sent on the replier's own connection.
+    CallReply = 1003,
+}
+
+impl ReplicationApi {
+    /// Every replication frame type.
+    pub const ALL: [ReplicationApi; 4] = [
+        ReplicationApi::Hello,
+        ReplicationApi::Messages,
+        ReplicationApi::Call,
+        ReplicationApi::CallReply,
+    ];
+
+    /// The frame type for a wire value, if it is one.
+    pub fn from_u16(v: u16) -> Option<ReplicationApi> {
+        ReplicationApi::ALL.iter().copied().find(|k| *k as u16 == v)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,5 +132,18 @@ mod tests {
             assert_eq!(ApiKey::from_u16(k as u16), Some(k));
         }
         assert_eq!(ApiKey::from_u16(999), None);
+    }
+
+    #[test]
+    fn replication_apis_are_apart_from_client_apis() {
+        for r in ReplicationApi::ALL {
+            let v = r as u16;
+            assert!((REPLICATION_API_MIN..=REPLICATION_API_MAX).contains(&v));
+            assert_eq!(ReplicationApi::from_u16(v), Some(r));
+            assert_eq!(ApiKey::from_u16(v), None, "client listeners must not serve {r:?}");
+        }
+        for k in ApiKey::ALL {
+            assert!(!(REPLICATION_API_MIN..=REPLICATION_API_MAX).contains(&(k as u16)));
+        }
     }
 }

@@ -32,8 +32,11 @@ pub mod kafka_compression;
 mod kafka_retain;
 mod native;
 pub mod protocol;
+pub mod replication;
 
-pub use api::{ApiKey, REPAIR_PARTITIONS_KEY};
+pub use api::{
+    ApiKey, ReplicationApi, REPAIR_PARTITIONS_KEY, REPLICATION_API_MAX, REPLICATION_API_MIN,
+};
 pub use attributes::{Attributes, Compression, TimestampType};
 pub use batch::{
     batches, check_batch, stamp_base_offset, stamp_leader_epoch, stamp_log_append_time,

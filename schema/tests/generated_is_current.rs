@@ -28,7 +28,13 @@ fn generated_code_is_current() {
         .filter(|p| p.extension().is_some_and(|e| e == "fbs"))
         .collect();
     schemas.sort();
-    assert!(!schemas.is_empty());
+    // Both protocols' schemas are checked: a missing one would pass silently.
+    for expected in ["native.fbs", "replication.fbs"] {
+        assert!(
+            schemas.iter().any(|p| p.ends_with(expected)),
+            "schema/fbs/{expected} is missing"
+        );
+    }
     for fbs in &schemas {
         let out = if regen {
             checked_in.clone()
