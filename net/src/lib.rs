@@ -23,6 +23,7 @@ mod config;
 mod connection;
 mod connection_limits;
 mod connection_table;
+pub mod controller;
 mod disk_space;
 mod errors;
 mod exclusive;
