@@ -66,6 +66,10 @@ pub struct BrokerConfig {
     /// The Kafka broker keys the config file set, as written (DescribeConfigs shows
     /// them as STATIC_BROKER_CONFIG).
     pub static_kafka_keys: BTreeMap<String, String>,
+    /// The cluster this broker is a member of (`--node-id`, `--cluster-listen`,
+    /// `--voters`, `--rack`); `None` = a single-node broker. When set, `broker_id`
+    /// is its node id.
+    pub cluster: Option<crate::cluster_config::ClusterConfig>,
 }
 
 impl Default for BrokerConfig {
@@ -100,6 +104,7 @@ impl Default for BrokerConfig {
             offsets_topic_num_partitions:
                 crate::broker_settings::OFFSETS_TOPIC_NUM_PARTITIONS_DEFAULT,
             static_kafka_keys: BTreeMap::new(),
+            cluster: None,
         }
     }
 }

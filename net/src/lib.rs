@@ -17,7 +17,9 @@
 mod accept_backoff;
 mod broker;
 pub mod broker_settings;
+pub mod cluster_config;
 mod cluster_id;
+pub mod cluster_view;
 mod config;
 mod connection;
 mod connection_limits;
