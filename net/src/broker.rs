@@ -16,6 +16,7 @@ use strata_engine::snapshot::{SnapshotCell, SnapshotReader};
 use strata_engine::{BatchCache, Cleaner, Log, LogEnv};
 use strata_schema::ErrorCode;
 
+use crate::cluster_view::ClusterView;
 use crate::config::BrokerConfig;
 use crate::controller::ControllerCommand;
 use crate::errors::WireError;
@@ -49,6 +50,9 @@ pub struct Broker {
     pub placement: Placement,
     meta_cell: Arc<SnapshotCell<Topics>>,
     meta: RefCell<SnapshotReader<Topics>>,
+    /// The cluster as clients are told it (`cluster_view`), shared by every shard.
+    view_cell: Arc<SnapshotCell<ClusterView>>,
+    view: RefCell<SnapshotReader<ClusterView>>,
     logs: RefCell<HashMap<PartitionKey, Log>>,
     /// Partitions being opened, with the gate their other users wait at (closed when
     /// the open ends), so a partition is never opened twice.
@@ -71,6 +75,7 @@ impl Broker {
         shard: Shard,
         config: Arc<BrokerConfig>,
         meta_cell: Arc<SnapshotCell<Topics>>,
+        view_cell: Arc<SnapshotCell<ClusterView>>,
     ) -> Self {
         let placement = Placement::new(shard.shard_count());
         let disk =
@@ -81,6 +86,8 @@ impl Broker {
             placement,
             meta: RefCell::new(SnapshotReader::new(Arc::clone(&meta_cell))),
             meta_cell,
+            view: RefCell::new(SnapshotReader::new(Arc::clone(&view_cell))),
+            view_cell,
             logs: RefCell::new(HashMap::new()),
             opening: RefCell::new(HashMap::new()),
             open_slots: Rc::new(Semaphore::new(PARTITION_OPENS_IN_FLIGHT_MAX as u64)),
@@ -106,6 +113,19 @@ impl Broker {
     /// The newest topic snapshot.
     pub fn topics(&self) -> Arc<Topics> {
         Arc::clone(self.meta.borrow_mut().get())
+    }
+
+    /// The newest cluster view: brokers, controller, partition leaders.
+    pub fn cluster_view(&self) -> Arc<ClusterView> {
+        Arc::clone(self.view.borrow_mut().get())
+    }
+
+    /// Replaces the cluster view on every shard (each sees it on its next
+    /// `cluster_view`).
+    // Called by the cluster's controller driver as the metadata it applies changes.
+    #[allow(dead_code)]
+    pub fn set_cluster_view(&self, view: Arc<ClusterView>) {
+        self.view_cell.publish(view);
     }
 
     /// The broker's topic defaults now: the config file's, under the dynamic broker

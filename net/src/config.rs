@@ -69,6 +69,10 @@ pub struct BrokerConfig {
     /// Kafka's `default.replication.factor`: replicas of topics created without one
     /// (a cluster only; a single node keeps 1).
     pub default_replication_factor: u16,
+    /// The cluster this broker is a member of (`--node-id`, `--cluster-listen`,
+    /// `--voters`, `--rack`); `None` = a single-node broker. When set, `broker_id`
+    /// is its node id.
+    pub cluster: Option<crate::cluster_config::ClusterConfig>,
 }
 
 impl Default for BrokerConfig {
@@ -104,6 +108,7 @@ impl Default for BrokerConfig {
             offsets_topic_num_partitions:
                 crate::broker_settings::OFFSETS_TOPIC_NUM_PARTITIONS_DEFAULT,
             static_kafka_keys: BTreeMap::new(),
+            cluster: None,
         }
     }
 }

@@ -28,6 +28,7 @@ use strata_engine::snapshot::SnapshotCell;
 
 use crate::accept_backoff::AcceptBackoff;
 use crate::broker::{Broker, METADATA_SHARD};
+use crate::cluster_view::ClusterView;
 use crate::config::{BrokerConfig, BrokerError};
 use crate::connection::{self, NativeProtocol, Protocol};
 use crate::connection_table::{ConnectionTable, SWEEP_INTERVAL_MS};
@@ -52,6 +53,7 @@ pub const CONNECTIONS_PER_SHARD_MAX: usize = 10_000;
 struct Shared {
     config: Arc<BrokerConfig>,
     topics: Arc<SnapshotCell<Topics>>,
+    cluster_view: Arc<SnapshotCell<ClusterView>>,
     shutdown: Arc<AtomicBool>,
     /// Shards that stored their `Broker` and opened their partitions.
     ready: AtomicUsize,
@@ -102,7 +104,14 @@ pub fn run_broker(config: BrokerConfig, shutdown: Arc<AtomicBool>) -> Result<(),
         name: "strata-shard".to_owned(),
         ..ShardConfig::default()
     };
+    // A cluster member's view comes from the controller; until it does, and on a
+    // single-node broker for good, the view is this broker alone.
+    // (`cores` 0 = every core: a count not known before the shards start, and not
+    // needed, as handlers take their own shard count.)
+    let cluster_view =
+        ClusterView::of_single_node(&config, u32::try_from(config.cores).unwrap_or(0));
     let shared = Arc::new(Shared {
+        cluster_view: Arc::new(SnapshotCell::new(Arc::new(cluster_view))),
         config: Arc::new(config),
         topics: Arc::new(SnapshotCell::new(Arc::new(topics))),
         shutdown,
@@ -122,6 +131,7 @@ async fn shard_main(shard: Shard, shared: Arc<Shared>) -> Result<(), BrokerError
         shard.clone(),
         Arc::clone(&shared.config),
         Arc::clone(&shared.topics),
+        Arc::clone(&shared.cluster_view),
     ));
     shard.insert_local(Rc::clone(&broker));
     if shard.id() == METADATA_SHARD {

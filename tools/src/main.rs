@@ -25,7 +25,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a broker (embedded defaults work out of the box on localhost).
-    Serve(serve::ServeArgs),
+    // Boxed: its many flags make it much larger than the other commands.
+    Serve(Box<serve::ServeArgs>),
     /// Create, list, describe, delete and configure topics.
     #[command(subcommand)]
     Topic(topic::TopicCommand),
@@ -42,7 +43,7 @@ fn main() {
     let cli = Cli::parse();
     let brokers = strata_client::parse_brokers(&cli.brokers);
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Topic(cmd) => topic::run(cmd, brokers),
         Command::Produce(args) => produce::run(args, brokers),
         Command::Consume(args) => consume::run(args, brokers),

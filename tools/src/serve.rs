@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use strata_net::cluster_config::{self, ClusterSettings};
 use strata_net::{run_broker, BrokerConfig};
 
 #[derive(Args)]
@@ -62,6 +63,20 @@ pub struct ServeArgs {
     /// 30000).
     #[arg(long)]
     cleaner_interval_ms: Option<u64>,
+    /// This broker's node id in a cluster (1..2147483647; config key `node.id`);
+    /// needs --cluster-listen. Without it the broker is a single node.
+    #[arg(long)]
+    node_id: Option<String>,
+    /// The broker-to-broker HOST:PORT (config key `cluster.listen`).
+    #[arg(long)]
+    cluster_listen: Option<String>,
+    /// The controller quorum, `ID@HOST:PORT,...` by their cluster-listen addresses
+    /// (config key `controller.quorum.voters`).
+    #[arg(long)]
+    voters: Option<String>,
+    /// This broker's rack (config key `broker.rack`), for rack-aware placement.
+    #[arg(long)]
+    rack: Option<String>,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -80,12 +95,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         ),
         ..BrokerConfig::default()
     };
+    let mut cluster = ClusterSettings::default();
     if let Some(path) = &args.config {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
-        apply_file(&mut config, &text)
+        apply_file(&mut config, &mut cluster, &text)
             .with_context(|| format!("in config file {}", path.display()))?;
     }
+    apply_cluster_flags(&mut config, cluster, &args)?;
     if let Some(d) = args.data_dir {
         config.data_dir = d;
     }
@@ -200,7 +217,37 @@ fn parse_advertised(v: &str) -> anyhow::Result<String> {
     Ok(v.to_string())
 }
 
-fn apply_file(config: &mut BrokerConfig, text: &str) -> anyhow::Result<()> {
+/// The cluster flags over the config file's cluster keys, checked together; a
+/// cluster member's Kafka broker id is its node id.
+fn apply_cluster_flags(
+    config: &mut BrokerConfig,
+    mut cluster: ClusterSettings,
+    args: &ServeArgs,
+) -> anyhow::Result<()> {
+    if let Some(v) = &args.node_id {
+        cluster.node_id_flag = Some(cluster_config::parse_node_id(v)?);
+    }
+    if let Some(v) = &args.cluster_listen {
+        cluster.cluster_listen = Some(cluster_config::parse_cluster_listen(v)?);
+    }
+    if let Some(v) = &args.voters {
+        cluster.voters = Some(cluster_config::parse_voters(v)?);
+    }
+    if let Some(v) = &args.rack {
+        cluster.rack = Some(cluster_config::parse_rack(v)?);
+    }
+    config.cluster = cluster.resolve()?;
+    if let Some(c) = &config.cluster {
+        config.broker_id = c.kafka_broker_id();
+    }
+    Ok(())
+}
+
+fn apply_file(
+    config: &mut BrokerConfig,
+    cluster: &mut ClusterSettings,
+    text: &str,
+) -> anyhow::Result<()> {
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -211,6 +258,12 @@ fn apply_file(config: &mut BrokerConfig, text: &str) -> anyhow::Result<()> {
         };
         let (k, v) = (k.trim(), v.trim().trim_matches('"'));
         let bad = |what: &str| anyhow::anyhow!("line {}: {k} = {v}: {what}", n + 1);
+        if cluster
+            .apply_file_key(k, v)
+            .map_err(|e| anyhow::anyhow!("line {}: {e}", n + 1))?
+        {
+            continue;
+        }
         match k {
             "data-dir" => config.data_dir = v.into(),
             "listen" => config.listen = v.parse().map_err(|_| bad("not an address"))?,

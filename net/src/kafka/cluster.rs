@@ -1,6 +1,7 @@
 //! DescribeCluster: the cluster id (stable, kept in the data dir — see
-//! `crate::cluster_id`), this broker with its advertised Kafka address, and this
-//! broker as the controller: a single-node cluster is its own controller.
+//! `crate::cluster_id`), the brokers with their advertised Kafka addresses, racks and
+//! fencing, and the controller, from the cluster view (`cluster_view`): a single-node
+//! cluster is itself and its own controller.
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
@@ -9,6 +10,7 @@ use super::admin::str_bytes;
 use super::admin::Outcome;
 use super::errors::kafka_error;
 use super::Ctx;
+use crate::cluster_view::{kafka_id_or_none, ClusterView};
 
 /// Kafka's `AclOperation` codes allowed on the cluster resource (there are no ACLs:
 /// every operation the resource supports): CREATE, ALTER, DESCRIBE, CLUSTER_ACTION,
@@ -25,32 +27,20 @@ pub(crate) async fn describe_cluster(
     req: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
     let broker = &ctx.broker;
-    let node = crate::cluster_id::cluster_id(broker)
+    let view = broker.cluster_view();
+    let cluster = crate::cluster_id::cluster_id(broker)
         .await
-        .map(|id| {
-            let (host, port) = super::advertised(broker);
-            Node {
-                cluster_id: id.to_string(),
-                broker_id: broker.config.broker_id,
-                host,
-                port,
-            }
-        })
+        .map(|id| id.to_string())
         .map_err(|e| kafka_error(&e));
     response(
         ctx.version,
         req.endpoint_type,
         req.include_cluster_authorized_operations,
-        node,
+        cluster
+            .as_ref()
+            .map(|id| (id.as_str(), &*view))
+            .map_err(Clone::clone),
     )
-}
-
-/// This single-node cluster as DescribeCluster shows it.
-struct Node {
-    cluster_id: String,
-    broker_id: i32,
-    host: String,
-    port: i32,
 }
 
 /// The answer at `version`: the endpoint type only from v1, the version that has it.
@@ -58,31 +48,40 @@ fn response(
     version: i16,
     endpoint_type: i8,
     include_operations: bool,
-    node: Result<Node, Outcome>,
+    cluster: Result<(&str, &ClusterView), Outcome>,
 ) -> DescribeClusterResponse {
     let mut out = DescribeClusterResponse::default();
-    // Brokers and controllers are the same node: either endpoint type gets it.
+    // Brokers and controllers are the same nodes: either endpoint type gets them.
     if version >= 1 {
         out.endpoint_type = endpoint_type;
     }
-    let node = match node {
-        Ok(node) => node,
+    let (cluster_id, view) = match cluster {
+        Ok(cluster) => cluster,
         Err((code, message)) => {
             out.error_code = code;
             out.error_message = message.map(str_bytes);
             return out;
         }
     };
-    out.cluster_id = str_bytes(node.cluster_id);
-    let id = BrokerId(node.broker_id);
-    out.controller_id = id;
-    // `is_fenced` (v2+) stays false, its default: nothing to leave out before v2.
-    out.brokers = vec![DescribeClusterBroker::default()
-        .with_broker_id(id)
-        .with_host(str_bytes(node.host))
-        .with_port(node.port)
-        .with_rack(None)
-        .with_is_fenced(false)];
+    out.cluster_id = str_bytes(cluster_id.to_owned());
+    out.controller_id = BrokerId(kafka_id_or_none(view.controller));
+    out.brokers = view
+        .brokers
+        .iter()
+        .map(|b| {
+            let entry = DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(b.kafka_id()))
+                .with_host(str_bytes(b.kafka_host.clone()))
+                .with_port(i32::from(b.kafka_port))
+                .with_rack(b.rack.clone().map(str_bytes));
+            // `is_fenced` exists from v2; before, it must stay false.
+            if version >= 2 {
+                entry.with_is_fenced(b.fenced)
+            } else {
+                entry
+            }
+        })
+        .collect();
     if include_operations {
         out.cluster_authorized_operations = cluster_operations_bits();
     }
@@ -99,23 +98,73 @@ mod tests {
 
     #[test]
     fn responses_encode_at_every_served_version() {
-        let node = || Node {
-            cluster_id: "MkU3OEVBNTcwNTJENDM2Qg".to_owned(),
-            broker_id: 1,
-            host: "localhost".to_owned(),
-            port: 9092,
-        };
+        let single = ClusterView::single_node(crate::cluster_view::tests::endpoint(1));
+        let cluster = crate::cluster_view::tests::three_brokers();
         for version in versions(ApiKey::DescribeCluster) {
             for endpoint_type in [1, 2] {
                 for operations in [false, true] {
-                    let ok = response(version, endpoint_type, operations, Ok(node()));
-                    assert_encodes(&ok, version);
+                    for view in [&single, &cluster] {
+                        let ok = response(
+                            version,
+                            endpoint_type,
+                            operations,
+                            Ok(("MkU3OEVBNTcwNTJENDM2Qg", view)),
+                        );
+                        assert_encodes(&ok, version);
+                    }
                     let failed = refuse(KafkaCode::UnknownServerError, "no cluster id");
                     let err = response(version, endpoint_type, operations, Err(failed));
                     assert_encodes(&err, version);
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_cluster_lists_its_brokers_and_controller() {
+        let mut view = crate::cluster_view::tests::three_brokers();
+        view.brokers[2].fenced = true;
+        let out = response(2, 1, false, Ok(("c", &view)));
+        assert_eq!(out.controller_id, BrokerId(2));
+        let brokers: Vec<_> = out
+            .brokers
+            .iter()
+            .map(|b| {
+                (
+                    b.broker_id.0,
+                    b.port,
+                    b.rack.as_ref().map(|r| r.to_string()),
+                    b.is_fenced,
+                )
+            })
+            .collect();
+        assert_eq!(
+            brokers,
+            [
+                (1, 19_091, Some("rack-1".to_owned()), false),
+                (2, 19_092, Some("rack-2".to_owned()), false),
+                (3, 19_093, Some("rack-3".to_owned()), true),
+            ]
+        );
+        // v1 has no is_fenced field.
+        assert!(!response(1, 1, false, Ok(("c", &view))).brokers[2].is_fenced);
+        view.controller = None;
+        assert_eq!(
+            response(2, 1, false, Ok(("c", &view))).controller_id,
+            BrokerId(-1)
+        );
+    }
+
+    #[test]
+    fn a_single_node_is_its_own_controller() {
+        let mut me = crate::cluster_view::tests::endpoint(0);
+        me.rack = None;
+        let view = ClusterView::single_node(me);
+        let out = response(1, 1, false, Ok(("c", &view)));
+        assert_eq!(out.controller_id, BrokerId(0));
+        assert_eq!(out.brokers.len(), 1);
+        assert_eq!(out.brokers[0].broker_id, BrokerId(0));
+        assert_eq!(out.brokers[0].rack, None);
     }
 
     #[test]

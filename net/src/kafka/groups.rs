@@ -31,6 +31,7 @@ use strata_schema::ErrorCode;
 use super::dispatch::call;
 use super::errors::{kafka_code, KafkaCode};
 use super::{groups_classic, groups_consumer, groups_offsets, Ctx, ServedApi};
+use crate::cluster_view::ClusterView;
 use crate::group_host::{self, coordinator_of, Host};
 use crate::groups::{
     GroupCode, GroupDescription, GroupError, GroupKind, GroupListing, GroupState, TopicPartition,
@@ -192,8 +193,8 @@ fn versioned_bytes<T: Encodable>(m: &T) -> Bytes {
 
 // ---- FindCoordinator ----------------------------------------------------------------
 
-/// Whether this broker coordinates a key, or why not.
-type Found = Result<(), (KafkaCode, String)>;
+/// The broker that coordinates a key (node id, host, port), or why none does.
+type Found = Result<(i32, String, i32), (KafkaCode, String)>;
 
 pub(crate) async fn find_coordinator(
     ctx: &Ctx,
@@ -207,15 +208,14 @@ pub(crate) async fn find_coordinator(
     } else {
         vec![req.key.as_str().to_owned()]
     };
-    let (host, port) = super::advertised(&ctx.broker);
-    let node = ctx.broker.config.broker_id;
+    let view = ctx.broker.cluster_view();
     let answers: Vec<(String, Found)> = keys
         .into_iter()
         .map(|key| {
             let found = match req.key_type {
-                KEY_TYPE_GROUP => coordinator_of(&ctx.broker, &key).map(|_| ()).map_err(|e| {
-                    (KafkaCode::CoordinatorNotAvailable, e.message)
-                }),
+                KEY_TYPE_GROUP => coordinator_of(&ctx.broker, &key)
+                    .map_err(|e| (KafkaCode::CoordinatorNotAvailable, e.message))
+                    .and_then(|(_, partition)| group_coordinator(&view, partition)),
                 KEY_TYPE_TRANSACTION => Err((
                     // Fatal for librdkafka and the Java client, as InitProducerId's
                     // answer to a transactional id.
@@ -232,15 +232,34 @@ pub(crate) async fn find_coordinator(
             (key, found)
         })
         .collect();
-    find_coordinator_response(ctx.version, node, &host, port, answers)
+    find_coordinator_response(ctx.version, answers)
+}
+
+/// The coordinator of the groups of `__consumer_offsets` partition `partition`: its
+/// leader (a single-node broker: itself, at its advertised address).
+fn group_coordinator(view: &ClusterView, partition: u32) -> Found {
+    let leader = view
+        .leader_endpoint(crate::metadata::CONSUMER_OFFSETS_TOPIC, partition)
+        .filter(|b| !b.fenced)
+        .ok_or_else(|| {
+            (
+                KafkaCode::CoordinatorNotAvailable,
+                format!(
+                    "{} partition {partition} has no leader now; retry",
+                    crate::metadata::CONSUMER_OFFSETS_TOPIC
+                ),
+            )
+        })?;
+    Ok((
+        leader.kafka_id(),
+        leader.kafka_host.clone(),
+        i32::from(leader.kafka_port),
+    ))
 }
 
 /// The FindCoordinator answer for each key: this broker, or why not.
 fn find_coordinator_response(
     version: i16,
-    node: i32,
-    host: &str,
-    port: i32,
     answers: Vec<(String, Found)>,
 ) -> FindCoordinatorResponse {
     let mut out = FindCoordinatorResponse::default();
@@ -250,7 +269,7 @@ fn find_coordinator_response(
             .map(|(key, found)| {
                 let c = Coordinator::default().with_key(str_bytes(key));
                 match found {
-                    Ok(()) => c
+                    Ok((node, host, port)) => c
                         .with_node_id(BrokerId(node))
                         .with_host(str_bytes(host))
                         .with_port(port),
@@ -269,7 +288,7 @@ fn find_coordinator_response(
         return out;
     };
     match found {
-        Ok(()) => {
+        Ok((node, host, port)) => {
             out.node_id = BrokerId(node);
             out.host = str_bytes(host);
             out.port = port;
@@ -486,13 +505,10 @@ mod tests {
     #[test]
     fn find_coordinator_answers_encode_at_every_version() {
         for v in 0..=6 {
-            let ok = find_coordinator_response(v, 0, "h", 9092, vec![("g".into(), Ok(()))]);
+            let ok = find_coordinator_response(v, vec![("g".into(), Ok((0, "h".into(), 9092)))]);
             encodes(&ok, v..=v);
             let refused = find_coordinator_response(
                 v,
-                0,
-                "h",
-                9092,
                 vec![(
                     "tx".into(),
                     Err((KafkaCode::TransactionalIdAuthorizationFailed, "no".into())),
@@ -500,6 +516,52 @@ mod tests {
             );
             encodes(&refused, v..=v);
         }
+    }
+
+    #[test]
+    fn the_coordinator_is_the_offsets_partition_leader() {
+        use crate::cluster_view::{tests::endpoint, PartitionView};
+        use crate::metadata::CONSUMER_OFFSETS_TOPIC;
+        let single = ClusterView::single_node(endpoint(0));
+        assert_eq!(
+            group_coordinator(&single, 3),
+            Ok((0, "127.0.0.1".into(), 19_090))
+        );
+        let mut view = ClusterView::new(1, Some(1), vec![endpoint(1), endpoint(2), endpoint(3)]);
+        view.set_partition(CONSUMER_OFFSETS_TOPIC, 0, PartitionView::led_by(3, 2));
+        view.set_partition(CONSUMER_OFFSETS_TOPIC, 2, PartitionView::led_by(2, 2));
+        assert_eq!(
+            group_coordinator(&view, 0),
+            Ok((3, "127.0.0.1".into(), 19_093))
+        );
+        assert_eq!(
+            group_coordinator(&view, 2),
+            Ok((2, "127.0.0.1".into(), 19_092))
+        );
+        // Partition 1 has no leader (a placeholder), partition 5 is not known.
+        for p in [1, 5] {
+            let (code, _) = group_coordinator(&view, p).unwrap_err();
+            assert_eq!(code, KafkaCode::CoordinatorNotAvailable);
+        }
+        // A leader the view has no endpoint for, or a fenced one: not available.
+        view.set_partition(CONSUMER_OFFSETS_TOPIC, 4, PartitionView::led_by(9, 1));
+        assert!(group_coordinator(&view, 4).is_err());
+        view.brokers[1].fenced = true;
+        assert!(group_coordinator(&view, 2).is_err());
+        let out = find_coordinator_response(
+            4,
+            vec![
+                ("a".into(), group_coordinator(&view, 0)),
+                ("b".into(), group_coordinator(&view, 1)),
+            ],
+        );
+        assert_eq!(out.coordinators[0].node_id, BrokerId(3));
+        assert_eq!(out.coordinators[0].port, 19_093);
+        assert_eq!(
+            out.coordinators[1].error_code,
+            KafkaCode::CoordinatorNotAvailable.code()
+        );
+        assert_eq!(out.coordinators[1].node_id, BrokerId(-1));
     }
 
     #[test]

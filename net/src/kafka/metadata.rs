@@ -1,5 +1,7 @@
-//! Metadata: this broker, and the topics asked for (all when none are named), with
-//! this broker leading every partition. Topics a client names that do not exist are
+//! Metadata: the brokers, the controller and the topics asked for (all when none are
+//! named), each partition with its leader, leader epoch, replicas, in-sync and
+//! offline replicas, all from the cluster view (`cluster_view`; a single-node broker
+//! leads every partition). Topics a client names that do not exist are
 //! created when the request and the broker allow it (`auto.create.topics.enable`,
 //! on by default), with the broker's `num.partitions` partitions and its defaults.
 
@@ -15,14 +17,18 @@ use strata_schema::ErrorCode;
 
 use super::errors::{kafka_code, KafkaCode};
 use super::{Ctx, ServedApi};
+use crate::cluster_config::NodeId;
+use crate::cluster_view::{
+    kafka_id, kafka_id_or_none, ClusterView, PartitionView, NO_NODE_KAFKA_ID,
+};
 use crate::errors::WireError;
 use crate::metadata::{validate_topic_name, TopicMeta};
 
 /// The apis of this file.
 pub(crate) const APIS: &[ServedApi] = &[ServedApi::new(ApiKey::Metadata, 0, 12)];
 
-/// The leader epoch every partition reports: one broker, which never changes.
-pub(crate) const LEADER_EPOCH: i32 = 0;
+/// The leader epoch every partition of a single-node broker reports.
+pub(crate) const LEADER_EPOCH: i32 = crate::cluster_view::SINGLE_NODE_LEADER_EPOCH;
 
 /// A Kafka topic id from a strata topic id.
 pub(crate) fn topic_uuid(id: &[u8; 16]) -> uuid::Uuid {
@@ -33,21 +39,43 @@ pub(crate) fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_owned()))
 }
 
+fn broker_ids(ids: &[NodeId]) -> Vec<BrokerId> {
+    ids.iter().map(|id| BrokerId(kafka_id(*id))).collect()
+}
+
+/// A partition's entry from its view; `None` (the view does not know it yet) and a
+/// partition without a leader answer LEADER_NOT_AVAILABLE, which clients retry.
+fn partition_entry(
+    p: u32,
+    view: Option<&PartitionView>,
+    version: i16,
+) -> MetadataResponsePartition {
+    let mut partition = MetadataResponsePartition::default().with_partition_index(p as i32);
+    let Some(view) = view else {
+        return partition
+            .with_error_code(KafkaCode::LeaderNotAvailable.code())
+            .with_leader_id(BrokerId(NO_NODE_KAFKA_ID));
+    };
+    partition.leader_id = BrokerId(kafka_id_or_none(view.leader));
+    partition.replica_nodes = broker_ids(&view.replicas);
+    partition.isr_nodes = broker_ids(&view.isr);
+    if view.leader.is_none() {
+        partition.error_code = KafkaCode::LeaderNotAvailable.code();
+    }
+    if version >= 5 {
+        partition.offline_replicas = broker_ids(&view.offline);
+    }
+    if version >= 7 {
+        partition.leader_epoch = view.leader_epoch;
+    }
+    partition
+}
+
 /// A topic's entry; fields the response `version` lacks stay at their defaults (the
 /// codec refuses to encode them otherwise).
-fn topic_entry(meta: &TopicMeta, broker_id: i32, version: i16) -> MetadataResponseTopic {
+fn topic_entry(meta: &TopicMeta, view: &ClusterView, version: i16) -> MetadataResponseTopic {
     let partitions = (0..meta.partitions)
-        .map(|p| {
-            let mut partition = MetadataResponsePartition::default()
-                .with_partition_index(p as i32)
-                .with_leader_id(BrokerId(broker_id))
-                .with_replica_nodes(vec![BrokerId(broker_id)])
-                .with_isr_nodes(vec![BrokerId(broker_id)]);
-            if version >= 7 {
-                partition.leader_epoch = LEADER_EPOCH;
-            }
-            partition
-        })
+        .map(|p| partition_entry(p, view.partition(&meta.name, p), version))
         .collect();
     let mut topic = MetadataResponseTopic::default()
         .with_name(Some(topic_name(&meta.name)))
@@ -61,20 +89,27 @@ fn topic_entry(meta: &TopicMeta, broker_id: i32, version: i16) -> MetadataRespon
     topic
 }
 
-/// The response around `topics`: this broker, the cluster id (v2+) and the
-/// controller (v1+), as `version` has them.
-fn response(
-    version: i16,
-    broker_id: i32,
-    (host, port): (String, i32),
-    cluster_id: Option<String>,
-) -> MetadataResponse {
-    let mut out = MetadataResponse::default().with_brokers(vec![MetadataResponseBroker::default()
-        .with_node_id(BrokerId(broker_id))
-        .with_host(StrBytes::from_string(host))
-        .with_port(port)]);
+/// The response around `topics`: the view's brokers (with their racks from v1), the
+/// cluster id (v2+) and the controller (v1+, -1 while there is none), as `version`
+/// has them.
+fn response(version: i16, view: &ClusterView, cluster_id: Option<String>) -> MetadataResponse {
+    let brokers = view
+        .brokers
+        .iter()
+        .map(|b| {
+            let mut entry = MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.kafka_id()))
+                .with_host(StrBytes::from_string(b.kafka_host.clone()))
+                .with_port(i32::from(b.kafka_port));
+            if version >= 1 {
+                entry.rack = b.rack.clone().map(StrBytes::from_string);
+            }
+            entry
+        })
+        .collect();
+    let mut out = MetadataResponse::default().with_brokers(brokers);
     if version >= 1 {
-        out.controller_id = BrokerId(broker_id);
+        out.controller_id = BrokerId(kafka_id_or_none(view.controller));
     }
     if version >= 2 {
         out.cluster_id = cluster_id.map(StrBytes::from_string);
@@ -106,14 +141,9 @@ async fn auto_create(ctx: &Ctx, name: String) -> Result<(), WireError> {
 }
 
 pub(crate) async fn handle(ctx: &Ctx, req: MetadataRequest) -> MetadataResponse {
-    let broker_id = ctx.broker.config.broker_id;
     let version = ctx.version;
-    let mut out = response(
-        version,
-        broker_id,
-        super::advertised(&ctx.broker),
-        super::cluster_id(&ctx.broker),
-    );
+    let view = ctx.broker.cluster_view();
+    let mut out = response(version, &view, super::cluster_id(&ctx.broker));
     // v0 has no null topic list: an empty list means every topic there.
     let wanted = match req.topics {
         Some(t) if !(t.is_empty() && ctx.version == 0) => t,
@@ -122,7 +152,7 @@ pub(crate) async fn handle(ctx: &Ctx, req: MetadataRequest) -> MetadataResponse 
             out.topics = topics
                 .topics
                 .values()
-                .map(|t| topic_entry(t, broker_id, version))
+                .map(|t| topic_entry(t, &view, version))
                 .collect();
             return out;
         }
@@ -137,10 +167,10 @@ pub(crate) async fn handle(ctx: &Ctx, req: MetadataRequest) -> MetadataResponse 
             None => topics.by_id(want.topic_id.as_bytes()).cloned(),
         };
         let entry = match (found, by_name) {
-            (Some(meta), _) => topic_entry(&meta, broker_id, version),
+            (Some(meta), _) => topic_entry(&meta, &view, version),
             (None, Some(name)) if auto_create && !name.starts_with("__") => {
                 match auto_create_and_get(ctx, name.clone()).await {
-                    Ok(meta) => topic_entry(&meta, broker_id, version),
+                    Ok(meta) => topic_entry(&meta, &view, version),
                     Err(e) => topic_error(Some(&name), &e),
                 }
             }
@@ -179,14 +209,87 @@ mod tests {
             config.clone(),
         );
         let plain = TopicMeta::new("t".into(), 3, Default::default(), config);
+        let single = ClusterView::single_node(crate::cluster_view::tests::endpoint(0));
+        let cluster = crate::cluster_view::tests::three_brokers();
         for version in APIS[0].min_version..=APIS[0].max_version {
-            let mut out = response(version, 0, ("localhost".into(), 9092), Some("id".into()));
-            out.topics = vec![
-                topic_entry(&internal, 0, version),
-                topic_entry(&plain, 0, version),
-                topic_error(Some("x"), &crate::broker::unknown_topic("x")),
-            ];
-            assert_encodes(&out, version);
+            for view in [&single, &cluster] {
+                let mut out = response(version, view, Some("id".into()));
+                out.topics = vec![
+                    topic_entry(&internal, view, version),
+                    topic_entry(&plain, view, version),
+                    topic_error(Some("x"), &crate::broker::unknown_topic("x")),
+                ];
+                assert_encodes(&out, version);
+            }
         }
+    }
+
+    fn plain_topic(partitions: u32) -> TopicMeta {
+        let config = TopicConfig::resolve(&Default::default(), &Default::default()).unwrap();
+        TopicMeta::new("t".into(), partitions, Default::default(), config)
+    }
+
+    #[test]
+    fn a_single_node_answers_as_before() {
+        let mut me = crate::cluster_view::tests::endpoint(0);
+        me.rack = None;
+        let view = ClusterView::single_node(me);
+        let out = response(12, &view, None);
+        assert_eq!(out.controller_id, BrokerId(0));
+        assert_eq!(out.brokers.len(), 1);
+        assert_eq!(out.brokers[0].node_id, BrokerId(0));
+        assert_eq!(out.brokers[0].rack, None);
+        let topic = topic_entry(&plain_topic(2), &view, 12);
+        for p in &topic.partitions {
+            assert_eq!(p.error_code, 0);
+            assert_eq!(p.leader_id, BrokerId(0));
+            assert_eq!(p.leader_epoch, LEADER_EPOCH);
+            assert_eq!(p.replica_nodes, vec![BrokerId(0)]);
+            assert_eq!(p.isr_nodes, vec![BrokerId(0)]);
+            assert!(p.offline_replicas.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_cluster_answers_with_its_brokers_and_leaders() {
+        let view = crate::cluster_view::tests::three_brokers();
+        let out = response(12, &view, None);
+        assert_eq!(out.controller_id, BrokerId(2));
+        let ids: Vec<_> = out.brokers.iter().map(|b| (b.node_id.0, b.port)).collect();
+        assert_eq!(ids, [(1, 19_091), (2, 19_092), (3, 19_093)]);
+        assert_eq!(
+            out.brokers[2].rack.as_ref().map(|r| r.as_str()),
+            Some("rack-3")
+        );
+        let topic = topic_entry(&plain_topic(3), &view, 12);
+        let p0 = &topic.partitions[0];
+        assert_eq!(p0.error_code, 0);
+        assert_eq!(p0.leader_id, BrokerId(2));
+        assert_eq!(p0.leader_epoch, 7);
+        assert_eq!(
+            p0.replica_nodes,
+            vec![BrokerId(2), BrokerId(3), BrokerId(1)]
+        );
+        assert_eq!(p0.isr_nodes, vec![BrokerId(2), BrokerId(1)]);
+        assert_eq!(p0.offline_replicas, vec![BrokerId(3)]);
+        // No leader: LEADER_NOT_AVAILABLE with what is known.
+        let p1 = &topic.partitions[1];
+        assert_eq!(p1.error_code, KafkaCode::LeaderNotAvailable.code());
+        assert_eq!(p1.leader_id, BrokerId(-1));
+        assert_eq!(p1.leader_epoch, 8);
+        // Not in the view yet.
+        let p2 = &topic.partitions[2];
+        assert_eq!(p2.error_code, KafkaCode::LeaderNotAvailable.code());
+        assert_eq!(p2.leader_id, BrokerId(-1));
+        // Older versions leave out what they lack.
+        let v4 = topic_entry(&plain_topic(1), &view, 4);
+        assert!(v4.partitions[0].offline_replicas.is_empty());
+        assert_eq!(v4.partitions[0].leader_epoch, -1);
+        let v0 = response(0, &view, None);
+        assert_eq!(v0.brokers[0].rack, None);
+        // No controller elected.
+        let mut none = view;
+        none.controller = None;
+        assert_eq!(response(1, &none, None).controller_id, BrokerId(-1));
     }
 }

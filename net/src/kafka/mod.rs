@@ -56,26 +56,6 @@ impl ServedApi {
     }
 }
 
-/// The `host` and `port` Kafka clients are told to connect to for this broker.
-pub(crate) fn advertised(broker: &crate::broker::Broker) -> (String, i32) {
-    let config = &broker.config;
-    if let Some((host, port)) = config
-        .kafka_advertised
-        .as_deref()
-        .and_then(|a| a.rsplit_once(':'))
-        .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
-    {
-        return (host.to_owned(), i32::from(port));
-    }
-    match config.kafka_listen {
-        Some(addr) => (addr.ip().to_string(), i32::from(addr.port())),
-        None => (
-            config.listen.ip().to_string(),
-            i32::from(config.listen.port()),
-        ),
-    }
-}
-
 /// The cluster id shown to Kafka clients, once one is stored.
 pub(crate) fn cluster_id(broker: &crate::broker::Broker) -> Option<String> {
     crate::cluster_id::cached(broker).map(|id| id.to_string())
