@@ -422,3 +422,154 @@ fn proposed_append_resolves_as_durability_asks() {
         log.close().await.unwrap();
     });
 }
+
+/// Every batch is found where the index says, by a read starting at its base offset.
+async fn assert_index_finds_every_batch(log: &Log) {
+    for h in headers(&all_batches(log).await) {
+        let r = log
+            .read(h.base_offset, 1, Some(log.log_end_offset()))
+            .await
+            .expect("read at a batch start");
+        let first = check_batch(&r.batches[0]).unwrap();
+        assert_eq!(first.base_offset, h.base_offset);
+    }
+}
+
+/// A follower with a divergent suffix (written as leader of an epoch that lost)
+/// truncates above the high watermark at the epoch boundary the new leader names,
+/// takes the new leader's batches, and agrees with it in bytes, epochs, producer state
+/// and index — also after a clean and an unclean restart.
+#[test]
+fn follower_truncates_a_divergent_suffix_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (lpath, fpath) = (dir.path().join("leader"), dir.path().join("follower"));
+    run_local(move || async move {
+        let leader = open(&lpath, false).await;
+        let follower = open(&fpath, false).await;
+        propose(&leader, leader_change_batch(1, 1, 5_000), 1).await;
+        for seq in (0..8).step_by(2) {
+            propose(&leader, validated(idempotent(20, seq, 2)), 1).await;
+            propose(&leader, validated(batch(seq as u64, 2, 300, 10)), 1).await;
+        }
+        replicate(&leader, &follower).await;
+        let hw = follower.log_end_offset();
+        follower.set_high_watermark(hw);
+        let at_hw = follower.producer(20).map(|p| p.batches().to_vec());
+        // The follower led epoch 2 for a while; nothing of it committed.
+        propose(&follower, leader_change_batch(2, 2, 5_000), 2).await;
+        for seq in (8..20).step_by(2) {
+            propose(&follower, validated(idempotent(20, seq, 2)), 2).await;
+            propose(&follower, validated(idempotent(21, seq - 8, 2)), 2).await;
+            propose(&follower, validated(batch(99, 3, 700, 10)), 2).await;
+        }
+        assert!(follower.segment_count() > leader.segment_count());
+        // Meanwhile the leader was elected for epoch 3 and wrote its own suffix.
+        propose(&leader, leader_change_batch(3, 1, 5_000), 3).await;
+        for seq in (8..14).step_by(2) {
+            propose(&leader, validated(idempotent(20, seq, 2)), 3).await;
+            propose(&leader, validated(idempotent(22, seq - 8, 2)), 3).await;
+        }
+        // Divergence as Kafka's OffsetForLeaderEpoch finds it.
+        let follower_epoch = follower.latest_epoch().unwrap();
+        assert_eq!(follower_epoch, 2);
+        let (epoch, end) = leader.epoch_end_offset(follower_epoch).unwrap();
+        assert_eq!((epoch, end), (1, hw));
+        follower.truncate(end).await.unwrap();
+        assert_eq!(follower.log_end_offset(), hw);
+        assert_eq!(follower.latest_epoch(), Some(1));
+        assert_eq!(follower.epoch_end_offset(2), Some((1, hw)));
+        assert_eq!(
+            follower.producer(21),
+            None,
+            "producer of the removed suffix"
+        );
+        assert_eq!(follower.producer(20).map(|p| p.batches().to_vec()), at_hw);
+        assert_index_finds_every_batch(&follower).await;
+        replicate(&leader, &follower).await;
+        assert_same_log(&leader, &follower, &[20, 21, 22]).await;
+        assert_index_finds_every_batch(&follower).await;
+
+        follower.close().await.unwrap();
+        let follower = open(&fpath, false).await;
+        assert_same_log(&leader, &follower, &[20, 21, 22]).await;
+        assert_index_finds_every_batch(&follower).await;
+        // Truncate again, into a closed segment, replicate, and stop without a close.
+        let base = follower.segment_base_offsets()[1];
+        let cut = headers(&all_batches(&follower).await)
+            .iter()
+            .map(|h| h.base_offset)
+            .find(|&o| o > base)
+            .unwrap();
+        follower.truncate(cut).await.unwrap();
+        propose(&leader, validated(idempotent(22, 6, 2)), 3).await;
+        replicate(&leader, &follower).await;
+        follower.sync().await.unwrap();
+        drop(follower);
+        let follower = open(&fpath, false).await;
+        assert_same_log(&leader, &follower, &[20, 21, 22]).await;
+        assert_index_finds_every_batch(&follower).await;
+        let membership = Membership::new(&[1, 2]).unwrap();
+        let fs = follower.raft_restored_state(HardState::default(), membership.clone());
+        let ls = leader.raft_restored_state(HardState::default(), membership);
+        assert_eq!(fs.epochs, ls.epochs);
+        assert_eq!(fs.epochs.iter().map(|r| r.term).collect::<Vec<_>>(), [1, 3]);
+        Raft::new(Config::new(2, 7), fs).expect("raft accepts the follower's state");
+        follower.close().await.unwrap();
+        leader.close().await.unwrap();
+    });
+}
+
+/// A storage fault right after a new epoch's first batches reached the file — one in
+/// a segment that was then sealed, one in the next — fences the log as a crash would
+/// leave it: after recovery the epoch still starts at its first batch (recovery scans
+/// only the active segment, so the epoch must already be in the epoch file).
+#[test]
+fn a_new_epoch_starting_in_a_sealed_segment_survives_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run_local(move || async move {
+        let faults = strata_engine::FaultInjector::new();
+        let env = LogEnv {
+            faults: faults.clone(),
+            ..LogEnv::default()
+        };
+        let log = Log::open(&path, config(false), env).await.unwrap();
+        propose(&log, validated(batch(1, 1, 3_000, 10)), 1).await;
+        // The seal's fdatasyncs pass, the cycle's final one (of the new segment)
+        // fails: the log is fenced after both batches reached the file (O_DIRECT) and
+        // before anything else ran, as a crash would leave it.
+        faults.arm(strata_engine::Fault::SyncError, 4, 1);
+        let first = log.append_proposed(validated(batch(2, 1, 3_000, 10)), durable(), |_, _| Ok(4));
+        let second =
+            log.append_proposed(validated(batch(3, 1, 3_000, 10)), durable(), |_, _| Ok(4));
+        let (a, b) = futures_lite::future::zip(first, second).await;
+        // The seal made the first durable; the second's sync failed.
+        assert!(a.is_ok(), "{a:?}");
+        assert!(b.is_err(), "{b:?}");
+        assert_eq!(faults.fired_count(), 1);
+        assert_eq!(
+            log.segment_count(),
+            2,
+            "the second batch rolled the segment"
+        );
+        drop(log);
+        let log = open(&path, false).await;
+        assert_eq!(log.log_end_offset(), 3, "both batches survived");
+        assert_eq!(log.epoch_end_offset(1), Some((1, 1)));
+        let state = log.raft_restored_state(HardState::default(), Membership::new(&[1]).unwrap());
+        assert_eq!(
+            state.epochs,
+            [
+                EpochRun {
+                    term: 1,
+                    start_offset: 0
+                },
+                EpochRun {
+                    term: 4,
+                    start_offset: 1
+                }
+            ]
+        );
+        log.close().await.unwrap();
+    });
+}
