@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
 
-use futures_lite::future::LocalBoxFuture;
+use crate::replication::LocalBoxFuture;
 use glommio::channels::local_channel::{self, LocalSender};
 use glommio::sync::Semaphore;
 use strata_engine::raft_hard_state::read_hard_state;
@@ -42,7 +42,7 @@ const LIVENESS_CHECK_MS: u64 = 1_000;
 /// What the host calls when the image changed (the node publishes it to the shards).
 pub trait ImageListener {
     /// The image after applying the log up to `applied_offset`.
-    fn image_changed(&self, image: &MetadataImage, applied_offset: u64) -> LocalBoxFuture<'static, ()>;
+    fn image_changed(&self, image: &MetadataImage, applied_offset: u64) -> LocalBoxFuture<()>;
 }
 
 /// The controller group's replica on this broker.
@@ -53,6 +53,7 @@ pub struct ControllerHost {
     /// One command at a time on the leader.
     lock: Semaphore,
     settings: RefCell<ControllerSettings>,
+    entropy_counter: Cell<u64>,
 }
 
 /// What the applier and the command path share.
@@ -120,6 +121,7 @@ impl ControllerHost {
             state,
             lock: Semaphore::new(1),
             settings: RefCell::new(settings),
+            entropy_counter: Cell::new(0),
         });
         glommio::spawn_local(Rc::clone(&replica).run()).detach();
         Ok(host)
@@ -183,6 +185,17 @@ impl ControllerHost {
         self.replica().tick();
     }
 
+    /// Fresh randomness for new topic ids (distinct even within one millisecond).
+    fn entropy(&self) -> u64 {
+        let n = self.entropy_counter.get().wrapping_add(1);
+        self.entropy_counter.set(n);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let mut rng = strata_raft::SplitMix64::new(nanos ^ n.rotate_left(32) ^ self.me);
+        rng.next_u64()
+    }
+
     /// Carries out `cmd` if this replica leads the quorum; otherwise says who does.
     pub async fn submit_local(&self, cmd: ControllerCommand) -> ControllerReply {
         let replica = self.replica();
@@ -204,7 +217,7 @@ impl ControllerHost {
         }
         let planned = {
             let image = self.state.image.borrow();
-            plan(&image, &cmd, &self.settings.borrow(), now_ms())
+            plan(&image, &cmd, &self.settings.borrow(), now_ms(), self.entropy())
         };
         let records = match planned {
             Ok(r) => r,
@@ -313,7 +326,7 @@ struct ControllerApplier {
 const APPLY_READ_BYTES: usize = 4 * 1024 * 1024;
 
 impl Applier for ControllerApplier {
-    fn apply(&self, log: Log, from_offset: u64, end_offset: u64) -> LocalBoxFuture<'static, ()> {
+    fn apply(&self, log: Log, from_offset: u64, end_offset: u64) -> LocalBoxFuture<()> {
         let state = Rc::clone(&self.state);
         Box::pin(async move {
             let mut next = from_offset.max(state.applied_end.get());

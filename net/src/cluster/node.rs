@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_lite::future::LocalBoxFuture;
+use crate::replication::LocalBoxFuture;
 use strata_engine::shard::Shard;
 use strata_raft::NodeId;
 use strata_schema::ErrorCode;
@@ -26,7 +26,7 @@ use crate::controller::{
 };
 use crate::errors::WireError;
 use crate::metadata::Topics;
-use crate::replication::{GroupId, GroupMessage, Inbound, Transport};
+use crate::replication::{GroupId, GroupMessage, Inbound, Transport, TransportConfig};
 
 /// How long a command forwarded to the controller keeps trying (leader elections
 /// included) before it fails with NOT_CONTROLLER.
@@ -108,14 +108,20 @@ pub async fn start(broker: &Rc<Broker>) -> Result<(), WireError> {
     let inbound: Rc<dyn Inbound> = Rc::new(NodeInbound {
         shard: broker.shard.clone(),
     });
-    let transport = Transport::start(config.node_id, config.cluster_listen, peers, inbound)
-        .map_err(|e| {
-            WireError::new(
-                ErrorCode::InvalidConfig,
-                format!("cannot listen on cluster address {}: {e}", config.cluster_listen),
-            )
-        })?;
-    *node.transport.borrow_mut() = Some(transport);
+    let transport = Transport::start(
+        TransportConfig::new(config.node_id, config.cluster_listen),
+        inbound,
+    )
+    .map_err(|e| {
+        WireError::new(
+            ErrorCode::InvalidConfig,
+            format!("cannot listen on cluster address {}: {e}", config.cluster_listen),
+        )
+    })?;
+    for (id, addr) in peers {
+        transport.set_peer(id, addr);
+    }
+    *node.transport.borrow_mut() = Some(Rc::new(transport));
     controller.set_listener(Rc::new(Publisher {
         shard: broker.shard.clone(),
     }));
@@ -155,8 +161,7 @@ async fn register_and_heartbeat(broker: Rc<Broker>) {
     let incarnation = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_millis() as u64);
-    let (kafka_host, kafka_port) = crate::kafka::advertised(&broker);
-    let kafka_port = u16::try_from(kafka_port).unwrap_or(0);
+    let (kafka_host, kafka_port) = crate::cluster_view::kafka_endpoint(&broker.config);
     let registration = BrokerRegistration {
         id: cluster.node_id,
         incarnation,
@@ -250,7 +255,7 @@ async fn submit_on_shard0(shard: &Shard, cmd: ControllerCommand) -> Result<Reply
                     .await;
                 return Ok(payload);
             }
-            ControllerReply::Err(e) => return Err(WireError::new(e.code, e.message)),
+            ControllerReply::Err(e) => return Err(controller_error(e)),
             ControllerReply::NotController { .. } => {
                 glommio::timer::sleep(Duration::from_millis(CONTROLLER_RETRY_MS)).await;
             }
@@ -310,7 +315,8 @@ fn send_here(shard: &Shard, messages: Vec<(NodeId, GroupMessage)>) {
         return;
     };
     for (to, m) in messages {
-        t.send(to, m);
+        // A full queue or an unknown peer drops the message: Raft resends.
+        let _ = t.send(to, m);
     }
 }
 
@@ -360,7 +366,7 @@ impl Inbound for NodeInbound {
         }
     }
 
-    fn call(&self, _from: NodeId, payload: Vec<u8>) -> LocalBoxFuture<'static, Result<Vec<u8>, String>> {
+    fn call(&self, _from: NodeId, payload: Vec<u8>) -> LocalBoxFuture<Result<Vec<u8>, String>> {
         let shard = self.shard.clone();
         Box::pin(async move {
             let cmd = decode_command(&payload).map_err(|e| e.to_string())?;
@@ -380,7 +386,7 @@ struct Publisher {
 }
 
 impl ImageListener for Publisher {
-    fn image_changed(&self, image: &MetadataImage, applied_offset: u64) -> LocalBoxFuture<'static, ()> {
+    fn image_changed(&self, image: &MetadataImage, applied_offset: u64) -> LocalBoxFuture<()> {
         let Some(node) = ClusterNode::of(&self.shard) else {
             return Box::pin(async {});
         };
@@ -437,4 +443,22 @@ async fn publish(node: &ClusterNode, broker: &Rc<Broker>, image: &MetadataImage)
     node.controller.set_settings(ClusterNode::settings(broker));
     crate::cluster::view::publish_view(broker, image, node.config.node_id, node.controller.leader()).await;
     broker.apply_cluster_topics(topics).await
+}
+
+/// The native code for a refused command: the controller's own, made precise by its
+/// Kafka code where the native set has the exact one.
+fn controller_error(e: crate::controller::ControllerError) -> WireError {
+    let code = match e.kafka_code {
+        36 => ErrorCode::TopicAlreadyExists,
+        37 => ErrorCode::InvalidPartitions,
+        38 => ErrorCode::InvalidReplicationFactor,
+        39 => ErrorCode::InvalidReplicaAssignment,
+        40 => ErrorCode::InvalidConfig,
+        41 => ErrorCode::NotController,
+        74 => ErrorCode::FencedLeaderEpoch,
+        3 | 100 => ErrorCode::UnknownTopic,
+        17 => ErrorCode::InvalidTopicName,
+        _ => e.code,
+    };
+    WireError::new(code, e.message)
 }

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 use bytes::Bytes;
-use futures_lite::future::LocalBoxFuture;
+use crate::replication::LocalBoxFuture;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use strata_engine::raft_hard_state::write_hard_state;
 use strata_engine::{AppendInfo, AppendOptions, Durability, EngineError, Log};
@@ -46,7 +46,7 @@ pub trait Outbox {
 /// What a group does with committed entries beyond publishing the commit offset.
 pub trait Applier {
     /// Applies the committed, durable entries `[from_offset, end_offset)` of `log`.
-    fn apply(&self, log: Log, from_offset: u64, end_offset: u64) -> LocalBoxFuture<'static, ()>;
+    fn apply(&self, log: Log, from_offset: u64, end_offset: u64) -> LocalBoxFuture<()>;
     /// Told after every Ready when the role, term or leader changed.
     fn leadership_changed(&self, _role: Role, _term: Term, _leader: Option<NodeId>) {}
 }

@@ -2,7 +2,6 @@
 //! DescribeCluster, native Metadata), built from the metadata image and this broker's
 //! own replicas, and handed to every shard as an immutable snapshot.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use strata_raft::NodeId;
@@ -13,46 +12,46 @@ use crate::controller::MetadataImage;
 
 /// The view of `image` as seen from broker `me` (fenced brokers are left out of the
 /// broker list and count as offline replicas).
-pub fn view_of(image: &MetadataImage, me: NodeId, controller: Option<NodeId>) -> ClusterView {
+pub fn view_of(image: &MetadataImage, me: NodeId, controller: Option<NodeId>, shards: u32) -> ClusterView {
     let brokers: Vec<BrokerEndpoint> = image
         .brokers()
         .values()
-        .filter(|b| !b.fenced)
-        .map(|b| BrokerEndpoint {
-            id: b.registration.id,
-            kafka_host: b.registration.kafka_host.clone(),
-            kafka_port: b.registration.kafka_port,
-            native_addr: b.registration.native_addr.clone(),
-            rack: b.registration.rack.clone(),
+        .filter_map(|b| {
+            let native_addr = b.registration.native_addr.parse().ok()?;
+            Some(BrokerEndpoint {
+                id: b.registration.id,
+                kafka_host: b.registration.kafka_host.clone(),
+                kafka_port: b.registration.kafka_port,
+                native_addr,
+                rack: b.registration.rack.clone(),
+                shards,
+                fenced: b.fenced,
+            })
         })
         .collect();
     let live = |id: &NodeId| image.broker(*id).is_some_and(|b| !b.fenced);
-    let mut partitions = HashMap::new();
+    let mut view = ClusterView::new(me, controller, brokers);
     for t in image.topics().values() {
-        for (i, p) in t.partitions.iter().enumerate() {
-            partitions.insert(
-                (t.name.clone(), i as u32),
-                PartitionView {
-                    leader: p.leader.filter(live),
-                    leader_epoch: p.leader_epoch,
-                    replicas: p.replicas.clone(),
-                    isr: p.isr.iter().copied().filter(live).collect(),
-                    offline: p.replicas.iter().copied().filter(|r| !live(r)).collect(),
-                },
-            );
-        }
+        let partitions = t
+            .partitions
+            .iter()
+            .map(|p| PartitionView {
+                leader: p.leader.filter(live),
+                leader_epoch: p.leader_epoch,
+                replicas: p.replicas.clone(),
+                isr: p.isr.iter().copied().filter(live).collect(),
+                offline: p.replicas.iter().copied().filter(|r| !live(r)).collect(),
+            })
+            .collect();
+        view.set_topic(&t.name, partitions);
     }
-    ClusterView {
-        local: me,
-        controller,
-        brokers,
-        partitions,
-    }
+    view
 }
 
 /// Builds the view of `image` and hands it to every shard.
 pub async fn publish_view(broker: &Broker, image: &MetadataImage, me: NodeId, controller: Option<NodeId>) {
-    let view = Arc::new(view_of(image, me, controller));
+    let shards = broker.shard.shard_count() as u32;
+    let view = Arc::new(view_of(image, me, controller, shards));
     for s in 0..broker.shard.shard_count() {
         let v = Arc::clone(&view);
         if let Err(e) = broker

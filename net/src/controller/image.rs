@@ -426,6 +426,7 @@ impl MetadataImage {
                     overrides: t.overrides.clone(),
                     config: resolved.config,
                     id: t.id,
+                    replicas: t.partitions.iter().map(|p| p.replicas.clone()).collect(),
                 }),
             );
         }
