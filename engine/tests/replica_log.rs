@@ -573,3 +573,43 @@ fn a_new_epoch_starting_in_a_sealed_segment_survives_a_crash() {
         log.close().await.unwrap();
     });
 }
+
+/// Compaction keeps a leader-change batch whole and never lets its control key count
+/// in the topic's key space: a user record whose key happens to be the same bytes,
+/// written before it, survives.
+#[test]
+fn compaction_keeps_leader_change_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run_local(move || async move {
+        let cfg = LogConfig {
+            cleanup_policy: strata_engine::CleanupPolicy::Compact,
+            ..config(false)
+        };
+        let log = Log::open(&path, cfg, LogEnv::default()).await.unwrap();
+        let control_key = [0u8, 0, 0, 2];
+        let mut b = NativeBatchBuilder::new();
+        b.push(10, Some(&control_key), Some(b"user"), &[]);
+        b.push(10, Some(b"a"), Some(b"old"), &[]);
+        propose(&log, validated(b.build()), 1).await;
+        propose(&log, leader_change_batch(2, 1, 10), 2).await;
+        propose(&log, validated(keyed(&[("a", Some("new"))], 10)), 2).await;
+        log.roll().await.unwrap();
+        let before = all_batches(&log).await[1].clone();
+        let outcome = log.compact(1_000_000).await.unwrap();
+        assert_eq!(outcome.records_removed, 1, "only a's old value goes");
+        let kept = all_batches(&log).await;
+        assert_eq!(kept.len(), 3);
+        let control = check_batch(&kept[1]).unwrap();
+        assert!(control.attributes.is_control());
+        assert_eq!(kept[1], before, "the control batch is kept byte for byte");
+        let first = strata_schema::validate_batch(&kept[0]).unwrap();
+        let keys: Vec<Vec<u8>> = first
+            .records()
+            .unwrap()
+            .map(|r| r.key().unwrap().to_vec())
+            .collect();
+        assert_eq!(keys, [control_key.to_vec()]);
+        log.close().await.unwrap();
+    });
+}
