@@ -521,8 +521,9 @@ fn follower_truncates_a_divergent_suffix_and_recovers() {
 
 /// A storage fault right after a new epoch's first batches reached the file — one in
 /// a segment that was then sealed, one in the next — fences the log as a crash would
-/// leave it: after recovery the epoch still starts at its first batch (recovery scans
-/// only the active segment, so the epoch must already be in the epoch file).
+/// leave it: after recovery the epoch still starts at its first batch. Recovery scans
+/// only the active segment, so this holds because the epoch file already names the
+/// epoch (the flush cycle in flight when the batches were assigned wrote it).
 #[test]
 fn a_new_epoch_starting_in_a_sealed_segment_survives_a_crash() {
     let dir = tempfile::tempdir().unwrap();
@@ -535,14 +536,26 @@ fn a_new_epoch_starting_in_a_sealed_segment_survives_a_crash() {
         };
         let log = Log::open(&path, config(false), env).await.unwrap();
         propose(&log, validated(batch(1, 1, 3_000, 10)), 1).await;
-        // The seal's fdatasyncs pass, the cycle's final one (of the new segment)
-        // fails: the log is fenced after both batches reached the file (O_DIRECT) and
-        // before anything else ran, as a crash would leave it.
+        // While a flush cycle writes a small epoch-1 batch, epoch 4's first two
+        // batches are assigned, the second rolling the segment: the next cycle writes
+        // both, with the seal between them. Its syncs pass but the last (the new
+        // segment's), which fences the log with both batches in the files (O_DIRECT)
+        // and nothing written after them, as a crash there would leave it.
         faults.arm(strata_engine::Fault::SyncError, 4, 1);
-        let first = log.append_proposed(validated(batch(2, 1, 3_000, 10)), durable(), |_, _| Ok(4));
-        let second =
-            log.append_proposed(validated(batch(3, 1, 3_000, 10)), durable(), |_, _| Ok(4));
-        let (a, b) = futures_lite::future::zip(first, second).await;
+        let append = |tag: u64, epoch: i32, value_bytes: usize| {
+            Box::pin(log.append_proposed(
+                validated(batch(tag, 1, value_bytes, 10)),
+                durable(),
+                move |_, _| Ok(epoch),
+            ))
+        };
+        let mut busy = append(2, 1, 10);
+        let (mut first, mut second) = (append(3, 4, 3_000), append(4, 4, 3_000));
+        for f in [&mut busy, &mut first, &mut second] {
+            assert!(futures_lite::future::poll_once(f).await.is_none());
+        }
+        busy.await.expect("the busy cycle completes");
+        let (a, b) = (first.await, second.await);
         // The seal made the first durable; the second's sync failed.
         assert!(a.is_ok(), "{a:?}");
         assert!(b.is_err(), "{b:?}");
@@ -554,8 +567,8 @@ fn a_new_epoch_starting_in_a_sealed_segment_survives_a_crash() {
         );
         drop(log);
         let log = open(&path, false).await;
-        assert_eq!(log.log_end_offset(), 3, "both batches survived");
-        assert_eq!(log.epoch_end_offset(1), Some((1, 1)));
+        assert_eq!(log.log_end_offset(), 4, "both batches survived");
+        assert_eq!(log.epoch_end_offset(1), Some((1, 2)));
         let state = log.raft_restored_state(HardState::default(), Membership::new(&[1]).unwrap());
         assert_eq!(
             state.epochs,
@@ -566,10 +579,50 @@ fn a_new_epoch_starting_in_a_sealed_segment_survives_a_crash() {
                 },
                 EpochRun {
                     term: 4,
-                    start_offset: 1
+                    start_offset: 2
                 }
             ]
         );
+        log.close().await.unwrap();
+    });
+}
+
+/// Compaction keeps a leader-change batch whole and never lets its control key count
+/// in the topic's key space: a user record whose key happens to be the same bytes,
+/// written before it, survives.
+#[test]
+fn compaction_keeps_leader_change_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    run_local(move || async move {
+        let cfg = LogConfig {
+            cleanup_policy: strata_engine::CleanupPolicy::Compact,
+            ..config(false)
+        };
+        let log = Log::open(&path, cfg, LogEnv::default()).await.unwrap();
+        let control_key = [0u8, 0, 0, 2];
+        let mut b = NativeBatchBuilder::new();
+        b.push(10, Some(&control_key), Some(b"user"), &[]);
+        b.push(10, Some(b"a"), Some(b"old"), &[]);
+        propose(&log, validated(b.build()), 1).await;
+        propose(&log, leader_change_batch(2, 1, 10), 2).await;
+        propose(&log, validated(keyed(&[("a", Some("new"))], 10)), 2).await;
+        log.roll().await.unwrap();
+        let before = all_batches(&log).await[1].clone();
+        let outcome = log.compact(1_000_000).await.unwrap();
+        assert_eq!(outcome.records_removed, 1, "only a's old value goes");
+        let kept = all_batches(&log).await;
+        assert_eq!(kept.len(), 3);
+        let control = check_batch(&kept[1]).unwrap();
+        assert!(control.attributes.is_control());
+        assert_eq!(kept[1], before, "the control batch is kept byte for byte");
+        let first = strata_schema::validate_batch(&kept[0]).unwrap();
+        let keys: Vec<Vec<u8>> = first
+            .records()
+            .unwrap()
+            .map(|r| r.key().unwrap().to_vec())
+            .collect();
+        assert_eq!(keys, [control_key.to_vec()]);
         log.close().await.unwrap();
     });
 }

@@ -242,6 +242,63 @@ async fn tick_loop(broker: Rc<Broker>) {
     }
 }
 
+/// Replays `log` (a `__consumer_offsets` partition) into `coordinator`: every record
+/// of every native batch, control batches skipped. Returns (records applied, batches
+/// or records skipped as unreadable).
+async fn replay(
+    log: &Log,
+    coordinator: &mut Coordinator,
+    now: i64,
+    partition: u32,
+) -> Result<(u64, u64), WireError> {
+    let end = log.log_end_offset();
+    let mut offset = log.log_start_offset();
+    let (mut records, mut skipped) = (0u64, 0u64);
+    while offset < end {
+        let read = log.read(offset, REPLAY_READ_BYTES, Some(end)).await?;
+        if read.batches.is_empty() {
+            break;
+        }
+        for batch in &read.batches {
+            let header = BatchHeader::decode(batch)
+                .map_err(|e| WireError::new(ErrorCode::StorageError, format!("replaying: {e}")))?;
+            offset = header.base_offset + i64::from(header.last_offset_delta) + 1;
+            if header.attributes.is_control() {
+                // A partition leader's leader-change batch (or a transaction
+                // marker): the broker's record, not group state.
+                continue;
+            }
+            if header.payload_format != PayloadFormat::Native {
+                skipped += 1;
+                continue;
+            }
+            let view = match validate_batch(batch) {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!(partition, error = %e, "skipping a bad batch of {CONSUMER_OFFSETS_TOPIC}");
+                    skipped += 1;
+                    continue;
+                }
+            };
+            let Ok(iter) = view.records() else {
+                skipped += 1;
+                continue;
+            };
+            for r in iter {
+                let Some(key) = r.key() else { continue };
+                match coordinator.apply(now, key, r.value()) {
+                    Ok(()) => records += 1,
+                    Err(e) => {
+                        skipped += 1;
+                        tracing::warn!(partition, error = %e, "skipping a record of {CONSUMER_OFFSETS_TOPIC}");
+                    }
+                }
+            }
+        }
+    }
+    Ok((records, skipped))
+}
+
 impl Host {
     /// A coordinator holding everything the partition's log says.
     async fn load(
@@ -255,47 +312,7 @@ impl Host {
         let instance = (now as u64) ^ ((shard.id() as u64) << 48) ^ (u64::from(partition) << 40);
         let mut coordinator = Coordinator::new(CoordinatorConfig { instance, ..config });
         let _ = coordinator.set_partition_counts(now, partition_counts(topics));
-        let end = log.log_end_offset();
-        let mut offset = log.log_start_offset();
-        let (mut records, mut skipped) = (0u64, 0u64);
-        while offset < end {
-            let read = log.read(offset, REPLAY_READ_BYTES, Some(end)).await?;
-            if read.batches.is_empty() {
-                break;
-            }
-            for batch in &read.batches {
-                let header = BatchHeader::decode(batch).map_err(|e| {
-                    WireError::new(ErrorCode::StorageError, format!("replaying: {e}"))
-                })?;
-                offset = header.base_offset + i64::from(header.last_offset_delta) + 1;
-                if header.payload_format != PayloadFormat::Native {
-                    skipped += 1;
-                    continue;
-                }
-                let view = match validate_batch(batch) {
-                    Ok(v) => v,
-                    Err(e) => {
-                        tracing::warn!(partition, error = %e, "skipping a bad batch of {CONSUMER_OFFSETS_TOPIC}");
-                        skipped += 1;
-                        continue;
-                    }
-                };
-                let Ok(iter) = view.records() else {
-                    skipped += 1;
-                    continue;
-                };
-                for r in iter {
-                    let Some(key) = r.key() else { continue };
-                    match coordinator.apply(now, key, r.value()) {
-                        Ok(()) => records += 1,
-                        Err(e) => {
-                            skipped += 1;
-                            tracing::warn!(partition, error = %e, "skipping a record of {CONSUMER_OFFSETS_TOPIC}");
-                        }
-                    }
-                }
-            }
-        }
+        let (records, skipped) = replay(&log, &mut coordinator, now, partition).await?;
         tracing::info!(
             partition,
             records,
@@ -727,4 +744,48 @@ pub fn ensure_offsets_topic(
     crate::metadata::store_topics(data_dir, &topics.to_text())
         .map_err(|e| format!("cannot store topic metadata with {CONSUMER_OFFSETS_TOPIC}: {e}"))?;
     Ok(topics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::groups::offset_record;
+    use strata_engine::{run_local, LogConfig, LogEnv};
+
+    /// A `__consumer_offsets` log holding a partition leader's leader-change control
+    /// batch between offset commits replays every commit and counts nothing skipped.
+    #[test]
+    fn replay_skips_leader_change_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        run_local(move || async move {
+            let log = Log::open(&path, LogConfig::default(), LogEnv::default())
+                .await
+                .unwrap();
+            let tp = TopicPartition::new("t", 0);
+            let durable = AppendOptions::new(Durability::Durable);
+            let control = strata_schema::leader_change_batch(1, 1, now_ms());
+            log.append_validated(control, durable).await.unwrap();
+            for offset in [5, 9] {
+                let value = OffsetValue {
+                    offset,
+                    metadata: String::new(),
+                    commit_time_ms: now_ms(),
+                    leader_epoch: -1,
+                };
+                let r = offset_record("g", &tp, &value);
+                let mut b = NativeBatchBuilder::new();
+                b.push(now_ms(), Some(&r.key), r.value.as_deref(), &[]);
+                log.append(b.build(), durable).await.unwrap();
+                let again = strata_schema::leader_change_batch(2, 3, now_ms());
+                log.append_validated(again, durable).await.unwrap();
+            }
+            let mut coordinator = Coordinator::new(CoordinatorConfig::default());
+            let (records, skipped) = replay(&log, &mut coordinator, now_ms(), 0).await.unwrap();
+            assert_eq!((records, skipped), (2, 0));
+            let got = coordinator.fetch_offsets("g", Some(std::slice::from_ref(&tp)));
+            assert_eq!(got[0].1.as_ref().map(|v| v.offset), Some(9));
+            log.close().await.unwrap();
+        });
+    }
 }

@@ -39,6 +39,11 @@ pub fn retain_kafka_records(
             found: header.payload_format,
         });
     }
+    if header.attributes.is_control() {
+        // Control records (a leader change, a transaction marker) are the broker's:
+        // their keys are control keys, not the topic's key space, and they all stay.
+        return Ok(Some(batch.bytes().to_vec()));
+    }
     let decoded = decode_kafka_records(batch.payload())?;
     let mut kafka_header = *decoded.header();
     let mut records = Vec::with_capacity(decoded.records_bytes().len());
@@ -85,6 +90,25 @@ pub fn retain_kafka_records(
 mod tests {
     use super::*;
     use crate::{validate_batch, wrap_kafka_batch, KafkaBatchBuilder};
+
+    #[test]
+    fn control_batches_are_kept_whole() {
+        let stored = crate::leader_change_batch(4, 2, 77).into_bytes();
+        let view = validate_batch(&stored).unwrap();
+        let kept = retain_kafka_records(&view, |_, _| false).unwrap();
+        assert_eq!(kept.as_deref(), Some(&stored[..]));
+    }
+
+    #[test]
+    fn leader_change_passes_the_compacted_topic_key_rule() {
+        let stored = crate::leader_change_batch(4, 2, 77);
+        let keys = crate::ProduceRules {
+            keys_required: true,
+        };
+        let kafka = crate::kafka_payload(stored.bytes()).unwrap();
+        assert!(crate::wrap_kafka_batch_produced(kafka, keys).is_ok());
+        assert!(crate::validate_produced_batch_with(stored.bytes(), keys).is_ok());
+    }
 
     fn batch(codec: Compression) -> Vec<u8> {
         let mut b = KafkaBatchBuilder::new()

@@ -78,6 +78,15 @@ impl PartitionBatches {
                     header.base_offset, out.topic, out.partition
                 ))
             };
+            if header.attributes.is_control() {
+                // The broker's own records (a new leader's leader-change batch,
+                // transaction markers) hold no application data: checked and skipped,
+                // their offsets passed over.
+                strata_schema::check_batch(bytes).map_err(corrupt)?;
+                out.next_offset = out.next_offset.max(header.last_offset() + 1);
+                at += bytes.len();
+                continue;
+            }
             let decompressed = match header.payload_format {
                 PayloadFormat::Native => {
                     let view = validate_batch(bytes).map_err(corrupt)?;
@@ -449,6 +458,36 @@ mod tests {
             vec![("h", Some(&b"x"[..]))]
         );
         assert_eq!((r.topic(), r.partition(), r.timestamp_ms()), ("t", 2, 101));
+    }
+
+    #[test]
+    fn control_batches_are_skipped() {
+        let mut buf = batch(0, &["a", "b"]);
+        let mut control = strata_schema::leader_change_batch(3, 1, 50).into_bytes();
+        stamp_base_offset(&mut control, 2);
+        buf.extend_from_slice(&control);
+        buf.extend_from_slice(&batch(3, &["c"]));
+        let part = PartitionBatches::parse(Arc::from("t"), 0, &buf, 0..buf.len(), 0).unwrap();
+        assert_eq!(part.count, 3);
+        assert_eq!(part.next_offset, 4);
+        // A fetch that ends on the control batch still moves past it.
+        let end = buf.len() - batch(3, &["c"]).len();
+        let tail = PartitionBatches::parse(Arc::from("t"), 0, &buf, 0..end, 2).unwrap();
+        assert_eq!((tail.count, tail.next_offset), (0, 3));
+        let records = Records::new(Bytes::from(buf), vec![part]);
+        let got: Vec<_> = records
+            .iter()
+            .map(|r| (r.offset(), r.value().unwrap().to_vec()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(0, b"a".to_vec()), (1, b"b".to_vec()), (3, b"c".to_vec())]
+        );
+        // A damaged control batch is still an error.
+        let mut bad = control.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert!(PartitionBatches::parse(Arc::from("t"), 0, &bad, 0..bad.len(), 0).is_err());
     }
 
     #[test]

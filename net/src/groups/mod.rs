@@ -44,6 +44,8 @@ pub use coordinator::{
 pub use error::{GroupCode, GroupError};
 pub use group::{GroupKind, GroupState};
 pub use lag::{lag_rows, partition_lag, LagRow};
+#[cfg(test)]
+pub(crate) use records::offset_record;
 pub use records::{
     decode_record, ClassicMemberRecord, ClassicMetadata, ConsumerMemberRecord, ConsumerMetadata,
     GroupMetadata, GroupRecord, MemberRecord, MetadataValue, OffsetValue, Record, RecordError,
