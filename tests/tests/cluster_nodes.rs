@@ -91,3 +91,80 @@ fn a_restarted_node_keeps_its_data_dir() {
         cluster.stop(i);
     }
 }
+
+#[test]
+fn the_config_file_cluster_keys_make_a_cluster_member() {
+    let (port, _lock) = strata_tests::broker::claim_port();
+    let (broker, _dir) = strata_tests::broker::start_with_config(&format!(
+        "node.id = 5\ncluster.listen = 127.0.0.1:{port}\n\
+         controller.quorum.voters = 5@127.0.0.1:{port}\nbroker.rack = rack-a\n"
+    ));
+    let md: MetadataResponse = KafkaWire::connect(&broker.kafka_addr()).call(
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default(),
+    );
+    let me = md
+        .brokers
+        .iter()
+        .find(|b| b.node_id.0 == 5)
+        .unwrap_or_else(|| panic!("node 5 is not listed: {:?}", md.brokers));
+    assert_eq!(me.rack.as_ref().map(|r| r.as_str()), Some("rack-a"));
+}
+
+#[test]
+fn bad_cluster_flags_stop_the_broker_with_the_reason() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let data = data.path().to_str().expect("a UTF-8 temp path").to_owned();
+    let (listen, _l1) = strata_tests::broker::claim_port();
+    let (kafka, _l2) = strata_tests::broker::claim_port();
+    let (cluster, _l3) = strata_tests::broker::claim_port();
+    let (listen, kafka, cluster) = (
+        format!("127.0.0.1:{listen}"),
+        format!("127.0.0.1:{kafka}"),
+        format!("127.0.0.1:{cluster}"),
+    );
+    let cases: [(Vec<&str>, &str); 4] = [
+        (
+            vec![
+                "--node-id",
+                "1",
+                "--cluster-listen",
+                &cluster,
+                "--voters",
+                "1@127.0.0.1:1,two",
+            ],
+            "entry 2 `two` is not ID@HOST:PORT",
+        ),
+        (vec!["--voters", "1@127.0.0.1:1"], "needs --node-id"),
+        (vec!["--node-id", "1"], "needs --cluster-listen"),
+        (
+            vec![
+                "--node-id",
+                "0",
+                "--cluster-listen",
+                &cluster,
+                "--voters",
+                "1@127.0.0.1:1",
+            ],
+            "is not a number from 1 to 2147483647",
+        ),
+    ];
+    for (flags, reason) in cases {
+        let mut args = vec![
+            "serve",
+            "--data-dir",
+            &data,
+            "--listen",
+            &listen,
+            "--kafka-listen",
+            &kafka,
+            "--metrics-addr",
+            "off",
+        ];
+        args.extend(flags.iter().copied());
+        let out = strata_tests::broker::run_cli(&args, None, strata_tests::broker::CLI_TIMEOUT);
+        assert_eq!(out.status.code(), Some(1), "{out}");
+        assert!(out.stderr.contains(reason), "{reason:?} not in {out}");
+    }
+}
