@@ -125,7 +125,8 @@ impl ClusterView {
         }
     }
 
-    /// The single-node view of a broker started with `config`, with `shards` shards.
+    /// The single-node view of a broker started with `config`, with `shards` shards
+    /// (a cluster member's view until the cluster's metadata reaches it).
     pub fn of_single_node(config: &BrokerConfig, shards: u32) -> Self {
         let (kafka_host, kafka_port) = kafka_endpoint(config);
         ClusterView::single_node(BrokerEndpoint {
@@ -134,7 +135,7 @@ impl ClusterView {
             kafka_host,
             kafka_port,
             native_addr: config.listen,
-            rack: None,
+            rack: config.cluster.as_ref().and_then(|c| c.rack.clone()),
             shards,
             fenced: false,
         })

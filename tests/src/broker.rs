@@ -155,6 +155,28 @@ impl TestBroker {
         open_files_max: Option<u64>,
         prepare: impl FnOnce(&Path),
     ) -> TestBroker {
+        let mut broker = TestBroker::unstarted(cores, extra_args);
+        broker.open_files_max = open_files_max;
+        prepare(&broker.data_dir());
+        broker.spawn();
+        broker
+    }
+
+    /// Starts a broker like [`TestBroker::start_with_args`] without waiting for it to
+    /// accept (a cluster starts all its nodes first); then call `wait_until_ready`.
+    pub fn spawn_with_args(cores: usize, extra_args: &[&str]) -> TestBroker {
+        let mut broker = TestBroker::unstarted(cores, extra_args);
+        broker.spawn_process();
+        broker
+    }
+
+    /// Waits until the broker accepts, failing early if the process exits.
+    pub fn wait_until_ready(&mut self) {
+        self.wait_ready();
+    }
+
+    /// A broker with its ports and data dir claimed, not started.
+    fn unstarted(cores: usize, extra_args: &[&str]) -> TestBroker {
         let dir = tempfile::Builder::new()
             .prefix("strata-broker-test-")
             .tempdir()
@@ -162,7 +184,7 @@ impl TestBroker {
         let lock_dir = std::env::temp_dir().join("strata-test-ports");
         let (port, port_lock) = claim_free_port(&lock_dir);
         let (kafka_port, kafka_port_lock) = claim_free_port(&lock_dir);
-        let mut broker = TestBroker {
+        let broker = TestBroker {
             child: None,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             kafka_addr: SocketAddr::from(([127, 0, 0, 1], kafka_port)),
@@ -171,12 +193,10 @@ impl TestBroker {
             dir,
             starts: 0,
             extra_args: extra_args.iter().map(|a| (*a).to_owned()).collect(),
-            open_files_max,
+            open_files_max: None,
             _port_locks: [port_lock, kafka_port_lock],
         };
         std::fs::create_dir_all(broker.data_dir()).expect("create the data dir");
-        prepare(&broker.data_dir());
-        broker.spawn();
         broker
     }
 

@@ -3,6 +3,8 @@
 //!
 //! - [`broker`]: a real `strata serve` process on a free port (start, SIGTERM, SIGKILL,
 //!   restart) and the `strata` CLI, for the broker tests.
+//! - [`cluster`]: several `strata serve` processes forming one cluster, each a
+//!   [`broker::TestBroker`] that can be killed, stopped and restarted alone.
 //! - [`flaky_proxy`]: a TCP proxy that drops responses, so clients retry.
 //! - [`kafka`]: librdkafka (the `rdkafka` crate) against the broker's Kafka listener.
 //! - [`kafka_wire`]: hand-made Kafka requests over a plain socket.
@@ -16,6 +18,7 @@
 //! crash tests kill.
 
 pub mod broker;
+pub mod cluster;
 pub mod flaky_proxy;
 pub mod kafka;
 pub mod kafka_wire;

@@ -1,9 +1,10 @@
-//! `strata`: the one binary — `strata serve` runs a broker; `topic`, `produce`,
-//! `consume` and `group` talk to one. It parses arguments and calls the libraries (`strata-net`,
+//! `strata`: the one binary — `strata serve` runs a broker, `dev-cluster` a local
+//! cluster of them; `topic`, `produce`, `consume` and `group` talk to one. It parses arguments and calls the libraries (`strata-net`,
 //! `strata-client`); business logic lives there. Errors print one line a person can
 //! act on and exit non-zero.
 
 mod consume;
+mod dev_cluster;
 mod group;
 mod produce;
 mod serve;
@@ -27,6 +28,8 @@ enum Command {
     /// Run a broker (embedded defaults work out of the box on localhost).
     // Boxed: its many flags make it much larger than the other commands.
     Serve(Box<serve::ServeArgs>),
+    /// Run a local cluster of N brokers on free 127.0.0.1 ports until Ctrl-C.
+    DevCluster(dev_cluster::DevClusterArgs),
     /// Create, list, describe, delete and configure topics.
     #[command(subcommand)]
     Topic(topic::TopicCommand),
@@ -44,6 +47,7 @@ fn main() {
     let brokers = strata_client::parse_brokers(&cli.brokers);
     let result = match cli.command {
         Command::Serve(args) => serve::run(*args),
+        Command::DevCluster(args) => dev_cluster::run(args),
         Command::Topic(cmd) => topic::run(cmd, brokers),
         Command::Produce(args) => produce::run(args, brokers),
         Command::Consume(args) => consume::run(args, brokers),

@@ -555,6 +555,7 @@ mod tests {
             &fb::MetadataResponseArgs {
                 brokers: None,
                 topics: Some(topics),
+                ..Default::default()
             },
         );
         fbb.finish_minimal(resp);

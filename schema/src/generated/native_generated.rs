@@ -822,6 +822,10 @@ impl<'a> PartitionInfo<'a> {
   pub const VT_HIGH_WATERMARK: flatbuffers::VOffsetT = 12;
   pub const VT_SIZE_BYTES: flatbuffers::VOffsetT = 14;
   pub const VT_ERROR: flatbuffers::VOffsetT = 16;
+  pub const VT_LEADER_EPOCH: flatbuffers::VOffsetT = 18;
+  pub const VT_REPLICAS: flatbuffers::VOffsetT = 20;
+  pub const VT_ISR: flatbuffers::VOffsetT = 22;
+  pub const VT_OFFLINE: flatbuffers::VOffsetT = 24;
 
   #[inline]
   pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
@@ -836,6 +840,10 @@ impl<'a> PartitionInfo<'a> {
     builder.add_size_bytes(args.size_bytes);
     builder.add_high_watermark(args.high_watermark);
     builder.add_log_start_offset(args.log_start_offset);
+    if let Some(x) = args.offline { builder.add_offline(x); }
+    if let Some(x) = args.isr { builder.add_isr(x); }
+    if let Some(x) = args.replicas { builder.add_replicas(x); }
+    builder.add_leader_epoch(args.leader_epoch);
     if let Some(x) = args.error { builder.add_error(x); }
     builder.add_leader_shard(args.leader_shard);
     builder.add_leader_broker(args.leader_broker);
@@ -893,6 +901,34 @@ impl<'a> PartitionInfo<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<Error>>(PartitionInfo::VT_ERROR, None)}
   }
+  #[inline]
+  pub fn leader_epoch(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(PartitionInfo::VT_LEADER_EPOCH, Some(-1)).unwrap()}
+  }
+  #[inline]
+  pub fn replicas(&self) -> Option<flatbuffers::Vector<'a, i32>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, i32>>>(PartitionInfo::VT_REPLICAS, None)}
+  }
+  #[inline]
+  pub fn isr(&self) -> Option<flatbuffers::Vector<'a, i32>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, i32>>>(PartitionInfo::VT_ISR, None)}
+  }
+  #[inline]
+  pub fn offline(&self) -> Option<flatbuffers::Vector<'a, i32>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, i32>>>(PartitionInfo::VT_OFFLINE, None)}
+  }
 }
 
 impl flatbuffers::Verifiable for PartitionInfo<'_> {
@@ -909,6 +945,10 @@ impl flatbuffers::Verifiable for PartitionInfo<'_> {
      .visit_field::<i64>("high_watermark", Self::VT_HIGH_WATERMARK, false)?
      .visit_field::<u64>("size_bytes", Self::VT_SIZE_BYTES, false)?
      .visit_field::<flatbuffers::ForwardsUOffset<Error>>("error", Self::VT_ERROR, false)?
+     .visit_field::<i32>("leader_epoch", Self::VT_LEADER_EPOCH, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, i32>>>("replicas", Self::VT_REPLICAS, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, i32>>>("isr", Self::VT_ISR, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, i32>>>("offline", Self::VT_OFFLINE, false)?
      .finish();
     Ok(())
   }
@@ -921,6 +961,10 @@ pub struct PartitionInfoArgs<'a> {
     pub high_watermark: i64,
     pub size_bytes: u64,
     pub error: Option<flatbuffers::WIPOffset<Error<'a>>>,
+    pub leader_epoch: i32,
+    pub replicas: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, i32>>>,
+    pub isr: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, i32>>>,
+    pub offline: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, i32>>>,
 }
 impl<'a> Default for PartitionInfoArgs<'a> {
   #[inline]
@@ -933,6 +977,10 @@ impl<'a> Default for PartitionInfoArgs<'a> {
       high_watermark: 0,
       size_bytes: 0,
       error: None,
+      leader_epoch: -1,
+      replicas: None,
+      isr: None,
+      offline: None,
     }
   }
 }
@@ -971,6 +1019,22 @@ impl<'a: 'b, 'b> PartitionInfoBuilder<'a, 'b> {
     self.fbb_.push_slot_always::<flatbuffers::WIPOffset<Error>>(PartitionInfo::VT_ERROR, error);
   }
   #[inline]
+  pub fn add_leader_epoch(&mut self, leader_epoch: i32) {
+    self.fbb_.push_slot::<i32>(PartitionInfo::VT_LEADER_EPOCH, leader_epoch, -1);
+  }
+  #[inline]
+  pub fn add_replicas(&mut self, replicas: flatbuffers::WIPOffset<flatbuffers::Vector<'b , i32>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(PartitionInfo::VT_REPLICAS, replicas);
+  }
+  #[inline]
+  pub fn add_isr(&mut self, isr: flatbuffers::WIPOffset<flatbuffers::Vector<'b , i32>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(PartitionInfo::VT_ISR, isr);
+  }
+  #[inline]
+  pub fn add_offline(&mut self, offline: flatbuffers::WIPOffset<flatbuffers::Vector<'b , i32>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(PartitionInfo::VT_OFFLINE, offline);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> PartitionInfoBuilder<'a, 'b> {
     let start = _fbb.start_table();
     PartitionInfoBuilder {
@@ -995,6 +1059,10 @@ impl core::fmt::Debug for PartitionInfo<'_> {
       ds.field("high_watermark", &self.high_watermark());
       ds.field("size_bytes", &self.size_bytes());
       ds.field("error", &self.error());
+      ds.field("leader_epoch", &self.leader_epoch());
+      ds.field("replicas", &self.replicas());
+      ds.field("isr", &self.isr());
+      ds.field("offline", &self.offline());
       ds.finish()
   }
 }
@@ -1184,6 +1252,7 @@ impl<'a> BrokerInfo<'a> {
   pub const VT_HOST: flatbuffers::VOffsetT = 6;
   pub const VT_PORT: flatbuffers::VOffsetT = 8;
   pub const VT_SHARDS: flatbuffers::VOffsetT = 10;
+  pub const VT_RACK: flatbuffers::VOffsetT = 12;
 
   #[inline]
   pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
@@ -1195,6 +1264,7 @@ impl<'a> BrokerInfo<'a> {
     args: &'args BrokerInfoArgs<'args>
   ) -> flatbuffers::WIPOffset<BrokerInfo<'bldr>> {
     let mut builder = BrokerInfoBuilder::new(_fbb);
+    if let Some(x) = args.rack { builder.add_rack(x); }
     builder.add_shards(args.shards);
     if let Some(x) = args.host { builder.add_host(x); }
     builder.add_id(args.id);
@@ -1231,6 +1301,13 @@ impl<'a> BrokerInfo<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u32>(BrokerInfo::VT_SHARDS, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn rack(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(BrokerInfo::VT_RACK, None)}
+  }
 }
 
 impl flatbuffers::Verifiable for BrokerInfo<'_> {
@@ -1244,6 +1321,7 @@ impl flatbuffers::Verifiable for BrokerInfo<'_> {
      .visit_field::<flatbuffers::ForwardsUOffset<&str>>("host", Self::VT_HOST, false)?
      .visit_field::<u16>("port", Self::VT_PORT, false)?
      .visit_field::<u32>("shards", Self::VT_SHARDS, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("rack", Self::VT_RACK, false)?
      .finish();
     Ok(())
   }
@@ -1253,6 +1331,7 @@ pub struct BrokerInfoArgs<'a> {
     pub host: Option<flatbuffers::WIPOffset<&'a str>>,
     pub port: u16,
     pub shards: u32,
+    pub rack: Option<flatbuffers::WIPOffset<&'a str>>,
 }
 impl<'a> Default for BrokerInfoArgs<'a> {
   #[inline]
@@ -1262,6 +1341,7 @@ impl<'a> Default for BrokerInfoArgs<'a> {
       host: None,
       port: 0,
       shards: 0,
+      rack: None,
     }
   }
 }
@@ -1288,6 +1368,10 @@ impl<'a: 'b, 'b> BrokerInfoBuilder<'a, 'b> {
     self.fbb_.push_slot::<u32>(BrokerInfo::VT_SHARDS, shards, 0);
   }
   #[inline]
+  pub fn add_rack(&mut self, rack: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(BrokerInfo::VT_RACK, rack);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> BrokerInfoBuilder<'a, 'b> {
     let start = _fbb.start_table();
     BrokerInfoBuilder {
@@ -1309,6 +1393,7 @@ impl core::fmt::Debug for BrokerInfo<'_> {
       ds.field("host", &self.host());
       ds.field("port", &self.port());
       ds.field("shards", &self.shards());
+      ds.field("rack", &self.rack());
       ds.finish()
   }
 }
@@ -1330,6 +1415,7 @@ impl<'a> flatbuffers::Follow<'a> for MetadataResponse<'a> {
 impl<'a> MetadataResponse<'a> {
   pub const VT_BROKERS: flatbuffers::VOffsetT = 4;
   pub const VT_TOPICS: flatbuffers::VOffsetT = 6;
+  pub const VT_CONTROLLER: flatbuffers::VOffsetT = 8;
 
   #[inline]
   pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
@@ -1341,6 +1427,7 @@ impl<'a> MetadataResponse<'a> {
     args: &'args MetadataResponseArgs<'args>
   ) -> flatbuffers::WIPOffset<MetadataResponse<'bldr>> {
     let mut builder = MetadataResponseBuilder::new(_fbb);
+    builder.add_controller(args.controller);
     if let Some(x) = args.topics { builder.add_topics(x); }
     if let Some(x) = args.brokers { builder.add_brokers(x); }
     builder.finish()
@@ -1361,6 +1448,13 @@ impl<'a> MetadataResponse<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<TopicInfo>>>>(MetadataResponse::VT_TOPICS, None)}
   }
+  #[inline]
+  pub fn controller(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(MetadataResponse::VT_CONTROLLER, Some(-1)).unwrap()}
+  }
 }
 
 impl flatbuffers::Verifiable for MetadataResponse<'_> {
@@ -1372,6 +1466,7 @@ impl flatbuffers::Verifiable for MetadataResponse<'_> {
     v.visit_table(pos)?
      .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<BrokerInfo>>>>("brokers", Self::VT_BROKERS, false)?
      .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<TopicInfo>>>>("topics", Self::VT_TOPICS, false)?
+     .visit_field::<i32>("controller", Self::VT_CONTROLLER, false)?
      .finish();
     Ok(())
   }
@@ -1379,6 +1474,7 @@ impl flatbuffers::Verifiable for MetadataResponse<'_> {
 pub struct MetadataResponseArgs<'a> {
     pub brokers: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<BrokerInfo<'a>>>>>,
     pub topics: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<TopicInfo<'a>>>>>,
+    pub controller: i32,
 }
 impl<'a> Default for MetadataResponseArgs<'a> {
   #[inline]
@@ -1386,6 +1482,7 @@ impl<'a> Default for MetadataResponseArgs<'a> {
     MetadataResponseArgs {
       brokers: None,
       topics: None,
+      controller: -1,
     }
   }
 }
@@ -1402,6 +1499,10 @@ impl<'a: 'b, 'b> MetadataResponseBuilder<'a, 'b> {
   #[inline]
   pub fn add_topics(&mut self, topics: flatbuffers::WIPOffset<flatbuffers::Vector<'b , flatbuffers::ForwardsUOffset<TopicInfo<'b >>>>) {
     self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(MetadataResponse::VT_TOPICS, topics);
+  }
+  #[inline]
+  pub fn add_controller(&mut self, controller: i32) {
+    self.fbb_.push_slot::<i32>(MetadataResponse::VT_CONTROLLER, controller, -1);
   }
   #[inline]
   pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> MetadataResponseBuilder<'a, 'b> {
@@ -1423,6 +1524,7 @@ impl core::fmt::Debug for MetadataResponse<'_> {
     let mut ds = f.debug_struct("MetadataResponse");
       ds.field("brokers", &self.brokers());
       ds.field("topics", &self.topics());
+      ds.field("controller", &self.controller());
       ds.finish()
   }
 }

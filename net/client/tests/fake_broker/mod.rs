@@ -201,6 +201,7 @@ fn handle(api: u16, id: u32, body: &[u8], tail: &[u8], state: &Mutex<FakeState>)
                 &fb::MetadataResponseArgs {
                     brokers: None,
                     topics: Some(topics),
+                    ..Default::default()
                 },
             );
             fbb.finish_minimal(resp);
