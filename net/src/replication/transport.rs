@@ -810,7 +810,9 @@ fn handle_frame(inner: &Rc<Inner>, from: NodeId, frame: Frame) {
                 return;
             }
             add(&inner.counters.messages_received, messages.len() as u64);
-            inner.inbound.messages(from, messages);
+            if !messages.is_empty() {
+                inner.inbound.messages(from, messages);
+            }
         }
         Frame::Call { id, payload } => {
             if inner.inbound_calls.get() >= INBOUND_CALLS_MAX {
