@@ -338,7 +338,8 @@ fn a_hostile_peer_cannot_break_the_listener() {
         // bodies, a messages frame, then a frame claiming 4 GiB.
         let peer = std::thread::spawn(move || {
             let mut s = std::net::TcpStream::connect(addr).unwrap();
-            s.write_all(&encode_hello(5)).unwrap();
+            s.write_all(&encode_hello(5, "127.0.0.1:1".parse().unwrap()))
+                .unwrap();
             s.write_all(&encode_reply(12345, &Ok(b"unasked".to_vec())))
                 .unwrap();
             let mut garbage = Vec::new();
@@ -350,7 +351,7 @@ fn a_hostile_peer_cannot_break_the_listener() {
             for t in &tail {
                 s.write_all(t).unwrap();
             }
-            let mut huge = encode_hello(5);
+            let mut huge = encode_hello(5, "127.0.0.1:1".parse().unwrap());
             huge[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
             s.write_all(&huge).unwrap();
             s
@@ -369,5 +370,21 @@ fn a_hostile_peer_cannot_break_the_listener() {
         wait_for("b's message", || ca.received.borrow().len() == 2).await;
         a.stop().await;
         b.stop().await;
+    });
+}
+
+#[test]
+fn a_broker_that_dials_first_gets_its_replies() {
+    run(|| async {
+        let (a, _ca) = start(1, any_port());
+        // c joins: it knows a, a does not know c. a answers on a connection it dials
+        // back to the address c's hello names.
+        let (c, _cc) = start(3, "0.0.0.0:0".parse().unwrap());
+        c.set_peer(1, a.local_addr());
+        let r = c.call(1, b"register".to_vec(), 30_000).await;
+        assert_eq!(r, Ok(b"echo:register".to_vec()));
+        assert!(a.is_connected(3), "a dialled c back");
+        a.stop().await;
+        c.stop().await;
     });
 }

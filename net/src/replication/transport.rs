@@ -285,29 +285,10 @@ impl Transport {
     }
 
     /// Names broker `id`'s cluster address and starts dialling it. For a known peer
-    /// the new address is used from its next dial on. Our own id is ignored.
+    /// the new address is used from its next dial on. Our own id is ignored. A broker
+    /// that dials us first becomes a peer by itself, at the address its hello names.
     pub fn set_peer(&self, id: NodeId, addr: SocketAddr) {
-        let inner = &self.inner;
-        if inner.stopped.get() || id == inner.config.node_id {
-            return;
-        }
-        if let Some(p) = inner.peers.borrow().get(&id) {
-            p.addr.set(addr);
-            return;
-        }
-        let peer = Rc::new(Peer {
-            id,
-            addr: Cell::new(addr),
-            messages: RefCell::new(VecDeque::new()),
-            queued_bytes: Cell::new(0),
-            control: RefCell::new(VecDeque::new()),
-            wake: Semaphore::new(0),
-            state: Cell::new(PeerState::Connecting),
-            ever_connected: Cell::new(false),
-        });
-        inner.peers.borrow_mut().insert(id, Rc::clone(&peer));
-        let task = glommio::spawn_local(run_writer(Rc::clone(inner), peer));
-        inner.writers.borrow_mut().push(task);
+        self.inner.set_peer(id, addr);
     }
 
     /// Whether our outbound connection to `id` is up.
@@ -453,6 +434,29 @@ impl Drop for Inner {
 }
 
 impl Inner {
+    fn set_peer(self: &Rc<Self>, id: NodeId, addr: SocketAddr) {
+        if self.stopped.get() || id == self.config.node_id {
+            return;
+        }
+        if let Some(p) = self.peers.borrow().get(&id) {
+            p.addr.set(addr);
+            return;
+        }
+        let peer = Rc::new(Peer {
+            id,
+            addr: Cell::new(addr),
+            messages: RefCell::new(VecDeque::new()),
+            queued_bytes: Cell::new(0),
+            control: RefCell::new(VecDeque::new()),
+            wake: Semaphore::new(0),
+            state: Cell::new(PeerState::Connecting),
+            ever_connected: Cell::new(false),
+        });
+        self.peers.borrow_mut().insert(id, Rc::clone(&peer));
+        let task = glommio::spawn_local(run_writer(Rc::clone(self), peer));
+        self.writers.borrow_mut().push(task);
+    }
+
     /// Marks the transport stopped and wakes every task so it ends on its own.
     fn begin_stop(&self) {
         if self.stopped.replace(true) {
@@ -645,7 +649,9 @@ async fn run_writer(inner: Rc<Inner>, peer: Rc<Peer>) {
 /// Says hello, then writes queued frames as they come, until a write fails or the
 /// transport stops.
 async fn write_loop(inner: &Inner, peer: &Peer, stream: &mut TcpStream) -> std::io::Result<()> {
-    write_all_vectored(stream, &encode_hello(inner.config.node_id), &[]).await?;
+    let hello = encode_hello(inner.config.node_id, inner.local_addr);
+    write_all_vectored(stream, &hello, &[]).await?;
+    add(&inner.counters.bytes_sent, hello.len() as u64);
     loop {
         while !peer.has_work() {
             if peer.wake.acquire(1).await.is_err() {
@@ -759,7 +765,24 @@ async fn serve_inbound(inner: &Rc<Inner>, mut stream: TcpStream) -> Result<(), I
     .ok_or(InboundError::HelloTimeout)??;
     add(&inner.counters.bytes_received, hello.len() as u64);
     let from = match decode_frame(&hello) {
-        Ok(Frame::Hello { node_id }) => node_id,
+        Ok(Frame::Hello {
+            node_id,
+            listen_addr,
+        }) => {
+            // Replies go on our own connection to the caller: a broker we do not know
+            // yet (one joining the cluster) is dialled back where its hello says.
+            if let Some(mut addr) = listen_addr {
+                if addr.ip().is_unspecified() {
+                    if let Ok(source) = stream.peer_addr() {
+                        addr.set_ip(source.ip());
+                    }
+                }
+                if !inner.peers.borrow().contains_key(&node_id) {
+                    inner.set_peer(node_id, addr);
+                }
+            }
+            node_id
+        }
         Ok(other) => {
             add(&inner.counters.frames_rejected, 1);
             return Err(InboundError::NoHello(format!("{other:?}")));
