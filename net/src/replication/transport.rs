@@ -208,10 +208,13 @@ impl Peer {
     }
 }
 
+/// Where a call's outcome is left for the caller.
+type CallSlot = Rc<RefCell<Option<Result<Vec<u8>, CallError>>>>;
+
 /// A call waiting for its reply.
 struct PendingCall {
     peer: NodeId,
-    result: Rc<RefCell<Option<Result<Vec<u8>, CallError>>>>,
+    result: CallSlot,
     done: Rc<Semaphore>,
 }
 
@@ -365,7 +368,7 @@ impl Transport {
         }
         let id = inner.next_call_id.get();
         inner.next_call_id.set(id.wrapping_add(1).max(1));
-        let result = Rc::new(RefCell::new(None));
+        let result: CallSlot = Rc::new(RefCell::new(None));
         let done = Rc::new(Semaphore::new(0));
         inner.calls.borrow_mut().insert(
             id,
