@@ -388,3 +388,35 @@ fn a_broker_that_dials_first_gets_its_replies() {
         c.stop().await;
     });
 }
+
+#[test]
+fn a_new_connection_from_a_peer_closes_its_older_one() {
+    run(|| async {
+        let (a, _ca) = start(1, any_port());
+        let addr = a.local_addr();
+        // Broker 5 dials twice, as after its link was cut and restored: the older
+        // connection is closed by a, not kept open forever.
+        let peer = std::thread::spawn(move || {
+            use std::io::Read;
+            let hello = encode_hello(5, "127.0.0.1:1".parse().unwrap());
+            let mut first = std::net::TcpStream::connect(addr).unwrap();
+            first.write_all(&hello).unwrap();
+            std::thread::sleep(Duration::from_millis(200));
+            let mut second = std::net::TcpStream::connect(addr).unwrap();
+            second.write_all(&hello).unwrap();
+            first
+                .set_read_timeout(Some(Duration::from_secs(30)))
+                .unwrap();
+            let mut buf = [0u8; 16];
+            let n = first.read(&mut buf);
+            (n.map_err(|e| e.kind()), second)
+        });
+        wait_for("the raw peer", || peer.is_finished()).await;
+        let (n, _second) = peer.join().unwrap();
+        assert!(
+            matches!(n, Ok(0) | Err(std::io::ErrorKind::ConnectionReset)),
+            "{n:?}"
+        );
+        a.stop().await;
+    });
+}

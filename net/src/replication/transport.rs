@@ -28,6 +28,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
@@ -45,6 +46,7 @@ use super::frame::{
     Frame, FRAME_OVERHEAD_BYTES_BOUND, MESSAGES_PER_FRAME_MAX,
 };
 use super::frame_reader::{FrameReader, ReadFrameError};
+use super::socket_options::set_dead_peer_timeouts;
 use super::vectored_write::write_all_vectored;
 use super::GroupMessage;
 
@@ -234,9 +236,13 @@ struct Inner {
     inbound_open: Cell<usize>,
     inbound_closed: Semaphore,
     inbound_calls: Cell<usize>,
+    /// The newest inbound connection of each peer; closing it ends that connection.
+    /// A peer dials once, so an older one still open is dead (its link was cut).
+    inbound_by_peer: RefCell<HashMap<NodeId, Rc<Semaphore>>>,
 }
 
-/// The replication transport of this shard. Cheap to clone (a handle).
+/// The replication transport of this shard. Cheap to clone (a handle). Its tasks keep
+/// it alive until [`Transport::stop`].
 #[derive(Clone)]
 pub struct Transport {
     inner: Rc<Inner>,
@@ -271,6 +277,7 @@ impl Transport {
             inbound_open: Cell::new(0),
             inbound_closed: Semaphore::new(0),
             inbound_calls: Cell::new(0),
+            inbound_by_peer: RefCell::new(HashMap::new()),
         });
         let task = glommio::spawn_local(accept_loop(Rc::clone(&inner), listener));
         *inner.listener_task.borrow_mut() = Some(task);
@@ -405,6 +412,15 @@ impl Transport {
         }
     }
 
+    /// Messages queued for `id` and not yet written (0 for an unknown peer).
+    pub fn queued_messages(&self, id: NodeId) -> usize {
+        self.inner
+            .peers
+            .borrow()
+            .get(&id)
+            .map_or(0, |p| p.messages.borrow().len())
+    }
+
     /// The counters since start.
     pub fn counters(&self) -> TransportCounters {
         self.inner.counters.snapshot()
@@ -427,12 +443,6 @@ impl Transport {
             let _ = inner.inbound_closed.acquire(1).await;
         }
         inner.peers.borrow_mut().clear();
-    }
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.begin_stop();
     }
 }
 
@@ -474,6 +484,24 @@ impl Inner {
             *c.result.borrow_mut() = Some(Err(CallError::Stopped));
             c.done.signal(1);
         }
+    }
+
+    /// Waits `backoff_ms` (false if the transport stopped meanwhile), then doubles it
+    /// up to [`RECONNECT_BACKOFF_MS_MAX`].
+    async fn backoff(&self, backoff_ms: &mut u64) -> bool {
+        let wait_ms = *backoff_ms;
+        *backoff_ms = (wait_ms * 2).min(RECONNECT_BACKOFF_MS_MAX);
+        future::or(
+            async {
+                glommio::timer::sleep(Duration::from_millis(wait_ms)).await;
+                true
+            },
+            async {
+                self.stopped().await;
+                false
+            },
+        )
+        .await
     }
 
     /// Resolves when the transport stops.
@@ -598,11 +626,14 @@ async fn run_writer(inner: Rc<Inner>, peer: Rc<Peer>) {
             None => return,
             Some(Ok(mut stream)) => {
                 let _ = stream.set_nodelay(true);
+                if let Err(e) = set_dead_peer_timeouts(stream.as_raw_fd()) {
+                    tracing::debug!(peer = peer.id, error = %e, "tcp timeouts not set");
+                }
                 if peer.ever_connected.replace(true) || peer.state.get() == PeerState::Down {
                     add(&inner.counters.reconnects, 1);
                 }
                 peer.state.set(PeerState::Connected);
-                backoff_ms = RECONNECT_BACKOFF_MS_MIN;
+                let frames_before = inner.counters.frames_sent.get();
                 let lost = future::or(
                     async { write_loop(&inner, &peer, &mut stream).await.is_err() },
                     async {
@@ -621,6 +652,14 @@ async fn run_writer(inner: Rc<Inner>, peer: Rc<Peer>) {
                 // Calls in flight on the lost connection may never be answered.
                 peer.state.set(PeerState::Connecting);
                 inner.fail_calls(peer.id);
+                // A connection that carried frames was healthy: dial again soon. One
+                // that failed at once (a peer that accepts and closes) backs off.
+                if inner.counters.frames_sent.get() != frames_before {
+                    backoff_ms = RECONNECT_BACKOFF_MS_MIN;
+                }
+                if !inner.backoff(&mut backoff_ms).await {
+                    return;
+                }
             }
             Some(Err(e)) => {
                 add(&inner.counters.connect_failures, 1);
@@ -629,21 +668,9 @@ async fn run_writer(inner: Rc<Inner>, peer: Rc<Peer>) {
                 // Queued calls cannot go anywhere now; queued replies and messages wait.
                 peer.control.borrow_mut().retain(|c| c.call_id.is_none());
                 inner.fail_calls(peer.id);
-                let slept = future::or(
-                    async {
-                        glommio::timer::sleep(Duration::from_millis(backoff_ms)).await;
-                        true
-                    },
-                    async {
-                        inner.stopped().await;
-                        false
-                    },
-                )
-                .await;
-                if !slept {
+                if !inner.backoff(&mut backoff_ms).await {
                     return;
                 }
-                backoff_ms = (backoff_ms * 2).min(RECONNECT_BACKOFF_MS_MAX);
             }
         }
     }
@@ -795,8 +822,42 @@ async fn serve_inbound(inner: &Rc<Inner>, mut stream: TcpStream) -> Result<(), I
             return Err(InboundError::NoHello(e.to_string()));
         }
     };
+    if let Err(e) = set_dead_peer_timeouts(stream.as_raw_fd()) {
+        tracing::debug!(peer = from, error = %e, "tcp timeouts not set");
+    }
+    let superseded = Rc::new(Semaphore::new(0));
+    let older = inner
+        .inbound_by_peer
+        .borrow_mut()
+        .insert(from, Rc::clone(&superseded));
+    if let Some(older) = older {
+        older.close();
+    }
+    let r = future::or(read_frames(inner, from, reader, &mut stream), async {
+        let _ = superseded.acquire(1).await;
+        tracing::debug!(peer = from, "older replication connection closed");
+        Ok(())
+    })
+    .await;
+    let mut by_peer = inner.inbound_by_peer.borrow_mut();
+    if by_peer
+        .get(&from)
+        .is_some_and(|s| Rc::ptr_eq(s, &superseded))
+    {
+        by_peer.remove(&from);
+    }
+    r
+}
+
+/// Frames after the hello, until the peer closes or the framing is lost.
+async fn read_frames(
+    inner: &Rc<Inner>,
+    from: NodeId,
+    mut reader: FrameReader,
+    stream: &mut TcpStream,
+) -> Result<(), InboundError> {
     loop {
-        let bytes = match reader.next(&mut stream).await {
+        let bytes = match reader.next(stream).await {
             Ok(b) => b,
             Err(ReadFrameError::Closed) => return Ok(()),
             Err(e) => {
