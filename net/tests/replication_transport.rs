@@ -420,3 +420,72 @@ fn a_new_connection_from_a_peer_closes_its_older_one() {
         a.stop().await;
     });
 }
+
+/// Loopback speed, one executor for both ends (so one core does both): run with
+/// `cargo test -p strata-net --test replication_transport -- --ignored --nocapture`.
+/// Reports figures; asserts only that everything arrived.
+#[test]
+#[ignore]
+fn loopback_throughput() {
+    run(|| async {
+        let (a, _ca) = start(1, any_port());
+        let (b, cb) = start(2, any_port());
+        a.set_peer(2, b.local_addr());
+        wait_for("connected", || a.is_connected(2)).await;
+        // Heartbeat-sized messages.
+        const HEARTBEATS: usize = 1_000_000;
+        let t = Instant::now();
+        let mut sent = 0;
+        while sent < HEARTBEATS {
+            if a.queued_messages(2) < 20_000 {
+                for i in 0..1000 {
+                    a.send(2, numbered((sent + i) as u64, 1, 2, 0)).unwrap();
+                }
+                sent += 1000;
+            }
+            glommio::timer::sleep(Duration::from_micros(50)).await;
+        }
+        wait_for("heartbeats", || cb.received.borrow().len() == HEARTBEATS).await;
+        let secs = t.elapsed().as_secs_f64();
+        eprintln!(
+            "heartbeats: {HEARTBEATS} in {secs:.2} s = {:.0} messages/s, {} frames",
+            HEARTBEATS as f64 / secs,
+            cb.frames.get()
+        );
+        cb.received.borrow_mut().clear();
+        // Appends of 16 batches of 64 KiB each (1 MiB per message), 1 GiB in all.
+        let batch = Bytes::from(vec![0x5a; 64 * 1024]);
+        let append = |i: u64| {
+            let mut m = numbered(i, 1, 2, 16);
+            m.batches = vec![batch.clone(); 16];
+            m
+        };
+        const APPENDS: usize = 1024;
+        let before = b.counters().bytes_received;
+        let t = Instant::now();
+        let mut sent = 0;
+        while sent < APPENDS {
+            if a.queued_messages(2) < 32 {
+                a.send(2, append(sent as u64)).unwrap();
+                sent += 1;
+            } else {
+                glommio::timer::sleep(Duration::from_micros(50)).await;
+            }
+            // Received batches are dropped as they arrive (a follower writes them).
+            cb.received.borrow_mut().clear();
+        }
+        wait_for("appends", || {
+            b.counters().messages_received as usize == HEARTBEATS + APPENDS
+        })
+        .await;
+        let secs = t.elapsed().as_secs_f64();
+        let bytes = b.counters().bytes_received - before;
+        eprintln!(
+            "appends: {APPENDS} x 1 MiB in {secs:.2} s = {:.0} MiB/s",
+            bytes as f64 / secs / (1024.0 * 1024.0)
+        );
+        assert_eq!(a.counters().messages_dropped, 0);
+        a.stop().await;
+        b.stop().await;
+    });
+}
