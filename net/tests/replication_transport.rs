@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use strata_net::replication::{
     encode_hello, encode_messages, encode_reply, CallError, GroupId, GroupMessage, Inbound,
-    LocalBoxFuture, SendError, Transport, TransportConfig,
+    LocalBoxFuture, SendError, Transport, TransportConfig, MESSAGES_PER_FRAME_MAX,
 };
 use strata_raft::{Append, AppendResult, Entry, EntryKind, Message, MessageBody, NodeId};
 use strata_schema::{frame_header, ReplicationApi};
@@ -46,12 +46,15 @@ fn any_port() -> SocketAddr {
 struct Collector {
     received: RefCell<Vec<(NodeId, GroupMessage)>>,
     frames: Cell<usize>,
+    frame_messages_max: Cell<usize>,
     calls: Cell<usize>,
 }
 
 impl Inbound for Collector {
     fn messages(&self, from: NodeId, messages: Vec<GroupMessage>) {
         self.frames.set(self.frames.get() + 1);
+        self.frame_messages_max
+            .set(self.frame_messages_max.get().max(messages.len()));
         self.received
             .borrow_mut()
             .extend(messages.into_iter().map(|m| (from, m)));
@@ -485,6 +488,38 @@ fn loopback_throughput() {
             bytes as f64 / secs / (1024.0 * 1024.0)
         );
         assert_eq!(a.counters().messages_dropped, 0);
+        a.stop().await;
+        b.stop().await;
+    });
+}
+
+#[test]
+fn a_backlog_is_cut_into_frames_within_the_bounds() {
+    run(|| async {
+        let b_addr = free_addr();
+        let mut config = TransportConfig::new(1, any_port());
+        config.frame_bytes_target = 256 * 1024;
+        let (a, _ca) = start_with(config);
+        a.set_peer(2, b_addr);
+        // Queued while b is down: more messages than one frame may carry, and more
+        // batch bytes than the frame target.
+        let n = MESSAGES_PER_FRAME_MAX as u64 + 4000;
+        for i in 0..n {
+            let batches = if i % 1000 == 0 { 4 } else { 0 };
+            a.send(2, numbered(i, 1, 2, batches)).unwrap();
+        }
+        let (b, cb) = start(2, b_addr);
+        wait_for("the backlog", || cb.received.borrow().len() == n as usize).await;
+        let terms: Vec<u64> = cb
+            .received
+            .borrow()
+            .iter()
+            .map(|(_, m)| m.message.term)
+            .collect();
+        assert_eq!(terms, (0..n).collect::<Vec<u64>>());
+        assert!(cb.frames.get() >= 2);
+        assert!(cb.frame_messages_max.get() <= MESSAGES_PER_FRAME_MAX);
+        assert_eq!(b.counters().frames_rejected, 0);
         a.stop().await;
         b.stop().await;
     });
