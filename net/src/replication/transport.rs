@@ -196,6 +196,8 @@ struct Peer {
     state: Cell<PeerState>,
     /// Whether a connection was ever established (to count reconnects).
     ever_connected: Cell<bool>,
+    /// Frames written to this peer since start.
+    frames_written: Cell<u64>,
 }
 
 impl Peer {
@@ -464,6 +466,7 @@ impl Inner {
             wake: Semaphore::new(0),
             state: Cell::new(PeerState::Connecting),
             ever_connected: Cell::new(false),
+            frames_written: Cell::new(0),
         });
         self.peers.borrow_mut().insert(id, Rc::clone(&peer));
         let task = glommio::spawn_local(run_writer(Rc::clone(self), peer));
@@ -633,7 +636,7 @@ async fn run_writer(inner: Rc<Inner>, peer: Rc<Peer>) {
                     add(&inner.counters.reconnects, 1);
                 }
                 peer.state.set(PeerState::Connected);
-                let frames_before = inner.counters.frames_sent.get();
+                let frames_before = peer.frames_written.get();
                 let lost = future::or(
                     async { write_loop(&inner, &peer, &mut stream).await.is_err() },
                     async {
@@ -654,7 +657,7 @@ async fn run_writer(inner: Rc<Inner>, peer: Rc<Peer>) {
                 inner.fail_calls(peer.id);
                 // A connection that carried frames was healthy: dial again soon. One
                 // that failed at once (a peer that accepts and closes) backs off.
-                if inner.counters.frames_sent.get() != frames_before {
+                if peer.frames_written.get() != frames_before {
                     backoff_ms = RECONNECT_BACKOFF_MS_MIN;
                 }
                 if !inner.backoff(&mut backoff_ms).await {
@@ -694,6 +697,7 @@ async fn write_loop(inner: &Inner, peer: &Peer, stream: &mut TcpStream) -> std::
                 break;
             };
             write_all_vectored(stream, &frame.bytes, &[]).await?;
+            add(&peer.frames_written, 1);
             add(&inner.counters.frames_sent, 1);
             add(&inner.counters.bytes_sent, frame.bytes.len() as u64);
         }
@@ -706,6 +710,7 @@ async fn write_loop(inner: &Inner, peer: &Peer, stream: &mut TcpStream) -> std::
         debug_assert!(frame_bytes <= FRAME_BYTES_MAX);
         debug_assert!(head.len() >= FRAME_HEADER_BYTES);
         write_all_vectored(stream, &head, &tail).await?;
+        add(&peer.frames_written, 1);
         add(&inner.counters.frames_sent, 1);
         add(&inner.counters.messages_sent, batch.len() as u64);
         add(&inner.counters.bytes_sent, frame_bytes as u64);
