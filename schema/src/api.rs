@@ -140,7 +140,11 @@ mod tests {
             let v = r as u16;
             assert!((REPLICATION_API_MIN..=REPLICATION_API_MAX).contains(&v));
             assert_eq!(ReplicationApi::from_u16(v), Some(r));
-            assert_eq!(ApiKey::from_u16(v), None, "client listeners must not serve {r:?}");
+            assert_eq!(
+                ApiKey::from_u16(v),
+                None,
+                "client listeners must not serve {r:?}"
+            );
         }
         for k in ApiKey::ALL {
             assert!(!(REPLICATION_API_MIN..=REPLICATION_API_MAX).contains(&(k as u16)));

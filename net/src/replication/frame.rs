@@ -12,6 +12,8 @@
 //! position must lie inside the tail. Every vector the decoder allocates is at most
 //! the length the flatbuffers verifier has already found inside the received bytes.
 
+use std::net::SocketAddr;
+
 use bytes::Bytes;
 use flatbuffers::{FlatBufferBuilder, Follow, Verifiable, VerifierOptions, WIPOffset};
 use strata_raft::{
@@ -65,6 +67,8 @@ pub enum ReplicationFrameError {
         count: usize,
         max: usize,
     },
+    #[error("hello: {addr:?} is not a HOST:PORT address")]
+    BadListenAddr { addr: String },
     #[error("replication frame: message {index} has no {what}")]
     Missing { index: usize, what: &'static str },
     #[error("replication frame: message {index} has an unknown {what} ({value})")]
@@ -90,8 +94,11 @@ pub enum ReplicationFrameError {
 /// One decoded frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Frame {
-    /// The first frame on a connection: who dialled.
-    Hello { node_id: NodeId },
+    /// The first frame on a connection: who dialled, and where its listener is.
+    Hello {
+        node_id: NodeId,
+        listen_addr: Option<SocketAddr>,
+    },
     /// Raft messages from broker `from`.
     Messages {
         from: NodeId,
@@ -148,9 +155,16 @@ pub fn encode_messages(from: NodeId, messages: &[GroupMessage]) -> (Vec<u8>, Vec
 }
 
 /// The hello frame a dialling broker sends first.
-pub fn encode_hello(node_id: NodeId) -> Vec<u8> {
-    let mut fbb = FlatBufferBuilder::with_capacity(64);
-    let root = fb::Hello::create(&mut fbb, &fb::HelloArgs { node_id });
+pub fn encode_hello(node_id: NodeId, listen_addr: SocketAddr) -> Vec<u8> {
+    let mut fbb = FlatBufferBuilder::with_capacity(96);
+    let listen_addr = Some(fbb.create_string(&listen_addr.to_string()));
+    let root = fb::Hello::create(
+        &mut fbb,
+        &fb::HelloArgs {
+            node_id,
+            listen_addr,
+        },
+    );
     fbb.finish_minimal(root);
     head_with(ReplicationApi::Hello, fbb.finished_data(), 0)
 }
@@ -426,8 +440,18 @@ pub fn decode_frame(frame: &Bytes) -> Result<Frame, ReplicationFrameError> {
     match api {
         ReplicationApi::Hello => {
             let h = root::<fb::Hello>(body, "Hello")?;
+            let listen_addr = match h.listen_addr() {
+                None => None,
+                Some(a) => Some(
+                    a.parse()
+                        .map_err(|_| ReplicationFrameError::BadListenAddr {
+                            addr: cut_to_char_boundary(a, 64).to_string(),
+                        })?,
+                ),
+            };
             Ok(Frame::Hello {
                 node_id: h.node_id(),
+                listen_addr,
             })
         }
         ReplicationApi::Call => {

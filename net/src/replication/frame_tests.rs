@@ -175,8 +175,15 @@ fn decoded_batches_are_slices_of_the_frame() {
 
 #[test]
 fn hello_call_and_reply_roundtrip() {
-    let f = Bytes::from(encode_hello(42));
-    assert_eq!(decode_frame(&f), Ok(Frame::Hello { node_id: 42 }));
+    let addr: std::net::SocketAddr = "127.0.0.1:9093".parse().unwrap();
+    let f = Bytes::from(encode_hello(42, addr));
+    assert_eq!(
+        decode_frame(&f),
+        Ok(Frame::Hello {
+            node_id: 42,
+            listen_addr: Some(addr)
+        })
+    );
     let f = Bytes::from(encode_call(9, b"payload"));
     assert_eq!(
         decode_frame(&f),
@@ -243,26 +250,26 @@ fn truncated_and_garbage_frames_are_errors() {
 
 #[test]
 fn wrong_api_version_and_length_are_refused() {
-    let mut f = encode_hello(1);
+    let mut f = encode_hello(1, "127.0.0.1:1".parse().unwrap());
     f[4] = 10; // api 10 = Produce, a client api
     f[5] = 0;
     assert_eq!(
         decode_frame(&Bytes::from(f)),
         Err(ReplicationFrameError::UnknownApi { api: 10 })
     );
-    let mut f = encode_hello(1);
+    let mut f = encode_hello(1, "127.0.0.1:1".parse().unwrap());
     f[6] = 1;
     assert_eq!(
         decode_frame(&Bytes::from(f)),
         Err(ReplicationFrameError::UnsupportedVersion { version: 1 })
     );
-    let mut f = encode_hello(1);
+    let mut f = encode_hello(1, "127.0.0.1:1".parse().unwrap());
     f.push(0);
     assert!(matches!(
         decode_frame(&Bytes::from(f)),
         Err(ReplicationFrameError::LengthMismatch { .. })
     ));
-    let mut f = encode_hello(1);
+    let mut f = encode_hello(1, "127.0.0.1:1".parse().unwrap());
     f[0..4].copy_from_slice(&(FRAME_BYTES_MAX as u32).to_le_bytes());
     assert!(matches!(
         decode_frame(&Bytes::from(f)),

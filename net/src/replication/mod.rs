@@ -14,6 +14,7 @@ mod frame;
 mod frame_reader;
 mod group_id;
 mod group_message;
+mod socket_options;
 mod transport;
 mod vectored_write;
 
@@ -27,6 +28,9 @@ pub use frame::{
 pub use frame_reader::{FrameReader, ReadFrameError, READ_BYTES_MAX, READ_CHUNK_BYTES};
 pub use group_id::GroupId;
 pub use group_message::GroupMessage;
+pub use socket_options::{
+    KEEPALIVE_IDLE_SECS, KEEPALIVE_INTERVAL_SECS, KEEPALIVE_PROBES, TCP_USER_TIMEOUT_MS,
+};
 pub use transport::{
     CallError, Inbound, LocalBoxFuture, SendError, Transport, TransportConfig, TransportError,
     APPEND_BATCH_BYTES_MAX, CALLS_IN_FLIGHT_MAX, CALL_PAYLOAD_BYTES_MAX, CONNECT_TIMEOUT_MS,

@@ -28,6 +28,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
@@ -45,6 +46,7 @@ use super::frame::{
     Frame, FRAME_OVERHEAD_BYTES_BOUND, MESSAGES_PER_FRAME_MAX,
 };
 use super::frame_reader::{FrameReader, ReadFrameError};
+use super::socket_options::set_dead_peer_timeouts;
 use super::vectored_write::write_all_vectored;
 use super::GroupMessage;
 
@@ -194,6 +196,8 @@ struct Peer {
     state: Cell<PeerState>,
     /// Whether a connection was ever established (to count reconnects).
     ever_connected: Cell<bool>,
+    /// Frames written to this peer since start.
+    frames_written: Cell<u64>,
 }
 
 impl Peer {
@@ -208,10 +212,13 @@ impl Peer {
     }
 }
 
+/// Where a call's outcome is left for the caller.
+type CallSlot = Rc<RefCell<Option<Result<Vec<u8>, CallError>>>>;
+
 /// A call waiting for its reply.
 struct PendingCall {
     peer: NodeId,
-    result: Rc<RefCell<Option<Result<Vec<u8>, CallError>>>>,
+    result: CallSlot,
     done: Rc<Semaphore>,
 }
 
@@ -231,9 +238,13 @@ struct Inner {
     inbound_open: Cell<usize>,
     inbound_closed: Semaphore,
     inbound_calls: Cell<usize>,
+    /// The newest inbound connection of each peer; closing it ends that connection.
+    /// A peer dials once, so an older one still open is dead (its link was cut).
+    inbound_by_peer: RefCell<HashMap<NodeId, Rc<Semaphore>>>,
 }
 
-/// The replication transport of this shard. Cheap to clone (a handle).
+/// The replication transport of this shard. Cheap to clone (a handle). Its tasks keep
+/// it alive until [`Transport::stop`].
 #[derive(Clone)]
 pub struct Transport {
     inner: Rc<Inner>,
@@ -268,6 +279,7 @@ impl Transport {
             inbound_open: Cell::new(0),
             inbound_closed: Semaphore::new(0),
             inbound_calls: Cell::new(0),
+            inbound_by_peer: RefCell::new(HashMap::new()),
         });
         let task = glommio::spawn_local(accept_loop(Rc::clone(&inner), listener));
         *inner.listener_task.borrow_mut() = Some(task);
@@ -285,29 +297,10 @@ impl Transport {
     }
 
     /// Names broker `id`'s cluster address and starts dialling it. For a known peer
-    /// the new address is used from its next dial on. Our own id is ignored.
+    /// the new address is used from its next dial on. Our own id is ignored. A broker
+    /// that dials us first becomes a peer by itself, at the address its hello names.
     pub fn set_peer(&self, id: NodeId, addr: SocketAddr) {
-        let inner = &self.inner;
-        if inner.stopped.get() || id == inner.config.node_id {
-            return;
-        }
-        if let Some(p) = inner.peers.borrow().get(&id) {
-            p.addr.set(addr);
-            return;
-        }
-        let peer = Rc::new(Peer {
-            id,
-            addr: Cell::new(addr),
-            messages: RefCell::new(VecDeque::new()),
-            queued_bytes: Cell::new(0),
-            control: RefCell::new(VecDeque::new()),
-            wake: Semaphore::new(0),
-            state: Cell::new(PeerState::Connecting),
-            ever_connected: Cell::new(false),
-        });
-        inner.peers.borrow_mut().insert(id, Rc::clone(&peer));
-        let task = glommio::spawn_local(run_writer(Rc::clone(inner), peer));
-        inner.writers.borrow_mut().push(task);
+        self.inner.set_peer(id, addr);
     }
 
     /// Whether our outbound connection to `id` is up.
@@ -384,7 +377,7 @@ impl Transport {
         }
         let id = inner.next_call_id.get();
         inner.next_call_id.set(id.wrapping_add(1).max(1));
-        let result = Rc::new(RefCell::new(None));
+        let result: CallSlot = Rc::new(RefCell::new(None));
         let done = Rc::new(Semaphore::new(0));
         inner.calls.borrow_mut().insert(
             id,
@@ -421,6 +414,15 @@ impl Transport {
         }
     }
 
+    /// Messages queued for `id` and not yet written (0 for an unknown peer).
+    pub fn queued_messages(&self, id: NodeId) -> usize {
+        self.inner
+            .peers
+            .borrow()
+            .get(&id)
+            .map_or(0, |p| p.messages.borrow().len())
+    }
+
     /// The counters since start.
     pub fn counters(&self) -> TransportCounters {
         self.inner.counters.snapshot()
@@ -446,13 +448,31 @@ impl Transport {
     }
 }
 
-impl Drop for Inner {
-    fn drop(&mut self) {
-        self.begin_stop();
-    }
-}
-
 impl Inner {
+    fn set_peer(self: &Rc<Self>, id: NodeId, addr: SocketAddr) {
+        if self.stopped.get() || id == self.config.node_id {
+            return;
+        }
+        if let Some(p) = self.peers.borrow().get(&id) {
+            p.addr.set(addr);
+            return;
+        }
+        let peer = Rc::new(Peer {
+            id,
+            addr: Cell::new(addr),
+            messages: RefCell::new(VecDeque::new()),
+            queued_bytes: Cell::new(0),
+            control: RefCell::new(VecDeque::new()),
+            wake: Semaphore::new(0),
+            state: Cell::new(PeerState::Connecting),
+            ever_connected: Cell::new(false),
+            frames_written: Cell::new(0),
+        });
+        self.peers.borrow_mut().insert(id, Rc::clone(&peer));
+        let task = glommio::spawn_local(run_writer(Rc::clone(self), peer));
+        self.writers.borrow_mut().push(task);
+    }
+
     /// Marks the transport stopped and wakes every task so it ends on its own.
     fn begin_stop(&self) {
         if self.stopped.replace(true) {
@@ -467,6 +487,24 @@ impl Inner {
             *c.result.borrow_mut() = Some(Err(CallError::Stopped));
             c.done.signal(1);
         }
+    }
+
+    /// Waits `backoff_ms` (false if the transport stopped meanwhile), then doubles it
+    /// up to [`RECONNECT_BACKOFF_MS_MAX`].
+    async fn backoff(&self, backoff_ms: &mut u64) -> bool {
+        let wait_ms = *backoff_ms;
+        *backoff_ms = (wait_ms * 2).min(RECONNECT_BACKOFF_MS_MAX);
+        future::or(
+            async {
+                glommio::timer::sleep(Duration::from_millis(wait_ms)).await;
+                true
+            },
+            async {
+                self.stopped().await;
+                false
+            },
+        )
+        .await
     }
 
     /// Resolves when the transport stops.
@@ -591,11 +629,14 @@ async fn run_writer(inner: Rc<Inner>, peer: Rc<Peer>) {
             None => return,
             Some(Ok(mut stream)) => {
                 let _ = stream.set_nodelay(true);
+                if let Err(e) = set_dead_peer_timeouts(stream.as_raw_fd()) {
+                    tracing::debug!(peer = peer.id, error = %e, "tcp timeouts not set");
+                }
                 if peer.ever_connected.replace(true) || peer.state.get() == PeerState::Down {
                     add(&inner.counters.reconnects, 1);
                 }
                 peer.state.set(PeerState::Connected);
-                backoff_ms = RECONNECT_BACKOFF_MS_MIN;
+                let frames_before = peer.frames_written.get();
                 let lost = future::or(
                     async { write_loop(&inner, &peer, &mut stream).await.is_err() },
                     async {
@@ -614,6 +655,14 @@ async fn run_writer(inner: Rc<Inner>, peer: Rc<Peer>) {
                 // Calls in flight on the lost connection may never be answered.
                 peer.state.set(PeerState::Connecting);
                 inner.fail_calls(peer.id);
+                // A connection that carried frames was healthy: dial again soon. One
+                // that failed at once (a peer that accepts and closes) backs off.
+                if peer.frames_written.get() != frames_before {
+                    backoff_ms = RECONNECT_BACKOFF_MS_MIN;
+                }
+                if !inner.backoff(&mut backoff_ms).await {
+                    return;
+                }
             }
             Some(Err(e)) => {
                 add(&inner.counters.connect_failures, 1);
@@ -622,21 +671,9 @@ async fn run_writer(inner: Rc<Inner>, peer: Rc<Peer>) {
                 // Queued calls cannot go anywhere now; queued replies and messages wait.
                 peer.control.borrow_mut().retain(|c| c.call_id.is_none());
                 inner.fail_calls(peer.id);
-                let slept = future::or(
-                    async {
-                        glommio::timer::sleep(Duration::from_millis(backoff_ms)).await;
-                        true
-                    },
-                    async {
-                        inner.stopped().await;
-                        false
-                    },
-                )
-                .await;
-                if !slept {
+                if !inner.backoff(&mut backoff_ms).await {
                     return;
                 }
-                backoff_ms = (backoff_ms * 2).min(RECONNECT_BACKOFF_MS_MAX);
             }
         }
     }
@@ -645,7 +682,9 @@ async fn run_writer(inner: Rc<Inner>, peer: Rc<Peer>) {
 /// Says hello, then writes queued frames as they come, until a write fails or the
 /// transport stops.
 async fn write_loop(inner: &Inner, peer: &Peer, stream: &mut TcpStream) -> std::io::Result<()> {
-    write_all_vectored(stream, &encode_hello(inner.config.node_id), &[]).await?;
+    let hello = encode_hello(inner.config.node_id, inner.local_addr);
+    write_all_vectored(stream, &hello, &[]).await?;
+    add(&inner.counters.bytes_sent, hello.len() as u64);
     loop {
         while !peer.has_work() {
             if peer.wake.acquire(1).await.is_err() {
@@ -658,6 +697,7 @@ async fn write_loop(inner: &Inner, peer: &Peer, stream: &mut TcpStream) -> std::
                 break;
             };
             write_all_vectored(stream, &frame.bytes, &[]).await?;
+            add(&peer.frames_written, 1);
             add(&inner.counters.frames_sent, 1);
             add(&inner.counters.bytes_sent, frame.bytes.len() as u64);
         }
@@ -670,6 +710,7 @@ async fn write_loop(inner: &Inner, peer: &Peer, stream: &mut TcpStream) -> std::
         debug_assert!(frame_bytes <= FRAME_BYTES_MAX);
         debug_assert!(head.len() >= FRAME_HEADER_BYTES);
         write_all_vectored(stream, &head, &tail).await?;
+        add(&peer.frames_written, 1);
         add(&inner.counters.frames_sent, 1);
         add(&inner.counters.messages_sent, batch.len() as u64);
         add(&inner.counters.bytes_sent, frame_bytes as u64);
@@ -759,7 +800,24 @@ async fn serve_inbound(inner: &Rc<Inner>, mut stream: TcpStream) -> Result<(), I
     .ok_or(InboundError::HelloTimeout)??;
     add(&inner.counters.bytes_received, hello.len() as u64);
     let from = match decode_frame(&hello) {
-        Ok(Frame::Hello { node_id }) => node_id,
+        Ok(Frame::Hello {
+            node_id,
+            listen_addr,
+        }) => {
+            // Replies go on our own connection to the caller: a broker we do not know
+            // yet (one joining the cluster) is dialled back where its hello says.
+            if let Some(mut addr) = listen_addr {
+                if addr.ip().is_unspecified() {
+                    if let Ok(source) = stream.peer_addr() {
+                        addr.set_ip(source.ip());
+                    }
+                }
+                if !inner.peers.borrow().contains_key(&node_id) {
+                    inner.set_peer(node_id, addr);
+                }
+            }
+            node_id
+        }
         Ok(other) => {
             add(&inner.counters.frames_rejected, 1);
             return Err(InboundError::NoHello(format!("{other:?}")));
@@ -769,8 +827,42 @@ async fn serve_inbound(inner: &Rc<Inner>, mut stream: TcpStream) -> Result<(), I
             return Err(InboundError::NoHello(e.to_string()));
         }
     };
+    if let Err(e) = set_dead_peer_timeouts(stream.as_raw_fd()) {
+        tracing::debug!(peer = from, error = %e, "tcp timeouts not set");
+    }
+    let superseded = Rc::new(Semaphore::new(0));
+    let older = inner
+        .inbound_by_peer
+        .borrow_mut()
+        .insert(from, Rc::clone(&superseded));
+    if let Some(older) = older {
+        older.close();
+    }
+    let r = future::or(read_frames(inner, from, reader, &mut stream), async {
+        let _ = superseded.acquire(1).await;
+        tracing::debug!(peer = from, "older replication connection closed");
+        Ok(())
+    })
+    .await;
+    let mut by_peer = inner.inbound_by_peer.borrow_mut();
+    if by_peer
+        .get(&from)
+        .is_some_and(|s| Rc::ptr_eq(s, &superseded))
+    {
+        by_peer.remove(&from);
+    }
+    r
+}
+
+/// Frames after the hello, until the peer closes or the framing is lost.
+async fn read_frames(
+    inner: &Rc<Inner>,
+    from: NodeId,
+    mut reader: FrameReader,
+    stream: &mut TcpStream,
+) -> Result<(), InboundError> {
     loop {
-        let bytes = match reader.next(&mut stream).await {
+        let bytes = match reader.next(stream).await {
             Ok(b) => b,
             Err(ReadFrameError::Closed) => return Ok(()),
             Err(e) => {
@@ -810,7 +902,9 @@ fn handle_frame(inner: &Rc<Inner>, from: NodeId, frame: Frame) {
                 return;
             }
             add(&inner.counters.messages_received, messages.len() as u64);
-            inner.inbound.messages(from, messages);
+            if !messages.is_empty() {
+                inner.inbound.messages(from, messages);
+            }
         }
         Frame::Call { id, payload } => {
             if inner.inbound_calls.get() >= INBOUND_CALLS_MAX {

@@ -336,6 +336,7 @@ impl<'a> flatbuffers::Follow<'a> for Hello<'a> {
 
 impl<'a> Hello<'a> {
   pub const VT_NODE_ID: flatbuffers::VOffsetT = 4;
+  pub const VT_LISTEN_ADDR: flatbuffers::VOffsetT = 6;
 
   #[inline]
   pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
@@ -344,10 +345,11 @@ impl<'a> Hello<'a> {
   #[allow(unused_mut)]
   pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
     _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
-    args: &'args HelloArgs
+    args: &'args HelloArgs<'args>
   ) -> flatbuffers::WIPOffset<Hello<'bldr>> {
     let mut builder = HelloBuilder::new(_fbb);
     builder.add_node_id(args.node_id);
+    if let Some(x) = args.listen_addr { builder.add_listen_addr(x); }
     builder.finish()
   }
 
@@ -359,6 +361,13 @@ impl<'a> Hello<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u64>(Hello::VT_NODE_ID, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn listen_addr(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(Hello::VT_LISTEN_ADDR, None)}
+  }
 }
 
 impl flatbuffers::Verifiable for Hello<'_> {
@@ -369,18 +378,21 @@ impl flatbuffers::Verifiable for Hello<'_> {
     use self::flatbuffers::Verifiable;
     v.visit_table(pos)?
      .visit_field::<u64>("node_id", Self::VT_NODE_ID, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("listen_addr", Self::VT_LISTEN_ADDR, false)?
      .finish();
     Ok(())
   }
 }
-pub struct HelloArgs {
+pub struct HelloArgs<'a> {
     pub node_id: u64,
+    pub listen_addr: Option<flatbuffers::WIPOffset<&'a str>>,
 }
-impl<'a> Default for HelloArgs {
+impl<'a> Default for HelloArgs<'a> {
   #[inline]
   fn default() -> Self {
     HelloArgs {
       node_id: 0,
+      listen_addr: None,
     }
   }
 }
@@ -393,6 +405,10 @@ impl<'a: 'b, 'b> HelloBuilder<'a, 'b> {
   #[inline]
   pub fn add_node_id(&mut self, node_id: u64) {
     self.fbb_.push_slot::<u64>(Hello::VT_NODE_ID, node_id, 0);
+  }
+  #[inline]
+  pub fn add_listen_addr(&mut self, listen_addr: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(Hello::VT_LISTEN_ADDR, listen_addr);
   }
   #[inline]
   pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> HelloBuilder<'a, 'b> {
@@ -413,6 +429,7 @@ impl core::fmt::Debug for Hello<'_> {
   fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
     let mut ds = f.debug_struct("Hello");
       ds.field("node_id", &self.node_id());
+      ds.field("listen_addr", &self.listen_addr());
       ds.finish()
   }
 }
