@@ -232,7 +232,9 @@ impl Broker {
             return Err(unknown_topic(topic));
         }
         self.cleaner.register(&log);
-        self.logs.borrow_mut().insert(claim.key.clone(), log.clone());
+        self.logs
+            .borrow_mut()
+            .insert(claim.key.clone(), log.clone());
         // In a cluster the partition's Raft replica starts with its log.
         if let Err(e) = crate::cluster::replicas::attach(self, &claim.key, &log).await {
             tracing::warn!(%topic, partition, error = %e.message, "replica not started");
@@ -612,9 +614,7 @@ impl Broker {
         debug_assert_eq!(self.shard.id(), METADATA_SHARD);
         refuse_offsets_topic(&name, "deleted")?;
         if self.config.cluster.is_some() {
-            return self
-                .submit(ControllerCommand::DeleteTopic { name })
-                .await;
+            return self.submit(ControllerCommand::DeleteTopic { name }).await;
         }
         let _lock = self
             .meta_lock
@@ -822,7 +822,9 @@ impl Broker {
 
     /// Carries out a metadata change through the controller quorum (a cluster only).
     async fn submit(&self, cmd: ControllerCommand) -> Result<(), WireError> {
-        crate::cluster::node::submit(&self.shard, cmd).await.map(|_| ())
+        crate::cluster::node::submit(&self.shard, cmd)
+            .await
+            .map(|_| ())
     }
 }
 

@@ -16,8 +16,8 @@
 
 mod accept_backoff;
 mod broker;
-mod cluster;
 pub mod broker_settings;
+mod cluster;
 pub mod cluster_config;
 mod cluster_id;
 pub mod cluster_view;

@@ -87,8 +87,7 @@ pub fn run_broker(config: BrokerConfig, shutdown: Arc<AtomicBool>) -> Result<(),
             ..Topics::default()
         }
     } else {
-        let mut topics =
-            load_topics(&config.data_dir, &defaults).map_err(BrokerError::DataDir)?;
+        let mut topics = load_topics(&config.data_dir, &defaults).map_err(BrokerError::DataDir)?;
         topics.dynamic = Arc::new(dynamic);
         crate::group_host::ensure_offsets_topic(
             &config.data_dir,

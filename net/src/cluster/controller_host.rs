@@ -85,16 +85,25 @@ impl ControllerHost {
             .map_err(WireError::from)?
             .unwrap_or_default();
         let membership = Membership::new(voters).map_err(|e| {
-            WireError::new(ErrorCode::InvalidConfig, format!("controller quorum {voters:?}: {e}"))
+            WireError::new(
+                ErrorCode::InvalidConfig,
+                format!("controller quorum {voters:?}: {e}"),
+            )
         })?;
         let restored = log.raft_restored_state(hard, membership);
-        let raft = Raft::new(Config::new(me, me.wrapping_mul(0x2545_F491_4F6C_DD1D)), restored)
-            .map_err(|e| {
-                WireError::new(
-                    ErrorCode::StorageError,
-                    format!("cannot restore the controller replica from {}: {e}", dir.display()),
-                )
-            })?;
+        let raft = Raft::new(
+            Config::new(me, me.wrapping_mul(0x2545_F491_4F6C_DD1D)),
+            restored,
+        )
+        .map_err(|e| {
+            WireError::new(
+                ErrorCode::StorageError,
+                format!(
+                    "cannot restore the controller replica from {}: {e}",
+                    dir.display()
+                ),
+            )
+        })?;
         let state = Rc::new(HostState {
             image: RefCell::new(MetadataImage::new()),
             applied_end: Cell::new(0),
@@ -148,16 +157,6 @@ impl ControllerHost {
     /// The quorum's leader as this replica knows it.
     pub fn leader(&self) -> Option<NodeId> {
         self.replica().leadership().2
-    }
-
-    /// The image as applied so far.
-    pub fn image(&self) -> std::cell::Ref<'_, MetadataImage> {
-        self.state.image.borrow()
-    }
-
-    /// Offsets of the metadata log applied to the image (exclusive end).
-    pub fn applied_offset(&self) -> u64 {
-        self.state.applied_end.get()
     }
 
     /// Resolves once the image has applied the log up to `offset` (or after `wait_ms`).
@@ -217,7 +216,13 @@ impl ControllerHost {
         }
         let planned = {
             let image = self.state.image.borrow();
-            plan(&image, &cmd, &self.settings.borrow(), now_ms(), self.entropy())
+            plan(
+                &image,
+                &cmd,
+                &self.settings.borrow(),
+                now_ms(),
+                self.entropy(),
+            )
         };
         let records = match planned {
             Ok(r) => r,
@@ -389,7 +394,9 @@ fn apply_batch(state: &HostState, bytes: &[u8], base_offset: i64) {
         }
     };
     for record in view {
-        let Some(value) = record.value() else { continue };
+        let Some(value) = record.value() else {
+            continue;
+        };
         match decode_records(value) {
             Ok(records) => {
                 let mut image = state.image.borrow_mut();

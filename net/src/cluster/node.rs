@@ -115,7 +115,10 @@ pub async fn start(broker: &Rc<Broker>) -> Result<(), WireError> {
     .map_err(|e| {
         WireError::new(
             ErrorCode::InvalidConfig,
-            format!("cannot listen on cluster address {}: {e}", config.cluster_listen),
+            format!(
+                "cannot listen on cluster address {}: {e}",
+                config.cluster_listen
+            ),
         )
     })?;
     for (id, addr) in peers {
@@ -210,7 +213,10 @@ pub async fn submit(shard: &Shard, cmd: ControllerCommand) -> Result<ReplyPayloa
         .await?
 }
 
-async fn submit_on_shard0(shard: &Shard, cmd: ControllerCommand) -> Result<ReplyPayload, WireError> {
+async fn submit_on_shard0(
+    shard: &Shard,
+    cmd: ControllerCommand,
+) -> Result<ReplyPayload, WireError> {
     let Some(node) = ClusterNode::of(shard) else {
         return Err(WireError::new(
             ErrorCode::NotController,
@@ -263,7 +269,9 @@ async fn submit_on_shard0(shard: &Shard, cmd: ControllerCommand) -> Result<Reply
     }
     Err(WireError::new(
         ErrorCode::NotController,
-        format!("the controller quorum did not answer within {CONTROLLER_CALL_DEADLINE_MS} ms ({last})"),
+        format!(
+            "the controller quorum did not answer within {CONTROLLER_CALL_DEADLINE_MS} ms ({last})"
+        ),
     ))
 }
 
@@ -306,7 +314,10 @@ pub async fn send_from_any_shard(shard: &Shard, messages: Vec<(NodeId, GroupMess
         return;
     }
     let _ = shard
-        .invoke_on(METADATA_SHARD, move |s| async move { send_here(&s, messages) })
+        .invoke_on(
+            METADATA_SHARD,
+            move |s| async move { send_here(&s, messages) },
+        )
         .await;
 }
 
@@ -412,7 +423,11 @@ async fn publish_loop(node: Rc<ClusterNode>) {
     }
 }
 
-async fn publish(node: &ClusterNode, broker: &Rc<Broker>, image: &MetadataImage) -> Result<(), WireError> {
+async fn publish(
+    node: &ClusterNode,
+    broker: &Rc<Broker>,
+    image: &MetadataImage,
+) -> Result<(), WireError> {
     // Every broker of the image is a peer for partition traffic.
     if let Some(t) = node.transport() {
         for b in image.brokers().values() {
@@ -441,7 +456,13 @@ async fn publish(node: &ClusterNode, broker: &Rc<Broker>, image: &MetadataImage)
         .map(|t| (t.id, t.name.clone()))
         .collect();
     node.controller.set_settings(ClusterNode::settings(broker));
-    crate::cluster::view::publish_view(broker, image, node.config.node_id, node.controller.leader()).await;
+    crate::cluster::view::publish_view(
+        broker,
+        image,
+        node.config.node_id,
+        node.controller.leader(),
+    )
+    .await;
     broker.apply_cluster_topics(topics).await
 }
 

@@ -125,15 +125,25 @@ impl ShardReplicas {
         self.reported
             .borrow_mut()
             .insert(r.group().clone(), (term, isr.clone()));
-        let GroupId::Partition { topic_id, partition } = r.group().clone() else {
+        let GroupId::Partition {
+            topic_id,
+            partition,
+        } = r.group().clone()
+        else {
             return;
         };
         let shard = shard.clone();
         glommio::spawn_local(async move {
-            let group = GroupId::Partition { topic_id, partition };
+            let group = GroupId::Partition {
+                topic_id,
+                partition,
+            };
             if !crate::cluster::node::report_leader(&shard, topic_id, partition, term, isr).await {
                 // Told again at the next check.
-                ShardReplicas::of(&shard).reported.borrow_mut().remove(&group);
+                ShardReplicas::of(&shard)
+                    .reported
+                    .borrow_mut()
+                    .remove(&group);
             }
         })
         .detach();

@@ -12,14 +12,14 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use bytes::Bytes;
 use crate::replication::LocalBoxFuture;
+use bytes::Bytes;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use strata_engine::raft_hard_state::write_hard_state;
 use strata_engine::{AppendInfo, AppendOptions, Durability, EngineError, Log};
 use strata_raft::{
-    Append, Entry, EntryKind, LogOp, Message, MessageBody, NodeId, ProposeError, Raft, Ready,
-    Role, Term, APPEND_ENTRIES_MAX,
+    Append, Entry, EntryKind, LogOp, Message, MessageBody, NodeId, ProposeError, Raft, Ready, Role,
+    Term, APPEND_ENTRIES_MAX,
 };
 use strata_schema::{check_batch, ErrorCode, ValidatedBatch};
 
@@ -127,11 +127,6 @@ impl ReplicatedLog {
         self.raft.borrow().role() == Role::Leader
     }
 
-    /// The group's commit offset as this replica knows it.
-    pub fn commit_offset(&self) -> u64 {
-        self.raft.borrow().commit_offset()
-    }
-
     /// The members that are in sync: the leader itself and every voter that answered
     /// within the lag bound (only meaningful on the leader).
     pub fn in_sync_replicas(&self) -> Vec<NodeId> {
@@ -165,11 +160,6 @@ impl ReplicatedLog {
             .filter(|(_, p)| p.ticks_since_contact <= self.lag_ticks)
             .max_by_key(|(_, p)| p.match_end_offset)
             .map(|(id, _)| id)
-    }
-
-    /// The voters of the group as this replica knows them.
-    pub fn voters(&self) -> Vec<NodeId> {
-        self.raft.borrow().membership().voters.clone()
     }
 
     /// One tick of the shard's timer.
@@ -258,18 +248,22 @@ impl ReplicatedLog {
         let proposed_term = Cell::new(0u64);
         let info = self
             .log
-            .append_proposed(batch, AppendOptions::new(Durability::Written), |base, offsets| {
-                let mut raft = self.raft.borrow_mut();
-                if raft.role() == Role::Leader && raft.log_end_offset() != base as u64 {
-                    // Became leader while this append waited for room: its marker is not
-                    // written yet. The client retries (NOT_LEADER_OR_FOLLOWER is retriable).
-                    return Err(ProposeError::NotLeader { leader: None });
-                }
-                let entry = raft.propose(offsets)?;
-                debug_assert_eq!(entry.start_offset, base as u64);
-                proposed_term.set(entry.term);
-                Ok(entry.term as i32)
-            })
+            .append_proposed(
+                batch,
+                AppendOptions::new(Durability::Written),
+                |base, offsets| {
+                    let mut raft = self.raft.borrow_mut();
+                    if raft.role() == Role::Leader && raft.log_end_offset() != base as u64 {
+                        // Became leader while this append waited for room: its marker is not
+                        // written yet. The client retries (NOT_LEADER_OR_FOLLOWER is retriable).
+                        return Err(ProposeError::NotLeader { leader: None });
+                    }
+                    let entry = raft.propose(offsets)?;
+                    debug_assert_eq!(entry.start_offset, base as u64);
+                    proposed_term.set(entry.term);
+                    Ok(entry.term as i32)
+                },
+            )
             .await
             .map_err(|e| self.append_error(e))?;
         let term = proposed_term.get();
@@ -453,12 +447,16 @@ impl ReplicatedLog {
             let marker = strata_schema::leader_change_batch(e.term as i32, me, now_ms());
             let (start, term) = (e.start_offset, e.term);
             self.log
-                .append_proposed(marker, AppendOptions::new(Durability::Written), |base, n| {
-                    if base as u64 != start || n != 1 {
-                        return Err(ProposeError::NotLeader { leader: None });
-                    }
-                    Ok(term as i32)
-                })
+                .append_proposed(
+                    marker,
+                    AppendOptions::new(Durability::Written),
+                    |base, n| {
+                        if base as u64 != start || n != 1 {
+                            return Err(ProposeError::NotLeader { leader: None });
+                        }
+                        Ok(term as i32)
+                    },
+                )
                 .await?;
             return Ok(());
         }

@@ -12,7 +12,12 @@ use crate::controller::MetadataImage;
 
 /// The view of `image` as seen from broker `me` (fenced brokers are left out of the
 /// broker list and count as offline replicas).
-pub fn view_of(image: &MetadataImage, me: NodeId, controller: Option<NodeId>, shards: u32) -> ClusterView {
+pub fn view_of(
+    image: &MetadataImage,
+    me: NodeId,
+    controller: Option<NodeId>,
+    shards: u32,
+) -> ClusterView {
     let brokers: Vec<BrokerEndpoint> = image
         .brokers()
         .values()
@@ -49,7 +54,12 @@ pub fn view_of(image: &MetadataImage, me: NodeId, controller: Option<NodeId>, sh
 }
 
 /// Builds the view of `image` and hands it to every shard.
-pub async fn publish_view(broker: &Broker, image: &MetadataImage, me: NodeId, controller: Option<NodeId>) {
+pub async fn publish_view(
+    broker: &Broker,
+    image: &MetadataImage,
+    me: NodeId,
+    controller: Option<NodeId>,
+) {
     let shards = broker.shard.shard_count() as u32;
     let view = Arc::new(view_of(image, me, controller, shards));
     for s in 0..broker.shard.shard_count() {

@@ -192,7 +192,10 @@ fn cluster_replication(t: &CreatableTopic) -> Result<Replication, Outcome> {
             let Ok(id) = u64::try_from(id.0) else {
                 return Err(refuse(
                     KafkaCode::InvalidReplicaAssignment,
-                    format!("topic {name}: broker id {} in the assignment of partition {}", id.0, a.partition_index),
+                    format!(
+                        "topic {name}: broker id {} in the assignment of partition {}",
+                        id.0, a.partition_index
+                    ),
                 ));
             };
             replicas.push(id);
@@ -207,10 +210,16 @@ fn cluster_replication(t: &CreatableTopic) -> Result<Replication, Outcome> {
     {
         return Err(refuse(
             KafkaCode::InvalidReplicaAssignment,
-            format!("topic {name}: the assignments must cover partitions 0 to {} once each", by_partition.len() - 1),
+            format!(
+                "topic {name}: the assignments must cover partitions 0 to {} once each",
+                by_partition.len() - 1
+            ),
         ));
     }
-    Ok((None, Some(by_partition.into_iter().map(|(_, r)| r).collect())))
+    Ok((
+        None,
+        Some(by_partition.into_iter().map(|(_, r)| r).collect()),
+    ))
 }
 
 /// What a CreateTopics entry asks for, checked: (partitions, overrides);
@@ -329,7 +338,13 @@ fn creatable_topic_result(
     result.configs = None;
     if let Some(c) = created {
         if version >= 5 {
-            created_result(defaults, &mut result, c.partitions, c.replication_factor, c.overrides);
+            created_result(
+                defaults,
+                &mut result,
+                c.partitions,
+                c.replication_factor,
+                c.overrides,
+            );
         }
         if version >= 7 {
             if let Some(id) = c.id {
@@ -381,8 +396,15 @@ pub(crate) async fn create_topics(ctx: &Ctx, req: CreateTopicsRequest) -> Create
                     let (n, o) = (name.clone(), overrides.clone());
                     let created = broker
                         .on_metadata_shard(move |b| async move {
-                            b.create_topic_replicated(n, partitions, rf, assignments, o, validate_only)
-                                .await
+                            b.create_topic_replicated(
+                                n,
+                                partitions,
+                                rf,
+                                assignments,
+                                o,
+                                validate_only,
+                            )
+                            .await
                         })
                         .await;
                     let meta = broker.topics().get(&name).cloned();
@@ -669,7 +691,10 @@ mod tests {
                 .with_value(v.map(StrBytes::from_static_str))
         };
         let t = topic(1, 1).with_configs(vec![cfg("retention.ms", Some("1000"))]);
-        assert_eq!(creation_plan(&t, 1, false).unwrap().1["retention.ms"], "1000");
+        assert_eq!(
+            creation_plan(&t, 1, false).unwrap().1["retention.ms"],
+            "1000"
+        );
         let t = topic(1, 1).with_configs(vec![cfg("retention.ms", None)]);
         assert_eq!(
             creation_plan(&t, 1, false).unwrap_err().0,
