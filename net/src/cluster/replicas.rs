@@ -92,7 +92,7 @@ impl ShardReplicas {
                 let replicas: Vec<Rc<ReplicatedLog>> =
                     me.by_group.borrow().values().cloned().collect();
                 ticks += 1;
-                let check_isr = ticks % ISR_CHECK_TICKS == 0;
+                let check_isr = ticks.is_multiple_of(ISR_CHECK_TICKS);
                 for r in replicas {
                     r.tick();
                     me.report_if_changed(&shard, &r, check_isr);
@@ -124,11 +124,11 @@ impl ShardReplicas {
         }
         self.reported
             .borrow_mut()
-            .insert(r.group().clone(), (term, isr.clone()));
+            .insert(*r.group(), (term, isr.clone()));
         let GroupId::Partition {
             topic_id,
             partition,
-        } = r.group().clone()
+        } = *r.group()
         else {
             return;
         };
@@ -190,7 +190,7 @@ pub async fn attach(broker: &Broker, key: &PartitionKey, log: &Log) -> Result<()
     };
     let outbox: Rc<dyn Outbox> = Rc::new(ShardOutbox::new(broker.shard.clone()));
     let replica = ReplicatedLog::new(
-        group.clone(),
+        group,
         log.clone(),
         dir,
         raft,

@@ -492,7 +492,7 @@ impl ReplicatedLog {
             }
         }
         GroupMessage {
-            group: self.group.clone(),
+            group: self.group,
             message: m,
             batches,
         }
