@@ -19,6 +19,7 @@
 
 pub mod broker;
 pub mod cluster;
+pub mod cluster_kafka;
 pub mod flaky_proxy;
 pub mod kafka;
 pub mod kafka_wire;

@@ -47,9 +47,13 @@ impl Broker {
         let old = self.topics();
         let mut configs_changed = Vec::new();
         for t in new.topics.values() {
+            // A topic new to this snapshot keeps what its directories hold: after a
+            // restart every topic is new here (the image is replayed from the log),
+            // and its partitions' data is the replica's data. (A topic deleted while
+            // this broker was down and created again under its name is the one case
+            // where old data would be found; it is not detected yet.)
             match old.get(&t.name) {
-                // New: leftovers of an interrupted delete must not come back as data.
-                None => self.remove_partition_dirs(&t.name, 0, t.partitions).await?,
+                None => {}
                 Some(o) => {
                     if o.partitions < t.partitions {
                         self.remove_partition_dirs(&t.name, o.partitions, t.partitions)
