@@ -100,3 +100,75 @@ fn leader_sigkill_under_acks_all_loses_no_acknowledged_record() {
     let seen = read_all(&bootstrap, topic, &acked);
     check_log(&seen, &acked);
 }
+
+/// The leader frozen (SIGSTOP: it neither answers nor times out, like a broker cut
+/// off from the others) while producing continues: the majority elects a new leader
+/// and acknowledges on it; when the old leader thaws (SIGCONT) it must step down and
+/// follow, dropping anything it held that did not commit. Then the new leader dies,
+/// so the old one is needed for the majority: every acknowledged record is still
+/// there, once and in order.
+#[test]
+fn a_frozen_leader_is_replaced_and_follows_when_it_returns() {
+    let mut cluster = TestCluster::start(3, 1);
+    let bootstrap = cluster.kafka_bootstrap();
+    let topic = "frozen";
+    create_replicated(&bootstrap, topic, 1, 3);
+    let probe = consumer(&bootstrap, None, &[]);
+    let p = producer(
+        &bootstrap,
+        &[
+            ("acks", "all"),
+            ("enable.idempotence", "true"),
+            ("message.timeout.ms", "60000"),
+            ("request.timeout.ms", "3000"),
+            ("linger.ms", "2"),
+        ],
+    );
+    let mut acked: Vec<(usize, i64)> = Vec::new();
+    let send = |from: usize, to: usize, acked: &mut Vec<(usize, i64)>| {
+        let values: Vec<(usize, String)> =
+            (from..to).map(|i| (i, format!("record-{i:06}"))).collect();
+        for chunk in values.chunks(25) {
+            let mut ds = Vec::new();
+            for (i, v) in chunk {
+                if let Ok(d) =
+                    p.send_result(FutureRecord::<(), _>::to(topic).partition(0).payload(v))
+                {
+                    ds.push((*i, d));
+                }
+            }
+            for (i, d) in ds {
+                if let Ok(Ok(d)) = futures_lite::future::block_on(d) {
+                    acked.push((i, d.offset));
+                }
+            }
+        }
+    };
+    send(0, 500, &mut acked);
+    let frozen = leader_of(&probe, topic);
+    eprintln!("SIGSTOP leader {frozen}");
+    cluster.node(frozen as usize - 1).signal(libc::SIGSTOP);
+    let before = acked.len();
+    send(500, 1000, &mut acked);
+    assert!(
+        acked.len() > before,
+        "nothing acknowledged while the leader was frozen"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut new_leader = leader_of(&probe, topic);
+    while new_leader == frozen && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        new_leader = leader_of(&probe, topic);
+    }
+    assert_ne!(
+        new_leader, frozen,
+        "no new leader while the old one was frozen"
+    );
+    eprintln!("new leader {new_leader}; SIGCONT {frozen}");
+    cluster.node(frozen as usize - 1).signal(libc::SIGCONT);
+    send(1000, 1500, &mut acked);
+    std::thread::sleep(Duration::from_secs(3));
+    eprintln!("SIGKILL leader {new_leader}");
+    cluster.kill(new_leader as usize - 1);
+    check_log(&read_all(&bootstrap, topic, &acked), &acked);
+}
