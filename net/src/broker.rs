@@ -785,6 +785,13 @@ impl Broker {
         validate_only: bool,
     ) -> Result<(), WireError> {
         if self.config.cluster.is_none() {
+            if replication_factor.is_some_and(|rf| rf != 1) || assignments.is_some() {
+                return Err(WireError::new(
+                    ErrorCode::InvalidReplicationFactor,
+                    "this broker is a single node: topics have one replica; start a cluster \
+                     (--node-id, --cluster-listen, --voters) for more",
+                ));
+            }
             return self
                 .create_topic(name, partitions, overrides, validate_only)
                 .await;

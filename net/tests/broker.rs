@@ -172,6 +172,7 @@ fn create_topic(
             partitions,
             configs: Some(configs),
             validate_only: false,
+            replication_factor: -1,
         },
     );
     fbb.finish(root, None);

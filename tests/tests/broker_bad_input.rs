@@ -240,6 +240,7 @@ fn create_topics_request(name: &str, partitions: u32, configs: &[(&str, &str)]) 
             partitions,
             configs: Some(configs),
             validate_only: false,
+            replication_factor: -1,
         },
     );
     fbb.finish(root, None);

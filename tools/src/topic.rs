@@ -12,6 +12,9 @@ pub enum TopicCommand {
         /// Number of partitions.
         #[arg(short, long, default_value_t = 1)]
         partitions: u32,
+        /// Replicas per partition (a cluster; default: its default.replication.factor).
+        #[arg(short, long)]
+        replication_factor: Option<u16>,
         /// Topic config, e.g. -c retention.ms=86400000 (repeatable).
         #[arg(short, long = "config", value_parser = crate::key_value)]
         configs: Vec<(String, String)>,
@@ -53,6 +56,7 @@ pub fn run(cmd: TopicCommand, brokers: Vec<String>) -> anyhow::Result<()> {
         TopicCommand::Create {
             name,
             partitions,
+            replication_factor,
             configs,
         } => {
             let cfg: Vec<(&str, &str)> = configs
@@ -60,7 +64,7 @@ pub fn run(cmd: TopicCommand, brokers: Vec<String>) -> anyhow::Result<()> {
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
             admin
-                .create_topic(&name, partitions, &cfg)
+                .create_replicated_topic(&name, partitions, replication_factor, &cfg)
                 .wait()
                 .with_context(|| format!("cannot create topic {name}"))?;
             println!("created topic {name} with {partitions} partition(s)");

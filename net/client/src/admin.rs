@@ -125,9 +125,21 @@ impl Admin {
 
     /// Creates `name` with `partitions` partitions and topic configs (`key`, `value`).
     pub fn create_topic(&self, name: &str, partitions: u32, configs: &[(&str, &str)]) -> Call<()> {
+        self.create_replicated_topic(name, partitions, None, configs)
+    }
+
+    /// Creates a topic with `replication_factor` replicas per partition (`None`: the
+    /// cluster's `default.replication.factor`; a single node has 1).
+    pub fn create_replicated_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        replication_factor: Option<u16>,
+        configs: &[(&str, &str)],
+    ) -> Call<()> {
         let configs: Vec<(&str, Option<&str>)> =
             configs.iter().map(|(k, v)| (*k, Some(*v))).collect();
-        let body = protocol::encode_create_topics(name, partitions, &configs);
+        let body = protocol::encode_create_topics(name, partitions, replication_factor, &configs);
         self.call(ApiKey::CreateTopics, body, protocol::decode_create_topics)
     }
 

@@ -150,6 +150,7 @@ pub(crate) fn decode_metadata(body: &[u8]) -> Result<Vec<(String, Result<TopicDe
 pub(crate) fn encode_create_topics(
     name: &str,
     partitions: u32,
+    replication_factor: Option<u16>,
     config: &[(&str, Option<&str>)],
 ) -> Vec<u8> {
     let mut fbb = FlatBufferBuilder::new();
@@ -162,6 +163,7 @@ pub(crate) fn encode_create_topics(
             partitions,
             configs: Some(configs),
             validate_only: false,
+            replication_factor: replication_factor.map_or(-1, |r| r.min(i16::MAX as u16) as i16),
         },
     );
     fbb.finish_minimal(req);

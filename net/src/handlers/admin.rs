@@ -50,6 +50,16 @@ pub async fn create_topics(broker: &Broker, req: &Request<'_>) -> Result<Respons
     let name = r.name().to_owned();
     let partitions = r.partitions();
     let validate_only = r.validate_only();
+    let replication_factor = match r.replication_factor() {
+        -1 => None,
+        n if n >= 1 => Some(n as u16),
+        n => {
+            return Err(WireError::new(
+                ErrorCode::InvalidReplicationFactor,
+                format!("replication factor {n}; give 1 or more"),
+            ))
+        }
+    };
     let result = match config_entries(r.configs()) {
         Ok(entries) => {
             let mut overrides = BTreeMap::new();
@@ -70,8 +80,15 @@ pub async fn create_topics(broker: &Broker, req: &Request<'_>) -> Result<Respons
                 None => {
                     broker
                         .on_metadata_shard(move |b| async move {
-                            b.create_topic(name, partitions, overrides, validate_only)
-                                .await
+                            b.create_topic_replicated(
+                                name,
+                                partitions,
+                                replication_factor,
+                                None,
+                                overrides,
+                                validate_only,
+                            )
+                            .await
                         })
                         .await
                 }

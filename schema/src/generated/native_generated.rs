@@ -1548,6 +1548,7 @@ impl<'a> CreateTopicsRequest<'a> {
   pub const VT_PARTITIONS: flatbuffers::VOffsetT = 6;
   pub const VT_CONFIGS: flatbuffers::VOffsetT = 8;
   pub const VT_VALIDATE_ONLY: flatbuffers::VOffsetT = 10;
+  pub const VT_REPLICATION_FACTOR: flatbuffers::VOffsetT = 12;
 
   #[inline]
   pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
@@ -1562,6 +1563,7 @@ impl<'a> CreateTopicsRequest<'a> {
     if let Some(x) = args.configs { builder.add_configs(x); }
     builder.add_partitions(args.partitions);
     if let Some(x) = args.name { builder.add_name(x); }
+    builder.add_replication_factor(args.replication_factor);
     builder.add_validate_only(args.validate_only);
     builder.finish()
   }
@@ -1595,6 +1597,13 @@ impl<'a> CreateTopicsRequest<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<bool>(CreateTopicsRequest::VT_VALIDATE_ONLY, Some(false)).unwrap()}
   }
+  #[inline]
+  pub fn replication_factor(&self) -> i16 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i16>(CreateTopicsRequest::VT_REPLICATION_FACTOR, Some(-1)).unwrap()}
+  }
 }
 
 impl flatbuffers::Verifiable for CreateTopicsRequest<'_> {
@@ -1608,6 +1617,7 @@ impl flatbuffers::Verifiable for CreateTopicsRequest<'_> {
      .visit_field::<u32>("partitions", Self::VT_PARTITIONS, false)?
      .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<ConfigEntry>>>>("configs", Self::VT_CONFIGS, false)?
      .visit_field::<bool>("validate_only", Self::VT_VALIDATE_ONLY, false)?
+     .visit_field::<i16>("replication_factor", Self::VT_REPLICATION_FACTOR, false)?
      .finish();
     Ok(())
   }
@@ -1617,6 +1627,7 @@ pub struct CreateTopicsRequestArgs<'a> {
     pub partitions: u32,
     pub configs: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<ConfigEntry<'a>>>>>,
     pub validate_only: bool,
+    pub replication_factor: i16,
 }
 impl<'a> Default for CreateTopicsRequestArgs<'a> {
   #[inline]
@@ -1626,6 +1637,7 @@ impl<'a> Default for CreateTopicsRequestArgs<'a> {
       partitions: 1,
       configs: None,
       validate_only: false,
+      replication_factor: -1,
     }
   }
 }
@@ -1652,6 +1664,10 @@ impl<'a: 'b, 'b> CreateTopicsRequestBuilder<'a, 'b> {
     self.fbb_.push_slot::<bool>(CreateTopicsRequest::VT_VALIDATE_ONLY, validate_only, false);
   }
   #[inline]
+  pub fn add_replication_factor(&mut self, replication_factor: i16) {
+    self.fbb_.push_slot::<i16>(CreateTopicsRequest::VT_REPLICATION_FACTOR, replication_factor, -1);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> CreateTopicsRequestBuilder<'a, 'b> {
     let start = _fbb.start_table();
     CreateTopicsRequestBuilder {
@@ -1674,6 +1690,7 @@ impl core::fmt::Debug for CreateTopicsRequest<'_> {
       ds.field("partitions", &self.partitions());
       ds.field("configs", &self.configs());
       ds.field("validate_only", &self.validate_only());
+      ds.field("replication_factor", &self.replication_factor());
       ds.finish()
   }
 }
