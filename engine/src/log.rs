@@ -866,7 +866,69 @@ pub(crate) fn fenced_error(dir: &Path, fence: &Fence) -> EngineError {
     }
 }
 
+/// A batch whose offsets are decided and whose bytes are stamped, as it is queued.
+pub(crate) struct QueuedBatch {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub leader_epoch: i32,
+    /// The time the time index and retention see for the batch.
+    pub batch_time_ms: i64,
+    /// The producer batch to record, with its append time.
+    pub producer: Option<(ProducerBatch, i64)>,
+}
+
 impl LogInner {
+    /// Queues a decided batch at the log end: the active segment's index entries, the
+    /// write queue, the leader epochs, the producer state and the tail cache. The
+    /// one place both the leader's and a follower's appends go through.
+    pub(crate) fn queue_batch(
+        &self,
+        mut st: std::cell::RefMut<'_, LogState>,
+        batch: Vec<u8>,
+        q: QueuedBatch,
+        now: i64,
+    ) {
+        let len = batch.len() as u64;
+        let interval = u64::from(st.config.index_interval_bytes);
+        let seg = st.active_mut();
+        let position = seg.size_bytes;
+        if seg.first_append_ms < 0 {
+            seg.first_append_ms = now;
+        }
+        seg.note_batch(
+            position,
+            q.base_offset,
+            q.last_offset,
+            len,
+            q.batch_time_ms,
+            interval,
+        );
+        let segment_base = seg.base_offset;
+        let bytes = Bytes::from(batch);
+        st.pending_bytes += bytes.len();
+        st.pending.push_back(PendingOp::Write {
+            segment_base,
+            base_offset: q.base_offset,
+            last_offset: q.last_offset,
+            bytes: bytes.clone(),
+        });
+        if st.epochs.observe(q.leader_epoch, q.base_offset) {
+            st.epochs_dirty = true;
+        }
+        if let Some((p, append_ms)) = &q.producer {
+            st.producers
+                .record(p, q.base_offset, q.last_offset, *append_ms);
+        }
+        st.producer_snapshot_bytes += len;
+        if st.producer_snapshot_bytes >= PRODUCER_SNAPSHOT_INTERVAL_BYTES {
+            queue_producer_snapshot(&mut st, now);
+        }
+        drop(st);
+        self.env
+            .cache
+            .insert(self.id, q.base_offset, q.last_offset, bytes);
+    }
+
     fn closed_error(&self) -> EngineError {
         EngineError::Closed {
             path: self.dir.clone(),
@@ -913,48 +975,24 @@ impl LogInner {
         stamp_base_offset(batch, base_offset);
         stamp_leader_epoch(batch, leader_epoch);
         stamp_log_append_time(batch, now);
-        let interval = u64::from(st.config.index_interval_bytes);
-        let batch_time = if st.config.log_append_time {
+        let batch_time_ms = if st.config.log_append_time {
             now
         } else {
             header.max_timestamp_ms
         };
-        let seg = st.active_mut();
-        let position = seg.size_bytes;
-        if seg.first_append_ms < 0 {
-            seg.first_append_ms = now;
-        }
-        seg.note_batch(
-            position,
-            base_offset,
-            last_offset,
-            len,
-            batch_time,
-            interval,
+        let producer = producer.map(|p| (p, now));
+        self.queue_batch(
+            st,
+            std::mem::take(batch),
+            QueuedBatch {
+                base_offset,
+                last_offset,
+                leader_epoch,
+                batch_time_ms,
+                producer,
+            },
+            now,
         );
-        let segment_base = seg.base_offset;
-        let bytes = Bytes::from(std::mem::take(batch));
-        st.pending_bytes += bytes.len();
-        st.pending.push_back(PendingOp::Write {
-            segment_base,
-            base_offset,
-            last_offset,
-            bytes: bytes.clone(),
-        });
-        if st.epochs.observe(leader_epoch, base_offset) {
-            st.epochs_dirty = true;
-        }
-        if let Some(p) = &producer {
-            st.producers.record(p, base_offset, last_offset, now);
-        }
-        st.producer_snapshot_bytes += len;
-        if st.producer_snapshot_bytes >= PRODUCER_SNAPSHOT_INTERVAL_BYTES {
-            queue_producer_snapshot(&mut st, now);
-        }
-        drop(st);
-        self.env
-            .cache
-            .insert(self.id, base_offset, last_offset, bytes);
         Ok(AppendInfo {
             base_offset,
             last_offset,

@@ -9,13 +9,12 @@
 //! leader's, so every replica holds the same bytes (Raft's log matching, and the CRC
 //! the client computed still covers what it covered).
 
-use bytes::Bytes;
 use strata_raft::ProposeError;
 use strata_schema::{check_batch, BatchError, BatchHeader, ValidatedBatch};
 
 use crate::error::{EngineError, Result};
-use crate::log::{fenced_error, now_ms, AppendInfo, AppendOptions, Durability, Log, PendingOp};
-use crate::producer_state::{ProducerBatch, PRODUCER_SNAPSHOT_INTERVAL_BYTES};
+use crate::log::{fenced_error, now_ms, AppendInfo, AppendOptions, Durability, Log, QueuedBatch};
+use crate::producer_state::ProducerBatch;
 
 impl Log {
     /// Appends a client batch on the partition's leader. Producer-state checks come
@@ -74,48 +73,21 @@ impl Log {
         let delta = i64::from(h.last_offset_delta);
         inner.roll_if_due(&mut st, len, delta, now);
         let (base_offset, last_offset) = (h.base_offset, h.last_offset());
-        let interval = u64::from(st.config.index_interval_bytes);
-        let batch_time = st.config.batch_time_ms(h);
-        // The segment's age counts from when this replica wrote it, as on the leader.
-        let seg = st.active_mut();
-        let position = seg.size_bytes;
-        if seg.first_append_ms < 0 {
-            seg.first_append_ms = now;
-        }
-        seg.note_batch(
-            position,
-            base_offset,
-            last_offset,
-            len,
-            batch_time,
-            interval,
+        let batch_time_ms = st.config.batch_time_ms(h);
+        // As recovery replays it: the leader's append time, so expiry agrees.
+        let producer = ProducerBatch::from_header(h).map(|p| (p, h.log_append_time_ms));
+        inner.queue_batch(
+            st,
+            batch,
+            QueuedBatch {
+                base_offset,
+                last_offset,
+                leader_epoch: h.leader_epoch,
+                batch_time_ms,
+                producer,
+            },
+            now,
         );
-        let segment_base = seg.base_offset;
-        let bytes = Bytes::from(batch);
-        st.pending_bytes += bytes.len();
-        st.pending.push_back(PendingOp::Write {
-            segment_base,
-            base_offset,
-            last_offset,
-            bytes: bytes.clone(),
-        });
-        if st.epochs.observe(h.leader_epoch, base_offset) {
-            st.epochs_dirty = true;
-        }
-        if let Some(p) = ProducerBatch::from_header(h) {
-            // As recovery replays it: the leader's append time, so expiry agrees.
-            st.producers
-                .record(&p, base_offset, last_offset, h.log_append_time_ms);
-        }
-        st.producer_snapshot_bytes += len;
-        if st.producer_snapshot_bytes >= PRODUCER_SNAPSHOT_INTERVAL_BYTES {
-            crate::log::queue_producer_snapshot(&mut st, now);
-        }
-        drop(st);
-        inner
-            .env
-            .cache
-            .insert(inner.id, base_offset, last_offset, bytes);
         Ok(AppendInfo {
             base_offset,
             last_offset,

@@ -27,6 +27,7 @@ use crate::controller::{
     ControllerReply, ControllerSettings, MetadataImage, MetadataRecord, ReplyPayload,
 };
 use crate::errors::WireError;
+use crate::group_host::now_ms;
 use crate::metadata::META_DIR;
 use crate::replication::GroupId;
 
@@ -411,10 +412,4 @@ fn apply_batch(state: &HostState, bytes: &[u8], base_offset: i64) {
             }
         }
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -17,7 +17,7 @@ use strata_schema::ErrorCode;
 
 use crate::broker::{Broker, METADATA_SHARD};
 use crate::cluster::controller_host::{ControllerHost, ImageListener};
-use crate::cluster::replicas::{ShardOutbox, ShardReplicas};
+use crate::cluster::replicas::ShardReplicas;
 use crate::cluster::TICK_MS;
 use crate::cluster_config::ClusterConfig;
 use crate::controller::{
@@ -79,7 +79,7 @@ pub async fn start(broker: &Rc<Broker>) -> Result<(), WireError> {
     };
     debug_assert_eq!(broker.shard.id(), METADATA_SHARD);
     let voters: Vec<NodeId> = config.voters.iter().map(|(id, _)| *id).collect();
-    let outbox = Rc::new(ShardOutbox::new(broker.shard.clone()));
+    let outbox = ShardReplicas::of(&broker.shard).outbox(&broker.shard);
     let controller = ControllerHost::open(
         config.node_id,
         &broker.config.data_dir,

@@ -34,6 +34,9 @@ type PartitionKey = (String, u32);
 pub struct ShardReplicas {
     by_partition: RefCell<HashMap<PartitionKey, Rc<ReplicatedLog>>>,
     by_group: RefCell<HashMap<GroupId, Rc<ReplicatedLog>>>,
+    /// The shard's one outbox, shared by its replicas so that everything they send in
+    /// one pass of the executor makes one hop to shard 0.
+    outbox: RefCell<Option<Rc<ShardOutbox>>>,
     /// What the controller was last told of each partition this shard leads.
     reported: RefCell<HashMap<GroupId, (Term, Vec<NodeId>)>>,
     ticking: Cell<bool>,
@@ -48,6 +51,14 @@ impl ShardReplicas {
         let r = Rc::new(ShardReplicas::default());
         shard.insert_local(Rc::clone(&r));
         r
+    }
+
+    /// The shard's outbox (made on first use).
+    pub(crate) fn outbox(&self, shard: &Shard) -> Rc<ShardOutbox> {
+        self.outbox
+            .borrow_mut()
+            .get_or_insert_with(|| Rc::new(ShardOutbox::new(shard.clone())))
+            .clone()
     }
 
     /// The replica of a partition, if this shard hosts one.
@@ -188,7 +199,8 @@ pub async fn attach(broker: &Broker, key: &PartitionKey, log: &Log) -> Result<()
         topic_id: meta.id,
         partition: key.1,
     };
-    let outbox: Rc<dyn Outbox> = Rc::new(ShardOutbox::new(broker.shard.clone()));
+    let shard_replicas = ShardReplicas::of(&broker.shard);
+    let outbox: Rc<dyn Outbox> = shard_replicas.outbox(&broker.shard);
     let replica = ReplicatedLog::new(
         group,
         log.clone(),
@@ -204,7 +216,6 @@ pub async fn attach(broker: &Broker, key: &PartitionKey, log: &Log) -> Result<()
         replica.campaign_now();
     }
     glommio::spawn_local(Rc::clone(&replica).run()).detach();
-    let shard_replicas = ShardReplicas::of(&broker.shard);
     if let Some(old) = shard_replicas
         .by_partition
         .borrow_mut()

@@ -24,6 +24,7 @@ use strata_raft::{
 use strata_schema::{check_batch, ErrorCode, ValidatedBatch};
 
 use crate::errors::WireError;
+use crate::group_host::now_ms;
 use crate::replication::{GroupId, GroupMessage};
 
 /// Most bytes of batches attached to one append; a follower far behind catches up in
@@ -527,10 +528,4 @@ fn fill_entries(a: &mut Append, read: Vec<Bytes>, out: &mut Vec<Bytes>) {
         out.push(b);
         next = end;
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

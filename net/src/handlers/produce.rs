@@ -199,8 +199,11 @@ async fn append_now(broker: Rc<Broker>, p: PartitionAppend) -> Appended {
         );
         let info = match &replica {
             Some(r) => {
-                r.append(batch, durability, min_insync_replicas(&broker, &p.topic))
-                    .await
+                let min_insync = match durability {
+                    Durability::Durable => min_insync_replicas(&broker, &p.topic),
+                    Durability::Written => 1,
+                };
+                r.append(batch, durability, min_insync).await
             }
             None => log
                 .append_validated(batch, AppendOptions::new(durability))
