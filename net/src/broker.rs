@@ -27,6 +27,7 @@ use crate::topic_config::TopicConfig;
 
 mod cluster_topics;
 mod dynamic_configs;
+mod topic_id_marker;
 
 /// A job a metadata change runs on every shard.
 type LocalJob = std::pin::Pin<Box<dyn Future<Output = ()>>>;

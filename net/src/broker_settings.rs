@@ -170,15 +170,13 @@ pub fn apply_static(
             config.data_dir = v.into();
         }
         "num.partitions" => config.num_partitions = ranged(key, v, 1, i64::from(PARTITIONS_MAX))?,
-        "default.replication.factor" | "offsets.topic.replication.factor" => {
-            let rf: i16 = ranged(key, v, 1, i64::from(i16::MAX))?;
-            if rf != REPLICATION_FACTOR {
-                return Err(invalid(
-                    key,
-                    v,
-                    format!("this broker is a single node: the replication factor is {REPLICATION_FACTOR}"),
-                ));
-            }
+        // Checked against the broker's role by `check_replication` once the cluster
+        // keys are known (they may come later in the file, or as flags).
+        "default.replication.factor" => {
+            config.default_replication_factor = ranged(key, v, 1, i64::from(i16::MAX))?
+        }
+        "offsets.topic.replication.factor" => {
+            config.offsets_topic_replication_factor = Some(ranged(key, v, 1, i64::from(i16::MAX))?)
         }
         "auto.create.topics.enable" => config.auto_create_topics = boolean(key, v)?,
         "group.initial.rebalance.delay.ms" => {
@@ -265,6 +263,38 @@ pub fn check_static(config: &BrokerConfig) -> Result<(), SettingError> {
                 config.group_max_session_timeout_ms
             ),
         ));
+    }
+    Ok(())
+}
+
+/// Checks the replication factors against what the broker is: a single node keeps
+/// one replica of everything; a cluster member takes any factor (CreateTopics checks
+/// it against the live brokers). Call once the cluster settings are resolved.
+pub fn check_replication(config: &BrokerConfig) -> Result<(), SettingError> {
+    if config.cluster.is_some() {
+        return Ok(());
+    }
+    let factors = [
+        (
+            "default.replication.factor",
+            Some(config.default_replication_factor),
+        ),
+        (
+            "offsets.topic.replication.factor",
+            config.offsets_topic_replication_factor,
+        ),
+    ];
+    for (key, rf) in factors {
+        if let Some(rf) = rf.filter(|rf| *rf as i16 != REPLICATION_FACTOR) {
+            return Err(invalid(
+                key,
+                &rf.to_string(),
+                format!(
+                    "this broker is a single node: the replication factor is {REPLICATION_FACTOR} \
+                     (a cluster member, started with --node-id, --cluster-listen and --voters, takes more)"
+                ),
+            ));
+        }
     }
     Ok(())
 }
@@ -448,6 +478,7 @@ mod tests {
             assert!(apply_static(&mut c, k, v)?, "{k} is a broker key");
         }
         check_static(&c)?;
+        check_replication(&c)?;
         Ok(c)
     }
 

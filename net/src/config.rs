@@ -69,6 +69,9 @@ pub struct BrokerConfig {
     /// Kafka's `default.replication.factor`: replicas of topics created without one
     /// (a cluster only; a single node keeps 1).
     pub default_replication_factor: u16,
+    /// Kafka's `offsets.topic.replication.factor`: replicas of `__consumer_offsets` in
+    /// a cluster; `None` = 3, or fewer while fewer brokers are registered.
+    pub offsets_topic_replication_factor: Option<u16>,
     /// The cluster this broker is a member of (`--node-id`, `--cluster-listen`,
     /// `--voters`, `--rack`); `None` = a single-node broker. When set, `broker_id`
     /// is its node id.
@@ -105,6 +108,7 @@ impl Default for BrokerConfig {
             group_max_session_timeout_ms:
                 crate::broker_settings::GROUP_MAX_SESSION_TIMEOUT_MS_DEFAULT,
             default_replication_factor: 1,
+            offsets_topic_replication_factor: None,
             offsets_topic_num_partitions:
                 crate::broker_settings::OFFSETS_TOPIC_NUM_PARTITIONS_DEFAULT,
             static_kafka_keys: BTreeMap::new(),

@@ -131,11 +131,11 @@ fn legacy_topic_id(name: &str) -> [u8; 16] {
     id
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn parse_hex_id(text: &str) -> Option<[u8; 16]> {
+pub(crate) fn parse_hex_id(text: &str) -> Option<[u8; 16]> {
     if text.len() != 32 || !text.is_ascii() {
         return None;
     }

@@ -240,6 +240,7 @@ fn apply_cluster_flags(
     if let Some(c) = &config.cluster {
         config.broker_id = c.kafka_broker_id();
     }
+    strata_net::broker_settings::check_replication(config)?;
     Ok(())
 }
 

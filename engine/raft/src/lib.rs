@@ -112,7 +112,7 @@ pub use message::{
 };
 pub use prng::SplitMix64;
 pub use progress::Progress;
-pub use raft::{Raft, OUTBOX_MESSAGES_MAX, PERSISTS_IN_FLIGHT_MAX};
+pub use raft::{Raft, OBSERVERS_MAX, OUTBOX_MESSAGES_MAX, PERSISTS_IN_FLIGHT_MAX};
 pub use ready::{LogOp, PersistToken, Ready};
 pub use storage::RestoredState;
 pub use types::{Entry, EntryKind, HardState, NodeId, Role, Term, TERM_MAX};

@@ -24,6 +24,9 @@ pub const PERSISTS_IN_FLIGHT_MAX: usize = 64;
 /// network does it too.
 pub const OUTBOX_MESSAGES_MAX: usize = 4096;
 
+/// Most observers a group replicates to (non-voter brokers of the controller group).
+pub const OBSERVERS_MAX: usize = 256;
+
 /// A persist handed out in a Ready and not yet acknowledged.
 #[derive(Clone, Debug)]
 struct PersistRecord {
@@ -56,10 +59,14 @@ pub struct Raft {
     pub(crate) heartbeat_elapsed_ticks: u32,
     /// Votes (or pre-votes) received in the current campaign; at most one per member.
     pub(crate) votes: Vec<(NodeId, bool)>,
-    /// Leader only: one entry per other member, bounded by [`crate::MEMBERS_MAX`].
+    /// Leader only: one entry per other member (bounded by [`crate::MEMBERS_MAX`]) and
+    /// per observer (bounded by [`OBSERVERS_MAX`]).
     pub(crate) progress: Vec<(NodeId, Progress)>,
     /// Leader only: transfer target and ticks since it started.
     pub(crate) transfer: Option<(NodeId, u32)>,
+    /// Replicas outside the membership that the leader keeps up to date without
+    /// counting them (a controller group's non-voter brokers); at most [`OBSERVERS_MAX`].
+    pub(crate) observers: Vec<NodeId>,
     log_ops: Vec<LogOp>,
     outbox: Vec<Message>,
     /// Replies generated since the last Ready; they wait for its persist.
@@ -110,6 +117,7 @@ impl Raft {
             votes: Vec::new(),
             progress: Vec::new(),
             transfer: None,
+            observers: Vec::new(),
             log_ops: Vec::new(),
             outbox: Vec::new(),
             unpersisted_replies: Vec::new(),
@@ -524,13 +532,57 @@ impl Raft {
         }
     }
 
-    /// Leader: one progress entry per other member of the membership in force.
+    /// Sets the observers: replicas outside the membership that receive the log like
+    /// learners but never vote, count towards commit, or become transfer targets (the
+    /// controller group's non-voter brokers). Members and this replica are ignored;
+    /// beyond [`OBSERVERS_MAX`] the rest are dropped. Kept on every replica, so a new
+    /// leader replicates to them at once.
+    pub fn set_observers(&mut self, observers: &[NodeId]) {
+        let mut ids: Vec<NodeId> = observers
+            .iter()
+            .copied()
+            .filter(|&id| id != self.cfg.id)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.truncate(OBSERVERS_MAX);
+        if ids == self.observers {
+            return;
+        }
+        self.observers = ids;
+        if self.role == Role::Leader {
+            let before: Vec<NodeId> = self.progress.iter().map(|(id, _)| *id).collect();
+            self.sync_progress();
+            let added: Vec<NodeId> = self
+                .progress
+                .iter()
+                .map(|(id, _)| *id)
+                .filter(|id| !before.contains(id))
+                .collect();
+            for id in added {
+                self.send_append(id);
+            }
+        }
+    }
+
+    /// The observers as last set.
+    pub fn observers(&self) -> &[NodeId] {
+        &self.observers
+    }
+
+    /// Leader: one progress entry per other member of the membership in force, and one
+    /// per observer.
     pub(crate) fn sync_progress(&mut self) {
-        let members: Vec<NodeId> = self
+        let mut members: Vec<NodeId> = self
             .membership()
             .members()
             .filter(|&id| id != self.cfg.id)
             .collect();
+        for &o in &self.observers {
+            if !members.contains(&o) {
+                members.push(o);
+            }
+        }
         self.progress.retain(|(id, _)| members.contains(id));
         let end = self.log.log_end_offset();
         for id in members {

@@ -5,9 +5,10 @@
 
 use std::sync::Arc;
 
+use super::topic_id_marker::{claim_partition_dir, Claim};
 use super::{stopping, Broker, PartitionKey, METADATA_SHARD};
 use crate::errors::WireError;
-use crate::metadata::Topics;
+use crate::metadata::{partition_dir, Topics};
 
 impl Broker {
     /// Applies the topics of a new metadata image. Runs on the metadata shard.
@@ -49,9 +50,10 @@ impl Broker {
         for t in new.topics.values() {
             // A topic new to this snapshot keeps what its directories hold: after a
             // restart every topic is new here (the image is replayed from the log),
-            // and its partitions' data is the replica's data. (A topic deleted while
-            // this broker was down and created again under its name is the one case
-            // where old data would be found; it is not detected yet.)
+            // and its partitions' data is the replica's data. A topic deleted while
+            // this broker was down and created again under its name has another id:
+            // `host_assigned_partitions` finds its directories' `topic.id` marker
+            // differs and empties them before opening.
             match old.get(&t.name) {
                 None => {}
                 Some(o) => {
@@ -117,8 +119,45 @@ impl Broker {
             }
         }
         if !to_open.is_empty() {
+            self.claim_partition_dirs(&topics, &to_open).await;
             if let Err((topic, partition, e)) = self.open_many(to_open).await {
                 tracing::warn!(%topic, partition, error = %e.message, "partition offline");
+            }
+        }
+    }
+
+    /// Marks each partition directory about to open with its topic's id, emptying one
+    /// that holds another id's data (see `topic_id_marker`).
+    async fn claim_partition_dirs(&self, topics: &crate::metadata::Topics, keys: &[PartitionKey]) {
+        let dirs: Vec<(std::path::PathBuf, [u8; 16])> = keys
+            .iter()
+            .filter_map(|(name, p)| {
+                let id = topics.get(name)?.id;
+                Some((partition_dir(&self.config.data_dir, name, *p), id))
+            })
+            .collect();
+        let results = glommio::executor()
+            .spawn_blocking(move || {
+                dirs.into_iter()
+                    .map(|(dir, id)| {
+                        let r = claim_partition_dir(&dir, &id);
+                        (dir, r)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await;
+        for (dir, r) in results {
+            match r {
+                Ok(Claim::Kept) => {}
+                Ok(Claim::Replaced { old_id }) => tracing::info!(
+                    dir = %dir.display(),
+                    %old_id,
+                    "removed the data of an earlier topic of the same name"
+                ),
+                // The open that follows reports the directory's trouble.
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot mark the partition directory")
+                }
             }
         }
     }

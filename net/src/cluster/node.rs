@@ -226,8 +226,24 @@ async fn submit_on_shard0(
     let deadline = Instant::now() + Duration::from_millis(CONTROLLER_CALL_DEADLINE_MS);
     let me = node.config.node_id;
     let mut last = "no controller leader known".to_owned();
+    // Where to ask when this replica knows no leader: the hint of the last answer, else
+    // each other voter in turn (a non-voter broker knows no leader until it is told).
+    let mut hint: Option<NodeId> = None;
+    let others: Vec<NodeId> = node
+        .config
+        .voters
+        .iter()
+        .map(|(id, _)| *id)
+        .filter(|id| *id != me)
+        .collect();
+    let mut attempt = 0usize;
     while Instant::now() < deadline && !shard.is_stopping() {
-        let leader = node.controller.leader();
+        attempt += 1;
+        let leader = node
+            .controller
+            .leader()
+            .or(hint.take())
+            .or_else(|| others.get(attempt % others.len().max(1)).copied());
         let reply = match leader {
             Some(l) if l == me => node.controller.submit_local(cmd.clone()).await,
             Some(l) => match node.transport() {
@@ -262,7 +278,8 @@ async fn submit_on_shard0(
                 return Ok(payload);
             }
             ControllerReply::Err(e) => return Err(controller_error(e)),
-            ControllerReply::NotController { .. } => {
+            ControllerReply::NotController { leader } => {
+                hint = leader.filter(|l| *l != me);
                 glommio::timer::sleep(Duration::from_millis(CONTROLLER_RETRY_MS)).await;
             }
         }
@@ -439,6 +456,14 @@ async fn publish(
             }
         }
     }
+    // Brokers outside the quorum follow the metadata log as observers.
+    let observers: Vec<NodeId> = image
+        .brokers()
+        .keys()
+        .copied()
+        .filter(|id| !node.config.voters.iter().any(|(v, _)| v == id))
+        .collect();
+    node.controller.replica().set_observers(&observers);
     let current = broker.topics();
     let defaults = broker.topic_defaults();
     let mut topics: Topics = image

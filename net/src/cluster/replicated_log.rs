@@ -183,6 +183,13 @@ impl ReplicatedLog {
         r
     }
 
+    /// Replicas outside the membership to keep up to date without counting them (the
+    /// controller group's non-voter brokers).
+    pub fn set_observers(&self, observers: &[NodeId]) {
+        self.raft.borrow_mut().set_observers(observers);
+        self.wake();
+    }
+
     /// A message for this group from the transport.
     pub fn receive(&self, message: Message, batches: Vec<Bytes>) {
         if let MessageBody::Append(a) = &message.body {

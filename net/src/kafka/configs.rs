@@ -231,11 +231,19 @@ fn static_setting(
             crate::broker_settings::NUM_PARTITIONS_DEFAULT.to_string(),
             "Partitions of auto-created topics and of topics created with num_partitions -1.",
         ),
-        "default.replication.factor" | "offsets.topic.replication.factor" => (
+        "default.replication.factor" => (
             T::Short,
+            config.default_replication_factor.to_string(),
             REPLICATION_FACTOR.to_string(),
-            REPLICATION_FACTOR.to_string(),
-            "Replicas of every partition (this broker is a single node).",
+            "Replicas of topics created without a replication factor (1 on a single node).",
+        ),
+        "offsets.topic.replication.factor" => (
+            T::Short,
+            config
+                .offsets_topic_replication_factor
+                .map_or_else(|| offsets_rf_default(config).to_string(), |rf| rf.to_string()),
+            offsets_rf_default(config).to_string(),
+            "Replicas of __consumer_offsets (1 on a single node; in a cluster 3, or fewer while fewer brokers are registered).",
         ),
         "auto.create.topics.enable" => (
             T::Boolean,
@@ -897,6 +905,16 @@ fn incremental_alter_result(
         .with_error_code(code);
     r.error_message = message.map(str_bytes);
     r
+}
+
+/// `offsets.topic.replication.factor` when unset: Kafka's 3 in a cluster (capped by the
+/// registered brokers when the topic is made), 1 on a single node.
+fn offsets_rf_default(config: &BrokerConfig) -> u16 {
+    if config.cluster.is_some() {
+        3
+    } else {
+        REPLICATION_FACTOR as u16
+    }
 }
 
 #[cfg(test)]
