@@ -261,13 +261,13 @@ mod tests {
             broker(3, "::1", 9003),
         ];
         table.update(&cluster(brokers.clone(), &[1, 2, 3, -1]), "boot:9", now);
-        let addr = |p| match table.route("t", p).unwrap() {
+        let addr = |table: &RoutingTable, p| match table.route("t", p).unwrap() {
             Route::Leader { addr, .. } => addr,
             Route::Any => panic!("a cluster routes to leaders"),
         };
-        assert_eq!(addr(0), "10.0.0.1:9001");
-        assert_eq!(addr(1), "boot:9002", "a wildcard host is the bootstrap host");
-        assert_eq!(addr(2), "[::1]:9003");
+        assert_eq!(addr(&table, 0), "10.0.0.1:9001");
+        assert_eq!(addr(&table, 1), "boot:9002", "a wildcard host is the bootstrap host");
+        assert_eq!(addr(&table, 2), "[::1]:9003");
         let e = table.route("t", 3).unwrap_err();
         assert_eq!(e.code(), Some(ErrorCode::NotLeaderOrFollower));
         assert!(e.is_retriable() && e.is_leader_moved(), "{e}");
@@ -287,8 +287,8 @@ mod tests {
         // The new leader of partition 0 after a failover.
         table.update(&cluster(brokers, &[2, 2, 3, 1]), "boot:9", now);
         assert!(!table.needs_refresh("t", now, max_age));
-        assert_eq!(addr(0), "boot:9002");
-        assert_eq!(addr(3), "10.0.0.1:9001");
+        assert_eq!(addr(&table, 0), "boot:9002");
+        assert_eq!(addr(&table, 3), "10.0.0.1:9001");
         assert_eq!(
             table.broker_addrs(),
             vec!["10.0.0.1:9001", "boot:9002", "[::1]:9003"]
