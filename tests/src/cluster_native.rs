@@ -65,10 +65,18 @@ pub fn leader_of_native(admin: &Admin, topic: &str, partition: u32) -> i32 {
 /// `(offset, value)` read per partition.
 pub type SeenByPartition = HashMap<u32, Vec<(i64, String)>>;
 
-/// A consumer over every given broker, assigned `partitions` of `topic` from offset 0.
-pub fn native_reader(brokers: &[String], topic: &str, partitions: u32) -> Consumer {
+/// A consumer over every given broker, assigned `partitions` of `topic` from offset 0,
+/// fetching at most `partition_max_bytes` per partition at a time (small: many
+/// fetches).
+pub fn native_reader(
+    brokers: &[String],
+    topic: &str,
+    partitions: u32,
+    partition_max_bytes: u32,
+) -> Consumer {
     let mut c = Consumer::connect(ConsumerConfig {
         brokers: brokers.to_vec(),
+        fetch_partition_max_bytes: partition_max_bytes,
         fetch_max_wait: Duration::from_millis(200),
         request_timeout: Duration::from_secs(10),
         ..ConsumerConfig::default()

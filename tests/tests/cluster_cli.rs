@@ -47,11 +47,15 @@ fn cluster_commands_show_brokers_leaders_replicas_and_lag() {
 
     let status = cli_until(&mut cluster, 0, &["cluster", "status"], |o| {
         o.stdout.contains("brokers:     3 (3 alive, 0 fenced)")
-            && o.stdout.contains("partitions:  4 (0 under-replicated, 0 offline)")
+            && o.stdout
+                .contains("partitions:  4 (0 under-replicated, 0 offline)")
     });
     assert!(status.stdout.contains("mode:        cluster"), "{status}");
     assert!(status.stdout.contains("controller:  broker "), "{status}");
-    assert!(!status.stdout.contains("cluster id:  (not known yet)"), "{status}");
+    assert!(
+        !status.stdout.contains("cluster id:  (not known yet)"),
+        "{status}"
+    );
 
     let brokers = cluster.node(1).cli(&["cluster", "brokers"], None);
     brokers.assert_success();
@@ -60,7 +64,11 @@ fn cluster_commands_show_brokers_leaders_replicas_and_lag() {
         assert!(brokers.stdout.contains(&line), "no row {line:?}: {brokers}");
     }
     assert_eq!(brokers.stdout.matches("\talive").count(), 3, "{brokers}");
-    assert_eq!(brokers.stdout.matches("\tcontroller").count(), 1, "{brokers}");
+    assert_eq!(
+        brokers.stdout.matches("\tcontroller").count(),
+        1,
+        "{brokers}"
+    );
 
     // Every partition on all three brokers, all in sync, lag known and small.
     let parts = cli_until(
@@ -69,7 +77,9 @@ fn cluster_commands_show_brokers_leaders_replicas_and_lag() {
         &["cluster", "partitions", "--topic", "shown"],
         |o| {
             let r = rows(o);
-            r.len() == 4 && r.iter().all(|c| c.len() == 8 && c[5].split(',').count() == 3 && c[7] != "-")
+            r.len() == 4
+                && r.iter()
+                    .all(|c| c.len() == 8 && c[5].split(',').count() == 3 && c[7] != "-")
         },
     );
     for (p, row) in rows(&parts).iter().enumerate() {
@@ -78,8 +88,14 @@ fn cluster_commands_show_brokers_leaders_replicas_and_lag() {
         let mut replicas: Vec<&str> = row[4].split(',').collect();
         replicas.sort_unstable();
         assert_eq!(replicas, ["1", "2", "3"], "{parts}");
-        assert!(row[4].split(',').any(|r| r == row[2]), "leader among replicas: {parts}");
-        assert!(row[3].parse::<i32>().is_ok_and(|e| e >= 0), "epoch: {parts}");
+        assert!(
+            row[4].split(',').any(|r| r == row[2]),
+            "leader among replicas: {parts}"
+        );
+        assert!(
+            row[3].parse::<i32>().is_ok_and(|e| e >= 0),
+            "epoch: {parts}"
+        );
     }
     let describe = cluster.node(0).cli(&["topic", "describe", "shown"], None);
     describe.assert_success();
@@ -90,7 +106,8 @@ fn cluster_commands_show_brokers_leaders_replicas_and_lag() {
     cluster.kill(2);
     let status = cli_until(&mut cluster, 0, &["cluster", "status"], |o| {
         o.stdout.contains("3 (2 alive, 1 fenced)")
-            && o.stdout.contains("partitions:  4 (4 under-replicated, 0 offline)")
+            && o.stdout
+                .contains("partitions:  4 (4 under-replicated, 0 offline)")
     });
     eprintln!("{led_by_3} partitions were led by broker 3; after its death:\n{status}");
     let parts = cli_until(&mut cluster, 1, &["cluster", "partitions"], |o| {
@@ -101,7 +118,10 @@ fn cluster_commands_show_brokers_leaders_replicas_and_lag() {
     });
     let brokers = cluster.node(0).cli(&["cluster", "brokers"], None);
     brokers.assert_success();
-    assert!(brokers.stdout.contains("3\t") && brokers.stdout.contains("\tfenced"), "{brokers}");
+    assert!(
+        brokers.stdout.contains("3\t") && brokers.stdout.contains("\tfenced"),
+        "{brokers}"
+    );
     eprintln!("{parts}");
 }
 
@@ -113,9 +133,20 @@ fn cluster_commands_on_a_single_node_show_a_cluster_of_one() {
         .assert_success();
     let status = broker.cli(&["cluster", "status"], None);
     status.assert_success();
-    assert!(status.stdout.contains("mode:        single node"), "{status}");
-    assert!(status.stdout.contains("brokers:     1 (1 alive, 0 fenced)"), "{status}");
-    assert!(status.stdout.contains("partitions:  2 (0 under-replicated, 0 offline)"), "{status}");
+    assert!(
+        status.stdout.contains("mode:        single node"),
+        "{status}"
+    );
+    assert!(
+        status.stdout.contains("brokers:     1 (1 alive, 0 fenced)"),
+        "{status}"
+    );
+    assert!(
+        status
+            .stdout
+            .contains("partitions:  2 (0 under-replicated, 0 offline)"),
+        "{status}"
+    );
     let brokers = broker.cli(&["cluster", "brokers"], None);
     brokers.assert_success();
     assert_eq!(brokers.stdout.lines().count(), 2, "{brokers}");
@@ -128,7 +159,10 @@ fn cluster_commands_on_a_single_node_show_a_cluster_of_one() {
         .map(|l| l.split('\t').collect())
         .collect();
     assert_eq!(r.len(), 2, "{parts}");
-    assert!(r.iter().all(|c| c[4] == c[2] && c[5] == c[2]), "one replica, the leader: {parts}");
+    assert!(
+        r.iter().all(|c| c[4] == c[2] && c[5] == c[2]),
+        "one replica, the leader: {parts}"
+    );
     let missing = broker.cli(&["cluster", "partitions", "--topic", "nope"], None);
     missing.assert_user_error();
     assert!(missing.stderr.contains("UNKNOWN_TOPIC"), "{missing}");

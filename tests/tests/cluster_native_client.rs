@@ -31,6 +31,9 @@ const SECOND_KILL_AFTER: usize = 2_000;
 const PRODUCE_DEADLINE: Duration = Duration::from_secs(240);
 /// Bound on reading everything back.
 const READ_DEADLINE: Duration = Duration::from_secs(120);
+/// Fetch size per partition of the read-back: a few batches, so that reading takes
+/// many fetches and the leader dies between them.
+const READ_PARTITION_MAX_BYTES: u32 = 4096;
 
 fn value(i: usize) -> String {
     format!("record-{i:06}")
@@ -79,7 +82,10 @@ fn strata_client_follows_leaders_across_sigkills_and_loses_nothing_acknowledged(
         for (i, f) in sends {
             match f.wait() {
                 Ok(meta) => {
-                    acked.entry(meta.partition).or_default().push((i, meta.offset));
+                    acked
+                        .entry(meta.partition)
+                        .or_default()
+                        .push((i, meta.offset));
                     acked_total += 1;
                 }
                 Err(e) => failed.push(format!("{}: {e}", value(i))),
@@ -129,20 +135,27 @@ fn strata_client_follows_leaders_across_sigkills_and_loses_nothing_acknowledged(
     // Everything back, with the consumer bootstrapped on every broker (one of them
     // dead), then the leader of partition 0 killed while it reads: it must follow.
     cluster.restart(second - 1);
-    let want: HashSet<String> = acked
+    let want: HashSet<String> = acked.values().flatten().map(|(i, _)| value(*i)).collect();
+    let first: HashSet<String> = acked
         .values()
-        .flatten()
+        .flat_map(|a| a.iter().take(a.len() / 3))
         .map(|(i, _)| value(*i))
         .collect();
-    let half: HashSet<String> = want.iter().filter(|v| v.ends_with('0')).cloned().collect();
-    let mut reader = native_reader(&brokers, TOPIC, PARTITIONS);
+    let mut reader = native_reader(&brokers, TOPIC, PARTITIONS, READ_PARTITION_MAX_BYTES);
     let mut seen: SeenByPartition = HashMap::new();
     assert!(
-        read_until(&mut reader, &mut seen, &half, READ_DEADLINE),
+        read_until(&mut reader, &mut seen, &first, READ_DEADLINE),
         "the consumer did not read the first records back"
     );
+    let read_before = seen.values().map(Vec::len).sum::<usize>();
+    assert!(
+        read_before < want.len(),
+        "the consumer read everything before the kill: {read_before} records"
+    );
     let leader = leader_of_native(&admin, TOPIC, 0) as usize;
-    eprintln!("SIGKILL broker {leader} (leader of {TOPIC}-0) while the consumer reads");
+    eprintln!(
+        "SIGKILL broker {leader} (leader of {TOPIC}-0) after the consumer read {read_before} records"
+    );
     cluster.kill(leader - 1);
     let complete = read_until(&mut reader, &mut seen, &want, READ_DEADLINE);
     for p in 0..PARTITIONS {

@@ -49,10 +49,7 @@ fn ids(ids: &[i32]) -> String {
     if ids.is_empty() {
         return "-".to_owned();
     }
-    ids.iter()
-        .map(i32::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
+    ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",")
 }
 
 fn partitions(cluster: &ClusterDescription) -> impl Iterator<Item = (&str, &PartitionDescription)> {
@@ -175,7 +172,12 @@ mod tests {
     use super::*;
     use strata_client::{BrokerDescription, TopicDescription};
 
-    fn partition(partition: u32, leader_broker: i32, isr: &[i32], lag: &[i64]) -> PartitionDescription {
+    fn partition(
+        partition: u32,
+        leader_broker: i32,
+        isr: &[i32],
+        lag: &[i64],
+    ) -> PartitionDescription {
         PartitionDescription {
             partition,
             leader_broker,
@@ -241,7 +243,10 @@ mod tests {
         assert_eq!(lines[2], "t\t1\t2\t4\t1,2,3\t1,2\t-\t17 (broker 3)");
         assert_eq!(lines[3], "t\t2\tnone\t4\t1,2,3\t-\t-\t-");
         let out = brokers_table(&cluster());
-        assert!(out.contains("2\t127.0.0.1:9002\t-\t2\talive\tcontroller"), "{out}");
+        assert!(
+            out.contains("2\t127.0.0.1:9002\t-\t2\talive\tcontroller"),
+            "{out}"
+        );
         assert!(out.contains("3\t127.0.0.1:9003\t-\t2\tfenced"), "{out}");
     }
 }

@@ -338,19 +338,29 @@ mod tests {
         add(&mut acc, 1, b"c", t0);
         let (ready, _) = acc.drain(t0, true, 10, 1);
         add(&mut acc, 0, b"d", t0);
-        let header = |b: &ReadyBatch| {
-            strata_schema::BatchHeader::decode(b.bytes.as_ref().unwrap()).unwrap()
-        };
+        let header =
+            |b: &ReadyBatch| strata_schema::BatchHeader::decode(b.bytes.as_ref().unwrap()).unwrap();
         for b in &ready {
             let h = header(b);
-            assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (42, 3, 0));
+            assert_eq!(
+                (h.producer_id, h.producer_epoch, h.base_sequence),
+                (42, 3, 0)
+            );
             acc.finished(b);
         }
         let (next, _) = acc.drain(t0, true, 10, 1);
         assert_eq!(next.len(), 1);
         assert_eq!(next[0].partition, 0);
-        assert_eq!(header(&next[0]).base_sequence, 2, "after the 2 records of batch 0");
-        assert_eq!(next_sequence(i32::MAX - 1, 3), 1, "wraps to 0 after i32::MAX");
+        assert_eq!(
+            header(&next[0]).base_sequence,
+            2,
+            "after the 2 records of batch 0"
+        );
+        assert_eq!(
+            next_sequence(i32::MAX - 1, 3),
+            1,
+            "wraps to 0 after i32::MAX"
+        );
     }
 
     #[test]

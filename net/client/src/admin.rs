@@ -284,7 +284,9 @@ impl Admin {
     /// (empty).
     pub fn describe_replication(&self, topics: Option<&[&str]>) -> Result<ClusterDescription> {
         let body = protocol::encode_metadata(topics, false);
-        let mut cluster = self.call(ApiKey::Metadata, body, protocol::decode_cluster).wait()?;
+        let mut cluster = self
+            .call(ApiKey::Metadata, body, protocol::decode_cluster)
+            .wait()?;
         if cluster.brokers.len() <= 1 {
             return Ok(cluster);
         }
@@ -298,7 +300,12 @@ impl Admin {
         leaders.sort_unstable();
         leaders.dedup();
         for leader in leaders {
-            let Some(addr) = cluster.brokers.iter().find(|b| b.id == leader).map(|b| b.addr()) else {
+            let Some(addr) = cluster
+                .brokers
+                .iter()
+                .find(|b| b.id == leader)
+                .map(|b| b.addr())
+            else {
                 continue;
             };
             let led: Vec<String> = cluster
@@ -327,8 +334,16 @@ impl Admin {
                 else {
                     continue;
                 };
-                for p in topic.partitions.iter_mut().filter(|p| p.leader_broker == leader) {
-                    if let Some(q) = theirs.partitions.iter().find(|q| q.partition == p.partition) {
+                for p in topic
+                    .partitions
+                    .iter_mut()
+                    .filter(|p| p.leader_broker == leader)
+                {
+                    if let Some(q) = theirs
+                        .partitions
+                        .iter()
+                        .find(|q| q.partition == p.partition)
+                    {
                         if q.replicas == p.replicas {
                             p.replica_lag = q.replica_lag.clone();
                         }

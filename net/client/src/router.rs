@@ -120,7 +120,12 @@ impl Router {
     /// The connection for `topic`/`partition`'s requests: its leader's (after a
     /// Metadata look-up if the table is out of date), or the bootstrap connection on
     /// a single broker.
-    pub fn leader(&self, topic: &str, partition: u32, timeout: Duration) -> Result<Arc<Connection>> {
+    pub fn leader(
+        &self,
+        topic: &str,
+        partition: u32,
+        timeout: Duration,
+    ) -> Result<Arc<Connection>> {
         let refresh = self
             .lock()
             .table

@@ -266,7 +266,11 @@ mod tests {
             Route::Any => panic!("a cluster routes to leaders"),
         };
         assert_eq!(addr(&table, 0), "10.0.0.1:9001");
-        assert_eq!(addr(&table, 1), "boot:9002", "a wildcard host is the bootstrap host");
+        assert_eq!(
+            addr(&table, 1),
+            "boot:9002",
+            "a wildcard host is the bootstrap host"
+        );
         assert_eq!(addr(&table, 2), "[::1]:9003");
         let e = table.route("t", 3).unwrap_err();
         assert_eq!(e.code(), Some(ErrorCode::NotLeaderOrFollower));

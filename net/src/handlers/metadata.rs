@@ -45,7 +45,8 @@ async fn stats(broker: Rc<Broker>, (topic, partition): (String, u32)) -> Partiti
 /// partition in a cluster (run on the partition's owner shard).
 fn replica_lag(broker: &Broker, topic: &str, partition: u32) -> Option<Vec<i64>> {
     broker.config.cluster.as_ref()?;
-    let replica = crate::cluster::replicas::ShardReplicas::of(&broker.shard).get(topic, partition)?;
+    let replica =
+        crate::cluster::replicas::ShardReplicas::of(&broker.shard).get(topic, partition)?;
     if !replica.is_leader() {
         return None;
     }
