@@ -318,6 +318,7 @@ mod tests {
                 brokers: Some(brokers),
                 topics: None,
                 controller: kafka_id_or_none(view.controller),
+                cluster_id: None,
             },
         );
         fbb.finish(root, None);
@@ -329,6 +330,7 @@ mod tests {
             .iter()
             .map(|b| (b.id(), b.port(), b.shards(), b.rack().map(str::to_owned)))
             .collect();
+        assert!(r.brokers().unwrap().iter().all(|b| !b.fenced()));
         assert_eq!(
             got,
             [
