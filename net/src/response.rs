@@ -17,7 +17,7 @@ use strata_schema::{frame_header, ApiKey, ErrorCode};
 use crate::errors::WireError;
 
 /// The APIs this broker serves: every native API of the schema.
-pub const SERVED_APIS: [ApiKey; 17] = ApiKey::ALL;
+pub const SERVED_APIS: [ApiKey; 18] = ApiKey::ALL;
 
 /// One response frame: header and body in `head`, then the batches of the tail,
 /// written as they are (shared with the engine's cache, not copied).

@@ -18,6 +18,7 @@ pub enum ApiKey {
     Produce = 10,
     Fetch = 11,
     ListOffsets = 12,
+    InitProducerId = 13,
     JoinGroup = 20,
     Heartbeat = 21,
     LeaveGroup = 22,
@@ -30,7 +31,7 @@ pub enum ApiKey {
 
 impl ApiKey {
     /// Every API, in key order.
-    pub const ALL: [ApiKey; 17] = [
+    pub const ALL: [ApiKey; 18] = [
         ApiKey::ApiVersions,
         ApiKey::Metadata,
         ApiKey::CreateTopics,
@@ -40,6 +41,7 @@ impl ApiKey {
         ApiKey::Produce,
         ApiKey::Fetch,
         ApiKey::ListOffsets,
+        ApiKey::InitProducerId,
         ApiKey::JoinGroup,
         ApiKey::Heartbeat,
         ApiKey::LeaveGroup,
@@ -72,6 +74,7 @@ impl ApiKey {
             ApiKey::Produce => "Produce",
             ApiKey::Fetch => "Fetch",
             ApiKey::ListOffsets => "ListOffsets",
+            ApiKey::InitProducerId => "InitProducerId",
             ApiKey::JoinGroup => "JoinGroup",
             ApiKey::Heartbeat => "Heartbeat",
             ApiKey::LeaveGroup => "LeaveGroup",

@@ -1,8 +1,9 @@
 //! `strata`: the one binary — `strata serve` runs a broker, `dev-cluster` a local
-//! cluster of them; `topic`, `produce`, `consume` and `group` talk to one. It parses arguments and calls the libraries (`strata-net`,
+//! cluster of them; `topic`, `produce`, `consume`, `group` and `cluster` talk to one. It parses arguments and calls the libraries (`strata-net`,
 //! `strata-client`); business logic lives there. Errors print one line a person can
 //! act on and exit non-zero.
 
+mod cluster;
 mod consume;
 mod dev_cluster;
 mod group;
@@ -40,6 +41,9 @@ enum Command {
     /// List, describe, reset and delete consumer groups.
     #[command(subcommand)]
     Group(group::GroupCommand),
+    /// Show the cluster: status, brokers, partitions with replicas, ISR and lag.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
 }
 
 fn main() {
@@ -52,6 +56,7 @@ fn main() {
         Command::Produce(args) => produce::run(args, brokers),
         Command::Consume(args) => consume::run(args, brokers),
         Command::Group(cmd) => group::run(cmd, brokers),
+        Command::Cluster(cmd) => cluster::run(cmd, brokers),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

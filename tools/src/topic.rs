@@ -80,16 +80,28 @@ pub fn run(cmd: TopicCommand, brokers: Vec<String>) -> anyhow::Result<()> {
                 .wait()
                 .with_context(|| format!("cannot describe topic {name}"))?;
             println!("topic {} ({} partitions)", t.name, t.partitions.len());
-            println!("partition\tleader\tshard\tlog-start\thigh-watermark\tsize-bytes");
+            println!(
+                "partition\tleader\tshard\tlog-start\thigh-watermark\tsize-bytes\treplicas\tisr"
+            );
+            let ids = |ids: &[i32]| {
+                let list: Vec<String> = ids.iter().map(i32::to_string).collect();
+                if list.is_empty() {
+                    "-".to_owned()
+                } else {
+                    list.join(",")
+                }
+            };
             for p in &t.partitions {
                 println!(
-                    "{}\t{}\t{}\t{}\t{}\t{}{}",
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}{}",
                     p.partition,
                     p.leader_broker,
                     p.leader_shard,
                     p.log_start_offset,
                     p.high_watermark,
                     p.size_bytes,
+                    ids(&p.replicas),
+                    ids(&p.isr),
                     p.error
                         .as_deref()
                         .map(|e| format!("\terror: {e}"))

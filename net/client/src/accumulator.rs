@@ -57,6 +57,8 @@ pub(crate) struct ReadyBatch {
     pub attempts: u32,
     /// Not to be sent before this (retry backoff).
     pub not_before: Option<Instant>,
+    /// When its first record arrived (bounds retries after leader moves).
+    pub created: Instant,
 }
 
 impl ReadyBatch {
@@ -94,6 +96,15 @@ struct PartitionQueue {
     open: Option<OpenBatch>,
     sealed: VecDeque<ReadyBatch>,
     in_flight: usize,
+    /// An idempotent producer's sequence number for the next sealed batch.
+    next_sequence: i32,
+}
+
+/// The sequence number after a batch of `records` starting at `sequence` (after
+/// `i32::MAX` comes 0, as brokers expect).
+pub(crate) fn next_sequence(sequence: i32, records: usize) -> i32 {
+    let next = (i64::from(sequence) + records as i64) % (i64::from(i32::MAX) + 1);
+    next as i32
 }
 
 /// Whether an append sealed the partition's previous or current batch.
@@ -111,6 +122,9 @@ pub(crate) struct Accumulator {
     queues: HashMap<(Arc<str>, u32), PartitionQueue>,
     buffered_bytes: usize,
     in_flight: usize,
+    /// An idempotent producer's id and epoch, stamped on every batch with its
+    /// partition's sequence number.
+    producer: Option<(i64, i16)>,
 }
 
 impl Accumulator {
@@ -122,7 +136,15 @@ impl Accumulator {
             queues: HashMap::new(),
             buffered_bytes: 0,
             in_flight: 0,
+            producer: None,
         }
+    }
+
+    /// Stamps every batch sealed from now on with this producer id and epoch and the
+    /// partition's next sequence number.
+    pub fn with_producer(mut self, producer_id: i64, producer_epoch: i16) -> Accumulator {
+        self.producer = Some((producer_id, producer_epoch));
+        self
     }
 
     /// Bytes of records accepted and not yet completed.
@@ -157,7 +179,7 @@ impl Accumulator {
             .as_ref()
             .is_some_and(|open| open.charged_bytes + charged > self.batch_bytes)
         {
-            seal(topic, partition, queue);
+            seal(topic, partition, queue, self.producer);
             sealed = true;
         }
         let opened = queue.open.is_none();
@@ -176,7 +198,7 @@ impl Accumulator {
         open.charged_bytes += charged;
         self.buffered_bytes += charged;
         if open.charged_bytes >= self.batch_bytes {
-            seal(topic, partition, queue);
+            seal(topic, partition, queue, self.producer);
             sealed = true;
         }
         Appended { sealed, opened }
@@ -198,7 +220,7 @@ impl Accumulator {
         for ((topic, partition), queue) in self.queues.iter_mut() {
             if let Some(open) = &queue.open {
                 if flush || now.duration_since(open.created) >= self.linger {
-                    seal(topic, *partition, queue);
+                    seal(topic, *partition, queue, self.producer);
                     sealed.push((topic.clone(), *partition));
                 }
             }
@@ -258,18 +280,32 @@ impl Accumulator {
     }
 }
 
-fn seal(topic: &Arc<str>, partition: u32, queue: &mut PartitionQueue) {
+fn seal(
+    topic: &Arc<str>,
+    partition: u32,
+    queue: &mut PartitionQueue,
+    producer: Option<(i64, i16)>,
+) {
     let Some(open) = queue.open.take() else {
         return;
+    };
+    let builder = match producer {
+        Some((id, epoch)) => {
+            let sequence = queue.next_sequence;
+            queue.next_sequence = next_sequence(sequence, open.records.len());
+            open.builder.with_producer(id, epoch, sequence)
+        }
+        None => open.builder,
     };
     queue.sealed.push_back(ReadyBatch {
         topic: topic.clone(),
         partition,
-        bytes: open.builder.try_build().map_err(ClientError::from),
+        bytes: builder.try_build().map_err(ClientError::from),
         records: open.records,
         charged_bytes: open.charged_bytes,
         attempts: 0,
         not_before: None,
+        created: open.created,
     });
 }
 
@@ -291,6 +327,40 @@ mod tests {
             acc.append(&topic, partition, 1_000, None, Some(value), &[], c, now),
             p,
         )
+    }
+
+    #[test]
+    fn an_idempotent_producer_numbers_each_partitions_batches() {
+        let t0 = Instant::now();
+        let mut acc = Accumulator::new(1 << 20, Duration::ZERO).with_producer(42, 3);
+        add(&mut acc, 0, b"a", t0);
+        add(&mut acc, 0, b"b", t0);
+        add(&mut acc, 1, b"c", t0);
+        let (ready, _) = acc.drain(t0, true, 10, 1);
+        add(&mut acc, 0, b"d", t0);
+        let header =
+            |b: &ReadyBatch| strata_schema::BatchHeader::decode(b.bytes.as_ref().unwrap()).unwrap();
+        for b in &ready {
+            let h = header(b);
+            assert_eq!(
+                (h.producer_id, h.producer_epoch, h.base_sequence),
+                (42, 3, 0)
+            );
+            acc.finished(b);
+        }
+        let (next, _) = acc.drain(t0, true, 10, 1);
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[0].partition, 0);
+        assert_eq!(
+            header(&next[0]).base_sequence,
+            2,
+            "after the 2 records of batch 0"
+        );
+        assert_eq!(
+            next_sequence(i32::MAX - 1, 3),
+            1,
+            "wraps to 0 after i32::MAX"
+        );
     }
 
     #[test]

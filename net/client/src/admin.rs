@@ -2,16 +2,18 @@
 //! alter configs — offset look-ups, and consumer groups — list, describe (with lag),
 //! delete, committed offsets, reset offsets.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use strata_schema::{ApiKey, ErrorCode};
 
 use crate::brokers::brokers_from_env;
 use crate::call::Call;
-use crate::connection::Connection;
+use crate::completion::Pending;
 use crate::error::{ClientError, Result};
 use crate::group_protocol::{self as gp, CommittedOffset, GroupDescription, GroupListing};
-use crate::protocol::{self, TopicDescription};
+use crate::protocol::{self, ClusterDescription, TopicDescription};
+use crate::router::Router;
 
 /// How to reach the brokers for administration.
 #[derive(Clone, Debug)]
@@ -100,7 +102,7 @@ pub struct ListedOffset {
 /// Administrative client over one connection. Every method returns a [`Call`]:
 /// `.await` it, or `.wait()` for it in synchronous code.
 pub struct Admin {
-    conn: Connection,
+    router: Arc<Router>,
     request_timeout: Duration,
 }
 
@@ -108,7 +110,7 @@ impl Admin {
     /// Connects to the first reachable broker of `config.brokers`.
     pub fn connect(config: AdminConfig) -> Result<Admin> {
         Ok(Admin {
-            conn: Connection::connect(&config.brokers)?,
+            router: Arc::new(Router::connect(config.brokers)?),
             request_timeout: config.request_timeout,
         })
     }
@@ -119,7 +121,10 @@ impl Admin {
         body: Vec<u8>,
         decode: impl FnOnce(&[u8]) -> Result<T> + Send + 'static,
     ) -> Call<T> {
-        let pending = self.conn.request(api, &body, &[], self.request_timeout);
+        let pending = match self.router.any() {
+            Ok(conn) => conn.request(api, &body, &[], self.request_timeout),
+            Err(e) => Pending::ready(Err(e)),
+        };
         Call::new(pending, move |response| decode(response.body()))
     }
 
@@ -249,21 +254,104 @@ impl Admin {
     ) -> Call<ListedOffset> {
         let body = protocol::encode_list_offsets(&[(topic, partition, spec.wire())]);
         let wanted = (topic.to_owned(), partition);
-        self.call(ApiKey::ListOffsets, body, move |body| {
-            let (_, _, result) = protocol::decode_list_offsets(body)?
-                .into_iter()
-                .find(|(t, p, _)| (t.as_str(), *p) == (wanted.0.as_str(), wanted.1))
-                .ok_or_else(|| {
-                    ClientError::Protocol(format!(
-                        "ListOffsets response has no result for {}/{}",
-                        wanted.0, wanted.1
-                    ))
-                })?;
-            result.map(|(offset, timestamp_ms)| ListedOffset {
-                offset,
-                timestamp_ms,
-            })
+        // The partition's leader answers; one that moved is looked up on the next call.
+        let pending = match self.router.leader(topic, partition, self.request_timeout) {
+            Ok(conn) => conn.request(ApiKey::ListOffsets, &body, &[], self.request_timeout),
+            Err(e) => Pending::ready(Err(e)),
+        };
+        let router = self.router.clone();
+        Call::new(pending, move |response| {
+            let result = decode_listed_offset(response.body(), &wanted);
+            if result.as_ref().is_err_and(ClientError::is_leader_moved) {
+                router.invalidate(&wanted.0);
+            }
+            result
         })
+    }
+
+    /// The cluster: its id, controller and brokers, and every topic (internal ones
+    /// with `include_internal`) with each partition's leader, epoch, replicas and
+    /// in-sync replicas.
+    pub fn describe_cluster(&self, include_internal: bool) -> Call<ClusterDescription> {
+        let body = protocol::encode_metadata(None, include_internal);
+        self.call(ApiKey::Metadata, body, protocol::decode_cluster)
+    }
+
+    /// [`describe_cluster`](Self::describe_cluster) for `topics` (all when `None`),
+    /// with each partition's replica lag as its leader knows it: one Metadata request
+    /// to any broker, then one to every broker that leads some of the partitions.
+    /// Blocks; a leader that does not answer leaves its partitions' lag unknown
+    /// (empty).
+    pub fn describe_replication(&self, topics: Option<&[&str]>) -> Result<ClusterDescription> {
+        let body = protocol::encode_metadata(topics, false);
+        let mut cluster = self
+            .call(ApiKey::Metadata, body, protocol::decode_cluster)
+            .wait()?;
+        if cluster.brokers.len() <= 1 {
+            return Ok(cluster);
+        }
+        let mut leaders: Vec<i32> = cluster
+            .topics
+            .iter()
+            .filter_map(|(_, t)| t.as_ref().ok())
+            .flat_map(|t| t.partitions.iter().map(|p| p.leader_broker))
+            .filter(|l| *l >= 0)
+            .collect();
+        leaders.sort_unstable();
+        leaders.dedup();
+        for leader in leaders {
+            let Some(addr) = cluster
+                .brokers
+                .iter()
+                .find(|b| b.id == leader)
+                .map(|b| b.addr())
+            else {
+                continue;
+            };
+            let led: Vec<String> = cluster
+                .topics
+                .iter()
+                .filter_map(|(_, t)| t.as_ref().ok())
+                .filter(|t| t.partitions.iter().any(|p| p.leader_broker == leader))
+                .map(|t| t.name.clone())
+                .collect();
+            let led: Vec<&str> = led.iter().map(String::as_str).collect();
+            let body = protocol::encode_metadata(Some(&led), true);
+            let answer = self.router.connection_to(&addr).and_then(|conn| {
+                conn.request(ApiKey::Metadata, &body, &[], self.request_timeout)
+                    .wait()
+            });
+            let Ok(from_leader) = answer.and_then(|r| protocol::decode_cluster(r.body())) else {
+                continue;
+            };
+            for (name, topic) in &mut cluster.topics {
+                let Ok(topic) = topic else { continue };
+                let Some(Ok(theirs)) = from_leader
+                    .topics
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, t)| t)
+                else {
+                    continue;
+                };
+                for p in topic
+                    .partitions
+                    .iter_mut()
+                    .filter(|p| p.leader_broker == leader)
+                {
+                    if let Some(q) = theirs
+                        .partitions
+                        .iter()
+                        .find(|q| q.partition == p.partition)
+                    {
+                        if q.replicas == p.replicas {
+                            p.replica_lag = q.replica_lag.clone();
+                        }
+                    }
+                }
+            }
+        }
+        Ok(cluster)
     }
 
     // ---- consumer groups -------------------------------------------------------
@@ -332,4 +420,21 @@ impl Admin {
         self.commit_group_offsets(group, &triples).wait()?;
         Ok(offsets)
     }
+}
+
+/// One partition's offset from a ListOffsets response.
+fn decode_listed_offset(body: &[u8], wanted: &(String, u32)) -> Result<ListedOffset> {
+    let (_, _, result) = protocol::decode_list_offsets(body)?
+        .into_iter()
+        .find(|(t, p, _)| (t.as_str(), *p) == (wanted.0.as_str(), wanted.1))
+        .ok_or_else(|| {
+            ClientError::Protocol(format!(
+                "ListOffsets response has no result for {}/{}",
+                wanted.0, wanted.1
+            ))
+        })?;
+    result.map(|(offset, timestamp_ms)| ListedOffset {
+        offset,
+        timestamp_ms,
+    })
 }

@@ -7,6 +7,12 @@
 //! (also automatically every `auto_commit_interval`, and before each rebalance).
 //! A rebalance happens inside `poll`, when the heartbeat thread saw that the group
 //! asks for one (see `group`).
+//!
+//! Routing: each partition is fetched from its leader, one Fetch per leader, sent
+//! together and awaited together. A partition whose leader moved
+//! (NOT_LEADER_OR_FOLLOWER, a lost connection, a timeout) is skipped for that fetch
+//! and looked up again; `poll` retries within its timeout, from the same position,
+//! on the new leader.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,12 +24,13 @@ use crate::admin::OffsetSpec;
 use crate::brokers::brokers_from_env;
 use crate::call::Call;
 use crate::completion::block_on;
-use crate::connection::Connection;
+use crate::connection::{Connection, Response};
 use crate::error::{ClientError, Result};
 use crate::group::{GroupSettings, Membership};
 use crate::group_protocol::AssignmentStrategy;
 use crate::protocol::{self, FetchPartition};
 use crate::records::{PartitionBatches, Records};
+use crate::router::Router;
 
 /// Where to start when a partition has no valid position.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,7 +100,7 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// `poll_async` awaits from any runtime.
 pub struct Consumer {
     config: ConsumerConfig,
-    conn: Option<Connection>,
+    router: Router,
     /// Next offset to read per assigned partition; `None` = resolve by reset policy.
     positions: BTreeMap<(Arc<str>, u32), Option<i64>>,
     /// High watermark per partition as of the last fetch.
@@ -106,22 +113,15 @@ pub struct Consumer {
 impl Consumer {
     /// Connects to the first reachable broker.
     pub fn connect(config: ConsumerConfig) -> Result<Consumer> {
-        let conn = Connection::connect(&config.brokers)?;
+        let router = Router::connect(config.brokers.clone())?;
         Ok(Consumer {
             config,
-            conn: Some(conn),
+            router,
             positions: BTreeMap::new(),
             high_watermarks: BTreeMap::new(),
             group: None,
             last_auto_commit: Instant::now(),
         })
-    }
-
-    fn conn(&mut self) -> Result<&Connection> {
-        if self.conn.as_ref().is_none_or(Connection::is_closed) {
-            self.conn = Some(Connection::connect(&self.config.brokers)?);
-        }
-        Ok(self.conn.as_ref().expect("just connected"))
     }
 
     /// Reads exactly these partitions from now on. Partitions kept from the previous
@@ -228,11 +228,22 @@ impl Consumer {
     async fn list_offset(&mut self, topic: &str, partition: u32, spec: OffsetSpec) -> Result<i64> {
         let body = protocol::encode_list_offsets(&[(topic, partition, spec.wire())]);
         let timeout = self.config.request_timeout;
-        let response = self
-            .conn()?
+        let conn = self.router.leader(topic, partition, timeout)?;
+        let result = conn
             .request(ApiKey::ListOffsets, &body, &[], timeout)
-            .await?;
-        protocol::decode_list_offsets(response.body())?
+            .await
+            .and_then(|response| protocol::decode_list_offsets(response.body()));
+        let found = match result {
+            Ok(found) => found,
+            Err(e) => {
+                if e.is_retriable() {
+                    self.router.forget(&conn);
+                    self.router.invalidate(topic);
+                }
+                return Err(e);
+            }
+        };
+        let offset = found
             .into_iter()
             .find(|(t, p, _)| t == topic && *p == partition)
             .ok_or_else(|| {
@@ -241,7 +252,11 @@ impl Consumer {
                 ))
             })?
             .2
-            .map(|(offset, _)| offset)
+            .map(|(offset, _)| offset);
+        if offset.as_ref().is_err_and(|e| e.is_leader_moved()) {
+            self.router.invalidate(topic);
+        }
+        offset
     }
 
     /// Fetches from every assigned partition and returns what arrived, waiting up to
@@ -286,12 +301,7 @@ impl Consumer {
                 .await
             {
                 Ok(records) => records,
-                Err(e) => {
-                    if e.is_retriable() {
-                        self.conn = None;
-                    }
-                    return Err(e);
-                }
+                Err(e) => return Err(e),
             };
             if !records.is_empty() || Instant::now() >= deadline {
                 return Ok(records);
@@ -305,79 +315,128 @@ impl Consumer {
         for (topic, partition) in &keys {
             offsets.push(self.resolve_position(topic, *partition).await?);
         }
-        let parts: Vec<FetchPartition<'_>> = keys
-            .iter()
-            .zip(&offsets)
-            .map(|((topic, partition), &fetch_offset)| FetchPartition {
-                topic,
-                partition: *partition,
-                fetch_offset,
-                max_bytes: self.config.fetch_partition_max_bytes,
-            })
-            .collect();
-        let max_wait_ms = max_wait.as_millis().min(u128::from(u32::MAX)) as u32;
-        let body = protocol::encode_fetch(
-            max_wait_ms,
-            self.config.fetch_min_bytes,
-            self.config.fetch_max_bytes,
-            &parts,
-        );
-        let timeout = self.config.request_timeout + max_wait;
-        let response = self
-            .conn()?
-            .request(ApiKey::Fetch, &body, &[], timeout)
-            .await?;
-        let results = protocol::decode_fetch(response.body())?;
-        let tail = response.tail();
-        // Nothing moves until the whole response checks out: an error in one partition
-        // must not advance the others past records that were never handed out.
-        let mut at = 0usize;
-        let mut batches = Vec::new();
-        let mut resets = Vec::new();
-        for result in results {
-            let end = at + result.batch_bytes as usize;
-            if end > tail.len() {
-                return Err(ClientError::Protocol(format!(
-                    "Fetch result for {}/{} claims {} batch bytes past the end of the response",
-                    result.topic, result.partition, result.batch_bytes
-                )));
-            }
-            let range = at..end;
-            at = end;
-            let key = (Arc::<str>::from(result.topic.as_str()), result.partition);
-            let Some(index) = keys.iter().position(|k| *k == key) else {
-                continue; // not asked for (any more): ignore
-            };
-            if result.high_watermark >= 0 {
-                self.high_watermarks
-                    .insert(key.clone(), result.high_watermark);
-            }
-            match result.result {
-                Ok(()) => {}
-                Err(e)
-                    if e.code() == Some(ErrorCode::OffsetOutOfRange)
-                        && self.config.auto_offset_reset != OffsetReset::None =>
-                {
-                    resets.push(key); // resolved by the reset policy on the next fetch
-                    continue;
+        // A partition whose leader cannot be reached now is left out of this fetch;
+        // its error is the poll's when no other partition returns records.
+        let mut skipped: Option<ClientError> = None;
+        let mut by_leader: Vec<(Arc<Connection>, Vec<usize>)> = Vec::new();
+        for (i, (topic, partition)) in keys.iter().enumerate() {
+            match self
+                .router
+                .leader(topic, *partition, self.config.request_timeout)
+            {
+                Ok(conn) => match by_leader.iter_mut().find(|(c, _)| Arc::ptr_eq(c, &conn)) {
+                    Some((_, members)) => members.push(i),
+                    None => by_leader.push((conn, vec![i])),
+                },
+                Err(e) if e.is_retriable() => {
+                    self.router.invalidate(topic);
+                    skipped.get_or_insert(e);
                 }
                 Err(e) => return Err(e),
             }
-            let part = PartitionBatches::parse(key.0, key.1, &tail, range, offsets[index])?;
-            batches.push(part);
+        }
+        let max_wait_ms = max_wait.as_millis().min(u128::from(u32::MAX)) as u32;
+        let timeout = self.config.request_timeout + max_wait;
+        let mut sent = Vec::with_capacity(by_leader.len());
+        for (conn, members) in by_leader {
+            let parts: Vec<FetchPartition<'_>> = members
+                .iter()
+                .map(|&i| FetchPartition {
+                    topic: &keys[i].0,
+                    partition: keys[i].1,
+                    fetch_offset: offsets[i],
+                    max_bytes: self.config.fetch_partition_max_bytes,
+                })
+                .collect();
+            let body = protocol::encode_fetch(
+                max_wait_ms,
+                self.config.fetch_min_bytes,
+                self.config.fetch_max_bytes,
+                &parts,
+            );
+            let pending = conn.request(ApiKey::Fetch, &body, &[], timeout);
+            sent.push((conn, members, pending));
+        }
+        let mut responses: Vec<Response> = Vec::with_capacity(sent.len());
+        for (conn, members, pending) in sent {
+            match pending.await {
+                Ok(response) => responses.push(response),
+                Err(e) if e.is_retriable() => {
+                    self.router.forget(&conn);
+                    for &i in &members {
+                        self.router.invalidate(&keys[i].0);
+                    }
+                    skipped.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        // Nothing moves until every response checks out: an error in one partition
+        // must not advance the others past records that were never handed out.
+        let mut fetched = Vec::with_capacity(responses.len());
+        let mut resets = Vec::new();
+        for response in responses {
+            let results = protocol::decode_fetch(response.body())?;
+            let tail = response.tail();
+            let mut at = 0usize;
+            let mut batches = Vec::new();
+            for result in results {
+                let end = at + result.batch_bytes as usize;
+                if end > tail.len() {
+                    return Err(ClientError::Protocol(format!(
+                        "Fetch result for {}/{} claims {} batch bytes past the end of the response",
+                        result.topic, result.partition, result.batch_bytes
+                    )));
+                }
+                let range = at..end;
+                at = end;
+                let key = (Arc::<str>::from(result.topic.as_str()), result.partition);
+                let Some(index) = keys.iter().position(|k| *k == key) else {
+                    continue; // not asked for (any more): ignore
+                };
+                if result.high_watermark >= 0 {
+                    self.high_watermarks
+                        .insert(key.clone(), result.high_watermark);
+                }
+                match result.result {
+                    Ok(()) => {}
+                    Err(e)
+                        if e.code() == Some(ErrorCode::OffsetOutOfRange)
+                            && self.config.auto_offset_reset != OffsetReset::None =>
+                    {
+                        resets.push(key); // resolved by the reset policy on the next fetch
+                        continue;
+                    }
+                    Err(e) if e.is_leader_moved() => {
+                        self.router.invalidate(&key.0);
+                        skipped.get_or_insert(e);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+                let part = PartitionBatches::parse(key.0, key.1, &tail, range, offsets[index])?;
+                batches.push(part);
+            }
+            fetched.push((tail, batches));
         }
         for key in resets {
             self.positions.insert(key, None);
         }
-        for part in &batches {
-            let key = (part.topic.clone(), part.partition);
-            if let Some(position) = self.positions.get_mut(&key) {
-                if position.is_none_or(|p| part.next_offset > p) {
-                    *position = Some(part.next_offset);
+        for (_, parts) in &fetched {
+            for part in parts {
+                let key = (part.topic.clone(), part.partition);
+                if let Some(position) = self.positions.get_mut(&key) {
+                    if position.is_none_or(|p| part.next_offset > p) {
+                        *position = Some(part.next_offset);
+                    }
                 }
             }
         }
-        Ok(Records::new(tail, batches))
+        let records = Records::from_responses(fetched);
+        match skipped {
+            Some(e) if records.is_empty() => Err(e),
+            _ => Ok(records),
+        }
     }
 }
 

@@ -110,6 +110,24 @@ impl ClientError {
             Some(ErrorCode::UnknownTopic | ErrorCode::UnknownPartition)
         )
     }
+
+    /// Whether the partition's leader may have moved (or its broker failed): the
+    /// request is retried on the leader a fresh Metadata names.
+    pub fn is_leader_moved(&self) -> bool {
+        match self {
+            ClientError::Broker { code, .. } => matches!(
+                code,
+                ErrorCode::NotLeaderOrFollower
+                    | ErrorCode::FencedLeaderEpoch
+                    | ErrorCode::UnknownLeaderEpoch
+                    | ErrorCode::BrokerShuttingDown
+            ),
+            ClientError::Timeout { .. }
+            | ClientError::Disconnected { .. }
+            | ClientError::Connect { .. } => true,
+            _ => false,
+        }
+    }
 }
 
 /// Result with [`ClientError`].

@@ -12,6 +12,10 @@
 //! - Threads: one reader per [`Connection`] (completes responses, enforces timeouts),
 //!   for a [`Producer`] one sender (batches, sends, retries), and for a subscribed
 //!   [`Consumer`] one heartbeat thread.
+//! - In a cluster, each partition's produce, fetch and offset requests go to its
+//!   leader (a connection per leader, from Metadata); a leader that moved or died is
+//!   looked up again and the request resent there within its timeout. Admin and group
+//!   calls go to any live broker of the list.
 //! - Every queue is bounded: [`IN_FLIGHT_MAX`] requests per connection, the producer's
 //!   `buffer_bytes`, the consumer's fetch sizes.
 //!
@@ -51,6 +55,8 @@ mod partitioner;
 mod producer;
 mod protocol;
 mod records;
+mod router;
+mod routing;
 
 pub use admin::{Admin, AdminConfig, ListedOffset, OffsetSpec, ResetTo};
 pub use brokers::{brokers_from_env, parse_brokers, BROKERS_ENV, DEFAULT_BROKERS};
@@ -64,5 +70,5 @@ pub use group_protocol::{
 };
 pub use partitioner::{murmur2, partition_for_key, to_positive, Partitioner};
 pub use producer::{Acks, Producer, ProducerConfig, ProducerRecord, RecordMetadata, SendFuture};
-pub use protocol::{PartitionDescription, TopicDescription};
+pub use protocol::{BrokerDescription, ClusterDescription, PartitionDescription, TopicDescription};
 pub use records::{ConsumerRecord, Records, RecordsIter};

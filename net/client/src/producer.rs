@@ -13,6 +13,21 @@
 //! even across retries). With `retries == 0` up to `max_in_flight` batches of a
 //! partition may be pipelined: nothing is resent, so nothing reorders, but a failed
 //! batch leaves a gap before later ones.
+//!
+//! Routing: each partition's batches go to its leader (a request carries one topic's
+//! batches for one leader). NOT_LEADER_OR_FOLLOWER, a lost connection, a connect
+//! error or a timeout make the sender look the leaders up again and resend to the new
+//! leader after the backoff; such leader moves are retried beyond `retries` until the
+//! batch is `request_timeout` old.
+//!
+//! Idempotence (`enable_idempotence`): the producer gets an id and epoch from the
+//! broker, and every batch carries them with the partition's next sequence number,
+//! fixed when the batch is sealed. A resent batch keeps its sequence, so a batch that
+//! the old leader committed but whose answer was lost is answered by the new leader
+//! with its first offsets instead of being written twice: acknowledged records are
+//! never duplicated or reordered across a failover. A batch that fails for good
+//! leaves a gap in its partition's sequence: later batches of that partition then
+//! fail with OUT_OF_ORDER_SEQUENCE (make a new producer).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -30,6 +45,7 @@ use crate::completion::{completion, Pending};
 use crate::connection::{Connection, Response, IN_FLIGHT_MAX};
 use crate::error::{ClientError, Result};
 use crate::protocol;
+use crate::router::Router;
 
 /// How many brokers must have a batch before it is acknowledged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,6 +108,9 @@ pub struct ProducerConfig {
     pub request_timeout: Duration,
     /// Partition counts older than this are looked up again (added partitions).
     pub metadata_max_age: Duration,
+    /// Stamp batches with a producer id and sequence numbers so that resends are
+    /// deduplicated by the broker (needs `acks = All` and `retries > 0`).
+    pub enable_idempotence: bool,
 }
 
 impl Default for ProducerConfig {
@@ -109,6 +128,7 @@ impl Default for ProducerConfig {
             max_block: Duration::from_secs(60),
             request_timeout: Duration::from_secs(30),
             metadata_max_age: Duration::from_secs(300),
+            enable_idempotence: false,
         }
     }
 }
@@ -129,6 +149,12 @@ impl ProducerConfig {
             return bad(format!(
                 "max_in_flight must be in 1..={IN_FLIGHT_MAX}, not {}",
                 self.max_in_flight
+            ));
+        }
+        if self.enable_idempotence && (self.acks != Acks::All || self.retries == 0) {
+            return bad(format!(
+                "enable_idempotence needs acks = all and retries > 0, not acks = {:?} and retries = {}",
+                self.acks, self.retries
             ));
         }
         if self.buffer_bytes < self.batch_bytes {
@@ -152,6 +178,23 @@ impl ProducerConfig {
     fn backoff(&self, attempts: u32) -> Duration {
         let factor = 1u32 << attempts.min(16);
         (self.retry_backoff * factor).min(self.retry_backoff_max)
+    }
+
+    /// Whether a batch that failed with `error` after `attempts` sends, sealed at
+    /// `created`, is sent again. In a `cluster`, a leader move is retried beyond
+    /// `retries` until the batch is `request_timeout` old.
+    fn should_retry(
+        &self,
+        error: &ClientError,
+        attempts: u32,
+        created: Instant,
+        cluster: bool,
+    ) -> bool {
+        if !error.is_retriable() || self.retries == 0 {
+            return false;
+        }
+        attempts < self.retries
+            || (cluster && error.is_leader_moved() && created.elapsed() < self.request_timeout)
     }
 }
 
@@ -239,7 +282,7 @@ struct Inner {
     work: Condvar,
     /// `send` (buffer space) and `flush` (idle) wait here.
     progress: Condvar,
-    conn: Mutex<Option<Arc<Connection>>>,
+    router: Router,
 }
 
 impl Inner {
@@ -252,17 +295,6 @@ impl Inner {
         self.work.notify_one();
     }
 
-    /// The shared connection, reconnecting if it was lost.
-    fn connection(&self) -> Result<Arc<Connection>> {
-        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = conn.as_ref().filter(|c| !c.is_closed()) {
-            return Ok(c.clone());
-        }
-        let c = Arc::new(Connection::connect(&self.config.brokers)?);
-        *conn = Some(c.clone());
-        Ok(c)
-    }
-
     /// Partition count of `topic`, from the cache or a Metadata request.
     fn partition_count(&self, topic: &str) -> Result<u32> {
         if let Some(&(n, at)) = self.lock().partition_counts.get(topic) {
@@ -270,13 +302,11 @@ impl Inner {
                 return Ok(n);
             }
         }
-        let body = protocol::encode_metadata(Some(&[topic]), false);
         let timeout = self.config.request_timeout.min(self.config.max_block);
-        let response = self
-            .connection()?
-            .request(ApiKey::Metadata, &body, &[], timeout)
-            .wait()?;
-        let description = protocol::decode_metadata(response.body())?
+        let description = self
+            .router
+            .refresh(&[topic], timeout)?
+            .topics
             .into_iter()
             .find(|(name, _)| name == topic)
             .map(|(_, t)| t)
@@ -298,6 +328,37 @@ impl Inner {
     }
 }
 
+/// An idempotent producer's id and epoch, from any broker; retried on other brokers
+/// while they are unreachable, within `timeout`.
+fn init_producer_id(router: &Router, timeout: Duration) -> Result<(i64, i16)> {
+    let deadline = Instant::now() + timeout;
+    let body = protocol::encode_init_producer_id();
+    let mut attempts = 0u32;
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let answer = router.any().and_then(|conn| {
+            conn.request(ApiKey::InitProducerId, &body, &[], remaining)
+                .wait()
+        });
+        match answer.and_then(|r| protocol::decode_init_producer_id(r.body())) {
+            Ok(id) => return Ok(id),
+            Err(e) if e.code() == Some(strata_schema::ErrorCode::UnknownApi) => {
+                return Err(ClientError::Config(format!(
+                    "enable_idempotence: the broker does not hand out producer ids ({e}); upgrade it or turn idempotence off"
+                )))
+            }
+            Err(e) if e.is_retriable() && Instant::now() < deadline => {
+                attempts += 1;
+                std::thread::sleep(INIT_RETRY_BACKOFF.saturating_mul(attempts).min(remaining));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Wait before asking for a producer id again, times the attempts so far.
+const INIT_RETRY_BACKOFF: Duration = Duration::from_millis(50);
+
 /// Sends records to strata. Cheap to share behind an `Arc`; `send` takes `&self`.
 /// Dropping it sends what is buffered (like [`close`](Producer::close)).
 pub struct Producer {
@@ -309,10 +370,15 @@ impl Producer {
     /// Checks the config, connects, and starts the sender thread.
     pub fn connect(config: ProducerConfig) -> Result<Producer> {
         config.check()?;
-        let conn = Connection::connect(&config.brokers)?;
+        let router = Router::connect(config.brokers.clone())?;
+        let mut acc = Accumulator::new(config.batch_bytes, config.linger);
+        if config.enable_idempotence {
+            let (id, epoch) = init_producer_id(&router, config.max_block)?;
+            acc = acc.with_producer(id, epoch);
+        }
         let inner = Arc::new(Inner {
             state: Mutex::new(State {
-                acc: Accumulator::new(config.batch_bytes, config.linger),
+                acc,
                 partitioner: crate::partitioner::Partitioner::new(),
                 partition_counts: HashMap::new(),
                 flushing: 0,
@@ -322,7 +388,7 @@ impl Producer {
             config,
             work: Condvar::new(),
             progress: Condvar::new(),
-            conn: Mutex::new(Some(Arc::new(conn))),
+            router,
         });
         let sender_inner = inner.clone();
         let sender = std::thread::Builder::new()
@@ -566,39 +632,45 @@ impl Sender {
         self.inner.progress.notify_all();
     }
 
-    /// Groups batches by topic, one batch per partition per request, and sends them.
+    /// Groups batches by leader and topic, one batch per partition per request, and
+    /// sends them.
     fn send(&mut self, ready: Vec<ReadyBatch>) {
-        let mut requests: Vec<Vec<ReadyBatch>> = Vec::new();
+        let mut requests: Vec<(Arc<Connection>, Vec<ReadyBatch>)> = Vec::new();
+        let timeout = self.inner.config.request_timeout;
         for batch in ready {
             if let Err(e) = &batch.bytes {
                 let e = e.clone();
                 self.finish(batch, Err(e));
                 continue;
             }
-            let slot = requests.iter_mut().find(|r| {
-                r[0].topic == batch.topic && r.iter().all(|b| b.partition != batch.partition)
+            let conn = match self
+                .inner
+                .router
+                .leader(&batch.topic, batch.partition, timeout)
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    self.retry_or_fail(batch, e);
+                    continue;
+                }
+            };
+            let slot = requests.iter_mut().find(|(c, r)| {
+                Arc::ptr_eq(c, &conn)
+                    && r[0].topic == batch.topic
+                    && r.iter().all(|b| b.partition != batch.partition)
             });
             match slot {
-                Some(r) => r.push(batch),
-                None => requests.push(vec![batch]),
+                Some((_, r)) => r.push(batch),
+                None => requests.push((conn, vec![batch])),
             }
         }
-        for batches in requests {
-            self.send_request(batches);
+        for (conn, batches) in requests {
+            self.send_request(&conn, batches);
         }
     }
 
-    fn send_request(&mut self, batches: Vec<ReadyBatch>) {
+    fn send_request(&mut self, conn: &Connection, batches: Vec<ReadyBatch>) {
         let config = &self.inner.config;
-        let conn = match self.inner.connection() {
-            Ok(c) => c,
-            Err(e) => {
-                for b in batches {
-                    self.retry_or_fail(b, e.clone());
-                }
-                return;
-            }
-        };
         let parts: Vec<(u32, u32)> = batches
             .iter()
             .map(|b| (b.partition, b.bytes.as_ref().map_or(0, |v| v.len() as u32)))
@@ -678,7 +750,12 @@ impl Sender {
         if error.is_stale_metadata() {
             self.inner.lock().partition_counts.remove(&*batch.topic);
         }
-        if error.is_retriable() && batch.attempts < self.inner.config.retries {
+        if error.is_stale_metadata() || error.is_leader_moved() {
+            self.inner.router.invalidate(&batch.topic);
+        }
+        let config = &self.inner.config;
+        let cluster = self.inner.router.is_cluster();
+        if config.should_retry(&error, batch.attempts, batch.created, cluster) {
             let backoff = self.inner.config.backoff(batch.attempts);
             self.inner.lock().acc.retry(batch, Instant::now(), backoff);
             return;

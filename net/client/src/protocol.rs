@@ -52,6 +52,7 @@ fn configs<'b>(
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PartitionDescription {
     pub partition: u32,
+    /// The leader's broker id; -1 while none leads (an election is under way).
     pub leader_broker: i32,
     pub leader_shard: u32,
     pub log_start_offset: i64,
@@ -59,6 +60,56 @@ pub struct PartitionDescription {
     pub size_bytes: u64,
     /// The partition's own error (e.g. fenced), if any.
     pub error: Option<String>,
+    /// The leader's epoch (its Raft term); -1 = not known.
+    pub leader_epoch: i32,
+    /// Broker ids holding the partition, preferred leader first.
+    pub replicas: Vec<i32>,
+    /// The in-sync replicas, the leader included.
+    pub isr: Vec<i32>,
+    /// Replicas whose broker or log is down.
+    pub offline: Vec<i32>,
+    /// Records each of `replicas` is behind the leader (-1 = not known); empty unless
+    /// the answering broker leads the partition.
+    pub replica_lag: Vec<i64>,
+}
+
+/// One broker as Metadata describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokerDescription {
+    pub id: i32,
+    pub host: String,
+    /// Its native listener's port.
+    pub port: u16,
+    pub rack: Option<String>,
+    /// Shards (cores); 0 = not known.
+    pub shards: u32,
+    /// Fenced by the controller (silent too long): listed, but leads nothing.
+    pub fenced: bool,
+}
+
+impl BrokerDescription {
+    /// `host:port` of its native listener.
+    pub fn addr(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// The whole of a Metadata response: the cluster and the topics asked for.
+#[derive(Clone, Debug)]
+pub struct ClusterDescription {
+    /// `None` when the broker does not know it yet.
+    pub cluster_id: Option<String>,
+    /// The active controller's broker id; -1 = none now.
+    pub controller: i32,
+    /// Every registered broker, by id.
+    pub brokers: Vec<BrokerDescription>,
+    /// Each topic asked for: a topic the broker answered with an error (unknown, ...)
+    /// is `Err` under its name.
+    pub topics: Vec<(String, Result<TopicDescription>)>,
 }
 
 /// One topic as Metadata describes it.
@@ -101,12 +152,35 @@ pub(crate) fn encode_metadata(topics: Option<&[&str]>, include_internal: bool) -
 /// Every topic of a Metadata response: a topic the broker answered with an error
 /// (unknown, ...) is `Err` under its name.
 pub(crate) fn decode_metadata(body: &[u8]) -> Result<Vec<(String, Result<TopicDescription>)>> {
+    Ok(decode_cluster(body)?.topics)
+}
+
+fn ints(v: Option<flatbuffers::Vector<'_, i32>>) -> Vec<i32> {
+    v.map(|v| v.iter().collect()).unwrap_or_default()
+}
+
+/// A whole Metadata response.
+pub(crate) fn decode_cluster(body: &[u8]) -> Result<ClusterDescription> {
     let resp = root::<fb::MetadataResponse>(ApiKey::Metadata, body)?;
-    let mut out = Vec::new();
+    let mut brokers: Vec<BrokerDescription> = resp
+        .brokers()
+        .iter()
+        .flatten()
+        .map(|b| BrokerDescription {
+            id: b.id(),
+            host: b.host().unwrap_or_default().to_owned(),
+            port: b.port(),
+            rack: b.rack().map(str::to_owned),
+            shards: b.shards(),
+            fenced: b.fenced(),
+        })
+        .collect();
+    brokers.sort_by_key(|b| b.id);
+    let mut topics = Vec::new();
     for topic in resp.topics().iter().flatten() {
         let name = topic.name().to_owned();
         if let Err(e) = check(ApiKey::Metadata, topic.error()) {
-            out.push((name, Err(e)));
+            topics.push((name, Err(e)));
             continue;
         }
         let mut partitions: Vec<PartitionDescription> = topic
@@ -123,6 +197,14 @@ pub(crate) fn decode_metadata(body: &[u8]) -> Result<Vec<(String, Result<TopicDe
                 error: check(ApiKey::Metadata, p.error())
                     .err()
                     .map(|e| e.to_string()),
+                leader_epoch: p.leader_epoch(),
+                replicas: ints(p.replicas()),
+                isr: ints(p.isr()),
+                offline: ints(p.offline()),
+                replica_lag: p
+                    .replica_lag()
+                    .map(|v| v.iter().collect())
+                    .unwrap_or_default(),
             })
             .collect();
         partitions.sort_by_key(|p| p.partition);
@@ -132,7 +214,7 @@ pub(crate) fn decode_metadata(body: &[u8]) -> Result<Vec<(String, Result<TopicDe
             .flatten()
             .map(|c| (c.key().to_owned(), c.value().map(str::to_owned)))
             .collect();
-        out.push((
+        topics.push((
             name.clone(),
             Ok(TopicDescription {
                 name,
@@ -142,7 +224,12 @@ pub(crate) fn decode_metadata(body: &[u8]) -> Result<Vec<(String, Result<TopicDe
             }),
         ));
     }
-    Ok(out)
+    Ok(ClusterDescription {
+        cluster_id: resp.cluster_id().map(str::to_owned),
+        controller: resp.controller(),
+        brokers,
+        topics,
+    })
 }
 
 // ---- topic administration ---------------------------------------------------
@@ -301,6 +388,35 @@ pub(crate) fn decode_produce(body: &[u8]) -> Result<Vec<(u32, Result<Appended>)>
             (r.partition(), result)
         })
         .collect())
+}
+
+// ---- InitProducerId ---------------------------------------------------------------
+
+pub(crate) fn encode_init_producer_id() -> Vec<u8> {
+    let mut fbb = FlatBufferBuilder::new();
+    let req = fb::InitProducerIdRequest::create(
+        &mut fbb,
+        &fb::InitProducerIdRequestArgs {
+            producer_id: -1,
+            producer_epoch: -1,
+        },
+    );
+    fbb.finish_minimal(req);
+    fbb.finished_data().to_vec()
+}
+
+/// The producer id and epoch handed out.
+pub(crate) fn decode_init_producer_id(body: &[u8]) -> Result<(i64, i16)> {
+    let resp = root::<fb::InitProducerIdResponse>(ApiKey::InitProducerId, body)?;
+    check(ApiKey::InitProducerId, resp.error())?;
+    if resp.producer_id() < 0 || resp.producer_epoch() < 0 {
+        return Err(ClientError::Protocol(format!(
+            "InitProducerId answered producer id {} epoch {}",
+            resp.producer_id(),
+            resp.producer_epoch()
+        )));
+    }
+    Ok((resp.producer_id(), resp.producer_epoch()))
 }
 
 // ---- Fetch ------------------------------------------------------------------------

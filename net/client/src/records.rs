@@ -40,6 +40,8 @@ pub(crate) struct PartitionBatches {
     pub count: usize,
     /// The offset after the last record of the last batch.
     pub next_offset: i64,
+    /// Which of the [`Records`]' buffers the batch ranges are in.
+    pub buf: usize,
 }
 
 impl PartitionBatches {
@@ -61,6 +63,7 @@ impl PartitionBatches {
             skip_below,
             count: 0,
             next_offset: skip_below,
+            buf: 0,
         };
         let mut at = range.start;
         while at < range.end {
@@ -121,13 +124,30 @@ impl PartitionBatches {
 /// The records of one `poll`, in partition order and offset order within a partition.
 #[derive(Clone, Debug, Default)]
 pub struct Records {
-    buf: Bytes,
+    /// The fetch responses' buffers (one per broker fetched from).
+    bufs: Vec<Bytes>,
     parts: Vec<PartitionBatches>,
 }
 
+/// What [`Records::bytes`] gives when nothing was fetched.
+static NO_BYTES: Bytes = Bytes::new();
+
 impl Records {
     pub(crate) fn new(buf: Bytes, parts: Vec<PartitionBatches>) -> Records {
-        Records { buf, parts }
+        Records::from_responses(vec![(buf, parts)])
+    }
+
+    /// The records of several fetch responses (from several leaders).
+    pub(crate) fn from_responses(responses: Vec<(Bytes, Vec<PartitionBatches>)>) -> Records {
+        let mut out = Records::default();
+        for (i, (buf, parts)) in responses.into_iter().enumerate() {
+            out.bufs.push(buf);
+            out.parts.extend(parts.into_iter().map(|mut p| {
+                p.buf = i;
+                p
+            }));
+        }
+        out
     }
 
     /// Number of records.
@@ -142,7 +162,7 @@ impl Records {
     /// Every record, borrowed from the fetched bytes.
     pub fn iter(&self) -> RecordsIter<'_> {
         RecordsIter {
-            buf: &self.buf,
+            bufs: &self.bufs,
             parts: self.parts.iter(),
             part: None,
             batches: [].iter(),
@@ -158,9 +178,10 @@ impl Records {
             .map(|p| (&*p.topic, p.partition))
     }
 
-    /// The fetched bytes all records borrow from.
+    /// The fetched bytes the records borrow from (the first broker's, when the
+    /// partitions were fetched from several leaders).
     pub fn bytes(&self) -> &Bytes {
-        &self.buf
+        self.bufs.first().unwrap_or(&NO_BYTES)
     }
 }
 
@@ -175,7 +196,7 @@ impl<'a> IntoIterator for &'a Records {
 
 /// Iterator over [`Records`].
 pub struct RecordsIter<'a> {
-    buf: &'a [u8],
+    bufs: &'a [Bytes],
     parts: std::slice::Iter<'a, PartitionBatches>,
     part: Option<&'a PartitionBatches>,
     batches: std::slice::Iter<'a, FetchedBatch>,
@@ -197,10 +218,11 @@ impl<'a> Iterator for RecordsIter<'a> {
                 }
                 self.records = None;
             }
-            if let Some(batch) = self.batches.next() {
+            if let (Some(part), Some(batch)) = (self.part, self.batches.next()) {
                 // Validated in `parse`, and the bytes are immutable since: this cannot
                 // fail.
-                match BatchRecords::open(self.buf, batch) {
+                let buf = self.bufs.get(part.buf).map_or(&[][..], |b| &b[..]);
+                match BatchRecords::open(buf, batch) {
                     Ok(records) => self.records = Some(records),
                     Err(e) => debug_assert!(false, "validated batch fails: {e}"),
                 }

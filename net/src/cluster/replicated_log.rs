@@ -148,6 +148,21 @@ impl ReplicatedLog {
         isr
     }
 
+    /// Records `replica` is behind this leader's log end: 0 for the leader itself,
+    /// `None` when this replica does not lead or does not track `replica`.
+    pub fn replica_lag(&self, replica: NodeId) -> Option<i64> {
+        let r = self.raft.borrow();
+        if r.role() != Role::Leader {
+            return None;
+        }
+        if replica == r.id() {
+            return Some(0);
+        }
+        let end = r.log_end_offset();
+        r.progress(replica)
+            .map(|p| end.saturating_sub(p.match_end_offset).min(i64::MAX as u64) as i64)
+    }
+
     /// The in-sync follower furthest along, to hand leadership to (leader only).
     pub fn transfer_target(&self) -> Option<NodeId> {
         let r = self.raft.borrow();

@@ -23,6 +23,9 @@ struct PartitionStats {
     high_watermark: i64,
     size_bytes: u64,
     error: Option<WireError>,
+    /// Records each replica (in the view's `replicas` order) is behind, -1 = not
+    /// known; `None` unless this broker leads the partition.
+    replica_lag: Option<Vec<i64>>,
 }
 
 async fn stats(broker: Rc<Broker>, (topic, partition): (String, u32)) -> PartitionStats {
@@ -32,9 +35,29 @@ async fn stats(broker: Rc<Broker>, (topic, partition): (String, u32)) -> Partiti
             high_watermark: log.high_watermark(),
             size_bytes: log.size_bytes(),
             error: None,
+            replica_lag: replica_lag(&broker, &topic, partition),
         },
         Err(e) => failed(e),
     }
+}
+
+/// Each replica's lag behind this broker's log, when this broker leads the
+/// partition in a cluster (run on the partition's owner shard).
+fn replica_lag(broker: &Broker, topic: &str, partition: u32) -> Option<Vec<i64>> {
+    broker.config.cluster.as_ref()?;
+    let replica =
+        crate::cluster::replicas::ShardReplicas::of(&broker.shard).get(topic, partition)?;
+    if !replica.is_leader() {
+        return None;
+    }
+    let view = broker.cluster_view();
+    let replicas = &view.partition(topic, partition)?.replicas;
+    Some(
+        replicas
+            .iter()
+            .map(|id| replica.replica_lag(*id).unwrap_or(-1))
+            .collect(),
+    )
 }
 
 fn failed(e: WireError) -> PartitionStats {
@@ -43,6 +66,7 @@ fn failed(e: WireError) -> PartitionStats {
         high_watermark: -1,
         size_bytes: 0,
         error: Some(e),
+        replica_lag: None,
     }
 }
 
@@ -96,6 +120,7 @@ pub async fn handle(broker: &Broker, req: &Request<'_>) -> Result<Response, Wire
             let replicas = leader.replicas.map(|r| fbb.create_vector(&r));
             let isr = leader.isr.map(|r| fbb.create_vector(&r));
             let offline = leader.offline.map(|r| fbb.create_vector(&r));
+            let replica_lag = s.replica_lag.as_ref().map(|l| fbb.create_vector(l));
             parts.push(PartitionInfo::create(
                 &mut fbb,
                 &PartitionInfoArgs {
@@ -110,6 +135,7 @@ pub async fn handle(broker: &Broker, req: &Request<'_>) -> Result<Response, Wire
                     replicas,
                     isr,
                     offline,
+                    replica_lag,
                 },
             ));
         }
@@ -144,12 +170,14 @@ pub async fn handle(broker: &Broker, req: &Request<'_>) -> Result<Response, Wire
     }
     let topics_vec = fbb.create_vector(&topic_offsets);
     let brokers = broker_infos(&mut fbb, &view, broker.shard.shard_count() as u32);
+    let cluster_id = crate::kafka::cluster_id(broker).map(|id| fbb.create_string(&id));
     let root = MetadataResponse::create(
         &mut fbb,
         &MetadataResponseArgs {
             brokers: Some(brokers),
             topics: Some(topics_vec),
             controller: kafka_id_or_none(view.controller),
+            cluster_id,
         },
     );
     fbb.finish(root, None);
@@ -229,6 +257,7 @@ fn broker_infos<'b>(
                         b.shards
                     },
                     rack,
+                    fenced: b.fenced,
                 },
             )
         })
@@ -289,6 +318,7 @@ mod tests {
                 brokers: Some(brokers),
                 topics: None,
                 controller: kafka_id_or_none(view.controller),
+                cluster_id: None,
             },
         );
         fbb.finish(root, None);
@@ -300,6 +330,7 @@ mod tests {
             .iter()
             .map(|b| (b.id(), b.port(), b.shards(), b.rack().map(str::to_owned)))
             .collect();
+        assert!(r.brokers().unwrap().iter().all(|b| !b.fenced()));
         assert_eq!(
             got,
             [

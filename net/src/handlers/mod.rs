@@ -7,6 +7,7 @@ mod groups;
 pub(crate) mod list_offsets;
 mod metadata;
 pub(crate) mod produce;
+mod producer_ids;
 
 use std::rc::Rc;
 
@@ -112,6 +113,7 @@ pub async fn handle(broker: Rc<Broker>, frame: RequestFrame, peer: Rc<str>) -> R
         ApiKey::Produce => produce::handle(&broker, &req, tail).await,
         ApiKey::Fetch => fetch::handle(&broker, &req).await,
         ApiKey::ListOffsets => list_offsets::handle(&broker, &req).await,
+        ApiKey::InitProducerId => producer_ids::handle(&broker, &req).await,
         ApiKey::JoinGroup => groups::join(&broker, &req).await,
         ApiKey::Heartbeat => groups::heartbeat(&broker, &req).await,
         ApiKey::LeaveGroup => groups::leave(&broker, &req).await,

@@ -826,6 +826,7 @@ impl<'a> PartitionInfo<'a> {
   pub const VT_REPLICAS: flatbuffers::VOffsetT = 20;
   pub const VT_ISR: flatbuffers::VOffsetT = 22;
   pub const VT_OFFLINE: flatbuffers::VOffsetT = 24;
+  pub const VT_REPLICA_LAG: flatbuffers::VOffsetT = 26;
 
   #[inline]
   pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
@@ -840,6 +841,7 @@ impl<'a> PartitionInfo<'a> {
     builder.add_size_bytes(args.size_bytes);
     builder.add_high_watermark(args.high_watermark);
     builder.add_log_start_offset(args.log_start_offset);
+    if let Some(x) = args.replica_lag { builder.add_replica_lag(x); }
     if let Some(x) = args.offline { builder.add_offline(x); }
     if let Some(x) = args.isr { builder.add_isr(x); }
     if let Some(x) = args.replicas { builder.add_replicas(x); }
@@ -929,6 +931,13 @@ impl<'a> PartitionInfo<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, i32>>>(PartitionInfo::VT_OFFLINE, None)}
   }
+  #[inline]
+  pub fn replica_lag(&self) -> Option<flatbuffers::Vector<'a, i64>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, i64>>>(PartitionInfo::VT_REPLICA_LAG, None)}
+  }
 }
 
 impl flatbuffers::Verifiable for PartitionInfo<'_> {
@@ -949,6 +958,7 @@ impl flatbuffers::Verifiable for PartitionInfo<'_> {
      .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, i32>>>("replicas", Self::VT_REPLICAS, false)?
      .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, i32>>>("isr", Self::VT_ISR, false)?
      .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, i32>>>("offline", Self::VT_OFFLINE, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, i64>>>("replica_lag", Self::VT_REPLICA_LAG, false)?
      .finish();
     Ok(())
   }
@@ -965,6 +975,7 @@ pub struct PartitionInfoArgs<'a> {
     pub replicas: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, i32>>>,
     pub isr: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, i32>>>,
     pub offline: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, i32>>>,
+    pub replica_lag: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, i64>>>,
 }
 impl<'a> Default for PartitionInfoArgs<'a> {
   #[inline]
@@ -981,6 +992,7 @@ impl<'a> Default for PartitionInfoArgs<'a> {
       replicas: None,
       isr: None,
       offline: None,
+      replica_lag: None,
     }
   }
 }
@@ -1035,6 +1047,10 @@ impl<'a: 'b, 'b> PartitionInfoBuilder<'a, 'b> {
     self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(PartitionInfo::VT_OFFLINE, offline);
   }
   #[inline]
+  pub fn add_replica_lag(&mut self, replica_lag: flatbuffers::WIPOffset<flatbuffers::Vector<'b , i64>>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(PartitionInfo::VT_REPLICA_LAG, replica_lag);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> PartitionInfoBuilder<'a, 'b> {
     let start = _fbb.start_table();
     PartitionInfoBuilder {
@@ -1063,6 +1079,7 @@ impl core::fmt::Debug for PartitionInfo<'_> {
       ds.field("replicas", &self.replicas());
       ds.field("isr", &self.isr());
       ds.field("offline", &self.offline());
+      ds.field("replica_lag", &self.replica_lag());
       ds.finish()
   }
 }
@@ -1253,6 +1270,7 @@ impl<'a> BrokerInfo<'a> {
   pub const VT_PORT: flatbuffers::VOffsetT = 8;
   pub const VT_SHARDS: flatbuffers::VOffsetT = 10;
   pub const VT_RACK: flatbuffers::VOffsetT = 12;
+  pub const VT_FENCED: flatbuffers::VOffsetT = 14;
 
   #[inline]
   pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
@@ -1269,6 +1287,7 @@ impl<'a> BrokerInfo<'a> {
     if let Some(x) = args.host { builder.add_host(x); }
     builder.add_id(args.id);
     builder.add_port(args.port);
+    builder.add_fenced(args.fenced);
     builder.finish()
   }
 
@@ -1308,6 +1327,13 @@ impl<'a> BrokerInfo<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(BrokerInfo::VT_RACK, None)}
   }
+  #[inline]
+  pub fn fenced(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(BrokerInfo::VT_FENCED, Some(false)).unwrap()}
+  }
 }
 
 impl flatbuffers::Verifiable for BrokerInfo<'_> {
@@ -1322,6 +1348,7 @@ impl flatbuffers::Verifiable for BrokerInfo<'_> {
      .visit_field::<u16>("port", Self::VT_PORT, false)?
      .visit_field::<u32>("shards", Self::VT_SHARDS, false)?
      .visit_field::<flatbuffers::ForwardsUOffset<&str>>("rack", Self::VT_RACK, false)?
+     .visit_field::<bool>("fenced", Self::VT_FENCED, false)?
      .finish();
     Ok(())
   }
@@ -1332,6 +1359,7 @@ pub struct BrokerInfoArgs<'a> {
     pub port: u16,
     pub shards: u32,
     pub rack: Option<flatbuffers::WIPOffset<&'a str>>,
+    pub fenced: bool,
 }
 impl<'a> Default for BrokerInfoArgs<'a> {
   #[inline]
@@ -1342,6 +1370,7 @@ impl<'a> Default for BrokerInfoArgs<'a> {
       port: 0,
       shards: 0,
       rack: None,
+      fenced: false,
     }
   }
 }
@@ -1372,6 +1401,10 @@ impl<'a: 'b, 'b> BrokerInfoBuilder<'a, 'b> {
     self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(BrokerInfo::VT_RACK, rack);
   }
   #[inline]
+  pub fn add_fenced(&mut self, fenced: bool) {
+    self.fbb_.push_slot::<bool>(BrokerInfo::VT_FENCED, fenced, false);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> BrokerInfoBuilder<'a, 'b> {
     let start = _fbb.start_table();
     BrokerInfoBuilder {
@@ -1394,6 +1427,7 @@ impl core::fmt::Debug for BrokerInfo<'_> {
       ds.field("port", &self.port());
       ds.field("shards", &self.shards());
       ds.field("rack", &self.rack());
+      ds.field("fenced", &self.fenced());
       ds.finish()
   }
 }
@@ -1416,6 +1450,7 @@ impl<'a> MetadataResponse<'a> {
   pub const VT_BROKERS: flatbuffers::VOffsetT = 4;
   pub const VT_TOPICS: flatbuffers::VOffsetT = 6;
   pub const VT_CONTROLLER: flatbuffers::VOffsetT = 8;
+  pub const VT_CLUSTER_ID: flatbuffers::VOffsetT = 10;
 
   #[inline]
   pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
@@ -1427,6 +1462,7 @@ impl<'a> MetadataResponse<'a> {
     args: &'args MetadataResponseArgs<'args>
   ) -> flatbuffers::WIPOffset<MetadataResponse<'bldr>> {
     let mut builder = MetadataResponseBuilder::new(_fbb);
+    if let Some(x) = args.cluster_id { builder.add_cluster_id(x); }
     builder.add_controller(args.controller);
     if let Some(x) = args.topics { builder.add_topics(x); }
     if let Some(x) = args.brokers { builder.add_brokers(x); }
@@ -1455,6 +1491,13 @@ impl<'a> MetadataResponse<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<i32>(MetadataResponse::VT_CONTROLLER, Some(-1)).unwrap()}
   }
+  #[inline]
+  pub fn cluster_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<&str>>(MetadataResponse::VT_CLUSTER_ID, None)}
+  }
 }
 
 impl flatbuffers::Verifiable for MetadataResponse<'_> {
@@ -1467,6 +1510,7 @@ impl flatbuffers::Verifiable for MetadataResponse<'_> {
      .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<BrokerInfo>>>>("brokers", Self::VT_BROKERS, false)?
      .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<TopicInfo>>>>("topics", Self::VT_TOPICS, false)?
      .visit_field::<i32>("controller", Self::VT_CONTROLLER, false)?
+     .visit_field::<flatbuffers::ForwardsUOffset<&str>>("cluster_id", Self::VT_CLUSTER_ID, false)?
      .finish();
     Ok(())
   }
@@ -1475,6 +1519,7 @@ pub struct MetadataResponseArgs<'a> {
     pub brokers: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<BrokerInfo<'a>>>>>,
     pub topics: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<TopicInfo<'a>>>>>,
     pub controller: i32,
+    pub cluster_id: Option<flatbuffers::WIPOffset<&'a str>>,
 }
 impl<'a> Default for MetadataResponseArgs<'a> {
   #[inline]
@@ -1483,6 +1528,7 @@ impl<'a> Default for MetadataResponseArgs<'a> {
       brokers: None,
       topics: None,
       controller: -1,
+      cluster_id: None,
     }
   }
 }
@@ -1505,6 +1551,10 @@ impl<'a: 'b, 'b> MetadataResponseBuilder<'a, 'b> {
     self.fbb_.push_slot::<i32>(MetadataResponse::VT_CONTROLLER, controller, -1);
   }
   #[inline]
+  pub fn add_cluster_id(&mut self, cluster_id: flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(MetadataResponse::VT_CLUSTER_ID, cluster_id);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> MetadataResponseBuilder<'a, 'b> {
     let start = _fbb.start_table();
     MetadataResponseBuilder {
@@ -1525,6 +1575,7 @@ impl core::fmt::Debug for MetadataResponse<'_> {
       ds.field("brokers", &self.brokers());
       ds.field("topics", &self.topics());
       ds.field("controller", &self.controller());
+      ds.field("cluster_id", &self.cluster_id());
       ds.finish()
   }
 }
@@ -4163,6 +4214,251 @@ impl core::fmt::Debug for ListOffsetsResponse<'_> {
   fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
     let mut ds = f.debug_struct("ListOffsetsResponse");
       ds.field("results", &self.results());
+      ds.finish()
+  }
+}
+pub enum InitProducerIdRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct InitProducerIdRequest<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for InitProducerIdRequest<'a> {
+  type Inner = InitProducerIdRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> InitProducerIdRequest<'a> {
+  pub const VT_PRODUCER_ID: flatbuffers::VOffsetT = 4;
+  pub const VT_PRODUCER_EPOCH: flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    InitProducerIdRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args InitProducerIdRequestArgs
+  ) -> flatbuffers::WIPOffset<InitProducerIdRequest<'bldr>> {
+    let mut builder = InitProducerIdRequestBuilder::new(_fbb);
+    builder.add_producer_id(args.producer_id);
+    builder.add_producer_epoch(args.producer_epoch);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn producer_id(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(InitProducerIdRequest::VT_PRODUCER_ID, Some(-1)).unwrap()}
+  }
+  #[inline]
+  pub fn producer_epoch(&self) -> i16 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i16>(InitProducerIdRequest::VT_PRODUCER_EPOCH, Some(-1)).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for InitProducerIdRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<i64>("producer_id", Self::VT_PRODUCER_ID, false)?
+     .visit_field::<i16>("producer_epoch", Self::VT_PRODUCER_EPOCH, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct InitProducerIdRequestArgs {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+}
+impl<'a> Default for InitProducerIdRequestArgs {
+  #[inline]
+  fn default() -> Self {
+    InitProducerIdRequestArgs {
+      producer_id: -1,
+      producer_epoch: -1,
+    }
+  }
+}
+
+pub struct InitProducerIdRequestBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> InitProducerIdRequestBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_producer_id(&mut self, producer_id: i64) {
+    self.fbb_.push_slot::<i64>(InitProducerIdRequest::VT_PRODUCER_ID, producer_id, -1);
+  }
+  #[inline]
+  pub fn add_producer_epoch(&mut self, producer_epoch: i16) {
+    self.fbb_.push_slot::<i16>(InitProducerIdRequest::VT_PRODUCER_EPOCH, producer_epoch, -1);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> InitProducerIdRequestBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    InitProducerIdRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<InitProducerIdRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for InitProducerIdRequest<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("InitProducerIdRequest");
+      ds.field("producer_id", &self.producer_id());
+      ds.field("producer_epoch", &self.producer_epoch());
+      ds.finish()
+  }
+}
+pub enum InitProducerIdResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct InitProducerIdResponse<'a> {
+  pub _tab: flatbuffers::Table<'a>,
+}
+
+impl<'a> flatbuffers::Follow<'a> for InitProducerIdResponse<'a> {
+  type Inner = InitProducerIdResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: flatbuffers::Table::new(buf, loc) }
+  }
+}
+
+impl<'a> InitProducerIdResponse<'a> {
+  pub const VT_ERROR: flatbuffers::VOffsetT = 4;
+  pub const VT_PRODUCER_ID: flatbuffers::VOffsetT = 6;
+  pub const VT_PRODUCER_EPOCH: flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
+    InitProducerIdResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr>(
+    _fbb: &'mut_bldr mut flatbuffers::FlatBufferBuilder<'bldr>,
+    args: &'args InitProducerIdResponseArgs<'args>
+  ) -> flatbuffers::WIPOffset<InitProducerIdResponse<'bldr>> {
+    let mut builder = InitProducerIdResponseBuilder::new(_fbb);
+    builder.add_producer_id(args.producer_id);
+    if let Some(x) = args.error { builder.add_error(x); }
+    builder.add_producer_epoch(args.producer_epoch);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn error(&self) -> Option<Error<'a>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<Error>>(InitProducerIdResponse::VT_ERROR, None)}
+  }
+  #[inline]
+  pub fn producer_id(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(InitProducerIdResponse::VT_PRODUCER_ID, Some(-1)).unwrap()}
+  }
+  #[inline]
+  pub fn producer_epoch(&self) -> i16 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i16>(InitProducerIdResponse::VT_PRODUCER_EPOCH, Some(-1)).unwrap()}
+  }
+}
+
+impl flatbuffers::Verifiable for InitProducerIdResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut flatbuffers::Verifier, pos: usize
+  ) -> Result<(), flatbuffers::InvalidFlatbuffer> {
+    use self::flatbuffers::Verifiable;
+    v.visit_table(pos)?
+     .visit_field::<flatbuffers::ForwardsUOffset<Error>>("error", Self::VT_ERROR, false)?
+     .visit_field::<i64>("producer_id", Self::VT_PRODUCER_ID, false)?
+     .visit_field::<i16>("producer_epoch", Self::VT_PRODUCER_EPOCH, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct InitProducerIdResponseArgs<'a> {
+    pub error: Option<flatbuffers::WIPOffset<Error<'a>>>,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+}
+impl<'a> Default for InitProducerIdResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    InitProducerIdResponseArgs {
+      error: None,
+      producer_id: -1,
+      producer_epoch: -1,
+    }
+  }
+}
+
+pub struct InitProducerIdResponseBuilder<'a: 'b, 'b> {
+  fbb_: &'b mut flatbuffers::FlatBufferBuilder<'a>,
+  start_: flatbuffers::WIPOffset<flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b> InitProducerIdResponseBuilder<'a, 'b> {
+  #[inline]
+  pub fn add_error(&mut self, error: flatbuffers::WIPOffset<Error<'b >>) {
+    self.fbb_.push_slot_always::<flatbuffers::WIPOffset<Error>>(InitProducerIdResponse::VT_ERROR, error);
+  }
+  #[inline]
+  pub fn add_producer_id(&mut self, producer_id: i64) {
+    self.fbb_.push_slot::<i64>(InitProducerIdResponse::VT_PRODUCER_ID, producer_id, -1);
+  }
+  #[inline]
+  pub fn add_producer_epoch(&mut self, producer_epoch: i16) {
+    self.fbb_.push_slot::<i16>(InitProducerIdResponse::VT_PRODUCER_EPOCH, producer_epoch, -1);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> InitProducerIdResponseBuilder<'a, 'b> {
+    let start = _fbb.start_table();
+    InitProducerIdResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> flatbuffers::WIPOffset<InitProducerIdResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl core::fmt::Debug for InitProducerIdResponse<'_> {
+  fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+    let mut ds = f.debug_struct("InitProducerIdResponse");
+      ds.field("error", &self.error());
+      ds.field("producer_id", &self.producer_id());
+      ds.field("producer_epoch", &self.producer_epoch());
       ds.finish()
   }
 }
