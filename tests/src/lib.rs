@@ -5,6 +5,8 @@
 //!   restart) and the `strata` CLI, for the broker tests.
 //! - [`cluster`]: several `strata serve` processes forming one cluster, each a
 //!   [`broker::TestBroker`] that can be killed, stopped and restarted alone.
+//! - [`cluster_netns`]: a cluster whose brokers each run in their own network
+//!   namespace, so a test can cut one off by taking its link down.
 //! - [`flaky_proxy`]: a TCP proxy that drops responses, so clients retry.
 //! - [`kafka`]: librdkafka (the `rdkafka` crate) against the broker's Kafka listener.
 //! - [`kafka_wire`]: hand-made Kafka requests over a plain socket.
@@ -20,6 +22,7 @@
 pub mod broker;
 pub mod cluster;
 pub mod cluster_kafka;
+pub mod cluster_netns;
 pub mod flaky_proxy;
 pub mod kafka;
 pub mod kafka_wire;

@@ -7,15 +7,23 @@
 //! once), before anything is appended; a bad batch fails its partition with
 //! CORRUPT_MESSAGE, a keyless record on a compacted topic with INVALID_RECORD (as
 //! Kafka answers), and nothing of that partition is appended.
+//!
+//! In a cluster a partition this broker does not lead is refused with
+//! NOT_LEADER_OR_FOLLOWER; from v10 the answer names the current leader and the
+//! response carries its endpoint (KIP-951), from the cluster view, so the producer
+//! goes there without asking Metadata first.
 
 use bytes::Bytes;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use strata_engine::Durability;
 use strata_schema::{wrap_kafka_batch_produced, ErrorCode, ProduceRules, ValidatedBatch};
 
 use super::errors::kafka_error;
+use super::metadata::point_to_leader;
 use super::{Ctx, ServedApi};
 use crate::broker::{scatter, Broker};
 use crate::errors::{batch_error, WireError};
@@ -25,6 +33,9 @@ use crate::handlers::produce::{
 
 /// The apis of this file.
 pub(crate) const APIS: &[ServedApi] = &[ServedApi::new(ApiKey::Produce, 3, 12)];
+
+/// The first Produce version with KIP-951's current leader and node endpoints.
+const NEW_LEADER_VERSION: i16 = 10;
 
 /// Bytes of a Kafka batch before its `batchLength` field ends.
 const KAFKA_LENGTH_PREFIX_BYTES: usize = 12;
@@ -66,6 +77,7 @@ fn wrap_batches(records: &[u8], rules: ProduceRules) -> Result<Vec<ValidatedBatc
 
 struct Slot {
     topic: usize,
+    name: String,
     partition: i32,
 }
 
@@ -145,6 +157,7 @@ pub(crate) async fn handle(ctx: &Ctx, req: ProduceRequest) -> ProduceResponse {
             })();
             slots.push(Slot {
                 topic: t,
+                name: name.clone(),
                 partition: part.index,
             });
             match checked {
@@ -175,38 +188,26 @@ pub(crate) async fn handle(ctx: &Ctx, req: ProduceRequest) -> ProduceResponse {
     {
         results[i] = Some(a);
     }
+    let view = broker.cluster_view();
     for (slot, result) in slots.into_iter().zip(results) {
         let result = result.expect("every partition has a result");
-        out.responses[slot.topic]
-            .partition_responses
-            .push(partition_response(ctx.version, slot.partition, result));
+        let mut p = partition_response(ctx.version, slot.partition, result);
+        if ctx.version >= NEW_LEADER_VERSION {
+            point_to_leader!(
+                &view,
+                &slot.name,
+                p.index,
+                p.error_code,
+                p.current_leader,
+                out.node_endpoints,
+                true,
+                LeaderIdAndEpoch,
+                NodeEndpoint
+            );
+        }
+        out.responses[slot.topic].partition_responses.push(p);
     }
     out
-}
-
-/// One partition's answer; fields the response `version` lacks stay at their
-/// defaults (the codec refuses to encode them otherwise).
-fn partition_response(version: i16, index: i32, result: Appended) -> PartitionProduceResponse {
-    let mut p = PartitionProduceResponse::default().with_index(index);
-    match result {
-        Ok((base_offset, log_append_time_ms, log_start_offset)) => {
-            p.base_offset = base_offset;
-            p.log_append_time_ms = log_append_time_ms;
-            if version >= 5 {
-                p.log_start_offset = log_start_offset;
-            }
-        }
-        Err(e) => {
-            let (code, message) = kafka_error(&e);
-            p.error_code = code;
-            if version >= 8 {
-                p.error_message = message.map(StrBytes::from_string);
-            }
-            p.base_offset = -1;
-            p.log_append_time_ms = -1;
-        }
-    }
-    p
 }
 
 #[cfg(test)]
