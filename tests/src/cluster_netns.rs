@@ -80,7 +80,10 @@ fn ip(args: &[&str]) -> Result<(), String> {
         if started.elapsed() > IP_TIMEOUT {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(format!("ip {} did not finish within {IP_TIMEOUT:?}", args.join(" ")));
+            return Err(format!(
+                "ip {} did not finish within {IP_TIMEOUT:?}",
+                args.join(" ")
+            ));
         }
         std::thread::sleep(Duration::from_millis(5));
     }

@@ -173,11 +173,17 @@ fn not_leader_answers_name_the_leader_and_stale_epochs_are_fenced() {
     let narrow = led(&c, "narrow");
     let p = &narrow.partitions[0];
     let (leader, epoch) = (p.leader_id.0, p.leader_epoch);
-    assert!(epoch >= 1, "a Raft term is at least 1 once elected: {epoch}");
+    assert!(
+        epoch >= 1,
+        "a Raft term is at least 1 once elected: {epoch}"
+    );
     let replicas: Vec<i32> = p.replica_nodes.iter().map(|b| b.0).collect();
-    let outsider = (1..=3).find(|b| !replicas.contains(b)).expect("an outsider");
+    let outsider = (1..=3)
+        .find(|b| !replicas.contains(b))
+        .expect("an outsider");
     let out_addr = c.kafka_addr(outsider as usize - 1);
-    let (r, endpoints) = KafkaWire::connect(&out_addr).produce_one("narrow", 0, b"x", -1, 5_000, 11);
+    let (r, endpoints) =
+        KafkaWire::connect(&out_addr).produce_one("narrow", 0, b"x", -1, 5_000, 11);
     assert_eq!(r.error_code, NOT_LEADER_OR_FOLLOWER);
     assert_eq!(
         (r.current_leader.leader_id.0, r.current_leader.leader_epoch),
@@ -194,12 +200,17 @@ fn not_leader_answers_name_the_leader_and_stale_epochs_are_fenced() {
     let fp = &f.responses[0].partitions[0];
     assert_eq!(fp.error_code, NOT_LEADER_OR_FOLLOWER);
     assert_eq!(
-        (fp.current_leader.leader_id.0, fp.current_leader.leader_epoch),
+        (
+            fp.current_leader.leader_id.0,
+            fp.current_leader.leader_epoch
+        ),
         (leader, epoch),
         "Fetch names the current leader"
     );
-    assert!(f.node_endpoints.iter().any(|e| e.node_id.0 == leader
-        && e.port == kafka_port(&c, leader)));
+    assert!(f
+        .node_endpoints
+        .iter()
+        .any(|e| e.node_id.0 == leader && e.port == kafka_port(&c, leader)));
 
     // Epochs at the leader of `wide`.
     let wide = led(&c, "wide");
@@ -214,11 +225,23 @@ fn not_leader_answers_name_the_leader_and_stale_epochs_are_fenced() {
     assert_eq!(code(epoch - 1), FENCED_LEADER_EPOCH);
     assert_eq!(code(epoch + 1), UNKNOWN_LEADER_EPOCH);
     assert_eq!(list_offsets_code(&at, "wide", epoch), (0, epoch));
-    assert_eq!(list_offsets_code(&at, "wide", epoch - 1).0, FENCED_LEADER_EPOCH);
-    assert_eq!(list_offsets_code(&at, "wide", epoch + 1).0, UNKNOWN_LEADER_EPOCH);
+    assert_eq!(
+        list_offsets_code(&at, "wide", epoch - 1).0,
+        FENCED_LEADER_EPOCH
+    );
+    assert_eq!(
+        list_offsets_code(&at, "wide", epoch + 1).0,
+        UNKNOWN_LEADER_EPOCH
+    );
     assert_eq!(offset_for_epoch_code(&at, "wide", epoch), 0);
-    assert_eq!(offset_for_epoch_code(&at, "wide", epoch - 1), FENCED_LEADER_EPOCH);
-    assert_eq!(offset_for_epoch_code(&at, "wide", epoch + 1), UNKNOWN_LEADER_EPOCH);
+    assert_eq!(
+        offset_for_epoch_code(&at, "wide", epoch - 1),
+        FENCED_LEADER_EPOCH
+    );
+    assert_eq!(
+        offset_for_epoch_code(&at, "wide", epoch + 1),
+        UNKNOWN_LEADER_EPOCH
+    );
 
     // A new leader has a newer epoch, and the old one is fenced there.
     c.kill(leader as usize - 1);
@@ -230,7 +253,11 @@ fn not_leader_answers_name_the_leader_and_stale_epochs_are_fenced() {
         if p.leader_id.0 > 0 && p.leader_id.0 != leader {
             break (p.leader_id.0, p.leader_epoch);
         }
-        assert!(Instant::now() < deadline, "no new leader\n{}", c.stderr_tails());
+        assert!(
+            Instant::now() < deadline,
+            "no new leader\n{}",
+            c.stderr_tails()
+        );
         std::thread::sleep(Duration::from_millis(200));
     };
     assert!(new_epoch > epoch, "epoch {new_epoch} after {epoch}");
@@ -277,7 +304,8 @@ fn a_consumer_in_a_followers_rack_reads_from_that_follower() {
         .map(|i| TestRecord {
             key: Some(format!("k{i}").into_bytes()),
             value: Some(format!("value-{i:04}").into_bytes()),
-            ..Default::default()
+            headers: Vec::new(),
+            timestamp_ms: None,
         })
         .collect();
     produce(
@@ -357,7 +385,10 @@ fn a_consumer_in_a_followers_rack_reads_from_that_follower() {
         }
     }
     let want: Vec<Vec<u8>> = records.iter().map(|r| r.value.clone().unwrap()).collect();
-    assert_eq!(values, want, "the follower serves the same records, in order");
+    assert_eq!(
+        values, want,
+        "the follower serves the same records, in order"
+    );
     // Let the statistics catch up with the last fetches.
     let deadline = Instant::now() + Duration::from_secs(5);
     while !context.0.lock().expect("lock").contains(&follower) && Instant::now() < deadline {
@@ -403,8 +434,10 @@ fn the_admin_surface_describes_the_quorum_partitions_and_log_dirs() {
     create_replicated(&bootstrap, topic, 3, 2);
     let records: Vec<TestRecord> = (0..50)
         .map(|i| TestRecord {
+            key: None,
             value: Some(format!("v{i}").into_bytes()),
-            ..Default::default()
+            headers: Vec::new(),
+            timestamp_ms: None,
         })
         .collect();
     produce(&producer(&bootstrap, &[]), topic, Some(0), &records);
@@ -447,7 +480,10 @@ fn the_admin_surface_describes_the_quorum_partitions_and_log_dirs() {
     assert!(me.log_end_offset >= p.high_watermark);
     assert!(p.current_voters.iter().all(|v| v.last_fetch_timestamp > 0));
     assert_eq!(answers[0].nodes.len(), 3);
-    assert_eq!(quorum(&c.kafka_addr(1), 0).topics[0].partitions[0].error_code, 0);
+    assert_eq!(
+        quorum(&c.kafka_addr(1), 0).topics[0].partitions[0].error_code,
+        0
+    );
 
     // DescribeTopicPartitions agrees with Metadata, page by page.
     let meta = led(&c, topic);

@@ -81,7 +81,11 @@ fn stored_batches(data_dir: &Path) -> Vec<Vec<u8>> {
                 .read(next, 1 << 20, Some(end))
                 .await
                 .unwrap_or_else(|e| panic!("read {} at {next}: {e}", dir.display()));
-            assert!(!r.batches.is_empty(), "{}: no batch at {next}", dir.display());
+            assert!(
+                !r.batches.is_empty(),
+                "{}: no batch at {next}",
+                dir.display()
+            );
             for b in r.batches {
                 let h = strata_schema::BatchHeader::decode(&b).expect("stored batch header");
                 next = h.base_offset + i64::from(h.last_offset_delta) + 1;
@@ -125,7 +129,11 @@ fn a_cut_off_leader_stops_acknowledging_is_replaced_and_truncates_when_it_return
     );
     let mut acked: Vec<(usize, i64)> = Vec::new();
     send(&p, 0, 500, &mut acked);
-    assert_eq!(acked.len(), 500, "a healthy cluster acknowledges everything");
+    assert_eq!(
+        acked.len(),
+        500,
+        "a healthy cluster acknowledges everything"
+    );
 
     eprintln!("cutting broker {old} off");
     c.cut(old_i);
@@ -149,7 +157,9 @@ fn a_cut_off_leader_stops_acknowledging_is_replaced_and_truncates_when_it_return
         "the first produce after the cut should be appended and time out waiting for a majority"
     );
     assert!(
-        codes.iter().all(|c| [REQUEST_TIMED_OUT, NOT_LEADER_OR_FOLLOWER].contains(c)),
+        codes
+            .iter()
+            .all(|c| [REQUEST_TIMED_OUT, NOT_LEADER_OR_FOLLOWER].contains(c)),
         "{codes:?}"
     );
 
@@ -200,7 +210,10 @@ fn a_cut_off_leader_stops_acknowledging_is_replaced_and_truncates_when_it_return
         .map(|(_, v)| v)
         .filter(|v| v.starts_with("cutoff-"))
         .collect();
-    assert!(cut_off.is_empty(), "unacknowledged records committed: {cut_off:?}");
+    assert!(
+        cut_off.is_empty(),
+        "unacknowledged records committed: {cut_off:?}"
+    );
     check_log(&seen, &acked);
 
     // Every replica holds the same batches, byte for byte: the old leader dropped
@@ -208,7 +221,9 @@ fn a_cut_off_leader_stops_acknowledging_is_replaced_and_truncates_when_it_return
     for i in 0..c.len() {
         c.stop(i);
     }
-    let logs: Vec<Vec<Vec<u8>>> = (0..c.len()).map(|i| stored_batches(&c.data_dir(i))).collect();
+    let logs: Vec<Vec<Vec<u8>>> = (0..c.len())
+        .map(|i| stored_batches(&c.data_dir(i)))
+        .collect();
     let acked_end = acked.iter().map(|(_, o)| *o).max().unwrap_or(0);
     for (i, log) in logs.iter().enumerate() {
         let last = log

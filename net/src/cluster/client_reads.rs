@@ -80,16 +80,6 @@ pub fn epoch_of_term(term: u64) -> i32 {
     i32::try_from(term).unwrap_or(i32::MAX)
 }
 
-/// This broker's epoch of a partition: its replica's term in a cluster (`None` when it
-/// holds no replica), the single-node epoch otherwise. Call on the owner shard.
-pub fn replica_epoch(broker: &Broker, topic: &str, partition: u32) -> Option<i32> {
-    if broker.config.cluster.is_none() {
-        return Some(SINGLE_NODE_LEADER_EPOCH);
-    }
-    let replica = ShardReplicas::of(&broker.shard).get(topic, partition)?;
-    Some(epoch_of_term(replica.leadership().1))
-}
-
 /// Whether this broker may answer a client read of a partition under `rule`, and the
 /// partition's epoch here when it may. Call on the owner shard.
 pub fn check_read(

@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use kafka_protocol::messages::describe_quorum_response::{
     Listener, Node, PartitionData, ReplicaState, TopicData,
 };
@@ -213,10 +213,7 @@ fn response(
 
 /// The answer (at `version`) when the request names anything but the metadata
 /// partition.
-fn unknown_partition(
-    version: i16,
-    req: &DescribeQuorumRequest,
-) -> Option<DescribeQuorumResponse> {
+fn unknown_partition(version: i16, req: &DescribeQuorumRequest) -> Option<DescribeQuorumResponse> {
     let only_metadata = req.topics.len() == 1
         && req.topics[0].topic_name.0.as_str() == METADATA_TOPIC
         && req.topics[0].partitions.len() == 1
@@ -264,9 +261,10 @@ pub(crate) async fn serve(ctx: &Ctx, body: Bytes) -> Response {
     let quorum = ctx
         .broker
         .shard
-        .invoke_on(METADATA_SHARD, move |s| async move {
-            local_quorum(&s, now_ms)
-        })
+        .invoke_on(
+            METADATA_SHARD,
+            move |s| async move { local_quorum(&s, now_ms) },
+        )
         .await
         .ok()
         .flatten()
@@ -415,7 +413,10 @@ mod tests {
         let out = response(2, &led(), &[4], &[(1, "127.0.0.1:9001".parse().unwrap())]);
         let p = &out.topics[0].partitions[0];
         assert_eq!(p.error_code, 0);
-        assert_eq!((p.leader_id, p.leader_epoch, p.high_watermark), (BrokerId(2), 4, 120));
+        assert_eq!(
+            (p.leader_id, p.leader_epoch, p.high_watermark),
+            (BrokerId(2), 4, 120)
+        );
         let voters: Vec<_> = p
             .current_voters
             .iter()
@@ -453,11 +454,13 @@ mod tests {
         let mut req = DescribeQuorumRequest::default();
         assert!(unknown_partition(0, &req).is_some());
         assert_encodes(&unknown_partition(0, &req).unwrap(), 0);
-        req.topics = vec![kafka_protocol::messages::describe_quorum_request::TopicData::default()
-            .with_topic_name(TopicName(str_bytes(METADATA_TOPIC)))
-            .with_partitions(vec![
-                kafka_protocol::messages::describe_quorum_request::PartitionData::default(),
-            ])];
+        req.topics = vec![
+            kafka_protocol::messages::describe_quorum_request::TopicData::default()
+                .with_topic_name(TopicName(str_bytes(METADATA_TOPIC)))
+                .with_partitions(vec![
+                    kafka_protocol::messages::describe_quorum_request::PartitionData::default(),
+                ]),
+        ];
         assert!(unknown_partition(2, &req).is_none());
     }
 }

@@ -34,8 +34,8 @@ fn partition_entry(
     topic: &str,
     partition: u32,
 ) -> DescribeTopicPartitionsResponsePartition {
-    let entry = DescribeTopicPartitionsResponsePartition::default()
-        .with_partition_index(partition as i32);
+    let entry =
+        DescribeTopicPartitionsResponsePartition::default().with_partition_index(partition as i32);
     let Some(p) = view.partition(topic, partition) else {
         return entry
             .with_error_code(KafkaCode::LeaderNotAvailable.code())
@@ -161,7 +161,8 @@ mod tests {
                 Default::default(),
                 config.clone(),
             );
-            t.topics.insert((*name).to_owned(), std::sync::Arc::new(meta));
+            t.topics
+                .insert((*name).to_owned(), std::sync::Arc::new(meta));
         }
         t
     }

@@ -133,7 +133,10 @@ fn preferred_read_replica(
         return None;
     }
     let p = view.partition(topic, partition)?;
-    p.isr.iter().copied().find(|id| *id != view.local && in_rack(id))
+    p.isr
+        .iter()
+        .copied()
+        .find(|id| *id != view.local && in_rack(id))
 }
 
 pub(crate) async fn handle(ctx: &Ctx, req: FetchRequest) -> FetchResponse {
@@ -428,7 +431,11 @@ mod tests {
             },
         );
         assert_eq!(preferred_read_replica(&view, "r", 0, "rack-2"), Some(2));
-        assert_eq!(preferred_read_replica(&view, "r", 0, "rack-1"), None, "leader's rack");
+        assert_eq!(
+            preferred_read_replica(&view, "r", 0, "rack-1"),
+            None,
+            "leader's rack"
+        );
         assert_eq!(preferred_read_replica(&view, "r", 0, "elsewhere"), None);
         assert_eq!(preferred_read_replica(&view, "r", 0, ""), None, "no rack");
         // Not led here: only the leader redirects.
@@ -470,12 +477,18 @@ mod tests {
             );
         }
         assert_eq!(
-            (data.current_leader.leader_id, data.current_leader.leader_epoch),
+            (
+                data.current_leader.leader_id,
+                data.current_leader.leader_epoch
+            ),
             (BrokerId(2), 7)
         );
         assert_eq!(endpoints.len(), 1, "one endpoint per leader");
         assert_eq!(endpoints[0].port, 19_092);
-        assert_eq!(endpoints[0].rack.as_ref().map(|r| r.as_str()), Some("rack-2"));
+        assert_eq!(
+            endpoints[0].rack.as_ref().map(|r| r.as_str()),
+            Some("rack-2")
+        );
         let out = FetchResponse::default()
             .with_responses(vec![FetchableTopicResponse::default()
                 .with_topic_id(uuid::Uuid::from_bytes([1; 16]))

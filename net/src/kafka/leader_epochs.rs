@@ -60,8 +60,13 @@ async fn lookup(broker: Rc<Broker>, (topic, partition, client, requested): Item)
         .await
         .map_err(|e| kafka_error(&broker.closed_means_deleted(&topic, e)))?;
     let current = if broker.config.cluster.is_some() {
-        check_read(&broker, &topic, partition as u32, ReadRule::leader_at(client))
-            .map_err(|e| kafka_error(&e))?
+        check_read(
+            &broker,
+            &topic,
+            partition as u32,
+            ReadRule::leader_at(client),
+        )
+        .map_err(|e| kafka_error(&e))?
     } else {
         let current = leader_epoch(&log);
         check_epoch(client, current, &format!("{topic}-{partition}"))

@@ -63,7 +63,9 @@ pub(crate) async fn handle(ctx: &Ctx, req: ListOffsetsRequest) -> ListOffsetsRes
             }
         }
     }
-    let mut found = scatter(broker, items, lookup_at_epoch, Err).await.into_iter();
+    let mut found = scatter(broker, items, lookup_at_epoch, Err)
+        .await
+        .into_iter();
     let mut results = early
         .into_iter()
         .map(|e| e.unwrap_or_else(|| found.next().expect("one result per item")));

@@ -143,7 +143,11 @@ pub(crate) async fn describe_log_dirs(
         // A partition closed or deleted meanwhile is left out, as Kafka leaves out
         // logs it no longer has.
         let Ok((size, lag)) = f else { continue };
-        if result.topics.last().is_none_or(|t| t.name.0.as_str() != topic) {
+        if result
+            .topics
+            .last()
+            .is_none_or(|t| t.name.0.as_str() != topic)
+        {
             result
                 .topics
                 .push(DescribeLogDirsTopic::default().with_name(topic_name(topic)));
@@ -252,8 +256,9 @@ mod tests {
         let moved = AlterReplicaLogDirsResponse::default().with_results(vec![
             AlterReplicaLogDirTopicResult::default()
                 .with_topic_name(topic_name("t"))
-                .with_partitions(vec![AlterReplicaLogDirPartitionResult::default()
-                    .with_error_code(LOG_DIR_NOT_FOUND)]),
+                .with_partitions(vec![
+                    AlterReplicaLogDirPartitionResult::default().with_error_code(LOG_DIR_NOT_FOUND)
+                ]),
         ]);
         for version in 1..=2 {
             assert_encodes(&moved, version);

@@ -67,8 +67,8 @@ macro_rules! point_to_leader {
      $endpoints:expr, $with_endpoint:expr, $Leader:ident, $Endpoint:ident) => {{
         let leader = u32::try_from($partition)
             .ok()
-            .filter(|_| super::metadata::wants_new_leader($error_code))
-            .and_then(|p| super::metadata::new_leader($view, $topic, p));
+            .filter(|_| $crate::kafka::metadata::wants_new_leader($error_code))
+            .and_then(|p| $crate::kafka::metadata::new_leader($view, $topic, p));
         if let Some((epoch, leader)) = leader {
             let id = kafka_protocol::messages::BrokerId(leader.kafka_id());
             $current_leader = $Leader::default()

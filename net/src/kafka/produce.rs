@@ -210,6 +210,31 @@ pub(crate) async fn handle(ctx: &Ctx, req: ProduceRequest) -> ProduceResponse {
     out
 }
 
+/// One partition's answer; fields the response `version` lacks stay at their
+/// defaults (the codec refuses to encode them otherwise).
+fn partition_response(version: i16, index: i32, result: Appended) -> PartitionProduceResponse {
+    let mut p = PartitionProduceResponse::default().with_index(index);
+    match result {
+        Ok((base_offset, log_append_time_ms, log_start_offset)) => {
+            p.base_offset = base_offset;
+            p.log_append_time_ms = log_append_time_ms;
+            if version >= 5 {
+                p.log_start_offset = log_start_offset;
+            }
+        }
+        Err(e) => {
+            let (code, message) = kafka_error(&e);
+            p.error_code = code;
+            if version >= 8 {
+                p.error_message = message.map(StrBytes::from_string);
+            }
+            p.base_offset = -1;
+            p.log_append_time_ms = -1;
+        }
+    }
+    p
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,5 +255,59 @@ mod tests {
             let out = ProduceResponse::default().with_responses(vec![topic]);
             assert_encodes(&out, version);
         }
+    }
+
+    #[test]
+    fn not_leader_names_the_leader_from_v10() {
+        let view = crate::cluster_view::tests::three_brokers();
+        let refused = || {
+            partition_response(
+                12,
+                0,
+                Err(WireError::new(ErrorCode::NotLeaderOrFollower, "not here")),
+            )
+        };
+        let mut out = ProduceResponse::default();
+        let mut p = refused();
+        point_to_leader!(
+            &view,
+            "t",
+            p.index,
+            p.error_code,
+            p.current_leader,
+            out.node_endpoints,
+            true,
+            LeaderIdAndEpoch,
+            NodeEndpoint
+        );
+        assert_eq!(
+            (p.current_leader.leader_id.0, p.current_leader.leader_epoch),
+            (2, 7)
+        );
+        assert_eq!(out.node_endpoints.len(), 1);
+        assert_eq!(out.node_endpoints[0].port, 19_092);
+        out.responses = vec![TopicProduceResponse::default().with_partition_responses(vec![p])];
+        assert_encodes(&out, 12);
+        // Other errors name nobody.
+        let mut other = partition_response(
+            12,
+            0,
+            Err(WireError::new(ErrorCode::CorruptBatch, "bad crc")),
+        );
+        let mut endpoints: Vec<NodeEndpoint> = Vec::new();
+        point_to_leader!(
+            &view,
+            "t",
+            other.index,
+            other.error_code,
+            other.current_leader,
+            endpoints,
+            true,
+            LeaderIdAndEpoch,
+            NodeEndpoint
+        );
+        assert_eq!(other.current_leader, LeaderIdAndEpoch::default());
+        assert!(endpoints.is_empty());
+        let _ = &mut other;
     }
 }
