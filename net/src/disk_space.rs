@@ -125,7 +125,7 @@ impl DiskSpace {
 
 /// (bytes available to unprivileged writers, filesystem size) of `dir`'s filesystem.
 /// Blocking.
-fn statvfs_bytes(dir: &Path) -> std::io::Result<(u64, u64)> {
+pub(crate) fn statvfs_bytes(dir: &Path) -> std::io::Result<(u64, u64)> {
     use std::os::unix::ffi::OsStrExt;
     let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;

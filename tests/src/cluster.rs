@@ -28,6 +28,16 @@ impl TestCluster {
     /// accepts connections. All start before any is waited for: a cluster member may
     /// wait for its peers.
     pub fn start(nodes: usize, cores: usize) -> TestCluster {
+        TestCluster::start_with(nodes, cores, |_| Vec::new())
+    }
+
+    /// As [`start`](Self::start), node `i` also given the flags `node_args(i)` (a
+    /// `--rack`, say).
+    pub fn start_with(
+        nodes: usize,
+        cores: usize,
+        node_args: impl Fn(usize) -> Vec<String>,
+    ) -> TestCluster {
         assert!(
             (1..=NODES_MAX).contains(&nodes),
             "a test cluster has 1 to {NODES_MAX} nodes, not {nodes}"
@@ -41,17 +51,17 @@ impl TestCluster {
             .map(|(i, port)| {
                 let node_id = (i + 1).to_string();
                 let listen = format!("127.0.0.1:{port}");
-                TestBroker::spawn_with_args(
-                    cores,
-                    &[
-                        "--node-id",
-                        &node_id,
-                        "--cluster-listen",
-                        &listen,
-                        "--voters",
-                        &voters,
-                    ],
-                )
+                let extra = node_args(i);
+                let mut args = vec![
+                    "--node-id",
+                    &node_id,
+                    "--cluster-listen",
+                    &listen,
+                    "--voters",
+                    &voters,
+                ];
+                args.extend(extra.iter().map(String::as_str));
+                TestBroker::spawn_with_args(cores, &args)
             })
             .collect();
         for b in &mut brokers {

@@ -93,4 +93,41 @@ impl KafkaWire {
         assert_eq!(header.correlation_id, correlation_id);
         Resp::decode(&mut buf, version).expect("decode response body")
     }
+
+    /// Produces one record `value` to `topic`-`partition` with `acks` and
+    /// `timeout_ms` as Produce `version`; the partition's answer and the response's
+    /// node endpoints (KIP-951).
+    pub fn produce_one(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        value: &[u8],
+        acks: i16,
+        timeout_ms: i32,
+        version: i16,
+    ) -> (
+        kafka_protocol::messages::produce_response::PartitionProduceResponse,
+        Vec<kafka_protocol::messages::produce_response::NodeEndpoint>,
+    ) {
+        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+        use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let mut b = strata_schema::KafkaBatchBuilder::new();
+        b.push(now_ms, None, Some(value), &[]);
+        let mut part = PartitionProduceData::default();
+        part.index = partition;
+        part.records = Some(Bytes::from(b.build()));
+        let mut t = TopicProduceData::default();
+        t.name = TopicName(StrBytes::from_string(topic.to_owned()));
+        t.partition_data.push(part);
+        let mut req = ProduceRequest::default();
+        req.acks = acks;
+        req.timeout_ms = timeout_ms;
+        req.topic_data.push(t);
+        let mut resp: ProduceResponse = self.call(ApiKey::Produce, version, &req);
+        let p = resp.responses.remove(0).partition_responses.remove(0);
+        (p, resp.node_endpoints)
+    }
 }

@@ -7,6 +7,8 @@
 //!   [`broker::TestBroker`] that can be killed, stopped and restarted alone.
 //! - [`cluster_kafka`] and [`cluster_native`]: create replicated topics, find leaders
 //!   and read partitions back in cluster tests, with librdkafka or strata-client.
+//! - [`cluster_netns`]: a cluster whose brokers each run in their own network
+//!   namespace, so a test can cut one off by taking its link down.
 //! - [`flaky_proxy`]: a TCP proxy that drops responses, so clients retry.
 //! - [`kafka`]: librdkafka (the `rdkafka` crate) against the broker's Kafka listener.
 //! - [`kafka_wire`]: hand-made Kafka requests over a plain socket.
@@ -23,6 +25,7 @@ pub mod broker;
 pub mod cluster;
 pub mod cluster_kafka;
 pub mod cluster_native;
+pub mod cluster_netns;
 pub mod flaky_proxy;
 pub mod kafka;
 pub mod kafka_wire;

@@ -9,10 +9,12 @@
 //!   records, plans and commits commands on the leader, forwards them elsewhere.
 //! - `node` — startup, the transport's inbound side, publishing the image to shards.
 //! - `view` — the cluster as clients are told of it.
+//! - `client_reads` — which replica answers a client read, and the leader-epoch fence.
 //!
 //! The state machines themselves live elsewhere: Raft in `strata-raft`, the metadata
 //! image and command validation in `crate::controller`.
 
+pub mod client_reads;
 pub mod controller_host;
 pub mod node;
 pub mod replicas;

@@ -123,6 +123,11 @@ impl ReplicatedLog {
         (r.role(), r.term(), r.leader())
     }
 
+    /// Reads the state machine, for status answers (DescribeQuorum).
+    pub fn inspect<R>(&self, f: impl FnOnce(&Raft) -> R) -> R {
+        f(&self.raft.borrow())
+    }
+
     /// Whether this replica leads its group now.
     pub fn is_leader(&self) -> bool {
         self.raft.borrow().role() == Role::Leader

@@ -20,6 +20,7 @@ use strata_schema::{ApiKey, BatchHeader};
 
 use super::{decode, Request};
 use crate::broker::Broker;
+use crate::cluster::client_reads::{check_read, ReadRule};
 use crate::errors::WireError;
 use crate::response::{error_table, Response};
 
@@ -34,6 +35,8 @@ pub(crate) struct Wanted {
     pub partition: u32,
     pub fetch_offset: i64,
     pub max_bytes: usize,
+    /// Which replica may answer, and the client's leader epoch.
+    pub rule: ReadRule,
 }
 
 /// What a fetch read from one partition.
@@ -60,10 +63,10 @@ impl Fetched {
 
 async fn read(
     broker: Rc<Broker>,
-    (topic, partition, offset, max_bytes): (String, u32, i64, usize),
+    (topic, partition, offset, max_bytes, rule): (String, u32, i64, usize, ReadRule),
 ) -> Fetched {
-    // In a cluster only the leader serves reads.
-    if let Err(e) = crate::cluster::replicas::leader_replica(&broker, &topic, partition) {
+    // In a cluster the leader serves reads (and a follower, when `rule` lets it).
+    if let Err(e) = check_read(&broker, &topic, partition, rule) {
         return Fetched::failed(e);
     }
     let log = match broker.log(&topic, partition).await {
@@ -146,6 +149,7 @@ pub async fn handle(broker: &Broker, req: &Request<'_>) -> Result<Response, Wire
             partition: p.partition(),
             fetch_offset: p.fetch_offset(),
             max_bytes: p.max_bytes() as usize,
+            rule: ReadRule::LEADER,
         })
         .collect();
     let max_wait_ms = r.max_wait_ms().min(MAX_WAIT_MS_MAX);
@@ -288,7 +292,13 @@ async fn read_all(broker: &Broker, wanted: &[Wanted]) -> Vec<Fetched> {
         .map(|w| {
             (
                 broker.owner(&w.topic, w.partition),
-                (w.topic.clone(), w.partition, w.fetch_offset, w.max_bytes),
+                (
+                    w.topic.clone(),
+                    w.partition,
+                    w.fetch_offset,
+                    w.max_bytes,
+                    w.rule,
+                ),
             )
         })
         .collect();

@@ -9,7 +9,8 @@ use kafka_protocol::messages::ApiKey;
 use super::codec::{encode_response, KafkaFrame};
 use super::errors::KafkaCode;
 use super::{
-    admin, api_versions, fetch, groups, list_offsets, metadata, produce, producer_ids, ServedApi,
+    admin, api_versions, describe_quorum, describe_topic_partitions, fetch, groups, list_offsets,
+    log_dirs, metadata, produce, producer_ids, ServedApi,
 };
 use crate::broker::Broker;
 use crate::response::Response;
@@ -43,7 +44,7 @@ macro_rules! call {
 pub(crate) use call;
 
 /// Each family's table of served apis.
-const FAMILIES: [&[ServedApi]; 8] = [
+const FAMILIES: [&[ServedApi]; 11] = [
     api_versions::APIS,
     metadata::APIS,
     produce::APIS,
@@ -52,6 +53,9 @@ const FAMILIES: [&[ServedApi]; 8] = [
     groups::APIS,
     admin::APIS,
     producer_ids::APIS,
+    describe_quorum::APIS,
+    describe_topic_partitions::APIS,
+    log_dirs::APIS,
 ];
 
 /// Every served api (no allocation: it is looked at for every request).
@@ -149,6 +153,9 @@ async fn serve(ctx: &Ctx, body: Bytes) -> Response {
         ApiKey::Produce => produce_or_nothing(ctx, body).await,
         ApiKey::Fetch => call!(ctx, body, fetch::handle),
         ApiKey::ListOffsets => call!(ctx, body, list_offsets::handle),
+        ApiKey::DescribeQuorum => describe_quorum::serve(ctx, body).await,
+        ApiKey::DescribeTopicPartitions => call!(ctx, body, describe_topic_partitions::handle),
+        api if log_dirs::APIS.iter().any(|a| a.key == api) => log_dirs::serve(ctx, body).await,
         api if groups::APIS.iter().any(|a| a.key == api) => groups::serve(ctx, body).await,
         api if admin::APIS.iter().any(|a| a.key == api) => admin::serve(ctx, body).await,
         api if producer_ids::APIS.iter().any(|a| a.key == api) => {

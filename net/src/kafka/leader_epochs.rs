@@ -2,11 +2,13 @@
 //! owner shard's leader-epoch cache — what consumers use to detect a truncated log
 //! after a leader change (KIP-320).
 //!
-//! A partition's current leader epoch is the newest epoch written to its log, or 0
-//! when none was ([`leader_epoch`]); Metadata should advertise the same. A
-//! single-node log is never truncated under its readers, so where the cache cannot
-//! say (an epoch older than every cached one) the log end is the answer: no
-//! truncation.
+//! On a single node a partition's current leader epoch is the newest epoch written to
+//! its log, or 0 when none was ([`leader_epoch`]); a single-node log is never
+//! truncated under its readers, so where the cache cannot say (an epoch older than
+//! every cached one) the log end is the answer: no truncation. In a cluster only the
+//! leader answers, and the current epoch is its Raft term — what Metadata
+//! advertises and what it stamps into the batches it writes
+//! (`cluster::client_reads`).
 
 use std::rc::Rc;
 
@@ -16,10 +18,11 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 use strata_engine::Log;
 
-use super::admin::{on_owners, owner_of, refuse, Outcome};
+use super::admin::{on_owners, owner_of, Outcome};
 use super::errors::{kafka_error, KafkaCode};
 use super::Ctx;
 use crate::broker::Broker;
+use crate::cluster::client_reads::{check_epoch, check_read, ReadRule};
 
 /// Kafka's "no epoch" and "no offset".
 const UNDEFINED_EPOCH: i32 = -1;
@@ -48,23 +51,6 @@ pub(crate) fn epoch_end(
     cached.unwrap_or((requested, log_end))
 }
 
-/// Checks the epoch the client believes current against the partition's.
-fn check_current(client: i32, current: i32) -> Result<(), Outcome> {
-    if client < 0 || client == current {
-        Ok(())
-    } else if client < current {
-        Err(refuse(
-            KafkaCode::FencedLeaderEpoch,
-            format!("leader epoch {client} is older than the current {current}"),
-        ))
-    } else {
-        Err(refuse(
-            KafkaCode::UnknownLeaderEpoch,
-            format!("leader epoch {client} is newer than the current {current}"),
-        ))
-    }
-}
-
 type Item = (String, i32, i32, i32);
 type Found = Result<(i32, i64), Outcome>;
 
@@ -73,8 +59,20 @@ async fn lookup(broker: Rc<Broker>, (topic, partition, client, requested): Item)
         .log(&topic, partition as u32)
         .await
         .map_err(|e| kafka_error(&broker.closed_means_deleted(&topic, e)))?;
-    let current = leader_epoch(&log);
-    check_current(client, current)?;
+    let current = if broker.config.cluster.is_some() {
+        check_read(
+            &broker,
+            &topic,
+            partition as u32,
+            ReadRule::leader_at(client),
+        )
+        .map_err(|e| kafka_error(&e))?
+    } else {
+        let current = leader_epoch(&log);
+        check_epoch(client, current, &format!("{topic}-{partition}"))
+            .map_err(|e| kafka_error(&e))?;
+        current
+    };
     Ok(epoch_end(
         requested,
         current,
@@ -146,7 +144,7 @@ mod tests {
     #[test]
     fn responses_encode_at_every_served_version() {
         for version in versions(ApiKey::OffsetForLeaderEpoch) {
-            let fenced = check_current(2, 3).unwrap_err();
+            let fenced = kafka_error(&check_epoch(2, 3, "t-2").unwrap_err());
             let topic = OffsetForLeaderTopicResult::default()
                 .with_topic(topic_name("t"))
                 .with_partitions(vec![
@@ -170,19 +168,5 @@ mod tests {
         assert_eq!(epoch_end(3, 5, Some((2, 10)), 42), (2, 10));
         assert_eq!(epoch_end(5, 5, Some((5, 42)), 42), (5, 42));
         assert_eq!(epoch_end(1, 5, None, 42), (1, 42), "older than every epoch");
-    }
-
-    #[test]
-    fn current_epoch_is_checked() {
-        assert!(check_current(-1, 3).is_ok());
-        assert!(check_current(3, 3).is_ok());
-        assert_eq!(
-            check_current(2, 3).unwrap_err().0,
-            KafkaCode::FencedLeaderEpoch.code()
-        );
-        assert_eq!(
-            check_current(4, 3).unwrap_err().0,
-            KafkaCode::UnknownLeaderEpoch.code()
-        );
     }
 }

@@ -19,16 +19,13 @@ use super::errors::{kafka_code, KafkaCode};
 use super::{Ctx, ServedApi};
 use crate::cluster_config::NodeId;
 use crate::cluster_view::{
-    kafka_id, kafka_id_or_none, ClusterView, PartitionView, NO_NODE_KAFKA_ID,
+    kafka_id, kafka_id_or_none, BrokerEndpoint, ClusterView, PartitionView, NO_NODE_KAFKA_ID,
 };
 use crate::errors::WireError;
 use crate::metadata::{validate_topic_name, TopicMeta};
 
 /// The apis of this file.
 pub(crate) const APIS: &[ServedApi] = &[ServedApi::new(ApiKey::Metadata, 0, 12)];
-
-/// The leader epoch every partition of a single-node broker reports.
-pub(crate) const LEADER_EPOCH: i32 = crate::cluster_view::SINGLE_NODE_LEADER_EPOCH;
 
 /// A Kafka topic id from a strata topic id.
 pub(crate) fn topic_uuid(id: &[u8; 16]) -> uuid::Uuid {
@@ -39,7 +36,66 @@ pub(crate) fn topic_name(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_owned()))
 }
 
-fn broker_ids(ids: &[NodeId]) -> Vec<BrokerId> {
+/// Where a client refused with NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH should
+/// go instead (KIP-951's `CurrentLeader` and its `NodeEndpoints` entry): the
+/// partition's leader, its epoch and its endpoint, from the cluster view. `None` when
+/// the view knows no leader, or names this broker (the view is behind the replica
+/// that just refused): the client then asks Metadata as before KIP-951.
+pub(crate) fn new_leader<'v>(
+    view: &'v ClusterView,
+    topic: &str,
+    partition: u32,
+) -> Option<(i32, &'v BrokerEndpoint)> {
+    let p = view.partition(topic, partition)?;
+    let leader = p.leader.filter(|l| *l != view.local)?;
+    Some((p.leader_epoch, view.broker(leader)?))
+}
+
+/// Whether a partition error code asks for KIP-951's current leader.
+pub(crate) fn wants_new_leader(error_code: i16) -> bool {
+    error_code == KafkaCode::NotLeaderOrFollower.code()
+        || error_code == KafkaCode::FencedLeaderEpoch.code()
+}
+
+/// KIP-951 for one refused partition of a Produce or Fetch answer: when
+/// `$error_code` asks for it and the view knows the leader of `$topic`-`$partition`,
+/// sets `$current_leader` (that api's `LeaderIdAndEpoch`) and, when `$with_endpoint`,
+/// adds the leader's endpoint once to `$endpoints` (that api's `NodeEndpoint`s). A
+/// macro because each api has its own generated, identical, types.
+macro_rules! point_to_leader {
+    ($view:expr, $topic:expr, $partition:expr, $error_code:expr, $current_leader:expr,
+     $endpoints:expr, $with_endpoint:expr, $Leader:ident, $Endpoint:ident) => {{
+        let leader = u32::try_from($partition)
+            .ok()
+            .filter(|_| $crate::kafka::metadata::wants_new_leader($error_code))
+            .and_then(|p| $crate::kafka::metadata::new_leader($view, $topic, p));
+        if let Some((epoch, leader)) = leader {
+            let id = kafka_protocol::messages::BrokerId(leader.kafka_id());
+            $current_leader = $Leader::default()
+                .with_leader_id(id)
+                .with_leader_epoch(epoch);
+            if $with_endpoint && !$endpoints.iter().any(|e: &$Endpoint| e.node_id == id) {
+                $endpoints.push(
+                    $Endpoint::default()
+                        .with_node_id(id)
+                        .with_host(kafka_protocol::protocol::StrBytes::from_string(
+                            leader.kafka_host.clone(),
+                        ))
+                        .with_port(i32::from(leader.kafka_port))
+                        .with_rack(
+                            leader
+                                .rack
+                                .clone()
+                                .map(kafka_protocol::protocol::StrBytes::from_string),
+                        ),
+                );
+            }
+        }
+    }};
+}
+pub(crate) use point_to_leader;
+
+pub(crate) fn broker_ids(ids: &[NodeId]) -> Vec<BrokerId> {
     ids.iter().map(|id| BrokerId(kafka_id(*id))).collect()
 }
 
@@ -243,7 +299,10 @@ mod tests {
         for p in &topic.partitions {
             assert_eq!(p.error_code, 0);
             assert_eq!(p.leader_id, BrokerId(0));
-            assert_eq!(p.leader_epoch, LEADER_EPOCH);
+            assert_eq!(
+                p.leader_epoch,
+                crate::cluster_view::SINGLE_NODE_LEADER_EPOCH
+            );
             assert_eq!(p.replica_nodes, vec![BrokerId(0)]);
             assert_eq!(p.isr_nodes, vec![BrokerId(0)]);
             assert!(p.offline_replicas.is_empty());

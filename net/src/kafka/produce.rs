@@ -7,15 +7,23 @@
 //! once), before anything is appended; a bad batch fails its partition with
 //! CORRUPT_MESSAGE, a keyless record on a compacted topic with INVALID_RECORD (as
 //! Kafka answers), and nothing of that partition is appended.
+//!
+//! In a cluster a partition this broker does not lead is refused with
+//! NOT_LEADER_OR_FOLLOWER; from v10 the answer names the current leader and the
+//! response carries its endpoint (KIP-951), from the cluster view, so the producer
+//! goes there without asking Metadata first.
 
 use bytes::Bytes;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use strata_engine::Durability;
 use strata_schema::{wrap_kafka_batch_produced, ErrorCode, ProduceRules, ValidatedBatch};
 
 use super::errors::kafka_error;
+use super::metadata::point_to_leader;
 use super::{Ctx, ServedApi};
 use crate::broker::{scatter, Broker};
 use crate::errors::{batch_error, WireError};
@@ -25,6 +33,9 @@ use crate::handlers::produce::{
 
 /// The apis of this file.
 pub(crate) const APIS: &[ServedApi] = &[ServedApi::new(ApiKey::Produce, 3, 12)];
+
+/// The first Produce version with KIP-951's current leader and node endpoints.
+const NEW_LEADER_VERSION: i16 = 10;
 
 /// Bytes of a Kafka batch before its `batchLength` field ends.
 const KAFKA_LENGTH_PREFIX_BYTES: usize = 12;
@@ -66,6 +77,7 @@ fn wrap_batches(records: &[u8], rules: ProduceRules) -> Result<Vec<ValidatedBatc
 
 struct Slot {
     topic: usize,
+    name: String,
     partition: i32,
 }
 
@@ -145,6 +157,7 @@ pub(crate) async fn handle(ctx: &Ctx, req: ProduceRequest) -> ProduceResponse {
             })();
             slots.push(Slot {
                 topic: t,
+                name: name.clone(),
                 partition: part.index,
             });
             match checked {
@@ -175,11 +188,24 @@ pub(crate) async fn handle(ctx: &Ctx, req: ProduceRequest) -> ProduceResponse {
     {
         results[i] = Some(a);
     }
+    let view = broker.cluster_view();
     for (slot, result) in slots.into_iter().zip(results) {
         let result = result.expect("every partition has a result");
-        out.responses[slot.topic]
-            .partition_responses
-            .push(partition_response(ctx.version, slot.partition, result));
+        let mut p = partition_response(ctx.version, slot.partition, result);
+        if ctx.version >= NEW_LEADER_VERSION {
+            point_to_leader!(
+                &view,
+                &slot.name,
+                p.index,
+                p.error_code,
+                p.current_leader,
+                out.node_endpoints,
+                true,
+                LeaderIdAndEpoch,
+                NodeEndpoint
+            );
+        }
+        out.responses[slot.topic].partition_responses.push(p);
     }
     out
 }
@@ -229,5 +255,59 @@ mod tests {
             let out = ProduceResponse::default().with_responses(vec![topic]);
             assert_encodes(&out, version);
         }
+    }
+
+    #[test]
+    fn not_leader_names_the_leader_from_v10() {
+        let view = crate::cluster_view::tests::three_brokers();
+        let refused = || {
+            partition_response(
+                12,
+                0,
+                Err(WireError::new(ErrorCode::NotLeaderOrFollower, "not here")),
+            )
+        };
+        let mut out = ProduceResponse::default();
+        let mut p = refused();
+        point_to_leader!(
+            &view,
+            "t",
+            p.index,
+            p.error_code,
+            p.current_leader,
+            out.node_endpoints,
+            true,
+            LeaderIdAndEpoch,
+            NodeEndpoint
+        );
+        assert_eq!(
+            (p.current_leader.leader_id.0, p.current_leader.leader_epoch),
+            (2, 7)
+        );
+        assert_eq!(out.node_endpoints.len(), 1);
+        assert_eq!(out.node_endpoints[0].port, 19_092);
+        out.responses = vec![TopicProduceResponse::default().with_partition_responses(vec![p])];
+        assert_encodes(&out, 12);
+        // Other errors name nobody.
+        let mut other = partition_response(
+            12,
+            0,
+            Err(WireError::new(ErrorCode::CorruptBatch, "bad crc")),
+        );
+        let mut endpoints: Vec<NodeEndpoint> = Vec::new();
+        point_to_leader!(
+            &view,
+            "t",
+            other.index,
+            other.error_code,
+            other.current_leader,
+            endpoints,
+            true,
+            LeaderIdAndEpoch,
+            NodeEndpoint
+        );
+        assert_eq!(other.current_leader, LeaderIdAndEpoch::default());
+        assert!(endpoints.is_empty());
+        let _ = &mut other;
     }
 }
