@@ -9,12 +9,16 @@
 //!   records, plans and commits commands on the leader, forwards them elsewhere.
 //! - `node` — startup, the transport's inbound side, publishing the image to shards.
 //! - `view` — the cluster as clients are told of it.
+//! - `offsets_topic` — creating `__consumer_offsets` through the controller.
+//! - `group_forward` — native group requests forwarded to their coordinator.
 //!
 //! The state machines themselves live elsewhere: Raft in `strata-raft`, the metadata
 //! image and command validation in `crate::controller`.
 
 pub mod controller_host;
+pub mod group_forward;
 pub mod node;
+pub mod offsets_topic;
 pub mod replicas;
 pub mod replicated_log;
 pub mod view;
