@@ -14,9 +14,16 @@
 //!   holds them in the order the coordinator produced them;
 //! - it parks a held request (a join, a Kafka SyncGroup) until the coordinator
 //!   answers it, or the shard stops.
+//!
+//! In a cluster the coordinator follows the partition's Raft leader: a shard loads a
+//! [`Host`] once its replica of the partition leads and everything earlier leaders
+//! left has committed (replaying the committed log), and retires it as soon as the
+//! replica stops leading in that term; requests then get NOT_COORDINATOR and clients
+//! find the new coordinator. Its writes go through the replica with acks=all
+//! semantics, and what waits on them is answered only once they committed.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -27,9 +34,14 @@ use glommio::sync::Semaphore;
 use strata_engine::placement::ShardId;
 use strata_engine::shard::Shard;
 use strata_engine::{AppendOptions, Durability, Log};
-use strata_schema::{validate_batch, BatchHeader, ErrorCode, NativeBatchBuilder, PayloadFormat};
+use strata_raft::{Role, Term};
+use strata_schema::{
+    validate_batch, BatchHeader, ErrorCode, NativeBatchBuilder, PayloadFormat, ValidatedBatch,
+};
 
 use crate::broker::Broker;
+use crate::cluster::replicas::ShardReplicas;
+use crate::cluster::replicated_log::ReplicatedLog;
 use crate::errors::WireError;
 use crate::groups::{
     coordinator_partition, Answer, ClassicJoinRequest, ClassicJoinResponse, Commit,
@@ -49,6 +61,9 @@ const JOIN_WAIT_SLACK_MS: u64 = 5_000;
 const REPLAY_READ_BYTES: usize = 1024 * 1024;
 /// Records' bytes per appended batch at most.
 const PERSIST_BATCH_BYTES_MAX: usize = 1024 * 1024;
+/// Kafka's `offsets.commit.timeout.ms`: how long a replicated coordinator waits for
+/// its write to commit before answering that it could not.
+const OFFSETS_COMMIT_TIMEOUT_MS: u64 = 5_000;
 
 /// Unix time in milliseconds: the only clock the coordinators see.
 pub fn now_ms() -> i64 {
@@ -57,15 +72,25 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// What a held request gets: the coordinator's answer, or why it cannot have one
+/// (the records it depends on were not written, the coordinator moved).
+type HeldAnswer = Result<Answer, WireError>;
+
 /// The coordinator of one `__consumer_offsets` partition.
 pub struct Host {
     partition: u32,
     /// The shard the host lives on (for the topic snapshot).
     shard: Shard,
     log: Log,
+    /// In a cluster: the partition's Raft replica, which every write goes through,
+    /// and the term it was leading in when this host was loaded. The host serves
+    /// while that replica leads in that term.
+    replica: Option<(Rc<ReplicatedLog>, Term)>,
+    /// Set when the replica stopped leading: the host is gone from its shard.
+    retired: Cell<bool>,
     coordinator: RefCell<Coordinator>,
     /// Held requests (joins, syncs), by token.
-    waiters: RefCell<HashMap<Token, LocalSender<Answer>>>,
+    waiters: RefCell<HashMap<Token, LocalSender<HeldAnswer>>>,
     /// One append at a time, in the order the records were produced.
     persisting: Semaphore,
 }
@@ -74,6 +99,8 @@ pub struct Host {
 #[derive(Default)]
 pub struct GroupShard {
     hosts: RefCell<BTreeMap<u32, Rc<Host>>>,
+    /// Partitions whose host is being loaded (cluster: just became leader).
+    loading: RefCell<BTreeSet<u32>>,
     next_token: Cell<Token>,
     /// The topic snapshot whose partition counts the coordinators have.
     topics_seen: RefCell<Option<Arc<Topics>>>,
@@ -87,6 +114,13 @@ fn not_coordinator(why: String) -> WireError {
 pub fn coordinator_of(broker: &Broker, group: &str) -> Result<(ShardId, u32), WireError> {
     let topics = broker.topics();
     let meta = topics.get(CONSUMER_OFFSETS_TOPIC).ok_or_else(|| {
+        if broker.config.cluster.is_some() {
+            // The first group request of a cluster has the controller create it.
+            crate::cluster::offsets_topic::request(broker);
+            return not_coordinator(format!(
+                "the group coordinator is not available yet: topic {CONSUMER_OFFSETS_TOPIC} is being created; retry"
+            ));
+        }
         not_coordinator(format!(
             "the group coordinator is not available: topic {CONSUMER_OFFSETS_TOPIC} does not exist"
         ))
@@ -100,9 +134,13 @@ pub fn host(shard: &Shard, partition: u32) -> Result<Rc<Host>, WireError> {
     shard
         .local::<GroupShard>()
         .and_then(|g| g.hosts.borrow().get(&partition).cloned())
+        // In a cluster leadership may have moved since the last tick.
+        .filter(|h| h.leads())
         .ok_or_else(|| {
             not_coordinator(format!(
-                "shard {} does not coordinate {CONSUMER_OFFSETS_TOPIC} partition {partition}",
+                "shard {} does not coordinate {CONSUMER_OFFSETS_TOPIC} partition {partition} \
+                 (in a cluster: its leader is another broker, or is still loading it); \
+                 find the coordinator again",
                 shard.id()
             ))
         })
@@ -130,14 +168,25 @@ pub async fn start(broker: &Rc<Broker>) -> Result<(), WireError> {
     let shard = broker.shard.clone();
     let state = Rc::new(GroupShard::default());
     let topics = broker.topics();
-    if let Some(meta) = topics.get(CONSUMER_OFFSETS_TOPIC) {
+    // A cluster's hosts are loaded where their partition's leader is (see
+    // `follow_leadership`); its topics are not known yet at startup anyway.
+    let single_node = broker.config.cluster.is_none();
+    if let Some(meta) = topics.get(CONSUMER_OFFSETS_TOPIC).filter(|_| single_node) {
         for p in 0..meta.partitions {
             if broker.owner(CONSUMER_OFFSETS_TOPIC, p) != shard.id() {
                 continue;
             }
             let log = broker.log(CONSUMER_OFFSETS_TOPIC, p).await?;
-            let host =
-                Host::load(p, log, shard.clone(), &topics, coordinator_config(broker)).await?;
+            let end = log.log_end_offset();
+            let host = Host::load(
+                p,
+                log,
+                shard.clone(),
+                &topics,
+                coordinator_config(broker),
+                (None, end),
+            )
+            .await?;
             // Offsets of topics deleted before their tombstones were written (a
             // crash in between): gone now, durably, before anyone can fetch them.
             let stale = host
@@ -229,6 +278,7 @@ async fn tick_loop(broker: Rc<Broker>) {
             break;
         }
         sync_topics(&broker);
+        follow_leadership(&broker);
         let now = now_ms();
         for host in hosts(&shard) {
             let fx = host.coordinator.borrow_mut().tick(now);
@@ -242,16 +292,98 @@ async fn tick_loop(broker: Rc<Broker>) {
     }
 }
 
-/// Replays `log` (a `__consumer_offsets` partition) into `coordinator`: every record
-/// of every native batch, control batches skipped. Returns (records applied, batches
-/// or records skipped as unreadable).
+/// In a cluster, once a tick: retires the hosts whose replica stopped leading in the
+/// term they were loaded in, and starts loading a host for each `__consumer_offsets`
+/// partition this shard's replica now leads with a settled log.
+fn follow_leadership(broker: &Rc<Broker>) {
+    if broker.config.cluster.is_none() {
+        return;
+    }
+    let Some(state) = broker.shard.local::<GroupShard>() else {
+        return;
+    };
+    let stale: Vec<u32> = state
+        .hosts
+        .borrow()
+        .iter()
+        .filter(|(_, h)| !h.leads())
+        .map(|(p, _)| *p)
+        .collect();
+    for p in stale {
+        let removed = state.hosts.borrow_mut().remove(&p);
+        if let Some(host) = removed {
+            tracing::info!(partition = p, "group coordinator moved away");
+            host.retire();
+        }
+    }
+    let Some(partitions) = broker
+        .topics()
+        .get(CONSUMER_OFFSETS_TOPIC)
+        .map(|m| m.partitions)
+    else {
+        return;
+    };
+    let replicas = ShardReplicas::of(&broker.shard);
+    for p in 0..partitions {
+        if state.hosts.borrow().contains_key(&p) || state.loading.borrow().contains(&p) {
+            continue;
+        }
+        let Some(replica) = replicas.get(CONSUMER_OFFSETS_TOPIC, p) else {
+            continue;
+        };
+        let Some(leading) = replica.settled_leadership() else {
+            continue;
+        };
+        state.loading.borrow_mut().insert(p);
+        let (b, s) = (Rc::clone(broker), Rc::clone(&state));
+        glommio::spawn_local(async move { load_leader(b, s, p, replica, leading).await })
+            .detach();
+    }
+}
+
+/// Loads the host of partition `p`, which this shard's `replica` leads in `term`
+/// with everything up to `end` committed, and installs it if it still leads then.
+async fn load_leader(
+    broker: Rc<Broker>,
+    state: Rc<GroupShard>,
+    p: u32,
+    replica: Rc<ReplicatedLog>,
+    (term, end): (Term, u64),
+) {
+    let topics = broker.topics();
+    let log = replica.log().clone();
+    let loaded = Host::load(
+        p,
+        log,
+        broker.shard.clone(),
+        &topics,
+        coordinator_config(&broker),
+        (Some((replica, term)), end as i64),
+    )
+    .await;
+    state.loading.borrow_mut().remove(&p);
+    match loaded {
+        // Leadership may have moved during the replay: the next tick loads again.
+        Ok(host) if host.leads() => {
+            state.hosts.borrow_mut().insert(p, Rc::new(host));
+        }
+        Ok(_) => tracing::info!(partition = p, term, "leadership moved while loading"),
+        Err(e) => {
+            tracing::warn!(partition = p, error = %e.message, "group coordinator not loaded; retrying")
+        }
+    }
+}
+
+/// Replays `log` (a `__consumer_offsets` partition) up to `end` into `coordinator`:
+/// every record of every native batch, control batches skipped. Returns (records
+/// applied, batches or records skipped as unreadable).
 async fn replay(
     log: &Log,
+    end: i64,
     coordinator: &mut Coordinator,
     now: i64,
     partition: u32,
 ) -> Result<(u64, u64), WireError> {
-    let end = log.log_end_offset();
     let mut offset = log.log_start_offset();
     let (mut records, mut skipped) = (0u64, 0u64);
     while offset < end {
@@ -300,56 +432,102 @@ async fn replay(
 }
 
 impl Host {
-    /// A coordinator holding everything the partition's log says.
+    /// A coordinator holding everything the partition's log says up to `end` (in a
+    /// cluster, over `replica` leading in its term).
     async fn load(
         partition: u32,
         log: Log,
         shard: Shard,
         topics: &Topics,
         config: CoordinatorConfig,
+        (replica, end): (Option<(Rc<ReplicatedLog>, Term)>, i64),
     ) -> Result<Host, WireError> {
         let now = now_ms();
         let instance = (now as u64) ^ ((shard.id() as u64) << 48) ^ (u64::from(partition) << 40);
         let mut coordinator = Coordinator::new(CoordinatorConfig { instance, ..config });
         let _ = coordinator.set_partition_counts(now, partition_counts(topics));
-        let (records, skipped) = replay(&log, &mut coordinator, now, partition).await?;
+        let (records, skipped) = replay(&log, end, &mut coordinator, now, partition).await?;
         tracing::info!(
             partition,
             records,
             skipped,
             groups = coordinator.list().len(),
+            term = replica.as_ref().map(|(_, t)| *t),
             "group coordinator loaded"
         );
         Ok(Host {
             partition,
             shard,
             log,
+            replica,
+            retired: Cell::new(false),
             coordinator: RefCell::new(coordinator),
             waiters: RefCell::new(HashMap::new()),
             persisting: Semaphore::new(1),
         })
     }
 
-    /// Answers the held requests the coordinator completed and appends its
-    /// records (in the background: they are group metadata, already in effect).
+    /// Whether this host coordinates now: always on one node; in a cluster while its
+    /// replica leads in the term the host was loaded in.
+    fn leads(&self) -> bool {
+        match &self.replica {
+            None => true,
+            Some((r, term)) => {
+                let (role, now, _) = r.leadership();
+                !self.retired.get() && role == Role::Leader && now == *term
+            }
+        }
+    }
+
+    fn moved(&self) -> WireError {
+        not_coordinator(format!(
+            "the coordinator of {CONSUMER_OFFSETS_TOPIC} partition {} moved to another broker; find the coordinator again",
+            self.partition
+        ))
+    }
+
+    /// Takes the host out of service: its held requests are answered NOT_COORDINATOR.
+    fn retire(&self) {
+        self.retired.set(true);
+        let waiters: Vec<_> = self.waiters.borrow_mut().drain().collect();
+        for (_, tx) in waiters {
+            let _ = tx.try_send(Err(self.moved()));
+        }
+    }
+
+    /// Appends the coordinator's records, then answers the held requests it
+    /// completed (in the background: the records are group metadata, already in
+    /// effect here). If the records cannot be written, the held requests get the
+    /// error instead: a member is never told of a generation a coordinator that
+    /// replays the log would not know.
     fn dispatch(self: &Rc<Self>, fx: Effects) {
-        for (token, answer) in fx.answers {
+        if fx.records.is_empty() {
+            self.answer(fx.answers.into_iter().map(|(t, a)| (t, Ok(a))));
+            return;
+        }
+        let host = Rc::clone(self);
+        glommio::spawn_local(async move {
+            match host.persist(&fx.records).await {
+                Ok(()) => host.answer(fx.answers.into_iter().map(|(t, a)| (t, Ok(a)))),
+                Err(e) => {
+                    tracing::warn!(partition = host.partition, error = %e.message, "persisting group metadata failed");
+                    host.answer(fx.answers.into_iter().map(|(t, _)| (t, Err(e.clone()))));
+                }
+            }
+        })
+        .detach();
+    }
+
+    fn answer(&self, answers: impl Iterator<Item = (Token, HeldAnswer)>) {
+        for (token, answer) in answers {
             if let Some(tx) = self.waiters.borrow_mut().remove(&token) {
                 let _ = tx.try_send(answer);
             }
         }
-        if !fx.records.is_empty() {
-            let host = Rc::clone(self);
-            glommio::spawn_local(async move {
-                if let Err(e) = host.persist(&fx.records).await {
-                    tracing::warn!(partition = host.partition, error = %e.message, "persisting group metadata failed");
-                }
-            })
-            .detach();
-        }
     }
 
-    /// Appends `records` durably, in order.
+    /// Appends `records` durably (in a cluster: committed by the partition's
+    /// replicas), in order.
     async fn persist(&self, records: &[Record]) -> Result<(), WireError> {
         let _turn = self
             .persisting
@@ -375,6 +553,10 @@ impl Host {
                     format!("cannot build a group batch: {e}"),
                 )
             })?;
+            if let Some((replica, _)) = &self.replica {
+                self.append_replicated(replica, batch).await?;
+                continue;
+            }
             let info = self
                 .log
                 .append(batch, AppendOptions::new(Durability::Durable))
@@ -384,6 +566,56 @@ impl Host {
                 .set_high_watermark(self.log.high_watermark().max(info.last_offset + 1));
         }
         Ok(())
+    }
+
+    /// Appends one batch through the partition's replica with acks=all and waits (at
+    /// most `OFFSETS_COMMIT_TIMEOUT_MS`) until it committed.
+    async fn append_replicated(
+        &self,
+        replica: &Rc<ReplicatedLog>,
+        batch: Vec<u8>,
+    ) -> Result<(), WireError> {
+        if !self.leads() {
+            return Err(self.moved());
+        }
+        let batch = ValidatedBatch::new(batch).map_err(|e| {
+            WireError::new(
+                ErrorCode::Unknown,
+                format!("cannot build a group batch: {e}"),
+            )
+        })?;
+        let broker = Broker::of(&self.shard);
+        let min_insync =
+            crate::handlers::produce::min_insync_replicas(&broker, CONSUMER_OFFSETS_TOPIC);
+        let r = Rc::clone(replica);
+        // A task of its own: a write that outlives the timeout still completes (or
+        // fails) in order, and a coordinator that replays the log sees it.
+        let appended = glommio::spawn_local(async move {
+            r.append(batch, Durability::Durable, min_insync).await
+        })
+        .detach();
+        let outcome = futures_lite::future::or(async { Some(appended.await) }, async {
+            glommio::timer::sleep(Duration::from_millis(OFFSETS_COMMIT_TIMEOUT_MS)).await;
+            None
+        })
+        .await;
+        match outcome {
+            Some(Some(Ok(_))) => Ok(()),
+            Some(Some(Err(e))) if e.code == ErrorCode::NotLeaderOrFollower => Err(self.moved()),
+            Some(Some(Err(e))) => Err(e),
+            Some(None) => Err(WireError::new(
+                ErrorCode::BrokerShuttingDown,
+                "the broker is shutting down",
+            )),
+            None => Err(WireError::new(
+                ErrorCode::RequestTimedOut,
+                format!(
+                    "the group's write to {CONSUMER_OFFSETS_TOPIC} partition {} did not commit within \
+                     {OFFSETS_COMMIT_TIMEOUT_MS} ms (too few replicas reachable?); retry",
+                    self.partition
+                ),
+            )),
+        }
     }
 
     fn token(shard: &Shard) -> Token {
@@ -436,15 +668,17 @@ async fn held(
     })
     .await;
     host.waiters.borrow_mut().remove(&token);
-    answer.ok_or_else(|| {
-        if shard.is_stopping() {
+    answer.unwrap_or_else(|| {
+        Err(if shard.is_stopping() {
             WireError::new(ErrorCode::BrokerShuttingDown, "the broker is shutting down")
+        } else if host.retired.get() {
+            host.moved()
         } else {
             WireError::new(
                 ErrorCode::RequestTimedOut,
                 "the rebalance did not complete in time; join again",
             )
-        }
+        })
     })
 }
 
@@ -710,6 +944,19 @@ pub fn kafka_fetch_offsets(
 /// segments) keeps the replay at startup short.
 const OFFSETS_SEGMENT_BYTES: u64 = 100 * 1024 * 1024;
 
+/// The topic configs `__consumer_offsets` is created with (one node or cluster):
+/// compacted, small segments.
+pub fn offsets_topic_overrides() -> BTreeMap<String, String> {
+    [
+        ("cleanup.policy".to_owned(), "compact".to_owned()),
+        (
+            "segment.bytes".to_owned(),
+            OFFSETS_SEGMENT_BYTES.to_string(),
+        ),
+    ]
+    .into()
+}
+
 /// Adds `__consumer_offsets` (`partitions` partitions, compacted) to
 /// `topics` and stores the metadata file, unless it exists. Blocking; at startup,
 /// before the shards run.
@@ -722,14 +969,7 @@ pub fn ensure_offsets_topic(
     if topics.get(CONSUMER_OFFSETS_TOPIC).is_some() {
         return Ok(topics);
     }
-    let overrides: BTreeMap<String, String> = [
-        ("cleanup.policy".to_owned(), "compact".to_owned()),
-        (
-            "segment.bytes".to_owned(),
-            OFFSETS_SEGMENT_BYTES.to_string(),
-        ),
-    ]
-    .into();
+    let overrides = offsets_topic_overrides();
     let config = crate::topic_config::TopicConfig::resolve(defaults, &overrides)
         .map_err(|e| format!("{CONSUMER_OFFSETS_TOPIC}: {e}"))?;
     topics.topics.insert(
@@ -781,7 +1021,10 @@ mod tests {
                 log.append_validated(again, durable).await.unwrap();
             }
             let mut coordinator = Coordinator::new(CoordinatorConfig::default());
-            let (records, skipped) = replay(&log, &mut coordinator, now_ms(), 0).await.unwrap();
+            let end = log.log_end_offset();
+            let (records, skipped) = replay(&log, end, &mut coordinator, now_ms(), 0)
+                .await
+                .unwrap();
             assert_eq!((records, skipped), (2, 0));
             let got = coordinator.fetch_offsets("g", Some(std::slice::from_ref(&tp)));
             assert_eq!(got[0].1.as_ref().map(|v| v.offset), Some(9));

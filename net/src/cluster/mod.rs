@@ -10,13 +10,17 @@
 //! - `node` — startup, the transport's inbound side, publishing the image to shards.
 //! - `view` — the cluster as clients are told of it.
 //! - `client_reads` — which replica answers a client read, and the leader-epoch fence.
+//! - `offsets_topic` — creating `__consumer_offsets` through the controller.
+//! - `group_forward` — native group requests forwarded to their coordinator.
 //!
 //! The state machines themselves live elsewhere: Raft in `strata-raft`, the metadata
 //! image and command validation in `crate::controller`.
 
 pub mod client_reads;
 pub mod controller_host;
+pub mod group_forward;
 pub mod node;
+pub mod offsets_topic;
 pub mod replicas;
 pub mod replicated_log;
 pub mod view;

@@ -324,6 +324,38 @@ pub async fn report_leader(
     }
 }
 
+/// Calls broker `to` over shard 0's transport, from any shard: its answer, or why
+/// there is none.
+pub async fn call_broker(
+    shard: &Shard,
+    to: NodeId,
+    payload: Vec<u8>,
+    timeout_ms: u64,
+) -> Result<Vec<u8>, String> {
+    async fn call_here(
+        shard: &Shard,
+        to: NodeId,
+        payload: Vec<u8>,
+        timeout_ms: u64,
+    ) -> Result<Vec<u8>, String> {
+        let Some(t) = ClusterNode::of(shard).and_then(|n| n.transport()) else {
+            return Err("this broker's cluster transport is not running".to_owned());
+        };
+        t.call(to, payload, timeout_ms)
+            .await
+            .map_err(|e| e.to_string())
+    }
+    if shard.id() == METADATA_SHARD {
+        return call_here(shard, to, payload, timeout_ms).await;
+    }
+    shard
+        .invoke_on(METADATA_SHARD, move |s| async move {
+            call_here(&s, to, payload, timeout_ms).await
+        })
+        .await
+        .map_err(|e| e.to_string())?
+}
+
 /// Sends replicas' messages through shard 0's transport, from any shard.
 pub async fn send_from_any_shard(shard: &Shard, messages: Vec<(NodeId, GroupMessage)>) {
     if shard.id() == METADATA_SHARD {
@@ -396,6 +428,9 @@ impl Inbound for NodeInbound {
 
     fn call(&self, _from: NodeId, payload: Vec<u8>) -> LocalBoxFuture<Result<Vec<u8>, String>> {
         let shard = self.shard.clone();
+        if crate::cluster::group_forward::is_forwarded(&payload) {
+            return crate::cluster::group_forward::serve(shard, payload);
+        }
         Box::pin(async move {
             let cmd = decode_command(&payload).map_err(|e| e.to_string())?;
             let Some(node) = ClusterNode::of(&shard) else {

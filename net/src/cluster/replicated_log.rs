@@ -128,6 +128,22 @@ impl ReplicatedLog {
         f(&self.raft.borrow())
     }
 
+    /// On a leader whose whole log has committed, including an entry of its own term
+    /// (its leader-change marker), and is written to the engine log: its term and
+    /// the log's end. Everything an earlier leader left is then decided, so state
+    /// replayed from `[start, end)` is the group's committed state. `None` otherwise.
+    pub fn settled_leadership(&self) -> Option<(Term, u64)> {
+        let r = self.raft.borrow();
+        let end = r.log_end_offset();
+        let settled = r.role() == Role::Leader
+            && end > 0
+            && r.commit_offset() >= end
+            && r.epochs().term_at(end - 1) == Some(r.term())
+            && self.log.log_end_offset() as u64 == end
+            && self.log.high_watermark() as u64 >= end;
+        settled.then(|| (r.term(), end))
+    }
+
     /// Whether this replica leads its group now.
     pub fn is_leader(&self) -> bool {
         self.raft.borrow().role() == Role::Leader

@@ -14,10 +14,74 @@ use strata_schema::{ApiKey, ErrorCode};
 
 use super::{decode, Request};
 use crate::broker::{scatter, unknown_topic, Broker};
+use crate::cluster::group_forward::{self, FORWARD_TIMEOUT_MS};
 use crate::errors::WireError;
 use crate::group_host::{self, Host};
 use crate::groups::{lag_rows, Commit, JoinRequest, Strategy, TopicPartition};
 use crate::response::{error_table, Response};
+
+// ---- routing: in a cluster a request goes to the broker coordinating its group -----
+
+/// Forwards `req` to the broker coordinating `group` when that is another broker
+/// (`cluster::group_forward`); `None`: this broker answers it.
+async fn forwarded(
+    broker: &Broker,
+    req: &Request<'_>,
+    group: &str,
+    timeout_ms: u64,
+) -> Option<Result<Response, WireError>> {
+    let to = group_forward::remote_coordinator(broker, group)?;
+    Some(group_forward::forward(broker, req, to, timeout_ms).await)
+}
+
+/// Declares the routed handler `$name`, which answers here with `$here` unless
+/// another broker coordinates the group `$group(&decoded body)` names.
+macro_rules! routed {
+    ($name:ident, $here:ident, $table:ty, $api:expr, |$r:ident| $group:expr, $timeout_ms:expr) => {
+        pub async fn $name(broker: &Broker, req: &Request<'_>) -> Result<Response, WireError> {
+            let $r = decode::<$table>(req.body, $api)?;
+            if let Some(done) = forwarded(broker, req, $group, $timeout_ms).await {
+                return done;
+            }
+            $here(broker, req).await
+        }
+    };
+}
+
+/// A forwarded join is held until its rebalance completes.
+fn join_timeout_ms(r: &fb::JoinGroupRequest<'_>) -> u64 {
+    u64::from(r.rebalance_timeout_ms().max(r.session_timeout_ms()))
+        + group_forward::FORWARD_TIMEOUT_MS
+}
+
+routed!(join, join_here, fb::JoinGroupRequest, ApiKey::JoinGroup, |r| r.group(), join_timeout_ms(&r));
+routed!(heartbeat, heartbeat_here, fb::HeartbeatRequest, ApiKey::Heartbeat, |r| r.group(), FORWARD_TIMEOUT_MS);
+routed!(leave, leave_here, fb::LeaveGroupRequest, ApiKey::LeaveGroup, |r| r.group(), FORWARD_TIMEOUT_MS);
+routed!(commit, commit_here, fb::OffsetCommitRequest, ApiKey::OffsetCommit, |r| r.group(), FORWARD_TIMEOUT_MS);
+routed!(offset_fetch, offset_fetch_here, fb::OffsetFetchRequest, ApiKey::OffsetFetch, |r| r.group(), FORWARD_TIMEOUT_MS);
+routed!(describe, describe_here, fb::DescribeGroupRequest, ApiKey::DescribeGroup, |r| r.group(), FORWARD_TIMEOUT_MS);
+routed!(delete, delete_here, fb::DeleteGroupRequest, ApiKey::DeleteGroup, |r| r.group(), FORWARD_TIMEOUT_MS);
+
+/// Answers a request another broker forwarded here, on this broker, never
+/// forwarding it again.
+pub(crate) async fn serve_here(broker: &Broker, req: &Request<'_>) -> Result<Response, WireError> {
+    match ApiKey::from_u16(req.header.api) {
+        Some(ApiKey::JoinGroup) => join_here(broker, req).await,
+        Some(ApiKey::Heartbeat) => heartbeat_here(broker, req).await,
+        Some(ApiKey::LeaveGroup) => leave_here(broker, req).await,
+        Some(ApiKey::OffsetCommit) => commit_here(broker, req).await,
+        Some(ApiKey::OffsetFetch) => offset_fetch_here(broker, req).await,
+        Some(ApiKey::DescribeGroup) => describe_here(broker, req).await,
+        Some(ApiKey::DeleteGroup) => delete_here(broker, req).await,
+        _ => Err(WireError::new(
+            ErrorCode::InvalidRequest,
+            format!(
+                "api {} is not a group request; only group requests are forwarded",
+                req.header.api
+            ),
+        )),
+    }
+}
 
 /// Runs `job` on the shard coordinating `group`, with that coordinator.
 async fn on_coordinator<F, Fut, R>(broker: &Broker, group: &str, job: F) -> Result<R, WireError>
@@ -60,7 +124,7 @@ fn finish<T>(mut fbb: FlatBufferBuilder<'_>, root: WIPOffset<T>, req: &Request<'
     req.reply(fbb.finished_data(), Vec::new())
 }
 
-pub async fn join(broker: &Broker, req: &Request<'_>) -> Result<Response, WireError> {
+async fn join_here(broker: &Broker, req: &Request<'_>) -> Result<Response, WireError> {
     let r = decode::<fb::JoinGroupRequest>(req.body, ApiKey::JoinGroup)?;
     let strategy = Strategy::from_i8(r.strategy().0).ok_or_else(|| {
         WireError::new(
@@ -111,7 +175,7 @@ pub async fn join(broker: &Broker, req: &Request<'_>) -> Result<Response, WireEr
     Ok(finish(fbb, root, req))
 }
 
-pub async fn heartbeat(broker: &Broker, req: &Request<'_>) -> Result<Response, WireError> {
+async fn heartbeat_here(broker: &Broker, req: &Request<'_>) -> Result<Response, WireError> {
     let r = decode::<fb::HeartbeatRequest>(req.body, ApiKey::Heartbeat)?;
     let (group, member, generation) = (
         r.group().to_owned(),
@@ -129,7 +193,7 @@ pub async fn heartbeat(broker: &Broker, req: &Request<'_>) -> Result<Response, W
     Ok(finish(fbb, root, req))
 }
 
-pub async fn leave(broker: &Broker, req: &Request<'_>) -> Result<Response, WireError> {
+async fn leave_here(broker: &Broker, req: &Request<'_>) -> Result<Response, WireError> {
     let r = decode::<fb::LeaveGroupRequest>(req.body, ApiKey::LeaveGroup)?;
     let (group, member) = (r.group().to_owned(), r.member_id().to_owned());
     let g = group.clone();
@@ -143,7 +207,7 @@ pub async fn leave(broker: &Broker, req: &Request<'_>) -> Result<Response, WireE
     Ok(finish(fbb, root, req))
 }
 
-pub async fn commit(broker: &Broker, req: &Request<'_>) -> Result<Response, WireError> {
+async fn commit_here(broker: &Broker, req: &Request<'_>) -> Result<Response, WireError> {
     let r = decode::<fb::OffsetCommitRequest>(req.body, ApiKey::OffsetCommit)?;
     let group = r.group().to_owned();
     let member = r.member_id().unwrap_or_default().to_owned();
@@ -210,7 +274,7 @@ pub async fn commit(broker: &Broker, req: &Request<'_>) -> Result<Response, Wire
     Ok(finish(fbb, root, req))
 }
 
-pub async fn offset_fetch(broker: &Broker, req: &Request<'_>) -> Result<Response, WireError> {
+async fn offset_fetch_here(broker: &Broker, req: &Request<'_>) -> Result<Response, WireError> {
     let r = decode::<fb::OffsetFetchRequest>(req.body, ApiKey::OffsetFetch)?;
     let group = r.group().to_owned();
     let wanted: Option<Vec<TopicPartition>> = r.partitions().map(|v| {
@@ -265,7 +329,7 @@ async fn high_watermark(broker: Rc<Broker>, (topic, partition): (String, u32)) -
     }
 }
 
-pub async fn describe(broker: &Broker, req: &Request<'_>) -> Result<Response, WireError> {
+async fn describe_here(broker: &Broker, req: &Request<'_>) -> Result<Response, WireError> {
     let r = decode::<fb::DescribeGroupRequest>(req.body, ApiKey::DescribeGroup)?;
     let group = r.group().to_owned();
     let g = group.clone();
@@ -401,7 +465,7 @@ pub async fn list(broker: &Broker, req: &Request<'_>) -> Result<Response, WireEr
     Ok(finish(fbb, root, req))
 }
 
-pub async fn delete(broker: &Broker, req: &Request<'_>) -> Result<Response, WireError> {
+async fn delete_here(broker: &Broker, req: &Request<'_>) -> Result<Response, WireError> {
     let r = decode::<fb::DeleteGroupRequest>(req.body, ApiKey::DeleteGroup)?;
     let group = r.group().to_owned();
     let g = group.clone();

@@ -3,7 +3,7 @@
 
 mod admin;
 pub(crate) mod fetch;
-mod groups;
+pub(crate) mod groups;
 pub(crate) mod list_offsets;
 mod metadata;
 pub(crate) mod produce;

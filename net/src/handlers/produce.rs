@@ -247,7 +247,7 @@ async fn append_now(broker: Rc<Broker>, p: PartitionAppend) -> Appended {
 }
 
 /// A topic's `min.insync.replicas` (its override, else the broker's default, else 1).
-fn min_insync_replicas(broker: &Broker, topic: &str) -> usize {
+pub(crate) fn min_insync_replicas(broker: &Broker, topic: &str) -> usize {
     let key = "min.insync.replicas";
     broker
         .topics()
