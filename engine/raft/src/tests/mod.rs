@@ -4,4 +4,5 @@
 mod election;
 mod harness;
 mod membership;
+mod quiescence;
 mod replication;
