@@ -46,8 +46,7 @@ impl Raft {
             }
         } else if self.leader == Some(node) {
             self.wake();
-            self.election_elapsed_ticks =
-                self.election_elapsed_ticks.max(self.cfg.election_ticks);
+            self.election_elapsed_ticks = self.election_elapsed_ticks.max(self.cfg.election_ticks);
         }
     }
 

@@ -202,11 +202,10 @@ impl Raft {
 
     /// Follower: an append from the leader of our term.
     pub(crate) fn handle_append(&mut self, from: NodeId, a: Append) -> Result<(), StepError> {
-        let idle_heartbeat = a.entries.is_empty().then_some((
-            a.prev_end_offset,
-            a.send_end_offset,
-            a.commit_offset,
-        ));
+        let idle_heartbeat =
+            a.entries
+                .is_empty()
+                .then_some((a.prev_end_offset, a.send_end_offset, a.commit_offset));
         let log_start = self.log.log_start_offset();
         if a.prev_end_offset < log_start {
             // Our compacted prefix is committed; resume the leader at our log start.

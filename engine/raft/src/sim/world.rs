@@ -811,8 +811,9 @@ impl World {
         if self.faults_on {
             self.faults();
         }
-        let clients_idle =
-            self.regime.idle_phases && (now / IDLE_PHASE_STEPS).is_multiple_of(2) && now > IDLE_PHASE_STEPS;
+        let clients_idle = self.regime.idle_phases
+            && (now / IDLE_PHASE_STEPS).is_multiple_of(2)
+            && now > IDLE_PHASE_STEPS;
         if self.faults_on && !clients_idle && self.rng.chance(self.regime.propose_per_mille) {
             self.client_propose();
         }

@@ -28,17 +28,27 @@ fn all_quiescent(c: &mut Cluster, ids: &[NodeId]) -> bool {
 #[test]
 fn an_idle_group_goes_quiescent_and_sends_nothing() {
     let mut c = idle_group();
-    assert!(all_quiescent(&mut c, &[1, 2, 3]), "leader and followers are quiescent");
+    assert!(
+        all_quiescent(&mut c, &[1, 2, 3]),
+        "leader and followers are quiescent"
+    );
     let end = c.raft(1).log_end_offset();
     for id in [2, 3] {
-        assert_eq!(c.raft(id).commit_offset(), end, "node {id} knows the commit");
+        assert_eq!(
+            c.raft(id).commit_offset(),
+            end,
+            "node {id} knows the commit"
+        );
     }
     // Many election timeouts of ticks: no message, no election, same term.
     let term = c.raft(1).term();
     for _ in 0..200 {
         for id in [1, 2, 3] {
             c.raft(id).tick();
-            assert!(!c.raft(id).has_ready(), "node {id} had work while quiescent");
+            assert!(
+                !c.raft(id).has_ready(),
+                "node {id} had work while quiescent"
+            );
         }
     }
     assert!(c.queue.is_empty());
@@ -105,7 +115,10 @@ fn followers_of_a_crashed_quiescent_leader_elect_once_its_broker_lapses() {
 fn a_lapse_of_another_broker_leaves_a_follower_quiescent() {
     let mut c = idle_group();
     c.raft(2).broker_lapsed(3);
-    assert!(c.raft(2).is_quiescent(), "only the leader's broker matters to a follower");
+    assert!(
+        c.raft(2).is_quiescent(),
+        "only the leader's broker matters to a follower"
+    );
 }
 
 #[test]
@@ -126,7 +139,10 @@ fn a_leader_with_one_lapsed_follower_keeps_leading_with_the_other() {
     c.raft(1).broker_lapsed(3);
     c.tick_all(50);
     assert_eq!(c.raft(1).role(), Role::Leader);
-    assert!(!c.raft(1).is_quiescent(), "a lagging follower keeps the leader awake");
+    assert!(
+        !c.raft(1).is_quiescent(),
+        "a lagging follower keeps the leader awake"
+    );
     let e = c.propose(1, 1);
     c.deliver_all();
     assert_eq!(c.raft(1).commit_offset(), e.end_offset);
