@@ -18,6 +18,7 @@ fails) after its timeout; the brokers are killed at the end whatever happens.
 import argparse, json, os, re, shutil, signal, subprocess, sys, time
 
 from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -99,7 +100,7 @@ def wait_brokers(boot, n, timeout_s):
     last = None
     while time.monotonic() < deadline:
         try:
-            admin = KafkaAdminClient(bootstrap_servers=boot, request_timeout_ms=30000)
+            admin = KafkaAdminClient(bootstrap_servers=boot, request_timeout_ms=180000)
             brokers = admin.describe_cluster().get("brokers", [])
             if len(brokers) >= n:
                 return admin
@@ -109,6 +110,21 @@ def wait_brokers(boot, n, timeout_s):
             last = repr(e)
         time.sleep(1)
     raise RuntimeError(f"the cluster did not come up within {timeout_s} s ({last})")
+
+
+def create(admin, name, partitions, rf, attempts=5):
+    """Creates one topic; a timed-out attempt may still have created it."""
+    for attempt in range(attempts):
+        try:
+            admin.create_topics([NewTopic(name, partitions, rf)], timeout_ms=170000)
+            return
+        except TopicAlreadyExistsError:
+            return
+        except KafkaError as e:
+            if attempt + 1 == attempts:
+                raise
+            print(f"create {name}: {e!r}; retrying", flush=True)
+            time.sleep(2)
 
 
 def leaders(admin, topics):
@@ -155,9 +171,8 @@ def main():
         result["empty"] = empty
         names = [f"idle-{t:03d}" for t in range(a.topics)]
         t0 = time.monotonic()
-        for i in range(0, len(names), 10):
-            admin.create_topics([NewTopic(n, a.partitions, a.rf) for n in names[i:i + 10]],
-                                timeout_ms=120000)
+        for n in names:
+            create(admin, n, a.partitions, a.rf)
         created = time.monotonic() - t0
         print(f"created {a.topics} x {a.partitions} partitions (RF {a.rf}) in {created:.1f} s", flush=True)
         deadline = time.monotonic() + a.leader_timeout_seconds
