@@ -12,6 +12,7 @@ use bytes::Bytes;
 use strata_net::replication::{
     encode_hello, encode_messages, encode_reply, CallError, GroupId, GroupMessage, Inbound,
     LocalBoxFuture, SendError, Transport, TransportConfig, MESSAGES_PER_FRAME_MAX,
+    PEER_HEARTBEAT_MS,
 };
 use strata_raft::{Append, AppendResult, Entry, EntryKind, Message, MessageBody, NodeId};
 use strata_schema::{frame_header, ReplicationApi};
@@ -521,6 +522,41 @@ fn a_backlog_is_cut_into_frames_within_the_bounds() {
         assert!(cb.frame_messages_max.get() <= MESSAGES_PER_FRAME_MAX);
         assert_eq!(b.counters().frames_rejected, 0);
         a.stop().await;
+        b.stop().await;
+    });
+}
+
+#[test]
+fn idle_peers_heartbeat_and_a_closed_connection_is_counted() {
+    run(|| async {
+        let (a, _ca) = start(1, any_port());
+        let b_addr = free_addr();
+        let (b, cb) = start(2, b_addr);
+        a.set_peer(2, b_addr);
+        wait_for("a connected", || a.is_connected(2)).await;
+        // Nothing is sent, yet b keeps hearing from a: the writer's idle heartbeats.
+        glommio::timer::sleep(Duration::from_millis(5 * PEER_HEARTBEAT_MS)).await;
+        let heard = b.peer_liveness();
+        let l = heard.iter().find(|(id, _)| *id == 1).map(|(_, l)| *l);
+        let l = l.expect("b has heard from a");
+        assert!(
+            l.silent_ms < 3 * PEER_HEARTBEAT_MS,
+            "a heartbeats while idle: {l:?}"
+        );
+        assert_eq!(l.connections_lost, 0);
+        assert!(
+            cb.received.borrow().is_empty(),
+            "heartbeats carry no message"
+        );
+        // a goes away: b counts the lost connection at once and a falls silent.
+        a.stop().await;
+        drop(a);
+        wait_for("b to count the lost connection", || {
+            b.peer_liveness()
+                .iter()
+                .any(|(id, l)| *id == 1 && l.connections_lost == 1)
+        })
+        .await;
         b.stop().await;
     });
 }

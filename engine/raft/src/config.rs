@@ -30,11 +30,16 @@ pub struct Config {
     pub uncommitted_offsets_max: u64,
     /// Seed for the randomised election timeout; give each replica its own.
     pub seed: u64,
+    /// Let an idle group go quiescent: its leader stops heartbeating once every
+    /// follower has matched its log and commit offset, and nobody counts ticks until
+    /// a message, a proposal or [`crate::Raft::broker_lapsed`] wakes the group. Only
+    /// for an application that runs a broker-pair failure detector and reports lapses.
+    pub quiesce: bool,
 }
 
 impl Config {
     /// Defaults for replica `id`: 10-tick elections, 2-tick heartbeats, 6-tick append retries, pre-vote and
-    /// check-quorum on.
+    /// check-quorum on, quiescence off.
     pub fn new(id: NodeId, seed: u64) -> Self {
         Config {
             id,
@@ -46,6 +51,7 @@ impl Config {
             entry_offsets_max: 1 << 20,
             uncommitted_offsets_max: 1 << 24,
             seed,
+            quiesce: false,
         }
     }
 }

@@ -49,9 +49,15 @@
 //!   duplicating any message is safe.
 //! - **Idle groups.** A follower's tick is a counter increment; a leader sends each
 //!   follower one empty append per `heartbeat_ticks`, which the transport coalesces
-//!   per broker pair, so an idle group costs a few bytes in a shared frame and no timer
-//!   of its own. (A quiescent mode that stops even those, woken by the broker-pair
-//!   failure detector, is not built yet.)
+//!   per broker pair. With [`Config::quiesce`] an idle group goes quiescent
+//!   ([`Raft::is_quiescent`]): once every follower has matched the leader's log and
+//!   commit offset the leader stops heartbeating, and ticks are no-ops, so the
+//!   application skips quiescent groups in its tick loop. Their leases then rest on a
+//!   broker-pair failure detector that the application runs (one heartbeat per broker
+//!   pair): report every lapse — a broker not heard from for an election timeout, or
+//!   whose connection dropped — with [`Raft::broker_lapsed`] to every replica. Any
+//!   message, proposal or transfer wakes a group; a follower of a lapsed leader wakes
+//!   with its lease over and elects on its usual randomised timeout.
 //! - **Leader epoch.** The term *is* the leader epoch: stamp [`Entry::term`] into the
 //!   batch header's `leader_epoch` (terms stay at or below [`TERM_MAX`] = `i32::MAX`).
 //!   A new leader's first entry is a one-offset leader-change control batch
@@ -74,7 +80,11 @@
 //! tails included), crashes, restarts, proposals, reassignments, transfers and
 //! compaction, and checks the history: one leader per term, no acknowledged entry
 //! missing from any later leader, identical application order on every replica, every
-//! acknowledged entry applied by every voter once the faults stop. `cargo test -p
+//! acknowledged entry applied by every voter once the faults stop. The brokers run the
+//! failure detector too (heartbeats per broker pair over the same faulty network,
+//! restarts seen by incarnation, crashes sometimes seen at once as a connection
+//! reset), and seeds with quiescence pause their clients so groups go quiet while
+//! crashes go on. `cargo test -p
 //! strata-raft` runs 300 seeds for 3 and 5 brokers plus every seed that ever failed;
 //! `STRATA_SIM_SEED=N` replays one seed, `STRATA_SIM_SEED_START=N` starts the range
 //! elsewhere, and the long run is
@@ -92,6 +102,7 @@ mod message;
 mod prng;
 mod progress;
 mod proposal;
+mod quiescence;
 mod raft;
 mod ready;
 mod replication;
@@ -112,6 +123,7 @@ pub use message::{
 };
 pub use prng::SplitMix64;
 pub use progress::Progress;
+pub use quiescence::QUIESCE_IDLE_HEARTBEATS;
 pub use raft::{Raft, OBSERVERS_MAX, OUTBOX_MESSAGES_MAX, PERSISTS_IN_FLIGHT_MAX};
 pub use ready::{LogOp, PersistToken, Ready};
 pub use storage::RestoredState;

@@ -29,6 +29,7 @@ impl Raft {
 
     fn propose_entry(&mut self, offsets: u64, kind: EntryKind) -> Result<Entry, ProposeError> {
         self.check_leader()?;
+        self.wake();
         if offsets == 0 || offsets > self.cfg.entry_offsets_max {
             return Err(ProposeError::BadEntrySize {
                 offsets,
@@ -97,6 +98,7 @@ impl Raft {
         if !self.membership().is_voter(to) {
             return Err(ProposeError::NotVoter(to));
         }
+        self.wake();
         self.transfer = Some((to, 0));
         let caught_up = self
             .progress(to)

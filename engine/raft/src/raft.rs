@@ -57,6 +57,11 @@ pub struct Raft {
     pub(crate) election_elapsed_ticks: u32,
     pub(crate) election_timeout_ticks: u32,
     pub(crate) heartbeat_elapsed_ticks: u32,
+    /// Ticks do nothing until a message, a proposal or a broker lapse wakes the group
+    /// (see `quiescence.rs`).
+    pub(crate) quiescent: bool,
+    /// Leader: consecutive ticks with nothing to replicate (towards quiescence).
+    pub(crate) idle_ticks: u32,
     /// Votes (or pre-votes) received in the current campaign; at most one per member.
     pub(crate) votes: Vec<(NodeId, bool)>,
     /// Leader only: one entry per other member (bounded by [`crate::MEMBERS_MAX`]) and
@@ -114,6 +119,8 @@ impl Raft {
             election_elapsed_ticks: 0,
             election_timeout_ticks: cfg.election_ticks,
             heartbeat_elapsed_ticks: 0,
+            quiescent: false,
+            idle_ticks: 0,
             votes: Vec::new(),
             progress: Vec::new(),
             transfer: None,
@@ -222,8 +229,11 @@ impl Raft {
             || self.apply_end() > self.applied_offset
     }
 
-    /// One tick of logical time.
+    /// One tick of logical time (a no-op while quiescent).
     pub fn tick(&mut self) {
+        if self.quiescent {
+            return;
+        }
         if self.role == Role::Leader {
             self.tick_leader();
         } else {
@@ -240,6 +250,7 @@ impl Raft {
     /// first when configured). A no-op on a leader or a non-voter.
     pub fn campaign_now(&mut self) {
         if self.role != Role::Leader {
+            self.wake();
             self.campaign(false);
         }
     }
@@ -287,6 +298,12 @@ impl Raft {
                 }
             }
         }
+        self.maybe_quiesce_leader();
+    }
+
+    /// Whether log operations or persists are waiting for the application.
+    pub(crate) fn has_unpersisted_work(&self) -> bool {
+        !self.log_ops.is_empty() || !self.inflight.is_empty()
     }
 
     /// Whether voters heard from in this check-quorum window (self included) form a quorum.
@@ -312,6 +329,8 @@ impl Raft {
             return Err(StepError::TermTooLarge(m.term));
         }
         validate_body(&m)?;
+        // Any message wakes a quiescent replica (an idle heartbeat quiesces it again).
+        self.wake();
         if m.term > self.hard.term {
             match &m.body {
                 // A pre-vote asks about a term nobody is in yet; a granted answer carries it.

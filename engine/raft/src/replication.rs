@@ -84,7 +84,7 @@ impl Raft {
         }
     }
 
-    fn progress_mut(&mut self, id: NodeId) -> Option<&mut crate::progress::Progress> {
+    pub(crate) fn progress_mut(&mut self, id: NodeId) -> Option<&mut crate::progress::Progress> {
         self.progress
             .iter_mut()
             .find(|(p, _)| *p == id)
@@ -202,6 +202,10 @@ impl Raft {
 
     /// Follower: an append from the leader of our term.
     pub(crate) fn handle_append(&mut self, from: NodeId, a: Append) -> Result<(), StepError> {
+        let idle_heartbeat =
+            a.entries
+                .is_empty()
+                .then_some((a.prev_end_offset, a.send_end_offset, a.commit_offset));
         let log_start = self.log.log_start_offset();
         if a.prev_end_offset < log_start {
             // Our compacted prefix is committed; resume the leader at our log start.
@@ -254,6 +258,9 @@ impl Raft {
             }),
         );
         self.reply(m);
+        if let Some((prev_end, send_end, commit)) = idle_heartbeat {
+            self.maybe_quiesce_follower(prev_end, send_end, commit);
+        }
         Ok(())
     }
 

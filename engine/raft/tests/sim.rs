@@ -77,6 +77,29 @@ fn regression_seeds() {
 }
 
 #[test]
+fn the_simulation_exercises_quiescence() {
+    let (mut quiescent, mut lapses, mut crashes) = (0, 0, 0);
+    for seed in 0..60 {
+        for nodes in [3, 5] {
+            let r = run_seed(seed, nodes).expect("seed passes");
+            quiescent += r.quiescent_at_end;
+            lapses += r.lapses;
+            crashes += r.quiescent_leader_crashes;
+        }
+    }
+    assert!(quiescent > 0, "no group went quiescent");
+    assert!(lapses > 0, "the failure detector never reported a lapse");
+    assert!(
+        crashes > 0,
+        "no broker crashed while leading a quiescent group"
+    );
+    eprintln!(
+        "quiescence: {quiescent} replicas quiescent at the end, {lapses} lapses, \
+         {crashes} crashes of quiescent leaders"
+    );
+}
+
+#[test]
 fn a_seed_replays_exactly() {
     for seed in [1, 77] {
         let a = run_seed(seed, 5).expect("seed passes");

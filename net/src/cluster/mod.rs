@@ -7,6 +7,9 @@
 //!   leader reports to the controller.
 //! - `controller_host` — the controller group on shard 0: applies committed metadata
 //!   records, plans and commits commands on the leader, forwards them elsewhere.
+//! - `failure_detector` — the broker-pair failure detector on shard 0: reports a
+//!   broker that fell silent (or whose connection dropped) to every shard's replicas,
+//!   which is what lets idle groups go quiescent.
 //! - `node` — startup, the transport's inbound side, publishing the image to shards.
 //! - `view` — the cluster as clients are told of it.
 //! - `client_reads` — which replica answers a client read, and the leader-epoch fence.
@@ -18,6 +21,7 @@
 
 pub mod client_reads;
 pub mod controller_host;
+pub mod failure_detector;
 pub mod group_forward;
 pub mod node;
 pub mod offsets_topic;
@@ -34,13 +38,16 @@ use crate::broker::Broker;
 pub const TICK_MS: u64 = 100;
 
 /// The Raft configuration of this broker's replica of a partition group (the seed
-/// differs per group and node so election timeouts do not line up).
+/// differs per group and node so election timeouts do not line up). Partition groups
+/// go quiescent when idle: the failure detector keeps their leases.
 pub fn raft_config(node: NodeId, topic: &str, partition: u32) -> Config {
     let mut seed = node.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(partition);
     for b in topic.bytes() {
         seed = seed.rotate_left(5) ^ u64::from(b);
     }
-    Config::new(node, seed)
+    let mut cfg = Config::new(node, seed);
+    cfg.quiesce = true;
+    cfg
 }
 
 /// Kafka's default `replica.lag.time.max.ms`: a follower that has not caught up for

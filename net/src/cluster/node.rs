@@ -124,7 +124,13 @@ pub async fn start(broker: &Rc<Broker>) -> Result<(), WireError> {
     for (id, addr) in peers {
         transport.set_peer(id, addr);
     }
-    *node.transport.borrow_mut() = Some(Rc::new(transport));
+    let transport = Rc::new(transport);
+    *node.transport.borrow_mut() = Some(Rc::clone(&transport));
+    glommio::spawn_local(crate::cluster::failure_detector::run(
+        broker.shard.clone(),
+        transport,
+    ))
+    .detach();
     controller.set_listener(Rc::new(Publisher {
         shard: broker.shard.clone(),
     }));

@@ -2,11 +2,14 @@
 //! opened, stopped when it is closed, ticked by one timer per shard, and fed the
 //! messages shard 0's transport receives for them.
 //!
-//! Idle groups cost no task wake-ups: a tick only wakes a replica's driver when its
-//! state machine has work (a follower's tick is a counter increment).
+//! Idle groups cost nothing: the tick loop ticks only the groups that are awake (not
+//! quiescent), and a tick only wakes a replica's driver when its state machine has
+//! work. A quiescent group leaves the set once its leadership and in-sync set are
+//! reported; any input that wakes it (a message, a produce, a lapse the failure
+//! detector reports) puts it back.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -39,6 +42,8 @@ pub struct ShardReplicas {
     outbox: RefCell<Option<Rc<ShardOutbox>>>,
     /// What the controller was last told of each partition this shard leads.
     reported: RefCell<HashMap<GroupId, (Term, Vec<NodeId>)>>,
+    /// The groups the tick loop ticks: every group not (yet) quiescent.
+    awake: RefCell<HashSet<GroupId>>,
     ticking: Cell<bool>,
 }
 
@@ -90,6 +95,15 @@ impl ShardReplicas {
         }
     }
 
+    /// The failure detector lost broker `node`: every replica here hears of it (those
+    /// it concerns wake up and are ticked again).
+    pub fn broker_lapsed(&self, node: NodeId) {
+        let replicas: Vec<Rc<ReplicatedLog>> = self.by_group.borrow().values().cloned().collect();
+        for r in replicas {
+            r.broker_lapsed(node);
+        }
+    }
+
     fn start_ticking(self: &Rc<Self>, shard: &Shard) {
         if self.ticking.replace(true) {
             return;
@@ -100,17 +114,39 @@ impl ShardReplicas {
             while !shard.is_stopping() {
                 let tick = glommio::timer::sleep(Duration::from_millis(TICK_MS));
                 futures_lite::future::or(tick, shard.stopped()).await;
-                let replicas: Vec<Rc<ReplicatedLog>> =
-                    me.by_group.borrow().values().cloned().collect();
+                let replicas: Vec<Rc<ReplicatedLog>> = {
+                    let by_group = me.by_group.borrow();
+                    me.awake
+                        .borrow()
+                        .iter()
+                        .filter_map(|g| by_group.get(g).cloned())
+                        .collect()
+                };
                 ticks += 1;
                 let check_isr = ticks.is_multiple_of(ISR_CHECK_TICKS);
                 for r in replicas {
                     r.tick();
                     me.report_if_changed(&shard, &r, check_isr);
+                    if r.is_quiescent() && me.reports_settled(&r) {
+                        me.awake.borrow_mut().remove(r.group());
+                    }
                 }
             }
         })
         .detach();
+    }
+
+    /// Whether the controller knows what it should of this replica: nothing for a
+    /// follower; for a leader, its term and its current in-sync set.
+    fn reports_settled(&self, r: &ReplicatedLog) -> bool {
+        let (role, term, _) = r.leadership();
+        if role != strata_raft::Role::Leader {
+            return true;
+        }
+        let reported = self.reported.borrow();
+        reported
+            .get(r.group())
+            .is_some_and(|(t, isr)| *t == term && *isr == r.in_sync_replicas())
     }
 }
 
@@ -227,6 +263,13 @@ pub async fn attach(broker: &Broker, key: &PartitionKey, log: &Log) -> Result<()
         .by_group
         .borrow_mut()
         .insert(group, Rc::clone(&replica));
+    shard_replicas.awake.borrow_mut().insert(group);
+    let awake = Rc::downgrade(&shard_replicas);
+    replica.set_on_awake(Rc::new(move |g| {
+        if let Some(r) = awake.upgrade() {
+            r.awake.borrow_mut().insert(g);
+        }
+    }));
     shard_replicas.start_ticking(&broker.shard);
     Ok(())
 }
@@ -239,6 +282,7 @@ pub fn detach(shard: &Shard, key: &PartitionKey) {
     let removed = r.by_partition.borrow_mut().remove(key);
     if let Some(replica) = removed {
         r.by_group.borrow_mut().remove(replica.group());
+        r.awake.borrow_mut().remove(replica.group());
         replica.stop();
     }
 }

@@ -73,6 +73,9 @@ pub struct ReplicatedLog {
     stopped: Cell<bool>,
     /// Ticks after which a silent follower leaves the in-sync set.
     lag_ticks: u32,
+    /// Told when an input left the group awake (not quiescent), so the shard's tick
+    /// loop ticks it again.
+    on_awake: RefCell<Option<Rc<dyn Fn(GroupId)>>>,
 }
 
 impl ReplicatedLog {
@@ -104,6 +107,7 @@ impl ReplicatedLog {
             last_leadership: Cell::new(leadership),
             stopped: Cell::new(false),
             lag_ticks,
+            on_awake: RefCell::new(None),
         })
     }
 
@@ -199,10 +203,33 @@ impl ReplicatedLog {
             .map(|(id, _)| id)
     }
 
-    /// One tick of the shard's timer.
+    /// One tick of the shard's timer. Wakes the driver only when the tick left work,
+    /// so ticking idle groups costs no task wake-ups.
     pub fn tick(&self) {
-        self.raft.borrow_mut().tick();
+        let has_ready = {
+            let mut raft = self.raft.borrow_mut();
+            raft.tick();
+            raft.has_ready()
+        };
+        if has_ready {
+            let _ = self.wake_tx.try_send(());
+        }
+    }
+
+    /// Whether the group is quiescent here: ticks would do nothing until an input wakes it.
+    pub fn is_quiescent(&self) -> bool {
+        self.raft.borrow().is_quiescent()
+    }
+
+    /// The broker-pair failure detector lost broker `node` (see `Raft::broker_lapsed`).
+    pub fn broker_lapsed(&self, node: NodeId) {
+        self.raft.borrow_mut().broker_lapsed(node);
         self.wake();
+    }
+
+    /// Calls `f` with the group id whenever an input leaves the group awake.
+    pub fn set_on_awake(&self, f: Rc<dyn Fn(GroupId)>) {
+        *self.on_awake.borrow_mut() = Some(f);
     }
 
     /// Starts an election now (the preferred leader of a new group does, so it need
@@ -245,6 +272,12 @@ impl ReplicatedLog {
     fn wake(&self) {
         // A full channel means the driver is already awake.
         let _ = self.wake_tx.try_send(());
+        if !self.raft.borrow().is_quiescent() {
+            let hook = self.on_awake.borrow().clone();
+            if let Some(f) = hook {
+                f(self.group);
+            }
+        }
     }
 
     /// Stops the driver after the Ready in progress.
@@ -396,7 +429,9 @@ impl ReplicatedLog {
                 continue;
             }
             let ready = self.raft.borrow_mut().ready();
-            if let Err(e) = self.carry_out(ready).await {
+            // Boxed: the driver of an idle replica then holds a pointer-sized state
+            // while it waits, not the engine futures of a whole Ready.
+            if let Err(e) = Box::pin(self.carry_out(ready)).await {
                 // The log is fenced or closed: the replica stops answering, which the
                 // group sees as a silent member.
                 tracing::warn!(group = %self.group, error = %e, "replica stopped");

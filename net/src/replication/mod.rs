@@ -14,6 +14,7 @@ mod frame;
 mod frame_reader;
 mod group_id;
 mod group_message;
+mod peer_liveness;
 mod socket_options;
 mod transport;
 mod vectored_write;
@@ -28,6 +29,7 @@ pub use frame::{
 pub use frame_reader::{FrameReader, ReadFrameError, READ_BYTES_MAX, READ_CHUNK_BYTES};
 pub use group_id::GroupId;
 pub use group_message::GroupMessage;
+pub use peer_liveness::PeerLiveness;
 pub use socket_options::{
     KEEPALIVE_IDLE_SECS, KEEPALIVE_INTERVAL_SECS, KEEPALIVE_PROBES, TCP_USER_TIMEOUT_MS,
 };
@@ -35,6 +37,6 @@ pub use transport::{
     CallError, Inbound, LocalBoxFuture, SendError, Transport, TransportConfig, TransportError,
     APPEND_BATCH_BYTES_MAX, CALLS_IN_FLIGHT_MAX, CALL_PAYLOAD_BYTES_MAX, CONNECT_TIMEOUT_MS,
     FRAME_BYTES_TARGET, HELLO_TIMEOUT_MS, INBOUND_CALLS_MAX, INBOUND_CONNECTIONS_MAX,
-    PEER_CONTROL_FRAMES_MAX, PEER_QUEUE_BYTES_MAX, PEER_QUEUE_MESSAGES_MAX,
+    PEER_CONTROL_FRAMES_MAX, PEER_HEARTBEAT_MS, PEER_QUEUE_BYTES_MAX, PEER_QUEUE_MESSAGES_MAX,
     RECONNECT_BACKOFF_MS_MAX, RECONNECT_BACKOFF_MS_MIN,
 };

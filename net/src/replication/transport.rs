@@ -46,6 +46,7 @@ use super::frame::{
     Frame, FRAME_OVERHEAD_BYTES_BOUND, MESSAGES_PER_FRAME_MAX,
 };
 use super::frame_reader::{FrameReader, ReadFrameError};
+use super::peer_liveness::{LivenessTable, PeerLiveness};
 use super::socket_options::set_dead_peer_timeouts;
 use super::vectored_write::write_all_vectored;
 use super::GroupMessage;
@@ -79,6 +80,10 @@ pub const RECONNECT_BACKOFF_MS_MIN: u64 = 10;
 pub const RECONNECT_BACKOFF_MS_MAX: u64 = 1_000;
 /// How long one dial may take.
 pub const CONNECT_TIMEOUT_MS: u64 = 1_000;
+/// A writer with nothing to send for this long sends an empty messages frame: the
+/// broker-pair heartbeat that keeps quiescent groups' leases (one per broker pair,
+/// whatever the number of partitions they share).
+pub const PEER_HEARTBEAT_MS: u64 = 200;
 /// How long an inbound connection may take to say hello.
 pub const HELLO_TIMEOUT_MS: u64 = 10_000;
 
@@ -241,6 +246,8 @@ struct Inner {
     /// The newest inbound connection of each peer; closing it ends that connection.
     /// A peer dials once, so an older one still open is dead (its link was cut).
     inbound_by_peer: RefCell<HashMap<NodeId, Rc<Semaphore>>>,
+    /// When each peer was last heard from, and its lost inbound connections.
+    liveness: LivenessTable,
 }
 
 /// The replication transport of this shard. Cheap to clone (a handle). Its tasks keep
@@ -280,6 +287,7 @@ impl Transport {
             inbound_closed: Semaphore::new(0),
             inbound_calls: Cell::new(0),
             inbound_by_peer: RefCell::new(HashMap::new()),
+            liveness: LivenessTable::default(),
         });
         let task = glommio::spawn_local(accept_loop(Rc::clone(&inner), listener));
         *inner.listener_task.borrow_mut() = Some(task);
@@ -412,6 +420,12 @@ impl Transport {
                 })
             }
         }
+    }
+
+    /// Every peer that ever connected to us: how long it has been silent and how many
+    /// of its connections ended (the broker-pair failure detector's input).
+    pub fn peer_liveness(&self) -> Vec<(NodeId, PeerLiveness)> {
+        self.inner.liveness.snapshot()
     }
 
     /// Messages queued for `id` and not yet written (0 for an unknown peer).
@@ -687,8 +701,22 @@ async fn write_loop(inner: &Inner, peer: &Peer, stream: &mut TcpStream) -> std::
     add(&inner.counters.bytes_sent, hello.len() as u64);
     loop {
         while !peer.has_work() {
-            if peer.wake.acquire(1).await.is_err() {
-                return Ok(());
+            let woken = future::or(async { Some(peer.wake.acquire(1).await.is_ok()) }, async {
+                glommio::timer::sleep(Duration::from_millis(PEER_HEARTBEAT_MS)).await;
+                None
+            })
+            .await;
+            match woken {
+                Some(true) => {}
+                Some(false) => return Ok(()),
+                None => {
+                    // Idle: the broker-pair heartbeat, an empty messages frame.
+                    let (head, _) = encode_messages(inner.config.node_id, &[]);
+                    write_all_vectored(stream, &head, &[]).await?;
+                    add(&peer.frames_written, 1);
+                    add(&inner.counters.frames_sent, 1);
+                    add(&inner.counters.bytes_sent, head.len() as u64);
+                }
             }
         }
         // Calls and replies first: they are few and small, and a caller waits.
@@ -838,12 +866,14 @@ async fn serve_inbound(inner: &Rc<Inner>, mut stream: TcpStream) -> Result<(), I
     if let Some(older) = older {
         older.close();
     }
+    inner.liveness.heard(from);
     let r = future::or(read_frames(inner, from, reader, &mut stream), async {
         let _ = superseded.acquire(1).await;
         tracing::debug!(peer = from, "older replication connection closed");
         Ok(())
     })
     .await;
+    inner.liveness.connection_lost(from);
     let mut by_peer = inner.inbound_by_peer.borrow_mut();
     if by_peer
         .get(&from)
@@ -873,6 +903,7 @@ async fn read_frames(
             }
         };
         add(&inner.counters.bytes_received, bytes.len() as u64);
+        inner.liveness.heard(from);
         match decode_frame(&bytes) {
             Ok(frame) => {
                 add(&inner.counters.frames_received, 1);

@@ -20,6 +20,18 @@ pub struct Envelope {
     pub payloads: Vec<u64>,
 }
 
+/// A broker-pair heartbeat: the failure detector's frame, one per broker pair whatever
+/// the groups they share. The incarnation lets the receiver see a restart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Beat {
+    /// Sender.
+    pub from: NodeId,
+    /// Receiver.
+    pub to: NodeId,
+    /// The sender's incarnation (bumped by every restart).
+    pub incarnation: u64,
+}
+
 /// Fault rates and delays, per mille and in simulation steps.
 #[derive(Clone, Debug)]
 pub struct NetworkFaults {
@@ -37,6 +49,8 @@ pub struct NetworkFaults {
 #[derive(Debug)]
 pub struct Network {
     in_flight: Vec<(u64, u64, Vec<Envelope>)>,
+    /// Broker-pair heartbeats in flight: (due, seq, beat).
+    beats: Vec<(u64, u64, Beat)>,
     seq: u64,
     /// Side of each node (index = node id); nodes on different sides cannot talk.
     sides: Vec<u8>,
@@ -51,6 +65,7 @@ impl Network {
     pub fn new(nodes: usize, faults: NetworkFaults) -> Self {
         Network {
             in_flight: Vec::new(),
+            beats: Vec::new(),
             seq: 0,
             sides: vec![0; nodes + 1],
             one_way: None,
@@ -116,6 +131,37 @@ impl Network {
             self.seq += 1;
             self.in_flight.push((due, self.seq, frame.clone()));
         }
+    }
+
+    /// Sends a broker-pair heartbeat at step `now`, with the same faults as frames.
+    pub fn send_beat(&mut self, now: u64, beat: Beat, rng: &mut SplitMix64) {
+        if !self.connected(beat.from, beat.to) || rng.chance(self.faults.drop_per_mille) {
+            return;
+        }
+        if self.beats.len() >= NETWORK_MESSAGES_MAX {
+            return;
+        }
+        let due = now + rng.range(self.faults.delay_steps_min, self.faults.delay_steps_max + 1);
+        self.seq += 1;
+        self.beats.push((due, self.seq, beat));
+    }
+
+    /// Takes the heartbeats due at `now` whose link is up, in sending order.
+    pub fn due_beats(&mut self, now: u64) -> Vec<Beat> {
+        let mut due: Vec<(u64, Beat)> = Vec::new();
+        self.beats.retain(|(at, seq, b)| {
+            if *at <= now {
+                due.push((*seq, *b));
+                false
+            } else {
+                true
+            }
+        });
+        due.sort_by_key(|(seq, _)| *seq);
+        due.into_iter()
+            .map(|(_, b)| b)
+            .filter(|b| self.connected(b.from, b.to))
+            .collect()
     }
 
     /// Sends `envelopes` at step `now`, one frame per (sender, receiver) pair.

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use super::checker::{Ack, Applied, Checker};
 use super::disk::{DiskOp, SimDisk};
-use super::network::{Envelope, Network, NetworkFaults};
+use super::network::{Beat, Envelope, Network, NetworkFaults};
 use crate::prng::SplitMix64;
 use crate::{
     Config, EntryKind, Membership, MembershipChange, MessageBody, NodeId, Raft, Role, Term,
@@ -17,6 +17,15 @@ pub const STEPS_PER_TICK: u64 = 10;
 
 /// Most entries the simulated transport attaches to one append (its frame budget).
 pub const SIM_APPEND_ENTRIES_MAX: u64 = 8;
+
+/// Ticks between two broker-pair heartbeats (the real broker: 200 ms).
+pub const BEAT_TICKS: u64 = 2;
+
+/// Length of a busy or idle phase of the clients, for seeds that have them.
+pub const IDLE_PHASE_STEPS: u64 = 600;
+
+/// A broker not heard from for this many steps has lapsed (an election timeout).
+pub const LAPSE_STEPS: u64 = 10 * STEPS_PER_TICK;
 
 /// The shape of one run.
 #[derive(Clone, Debug)]
@@ -58,6 +67,13 @@ pub struct SimReport {
     pub membership_changes: u64,
     /// Snapshots installed.
     pub snapshots: u64,
+    /// Broker lapses the failure detector reported to the replicas.
+    pub lapses: u64,
+    /// Replicas quiescent at the end of the run.
+    pub quiescent_at_end: u64,
+    /// Crashes of a broker while it led a quiescent group (its followers must elect
+    /// once the failure detector reports the lapse).
+    pub quiescent_leader_crashes: u64,
 }
 
 struct Replica {
@@ -72,6 +88,19 @@ struct Node {
     up: bool,
     incarnation: u64,
     replicas: Vec<Replica>,
+    /// The broker-pair failure detector, per peer (index = node id).
+    peers: Vec<PeerLiveness>,
+}
+
+/// What one broker's failure detector knows of one peer.
+#[derive(Clone, Copy, Default)]
+struct PeerLiveness {
+    /// Step anything (a heartbeat or a frame) was last heard from it.
+    heard_step: u64,
+    /// Its incarnation in the last heartbeat (0: none yet).
+    incarnation: u64,
+    /// Reported lapsed and not heard from since.
+    lapsed: bool,
 }
 
 struct Pending {
@@ -100,6 +129,13 @@ struct Regime {
     crash_unsynced_per_mille: u64,
     pre_vote: bool,
     check_quorum: bool,
+    quiesce: bool,
+    /// Clients pause every other [`IDLE_PHASE_STEPS`], so groups go idle (and
+    /// quiescent) while faults go on.
+    idle_phases: bool,
+    /// Chance that a crash is seen at once by connected peers (a connection reset)
+    /// rather than only by the heartbeat timeout.
+    reset_seen_per_mille: u64,
 }
 
 /// One simulated cluster.
@@ -143,6 +179,10 @@ impl World {
             crash_unsynced_per_mille: rng.range(0, 40),
             pre_vote: rng.range(0, 4) != 0,
             check_quorum: rng.range(0, 4) != 0,
+            // From their own stream, so the draws above stay what they were per seed.
+            quiesce: SplitMix64::new(seed).fork(0x51E5CE).range(0, 4) != 0,
+            reset_seen_per_mille: SplitMix64::new(seed).fork(0x0E5E7).range(0, 1001),
+            idle_phases: SplitMix64::new(seed).fork(0x1D1E).range(0, 2) != 0,
         };
         let faults = NetworkFaults {
             drop_per_mille: rng.range(0, 150),
@@ -187,6 +227,7 @@ impl World {
                 up: false,
                 incarnation: 0,
                 replicas,
+                peers: vec![PeerLiveness::default(); w.params.nodes + 1],
             });
             w.start_node(id);
         }
@@ -205,6 +246,7 @@ impl World {
         let mut cfg = Config::new(id, self.seed ^ incarnation.wrapping_mul(0x9E37_79B9));
         cfg.pre_vote = self.regime.pre_vote;
         cfg.check_quorum = self.regime.check_quorum;
+        cfg.quiesce = self.regime.quiesce;
         cfg.entry_offsets_max = 8;
         cfg.uncommitted_offsets_max = 256;
         cfg
@@ -224,9 +266,17 @@ impl World {
         let incarnation = self.node(id).incarnation + 1;
         let cfg = self.config(id, incarnation);
         let groups = self.params.groups;
+        let now = self.now;
         let node = self.node(id);
         node.up = true;
         node.incarnation = incarnation;
+        // A new process knows nothing of its peers; it gives each a fresh timeout.
+        for p in node.peers.iter_mut() {
+            *p = PeerLiveness {
+                heard_step: now,
+                ..PeerLiveness::default()
+            };
+        }
         let mut errors = Vec::new();
         let mut starts = Vec::new();
         for (g, r) in node.replicas.iter_mut().enumerate() {
@@ -248,6 +298,17 @@ impl World {
     fn crash_node(&mut self, id: NodeId) {
         self.report.crashes += 1;
         let mut rng = self.rng.fork(self.now ^ id);
+        let quiet_leaders = self
+            .node(id)
+            .replicas
+            .iter()
+            .filter(|r| {
+                r.raft
+                    .as_ref()
+                    .is_some_and(|r| r.is_quiescent() && r.role() == Role::Leader)
+            })
+            .count() as u64;
+        self.report.quiescent_leader_crashes += quiet_leaders;
         let node = self.node(id);
         node.up = false;
         for r in node.replicas.iter_mut() {
@@ -257,6 +318,77 @@ impl World {
             r.last_sync_due = 0;
         }
         self.pending.retain(|p| p.node != id);
+        // Its connections reset: peers that can still reach it may notice at once.
+        for peer in 1..=self.params.nodes as NodeId {
+            if peer != id
+                && self.node(peer).up
+                && self.net.connected(id, peer)
+                && self.rng.chance(self.regime.reset_seen_per_mille)
+            {
+                self.lapse(peer, id);
+            }
+        }
+    }
+
+    /// Broker `at`'s failure detector reports `peer` lapsed to every replica there.
+    fn lapse(&mut self, at: NodeId, peer: NodeId) {
+        self.report.lapses += 1;
+        self.node(at).peers[peer as usize].lapsed = true;
+        for g in 0..self.params.groups {
+            if let Some(raft) = self.raft(at, g) {
+                raft.broker_lapsed(peer);
+            }
+            self.drive(at, g);
+        }
+    }
+
+    /// A heartbeat (or frame) from `from` reached `to`.
+    fn heard(&mut self, to: NodeId, from: NodeId, incarnation: Option<u64>) {
+        let now = self.now;
+        let p = &mut self.node(to).peers[from as usize];
+        p.heard_step = now;
+        p.lapsed = false;
+        let restarted = match incarnation {
+            Some(inc) => {
+                let known = p.incarnation;
+                p.incarnation = inc;
+                known != 0 && known != inc
+            }
+            None => false,
+        };
+        if restarted {
+            // A new incarnation is a new connection: the old one is gone.
+            self.lapse(to, from);
+        }
+    }
+
+    /// Every up broker sends its heartbeat to every other one, and reports peers it
+    /// has not heard from for [`LAPSE_STEPS`].
+    fn failure_detector(&mut self, rng: &mut SplitMix64) {
+        let now = self.now;
+        let n = self.params.nodes as NodeId;
+        for id in 1..=n {
+            if !self.node(id).up {
+                continue;
+            }
+            if (now / STEPS_PER_TICK).is_multiple_of(BEAT_TICKS) {
+                let incarnation = self.node(id).incarnation;
+                for to in (1..=n).filter(|&to| to != id) {
+                    let beat = Beat {
+                        from: id,
+                        to,
+                        incarnation,
+                    };
+                    self.net.send_beat(now, beat, rng);
+                }
+            }
+            for peer in (1..=n).filter(|&p| p != id) {
+                let p = self.node(id).peers[peer as usize];
+                if !p.lapsed && now.saturating_sub(p.heard_step) > LAPSE_STEPS {
+                    self.lapse(id, peer);
+                }
+            }
+        }
     }
 
     /// Hands `env` to its replica.
@@ -265,6 +397,7 @@ impl World {
         if !self.node(to).up {
             return;
         }
+        self.heard(to, env.msg.from, None);
         let g = env.group;
         let now = self.now;
         let traced = self.trace == Some((g, to));
@@ -635,6 +768,11 @@ impl World {
         for env in self.net.due(now, &mut rng) {
             self.deliver(env);
         }
+        for beat in self.net.due_beats(now) {
+            if self.node(beat.to).up {
+                self.heard(beat.to, beat.from, Some(beat.incarnation));
+            }
+        }
         let mut due: Vec<_> = self.syncs.iter().filter(|s| s.0 <= now).copied().collect();
         self.syncs.retain(|s| s.0 > now);
         due.sort_by_key(|s| (s.0, s.1));
@@ -660,17 +798,23 @@ impl World {
                     if self.faults_on && self.rng.chance(20) {
                         continue;
                     }
-                    if let Some(raft) = self.raft(id, g) {
+                    // The broker skips quiescent groups (their tick is a no-op anyway).
+                    if let Some(raft) = self.raft(id, g).filter(|r| !r.is_quiescent()) {
                         raft.tick();
                     }
                     self.drive(id, g);
                 }
             }
+            let mut beat_rng = self.rng.fork(now.wrapping_mul(17));
+            self.failure_detector(&mut beat_rng);
         }
         if self.faults_on {
             self.faults();
         }
-        if self.faults_on && self.rng.chance(self.regime.propose_per_mille) {
+        let clients_idle = self.regime.idle_phases
+            && (now / IDLE_PHASE_STEPS).is_multiple_of(2)
+            && now > IDLE_PHASE_STEPS;
+        if self.faults_on && !clients_idle && self.rng.chance(self.regime.propose_per_mille) {
             self.client_propose();
         }
         let mut rng = self.rng.fork(now.wrapping_mul(31));
@@ -806,6 +950,12 @@ impl World {
                 .collect();
             return Err(format!("{v}\n{states}"));
         }
+        self.report.quiescent_at_end = self
+            .nodes
+            .iter()
+            .flat_map(|n| n.replicas.iter())
+            .filter(|r| r.raft.as_ref().is_some_and(|r| r.is_quiescent()))
+            .count() as u64;
         self.report.acks = self.checker.acks().len();
         self.report.elections = self.checker.elections;
         self.report.applies = self.checker.applies;

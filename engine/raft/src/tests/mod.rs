@@ -5,4 +5,5 @@ mod election;
 mod harness;
 mod membership;
 mod observers;
+mod quiescence;
 mod replication;
