@@ -9,12 +9,15 @@
 //!   records, plans and commits commands on the leader, forwards them elsewhere.
 //! - `node` — startup, the transport's inbound side, publishing the image to shards.
 //! - `view` — the cluster as clients are told of it.
+//! - `reassignment` — partition leaders carrying out reassignments and
+//!   preferred-leader elections, one membership step at a time.
 //!
 //! The state machines themselves live elsewhere: Raft in `strata-raft`, the metadata
 //! image and command validation in `crate::controller`.
 
 pub mod controller_host;
 pub mod node;
+pub mod reassignment;
 pub mod replicas;
 pub mod replicated_log;
 pub mod view;

@@ -18,8 +18,8 @@ use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use strata_engine::raft_hard_state::write_hard_state;
 use strata_engine::{AppendInfo, AppendOptions, Durability, EngineError, Log};
 use strata_raft::{
-    Append, Entry, EntryKind, LogOp, Message, MessageBody, NodeId, ProposeError, Raft, Ready, Role,
-    Term, APPEND_ENTRIES_MAX,
+    Append, Entry, EntryKind, LogOp, Membership, MembershipChange, Message, MessageBody, NodeId,
+    ProposeError, Raft, Ready, Role, Term, APPEND_ENTRIES_MAX,
 };
 use strata_schema::{check_batch, ErrorCode, ValidatedBatch};
 
@@ -179,6 +179,25 @@ impl ReplicatedLog {
     /// Hands leadership to `to` (graceful shutdown, preferred-leader election).
     pub fn transfer_leadership(&self, to: NodeId) -> Result<(), ProposeError> {
         let r = self.raft.borrow_mut().transfer_leadership(to);
+        self.wake();
+        r
+    }
+
+    /// The group's membership as this replica knows it (in force once appended).
+    pub fn membership(&self) -> Membership {
+        self.raft.borrow().membership().clone()
+    }
+
+    /// Whether the last membership change is committed, so another may be proposed.
+    pub fn membership_settled(&self) -> bool {
+        let r = self.raft.borrow();
+        r.membership_offset().is_none_or(|o| o < r.commit_offset())
+    }
+
+    /// Leader: proposes one membership step (reassignment); the driver writes its
+    /// control batch with the next Ready.
+    pub fn propose_membership(&self, change: MembershipChange) -> Result<(), ProposeError> {
+        let r = self.raft.borrow_mut().propose_membership(change).map(|_| ());
         self.wake();
         r
     }
@@ -443,9 +462,20 @@ impl ReplicatedLog {
             self.log.append_replicated(bytes.to_vec()).await?;
             return Ok(());
         }
-        if e.kind == EntryKind::LeaderChange {
-            let me = self.raft.borrow().id();
-            let marker = strata_schema::leader_change_batch(e.term as i32, me, now_ms());
+        let control = match &e.kind {
+            EntryKind::Data => None,
+            EntryKind::LeaderChange => {
+                let me = self.raft.borrow().id();
+                Some(strata_schema::leader_change_batch(e.term as i32, me, now_ms()))
+            }
+            EntryKind::Membership(m) => Some(strata_schema::membership_batch(
+                e.term as i32,
+                &m.voters,
+                &m.learners,
+                now_ms(),
+            )),
+        };
+        if let Some(marker) = control {
             let (start, term) = (e.start_offset, e.term);
             self.log
                 .append_proposed(
@@ -514,10 +544,16 @@ fn fill_entries(a: &mut Append, read: Vec<Bytes>, out: &mut Vec<Bytes>) {
         if start != next || end > a.send_end_offset {
             break;
         }
-        let kind = if h.attributes.is_control() {
-            EntryKind::LeaderChange
-        } else {
+        let kind = if !h.attributes.is_control() {
             EntryKind::Data
+        } else if let Some((voters, learners)) = strata_schema::membership_of_batch(&b) {
+            let m = Membership { voters, learners };
+            if !m.is_well_formed() {
+                break;
+            }
+            EntryKind::Membership(m)
+        } else {
+            EntryKind::LeaderChange
         };
         a.entries.push(Entry {
             start_offset: start,

@@ -18,6 +18,7 @@ mod configs;
 mod connection;
 mod delete_records;
 mod dispatch;
+mod elect_leaders;
 mod errors;
 mod fetch;
 mod fetch_sessions;
@@ -30,6 +31,7 @@ mod list_offsets;
 mod metadata;
 mod produce;
 mod producer_ids;
+mod reassignments;
 
 pub(crate) use connection::KafkaProtocol;
 pub(crate) use dispatch::Ctx;
