@@ -3,6 +3,7 @@
 //! `strata-client`); business logic lives there. Errors print one line a person can
 //! act on and exit non-zero.
 
+mod cluster_ops;
 mod consume;
 mod dev_cluster;
 mod group;
@@ -40,6 +41,9 @@ enum Command {
     /// List, describe, reset and delete consumer groups.
     #[command(subcommand)]
     Group(group::GroupCommand),
+    /// Cluster operations: decommission a broker.
+    #[command(subcommand)]
+    Cluster(cluster_ops::ClusterOpsCommand),
 }
 
 fn main() {
@@ -52,6 +56,7 @@ fn main() {
         Command::Produce(args) => produce::run(args, brokers),
         Command::Consume(args) => consume::run(args, brokers),
         Command::Group(cmd) => group::run(cmd, brokers),
+        Command::Cluster(cmd) => cluster_ops::run(cmd),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
