@@ -157,7 +157,6 @@ mod tests {
     use super::*;
     use crate::{check_batch, kafka_payload, validate_batch, validate_kafka_batch, PayloadFormat};
 
-
     #[test]
     fn leader_change_is_a_one_offset_kafka_control_batch() {
         let batch = leader_change_batch(7, 3, 1_234);
@@ -198,7 +197,10 @@ mod tests {
         );
         let empty = membership_batch(1, &[5], &[], 0);
         assert_eq!(membership_of_batch(empty.bytes()), Some((vec![5], vec![])));
-        assert_eq!(membership_of_batch(leader_change_batch(4, 1, 0).bytes()), None);
+        assert_eq!(
+            membership_of_batch(leader_change_batch(4, 1, 0).bytes()),
+            None
+        );
         assert_eq!(membership_of_batch(&[0u8; 10]), None);
     }
 }

@@ -154,7 +154,9 @@ fn alter(
             .with_name(name(topic))
             .with_partitions(vec![ReassignablePartition::default()
                 .with_partition_index(partition)
-                .with_replicas(replicas.map(|r| r.into_iter().map(BrokerId).collect()))])]);
+                .with_replicas(
+                    replicas.map(|r| r.into_iter().map(BrokerId).collect()),
+                )])]);
     let resp: AlterPartitionReassignmentsResponse =
         wire.call(ApiKey::AlterPartitionReassignments, 0, &req);
     assert_eq!(resp.error_code, NONE);
@@ -255,16 +257,27 @@ fn a_partition_moves_to_other_brokers_and_back_to_its_preferred_leader_under_loa
     create_replicated(&bootstrap, topic, 1, 3);
     let probe = consumer(&bootstrap, None, &[]);
     let (replicas, leader) = wait_for_placement(&probe, topic, "a first leader", |_, l| l > 0);
-    let spare = (1..=4).find(|b| !replicas.contains(b)).expect("a broker without a replica");
+    let spare = (1..=4)
+        .find(|b| !replicas.contains(b))
+        .expect("a broker without a replica");
     eprintln!("{topic}-0: replicas {replicas:?}, leader {leader}, spare broker {spare}");
     let mut wire = KafkaWire::connect(&cluster.kafka_addr(0));
 
     // Refusals first, as Kafka sends them.
     let bad = alter(&mut wire, topic, 0, Some(vec![1, 2, 99])).0;
     assert_eq!(bad, INVALID_REPLICA_ASSIGNMENT);
-    assert_eq!(alter(&mut wire, topic, 0, Some(vec![1, 1, 2])).0, INVALID_REPLICA_ASSIGNMENT);
-    assert_eq!(alter(&mut wire, "nope", 0, Some(vec![1])).0, UNKNOWN_TOPIC_OR_PARTITION);
-    assert_eq!(alter(&mut wire, topic, 0, None).0, NO_REASSIGNMENT_IN_PROGRESS);
+    assert_eq!(
+        alter(&mut wire, topic, 0, Some(vec![1, 1, 2])).0,
+        INVALID_REPLICA_ASSIGNMENT
+    );
+    assert_eq!(
+        alter(&mut wire, "nope", 0, Some(vec![1])).0,
+        UNKNOWN_TOPIC_OR_PARTITION
+    );
+    assert_eq!(
+        alter(&mut wire, topic, 0, None).0,
+        NO_REASSIGNMENT_IN_PROGRESS
+    );
     let (unclean, why) = elect(&mut wire, 1, topic, 0);
     assert_eq!(unclean, ELECTION_NOT_NEEDED, "{why}");
 
@@ -293,7 +306,9 @@ fn a_partition_moves_to_other_brokers_and_back_to_its_preferred_leader_under_loa
     load.wait_for_more(300);
 
     // The broker that left closes the partition and deletes its data.
-    let gone = cluster.data_dir(leader as usize - 1).join(format!("{topic}-0"));
+    let gone = cluster
+        .data_dir(leader as usize - 1)
+        .join(format!("{topic}-0"));
     let deadline = Instant::now() + Duration::from_secs(30);
     while gone.exists() {
         assert!(Instant::now() < deadline, "{} still exists", gone.display());
@@ -302,7 +317,10 @@ fn a_partition_moves_to_other_brokers_and_back_to_its_preferred_leader_under_loa
 
     // Reorder the replicas so that a broker other than the leader is preferred (the
     // same set: nothing moves), then elect it.
-    let preferred = *target.iter().find(|b| **b != new_leader).expect("another replica");
+    let preferred = *target
+        .iter()
+        .find(|b| **b != new_leader)
+        .expect("another replica");
     let mut reordered = vec![preferred];
     reordered.extend(target.iter().copied().filter(|b| *b != preferred));
     let (code, why) = alter(&mut wire, topic, 0, Some(reordered.clone()));
@@ -351,8 +369,7 @@ fn a_decommissioned_broker_hands_its_replicas_over_then_leaves() {
             break;
         }
         assert_eq!(
-            resp.error_code,
-            REASSIGNMENT_IN_PROGRESS,
+            resp.error_code, REASSIGNMENT_IN_PROGRESS,
             "{:?}",
             resp.error_message
         );
@@ -364,13 +381,20 @@ fn a_decommissioned_broker_hands_its_replicas_over_then_leaves() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
-    assert!(asked > 1, "a broker holding replicas must not leave at once");
+    assert!(
+        asked > 1,
+        "a broker holding replicas must not leave at once"
+    );
     assert!(in_progress(&mut wire).is_empty());
-    let (now, new_leader) = wait_for_placement(&probe, topic, "replicas without the broker", |r, l| {
-        !r.contains(&leader) && r.len() == 3 && l > 0 && l != leader
-    });
+    let (now, new_leader) =
+        wait_for_placement(&probe, topic, "replicas without the broker", |r, l| {
+            !r.contains(&leader) && r.len() == 3 && l > 0 && l != leader
+        });
     let kept: BTreeSet<i32> = replicas.iter().copied().filter(|r| *r != leader).collect();
-    assert!(kept.iter().all(|r| now.contains(r)), "{now:?} keeps {kept:?}");
+    assert!(
+        kept.iter().all(|r| now.contains(r)),
+        "{now:?} keeps {kept:?}"
+    );
     eprintln!("after decommission: replicas {now:?}, leader {new_leader}");
     let md = probe
         .fetch_metadata(Some(topic), Duration::from_secs(10))

@@ -81,7 +81,10 @@ pub fn decommission(args: &DecommissionArgs) -> anyhow::Result<()> {
                     last_moving = moving;
                 }
             }
-            code => bail!("broker {} cannot be decommissioned (error {code}): {message}", args.broker),
+            code => bail!(
+                "broker {} cannot be decommissioned (error {code}): {message}",
+                args.broker
+            ),
         }
         if Instant::now() >= deadline {
             bail!(
@@ -128,19 +131,28 @@ impl Connection {
         req.encode(&mut buf, version)?;
         let mut frame = (buf.len() as i32).to_be_bytes().to_vec();
         frame.extend_from_slice(&buf);
-        self.stream.write_all(&frame).context("sending the request")?;
+        self.stream
+            .write_all(&frame)
+            .context("sending the request")?;
         let mut size = [0u8; 4];
-        self.stream.read_exact(&mut size).context("reading the response")?;
+        self.stream
+            .read_exact(&mut size)
+            .context("reading the response")?;
         let size = i32::from_be_bytes(size);
         if size < 0 || size as usize > RESPONSE_BYTES_MAX {
             bail!("the broker answered with a {size}-byte response");
         }
         let mut body = vec![0u8; size as usize];
-        self.stream.read_exact(&mut body).context("reading the response")?;
+        self.stream
+            .read_exact(&mut body)
+            .context("reading the response")?;
         let mut body = Bytes::from(body);
         let h = ResponseHeader::decode(&mut body, Resp::header_version(version))?;
         if h.correlation_id != correlation_id {
-            bail!("the broker answered another request ({} for {correlation_id})", h.correlation_id);
+            bail!(
+                "the broker answered another request ({} for {correlation_id})",
+                h.correlation_id
+            );
         }
         Ok(Resp::decode(&mut body, version)?)
     }

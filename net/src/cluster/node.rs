@@ -204,21 +204,9 @@ async fn register_and_heartbeat(broker: Rc<Broker>) {
 /// Carries out a controller command from any shard of this broker: on the quorum's
 /// leader, wherever that is, and resolves once this broker's image has applied it.
 pub async fn submit(shard: &Shard, cmd: ControllerCommand) -> Result<ReplyPayload, WireError> {
-    if shard.id() == METADATA_SHARD {
-        return submit_on_shard0(shard, cmd).await;
-    }
-    shard
-        .invoke_on(METADATA_SHARD, move |s| async move {
-            submit_on_shard0(&s, cmd).await
-        })
-        .await?
-}
-
-async fn submit_on_shard0(
-    shard: &Shard,
-    cmd: ControllerCommand,
-) -> Result<ReplyPayload, WireError> {
-    submit_refusable(shard, cmd).await.map_err(controller_error)
+    submit_controller(shard, cmd)
+        .await
+        .map_err(controller_error)
 }
 
 /// [`submit`], with the controller's refusal as it is (its exact Kafka code), for
@@ -228,18 +216,19 @@ pub async fn submit_controller(
     cmd: ControllerCommand,
 ) -> Result<ReplyPayload, ControllerError> {
     if shard.id() == METADATA_SHARD {
-        return submit_refusable(shard, cmd).await;
+        return submit_on_shard0(shard, cmd).await;
     }
     match shard
         .invoke_on(METADATA_SHARD, move |s| async move {
-            submit_refusable(&s, cmd).await
+            submit_on_shard0(&s, cmd).await
         })
         .await
     {
         Ok(r) => r,
         Err(e) => {
+            // Not the controller's refusal: the native code says what went wrong.
             let e = WireError::from(e);
-            Err(ControllerError::new(e.code, 41, e.message))
+            Err(ControllerError::new(e.code, -1, e.message))
         }
     }
 }
@@ -255,7 +244,7 @@ pub async fn image(shard: &Shard) -> Option<MetadataImage> {
         .flatten()
 }
 
-async fn submit_refusable(
+async fn submit_on_shard0(
     shard: &Shard,
     cmd: ControllerCommand,
 ) -> Result<ReplyPayload, ControllerError> {

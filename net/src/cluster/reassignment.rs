@@ -264,7 +264,9 @@ fn report_complete(shard: &Shard, goals: &Rc<PartitionGoals>, group: GroupId, vo
         };
         match crate::cluster::node::submit(&shard, cmd).await {
             Ok(_) => tracing::info!(%group, "reassignment complete"),
-            Err(e) => tracing::info!(%group, error = %e.message, "reassignment completion not taken"),
+            Err(e) => {
+                tracing::info!(%group, error = %e.message, "reassignment completion not taken")
+            }
         }
         goals.reporting.borrow_mut().remove(&group);
     })

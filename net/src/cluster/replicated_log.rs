@@ -197,7 +197,11 @@ impl ReplicatedLog {
     /// Leader: proposes one membership step (reassignment); the driver writes its
     /// control batch with the next Ready.
     pub fn propose_membership(&self, change: MembershipChange) -> Result<(), ProposeError> {
-        let r = self.raft.borrow_mut().propose_membership(change).map(|_| ());
+        let r = self
+            .raft
+            .borrow_mut()
+            .propose_membership(change)
+            .map(|_| ());
         self.wake();
         r
     }
@@ -466,7 +470,11 @@ impl ReplicatedLog {
             EntryKind::Data => None,
             EntryKind::LeaderChange => {
                 let me = self.raft.borrow().id();
-                Some(strata_schema::leader_change_batch(e.term as i32, me, now_ms()))
+                Some(strata_schema::leader_change_batch(
+                    e.term as i32,
+                    me,
+                    now_ms(),
+                ))
             }
             EntryKind::Membership(m) => Some(strata_schema::membership_batch(
                 e.term as i32,

@@ -418,7 +418,8 @@ impl MetadataImage {
             for (i, p) in t.partitions.iter().enumerate() {
                 // A partition as created needs no record of its own.
                 let fresh = PartitionImage::new(p.replicas.clone());
-                if (p.leader, p.leader_epoch, &p.isr) != (fresh.leader, fresh.leader_epoch, &fresh.isr)
+                if (p.leader, p.leader_epoch, &p.isr)
+                    != (fresh.leader, fresh.leader_epoch, &fresh.isr)
                 {
                     out.push(R::PartitionLeader {
                         topic_id: t.id,

@@ -75,7 +75,10 @@ fn a_reassignment_is_recorded_listed_completed_and_cancelled() {
         partition: 0,
         voters: vec![1, 2, 3],
     };
-    assert_eq!(run(&mut image, stale).unwrap_err().kafka_code, K::INVALID_REQUEST);
+    assert_eq!(
+        run(&mut image, stale).unwrap_err().kafka_code,
+        K::INVALID_REQUEST
+    );
     let done = ControllerCommand::CompleteReassignment {
         topic_id: T,
         partition: 0,
@@ -83,10 +86,17 @@ fn a_reassignment_is_recorded_listed_completed_and_cancelled() {
     };
     assert_eq!(run(&mut image, done.clone()), Ok(1));
     let p = image.partition(&T, 0).unwrap();
-    assert_eq!(p.replicas, vec![2, 3, 4], "the target's order: 2 is preferred");
+    assert_eq!(
+        p.replicas,
+        vec![2, 3, 4],
+        "the target's order: 2 is preferred"
+    );
     assert_eq!(p.target, None);
     assert!(!p.is_hosted_by(1));
-    assert_eq!(run(&mut image, done).unwrap_err().kafka_code, K::NO_REASSIGNMENT_IN_PROGRESS);
+    assert_eq!(
+        run(&mut image, done).unwrap_err().kafka_code,
+        K::NO_REASSIGNMENT_IN_PROGRESS
+    );
     // Cancel: none in progress is an error; one in progress goes.
     assert_eq!(
         run(&mut image, alter(0, None)).unwrap_err().kafka_code,
@@ -122,7 +132,10 @@ fn bad_targets_are_refused_as_kafka_does() {
         K::INVALID_REPLICA_ASSIGNMENT,
         "fenced broker"
     );
-    assert_eq!(code(&mut image, alter(0, Some(vec![]))), K::INVALID_REPLICA_ASSIGNMENT);
+    assert_eq!(
+        code(&mut image, alter(0, Some(vec![]))),
+        K::INVALID_REPLICA_ASSIGNMENT
+    );
     assert_eq!(
         code(&mut image, alter(1, Some(vec![1]))),
         K::UNKNOWN_TOPIC_OR_PARTITION
@@ -133,7 +146,9 @@ fn bad_targets_are_refused_as_kafka_does() {
         target: Some(vec![1]),
     };
     assert_eq!(code(&mut image, other), K::UNKNOWN_TOPIC_OR_PARTITION);
-    let message = run(&mut image, alter(0, Some(vec![1, 2, 9]))).unwrap_err().message;
+    let message = run(&mut image, alter(0, Some(vec![1, 2, 9])))
+        .unwrap_err()
+        .message;
     assert!(message.contains("broker 9 is not registered"), "{message}");
 }
 
@@ -150,13 +165,26 @@ fn preferred_election_needs_a_live_in_sync_preferred_replica() {
     lead(&mut image, 0, 1, 1, vec![1, 2, 3]);
     assert_eq!(code(&mut image), K::ELECTION_NOT_NEEDED);
     lead(&mut image, 0, 2, 2, vec![2, 3]);
-    assert_eq!(code(&mut image), K::PREFERRED_LEADER_NOT_AVAILABLE, "1 is not in sync");
+    assert_eq!(
+        code(&mut image),
+        K::PREFERRED_LEADER_NOT_AVAILABLE,
+        "1 is not in sync"
+    );
     lead(&mut image, 0, 2, 2, vec![1, 2, 3]);
     image.apply(&MetadataRecord::FenceBroker { id: 1 }).unwrap();
-    assert_eq!(code(&mut image), K::PREFERRED_LEADER_NOT_AVAILABLE, "1 is fenced");
-    image.apply(&MetadataRecord::UnfenceBroker { id: 1 }).unwrap();
+    assert_eq!(
+        code(&mut image),
+        K::PREFERRED_LEADER_NOT_AVAILABLE,
+        "1 is fenced"
+    );
+    image
+        .apply(&MetadataRecord::UnfenceBroker { id: 1 })
+        .unwrap();
     assert_eq!(run(&mut image, elect()), Ok(1));
-    assert_eq!(image.partition(&T, 0).unwrap().preferred_election_epoch, Some(2));
+    assert_eq!(
+        image.partition(&T, 0).unwrap().preferred_election_epoch,
+        Some(2)
+    );
 }
 
 #[test]
@@ -203,5 +231,9 @@ fn a_broker_cannot_leave_when_no_other_can_take_its_replicas() {
     let mut image = image(&[1, 2], vec![vec![1, 2]]);
     let refused = run(&mut image, ControllerCommand::UnregisterBroker { id: 2 }).unwrap_err();
     assert_eq!(refused.kafka_code, K::INVALID_REPLICA_ASSIGNMENT);
-    assert!(refused.message.contains("start another broker"), "{}", refused.message);
+    assert!(
+        refused.message.contains("start another broker"),
+        "{}",
+        refused.message
+    );
 }

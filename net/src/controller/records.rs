@@ -185,9 +185,7 @@ pub(crate) fn encode_record(w: &mut Writer, record: &MetadataRecord) {
     w.section(|w| match record {
         R::ClusterId(id) => w.id16(id),
         R::RegisterBroker(b) => encode_registration(w, b),
-        R::FenceBroker { id } | R::UnfenceBroker { id } | R::UnregisterBroker { id } => {
-            w.u64(*id)
-        }
+        R::FenceBroker { id } | R::UnfenceBroker { id } | R::UnregisterBroker { id } => w.u64(*id),
         R::CreateTopic {
             name,
             id,

@@ -53,7 +53,12 @@ fn wanted(req: &ElectLeadersRequest, image: &MetadataImage) -> Vec<Wanted> {
 
 /// The answer for one partition before any waiting: `Ok(())` when the election was
 /// recorded and the leadership is to be watched.
-async fn ask(ctx: &Ctx, election_type: i8, image: &MetadataImage, (topic, p): &Wanted) -> Result<(), Outcome> {
+async fn ask(
+    ctx: &Ctx,
+    election_type: i8,
+    image: &MetadataImage,
+    (topic, p): &Wanted,
+) -> Result<(), Outcome> {
     let Ok(partition) = u32::try_from(*p) else {
         return Err(refuse(
             KafkaCode::UnknownTopicOrPartition,
@@ -68,7 +73,9 @@ async fn ask(ctx: &Ctx, election_type: i8, image: &MetadataImage, (topic, p): &W
             return Err(if found.1.leader.is_some() {
                 (
                     K::ELECTION_NOT_NEEDED,
-                    Some(format!("partition {topic}-{p} has a leader; no unclean election is needed")),
+                    Some(format!(
+                        "partition {topic}-{p} has a leader; no unclean election is needed"
+                    )),
                 )
             } else {
                 (
@@ -221,8 +228,14 @@ mod tests {
     fn responses_group_by_topic_and_encode_at_every_served_version() {
         let out = response(vec![
             (("a".to_owned(), 0), OK),
-            (("b".to_owned(), 1), (K::ELECTION_NOT_NEEDED, Some("led".to_owned()))),
-            (("a".to_owned(), 2), (K::PREFERRED_LEADER_NOT_AVAILABLE, None)),
+            (
+                ("b".to_owned(), 1),
+                (K::ELECTION_NOT_NEEDED, Some("led".to_owned())),
+            ),
+            (
+                ("a".to_owned(), 2),
+                (K::PREFERRED_LEADER_NOT_AVAILABLE, None),
+            ),
         ]);
         assert_eq!(out.replica_election_results.len(), 2);
         assert_eq!(out.replica_election_results[0].partition_result.len(), 2);

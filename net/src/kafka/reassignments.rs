@@ -17,8 +17,8 @@ use kafka_protocol::messages::list_partition_reassignments_response::{
 };
 use kafka_protocol::messages::{
     AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, BrokerId,
-    ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse,
-    UnregisterBrokerRequest, UnregisterBrokerResponse,
+    ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, UnregisterBrokerRequest,
+    UnregisterBrokerResponse,
 };
 
 use super::admin::{refuse, str_bytes, topic_name, Outcome, OK};
@@ -241,7 +241,8 @@ async fn unregister(ctx: &Ctx, id: i32) -> Outcome {
         );
     };
     let shard = &ctx.broker.shard;
-    if let Err(e) = node::submit_controller(shard, ControllerCommand::UnregisterBroker { id }).await {
+    if let Err(e) = node::submit_controller(shard, ControllerCommand::UnregisterBroker { id }).await
+    {
         return (e.kafka_code, Some(e.message));
     }
     let image = node::image(shard).await.unwrap_or_default();
