@@ -1,6 +1,6 @@
-//! Operations on a 4-broker cluster of real `strata` processes, under `acks=all`
-//! librdkafka load: a partition reassigned from three brokers to another three (the
-//! leader among those leaving, so leadership must move), a preferred-leader election,
+//! Operations on a 3-broker cluster of real `strata` processes, under `acks=all`
+//! librdkafka load: a partition with two replicas reassigned to the third broker and
+//! one of the two (the leader leaving, so leadership must move), a preferred-leader election,
 //! and a broker decommissioned (UnregisterBroker moves its replicas away first). No
 //! acknowledged record may be lost or reordered; each reassignment must complete,
 //! ListPartitionReassignments must show none left, and the replica that left must have
@@ -40,6 +40,10 @@ const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
 const REASSIGNMENT_IN_PROGRESS: i16 = 60;
 const ELECTION_NOT_NEEDED: i16 = 84;
 const NO_REASSIGNMENT_IN_PROGRESS: i16 = 85;
+/// Brokers in the cluster (all controller voters) and replicas per partition: one
+/// broker is always free to move a replica to.
+const BROKERS: usize = 3;
+const RF: i32 = 2;
 /// Records in flight at once; the bound on the whole produce phase.
 const WINDOW: usize = 25;
 const PRODUCE_DEADLINE: Duration = Duration::from_secs(240);
@@ -251,13 +255,13 @@ fn wait_for_placement(
 
 #[test]
 fn a_partition_moves_to_other_brokers_and_back_to_its_preferred_leader_under_load() {
-    let cluster = TestCluster::start(4, 1);
+    let cluster = TestCluster::start(BROKERS, 1);
     let bootstrap = cluster.kafka_bootstrap();
     let topic = "moving";
-    create_replicated(&bootstrap, topic, 1, 3);
+    create_replicated(&bootstrap, topic, 1, RF);
     let probe = consumer(&bootstrap, None, &[]);
     let (replicas, leader) = wait_for_placement(&probe, topic, "a first leader", |_, l| l > 0);
-    let spare = (1..=4)
+    let spare = (1..=BROKERS as i32)
         .find(|b| !replicas.contains(b))
         .expect("a broker without a replica");
     eprintln!("{topic}-0: replicas {replicas:?}, leader {leader}, spare broker {spare}");
@@ -344,14 +348,14 @@ fn a_partition_moves_to_other_brokers_and_back_to_its_preferred_leader_under_loa
 
 #[test]
 fn a_decommissioned_broker_hands_its_replicas_over_then_leaves() {
-    let cluster = TestCluster::start(4, 1);
+    let cluster = TestCluster::start(BROKERS, 1);
     let bootstrap = cluster.kafka_bootstrap();
     let topic = "leaving";
-    create_replicated(&bootstrap, topic, 1, 3);
+    create_replicated(&bootstrap, topic, 1, RF);
     let probe = consumer(&bootstrap, None, &[]);
     let (replicas, leader) = wait_for_placement(&probe, topic, "a first leader", |_, l| l > 0);
     // Decommission the leader's broker; ask a broker that stays.
-    let stays = (1..=4).find(|b| *b != leader).expect("another broker");
+    let stays = (1..=BROKERS as i32).find(|b| *b != leader).expect("another broker");
     let mut wire = KafkaWire::connect(&cluster.kafka_addr(stays as usize - 1));
     let load = Load::start(&bootstrap, topic);
     load.wait_for_more(300);
@@ -388,7 +392,7 @@ fn a_decommissioned_broker_hands_its_replicas_over_then_leaves() {
     assert!(in_progress(&mut wire).is_empty());
     let (now, new_leader) =
         wait_for_placement(&probe, topic, "replicas without the broker", |r, l| {
-            !r.contains(&leader) && r.len() == 3 && l > 0 && l != leader
+            !r.contains(&leader) && r.len() == RF as usize && l > 0 && l != leader
         });
     let kept: BTreeSet<i32> = replicas.iter().copied().filter(|r| *r != leader).collect();
     assert!(
