@@ -573,3 +573,45 @@ fn fill_entries(a: &mut Append, read: Vec<Bytes>, out: &mut Vec<Bytes>) {
         next = end;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a leader tells a follower about the batches it attaches: a membership
+    /// batch travels as the membership it carries, a leader change as a leader change.
+    #[test]
+    fn appended_batches_are_listed_with_their_kind() {
+        let mut membership = strata_schema::membership_batch(3, &[1, 2, 4], &[5], 0)
+            .bytes()
+            .to_vec();
+        strata_schema::stamp_base_offset(&mut membership, 1);
+        let marker = strata_schema::leader_change_batch(3, 1, 0);
+        let batches = vec![
+            Bytes::from(marker.bytes().to_vec()),
+            Bytes::from(membership),
+        ];
+        let mut a = Append {
+            prev_end_offset: 0,
+            prev_term: 0,
+            commit_offset: 0,
+            send_end_offset: 2,
+            entries: Vec::new(),
+        };
+        let mut out = Vec::new();
+        fill_entries(&mut a, batches, &mut out);
+        assert_eq!(out.len(), 2);
+        let kinds: Vec<EntryKind> = a.entries.iter().map(|e| e.kind.clone()).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                EntryKind::LeaderChange,
+                EntryKind::Membership(Membership {
+                    voters: vec![1, 2, 4],
+                    learners: vec![5],
+                })
+            ]
+        );
+        assert_eq!((a.entries[1].start_offset, a.entries[1].term), (1, 3));
+    }
+}
