@@ -1,6 +1,7 @@
 //! Control batches the broker writes into a partition itself: the leader-change batch
 //! a new partition leader appends first (Raft's no-op entry of its term, so entries of
-//! earlier terms can commit).
+//! earlier terms can commit), and the membership batch a leader appends for each step
+//! of a reassignment (the group's next voters and learners).
 //!
 //! It is a Kafka RecordBatch v2 control batch, as KRaft writes its LeaderChange: the
 //! control attribute set, no producer, one record whose key is the control key
@@ -60,6 +61,91 @@ pub fn leader_change_batch(leader_epoch: i32, leader: u64, timestamp_ms: i64) ->
     batch
 }
 
+/// strata's control record type for a Raft membership change. Kafka defines no such
+/// type; its clients skip control batches whatever their type.
+pub const CONTROL_TYPE_MEMBERSHIP: i16 = 100;
+
+/// Most members one membership batch may list (far above any replication factor).
+const MEMBERSHIP_MEMBERS_MAX: usize = 64;
+
+/// The value of a membership record: version i16 = 0, then the voters and the
+/// learners, each as a u16 count and that many u64 broker ids (big-endian).
+fn membership_value(voters: &[u64], learners: &[u64]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(6 + 8 * (voters.len() + learners.len()));
+    v.extend_from_slice(&0i16.to_be_bytes());
+    for list in [voters, learners] {
+        v.extend_from_slice(&(list.len() as u16).to_be_bytes());
+        for id in list {
+            v.extend_from_slice(&id.to_be_bytes());
+        }
+    }
+    v
+}
+
+/// The one-offset control batch carrying a group's next membership, stamped with
+/// `leader_epoch` (the append assigns the base offset).
+pub fn membership_batch(
+    leader_epoch: i32,
+    voters: &[u64],
+    learners: &[u64],
+    timestamp_ms: i64,
+) -> ValidatedBatch {
+    let mut b = KafkaBatchBuilder::new().with_attributes(Attributes::default().with_control(true));
+    b.push(
+        timestamp_ms,
+        Some(&control_key(CONTROL_TYPE_MEMBERSHIP)),
+        Some(&membership_value(voters, learners)),
+        &[],
+    );
+    let kafka = b.build();
+    let mut batch = match wrap_kafka_batch_produced(&kafka, ProduceRules::default()) {
+        Ok(batch) => batch,
+        // Built here from a bounded membership: it cannot fail validation.
+        Err(e) => unreachable!("membership batch fails validation: {e}"),
+    };
+    crate::stamp_leader_epoch(&mut batch.bytes, leader_epoch);
+    batch.header.leader_epoch = leader_epoch;
+    batch
+}
+
+/// The (voters, learners) a stored membership batch carries; `None` for any other
+/// batch (data, leader change, transaction marker) or a malformed one.
+pub fn membership_of_batch(bytes: &[u8]) -> Option<(Vec<u64>, Vec<u64>)> {
+    let header = crate::check_batch(bytes).ok()?;
+    if !header.attributes.is_control() {
+        return None;
+    }
+    let (_, batch) = crate::validate_kafka_batch(bytes).ok()?;
+    let record = batch.iter().next()?.ok()?;
+    if record.key != Some(&control_key(CONTROL_TYPE_MEMBERSHIP)[..]) {
+        return None;
+    }
+    let mut value = record.value?;
+    let mut take = |n: usize| -> Option<&[u8]> {
+        let (head, rest) = value.split_at_checked(n)?;
+        value = rest;
+        Some(head)
+    };
+    if take(2)? != [0, 0] {
+        return None;
+    }
+    let mut lists = [Vec::new(), Vec::new()];
+    for list in &mut lists {
+        let n = u16::from_be_bytes(take(2)?.try_into().ok()?) as usize;
+        if n > MEMBERSHIP_MEMBERS_MAX {
+            return None;
+        }
+        for _ in 0..n {
+            list.push(u64::from_be_bytes(take(8)?.try_into().ok()?));
+        }
+    }
+    if !value.is_empty() {
+        return None;
+    }
+    let [voters, learners] = lists;
+    Some((voters, learners))
+}
+
 /// Whether a stored batch is a control batch (leader change, transaction marker):
 /// broker records that consumers, compaction and state replays skip.
 pub fn is_control_batch(header: &BatchHeader) -> bool {
@@ -96,5 +182,25 @@ mod tests {
         assert_eq!(&value[..6], &[0, 0, 0, 0, 0, 3]);
         // An id Kafka cannot hold is written as -1.
         assert_eq!(&leader_change_value(u64::MAX)[2..6], &(-1i32).to_be_bytes());
+    }
+
+    #[test]
+    fn membership_batches_carry_voters_and_learners_and_nothing_else_parses_as_one() {
+        let batch = membership_batch(4, &[1, 2, 3], &[7], 99);
+        let h = *batch.header();
+        assert!(is_control_batch(&h));
+        assert_eq!((h.last_offset_delta, h.leader_epoch), (0, 4));
+        validate_batch(batch.bytes()).unwrap();
+        assert_eq!(
+            membership_of_batch(batch.bytes()),
+            Some((vec![1, 2, 3], vec![7]))
+        );
+        let empty = membership_batch(1, &[5], &[], 0);
+        assert_eq!(membership_of_batch(empty.bytes()), Some((vec![5], vec![])));
+        assert_eq!(
+            membership_of_batch(leader_change_batch(4, 1, 0).bytes()),
+            None
+        );
+        assert_eq!(membership_of_batch(&[0u8; 10]), None);
     }
 }

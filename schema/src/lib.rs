@@ -43,7 +43,10 @@ pub use batch::{
     validate_batch, validate_produced_batch, validate_produced_batch_with, BatchIter, BatchView,
     ProduceRules, ValidatedBatch,
 };
-pub use control::{is_control_batch, leader_change_batch, CONTROL_TYPE_LEADER_CHANGE};
+pub use control::{
+    is_control_batch, leader_change_batch, membership_batch, membership_of_batch,
+    CONTROL_TYPE_LEADER_CHANGE, CONTROL_TYPE_MEMBERSHIP,
+};
 pub use convert::{
     kafka_payload, log_append_time_kafka_header, native_to_kafka, native_to_kafka_into,
     stamp_kafka_log_append_time,

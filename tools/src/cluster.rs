@@ -20,9 +20,14 @@ pub enum ClusterCommand {
         #[arg(long)]
         topic: Option<String>,
     },
+    /// Move a broker's replicas to the other brokers, then unregister it.
+    Decommission(crate::cluster_ops::DecommissionArgs),
 }
 
 pub fn run(cmd: ClusterCommand, brokers: Vec<String>) -> anyhow::Result<()> {
+    if let ClusterCommand::Decommission(args) = &cmd {
+        return crate::cluster_ops::decommission(args);
+    }
     let admin = Admin::connect(AdminConfig {
         brokers,
         ..AdminConfig::default()
@@ -40,6 +45,7 @@ pub fn run(cmd: ClusterCommand, brokers: Vec<String>) -> anyhow::Result<()> {
             }
             partitions_table(&cluster)
         }
+        ClusterCommand::Decommission(_) => unreachable!("answered above"),
     };
     print!("{out}");
     Ok(())

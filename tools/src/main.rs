@@ -4,6 +4,7 @@
 //! act on and exit non-zero.
 
 mod cluster;
+mod cluster_ops;
 mod consume;
 mod dev_cluster;
 mod group;

@@ -86,6 +86,52 @@ impl Broker {
         Ok(())
     }
 
+    /// Closes, and deletes the data of, the partitions whose replica runs on this shard
+    /// but that this broker no longer hosts (a reassignment moved them away).
+    async fn release_unhosted_partitions(
+        &self,
+        me: u64,
+        topics: &Topics,
+        goals: &crate::cluster::reassignment::PartitionGoals,
+    ) {
+        let replicas = crate::cluster::replicas::ShardReplicas::of(&self.shard);
+        let gone: Vec<(PartitionKey, strata_engine::Log)> = {
+            let mut logs = self.logs.borrow_mut();
+            let keys: Vec<PartitionKey> = logs
+                .keys()
+                .filter(|(name, p)| replicas.get(name, *p).is_some())
+                .filter(|(name, p)| {
+                    topics.get(name).is_some_and(|t| {
+                        let group = crate::replication::GroupId::Partition {
+                            topic_id: t.id,
+                            partition: *p,
+                        };
+                        let replica = t.replicas.get(*p as usize).is_some_and(|r| r.contains(&me));
+                        !replica && !goals.is_adding(&group, me)
+                    })
+                })
+                .cloned()
+                .collect();
+            keys.into_iter()
+                .filter_map(|k| logs.remove(&k).map(|log| (k, log)))
+                .collect()
+        };
+        if gone.is_empty() {
+            return;
+        }
+        for (key, _) in &gone {
+            crate::cluster::replicas::detach(&self.shard, key);
+            tracing::info!(topic = %key.0, partition = key.1, "replica moved away: its data is deleted");
+        }
+        let keys: Vec<PartitionKey> = gone.iter().map(|(k, _)| k.clone()).collect();
+        self.close_many(gone).await;
+        for (topic, p) in keys {
+            if let Err(e) = self.remove_partition_dirs(&topic, p, p + 1).await {
+                tracing::warn!(%topic, partition = p, error = %e.message, "moved replica's data not deleted");
+            }
+        }
+    }
+
     /// Opens, with their replicas, the partitions this shard owns that the topics
     /// place on this broker and that have no replica here yet.
     pub(crate) async fn host_assigned_partitions(&self) {
@@ -94,7 +140,9 @@ impl Broker {
         };
         let me = cluster.node_id;
         let replicas = crate::cluster::replicas::ShardReplicas::of(&self.shard);
+        let goals = crate::cluster::reassignment::PartitionGoals::of(&self.shard);
         let topics = self.topics();
+        self.release_unhosted_partitions(me, &topics, &goals).await;
         let mut to_open: Vec<PartitionKey> = Vec::new();
         let mut to_attach = Vec::new();
         for t in topics.topics.values() {
@@ -102,7 +150,12 @@ impl Broker {
                 if self.owner(&t.name, p) != self.shard.id() {
                     continue;
                 }
-                let hosted = t.replicas.get(p as usize).is_some_and(|r| r.contains(&me));
+                let group = crate::replication::GroupId::Partition {
+                    topic_id: t.id,
+                    partition: p,
+                };
+                let hosted = t.replicas.get(p as usize).is_some_and(|r| r.contains(&me))
+                    || goals.is_adding(&group, me);
                 if !hosted || replicas.get(&t.name, p).is_some() {
                     continue;
                 }

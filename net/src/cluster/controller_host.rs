@@ -155,6 +155,11 @@ impl ControllerHost {
             .expect("the replica is set when the host opens")
     }
 
+    /// The metadata image as this replica has applied it (a copy).
+    pub fn image(&self) -> MetadataImage {
+        self.state.image.borrow().clone()
+    }
+
     /// The quorum's leader as this replica knows it.
     pub fn leader(&self) -> Option<NodeId> {
         self.replica().leadership().2

@@ -15,6 +15,8 @@
 //! - `client_reads` — which replica answers a client read, and the leader-epoch fence.
 //! - `offsets_topic` — creating `__consumer_offsets` through the controller.
 //! - `group_forward` — native group requests forwarded to their coordinator.
+//! - `reassignment` — partition leaders carrying out reassignments and
+//!   preferred-leader elections, one membership step at a time.
 //!
 //! The state machines themselves live elsewhere: Raft in `strata-raft`, the metadata
 //! image and command validation in `crate::controller`.
@@ -25,6 +27,7 @@ pub mod failure_detector;
 pub mod group_forward;
 pub mod node;
 pub mod offsets_topic;
+pub mod reassignment;
 pub mod replicas;
 pub mod replicated_log;
 pub mod view;

@@ -22,7 +22,8 @@ use crate::cluster::TICK_MS;
 use crate::cluster_config::ClusterConfig;
 use crate::controller::{
     decode_command, decode_reply, encode_command, encode_reply, BrokerRegistration,
-    ControllerCommand, ControllerReply, ControllerSettings, MetadataImage, ReplyPayload,
+    ControllerCommand, ControllerError, ControllerReply, ControllerSettings, MetadataImage,
+    ReplyPayload,
 };
 use crate::errors::WireError;
 use crate::metadata::Topics;
@@ -209,24 +210,54 @@ async fn register_and_heartbeat(broker: Rc<Broker>) {
 /// Carries out a controller command from any shard of this broker: on the quorum's
 /// leader, wherever that is, and resolves once this broker's image has applied it.
 pub async fn submit(shard: &Shard, cmd: ControllerCommand) -> Result<ReplyPayload, WireError> {
+    submit_controller(shard, cmd)
+        .await
+        .map_err(controller_error)
+}
+
+/// [`submit`], with the controller's refusal as it is (its exact Kafka code), for
+/// the Kafka admin handlers.
+pub async fn submit_controller(
+    shard: &Shard,
+    cmd: ControllerCommand,
+) -> Result<ReplyPayload, ControllerError> {
     if shard.id() == METADATA_SHARD {
         return submit_on_shard0(shard, cmd).await;
     }
-    shard
+    match shard
         .invoke_on(METADATA_SHARD, move |s| async move {
             submit_on_shard0(&s, cmd).await
         })
-        .await?
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            // Not the controller's refusal: the native code says what went wrong.
+            let e = WireError::from(e);
+            Err(ControllerError::new(e.code, -1, e.message))
+        }
+    }
+}
+
+/// The metadata image this broker has applied (a copy, from shard 0).
+pub async fn image(shard: &Shard) -> Option<MetadataImage> {
+    shard
+        .invoke_on(METADATA_SHARD, |s| async move {
+            ClusterNode::of(&s).map(|n| n.controller.image())
+        })
+        .await
+        .ok()
+        .flatten()
 }
 
 async fn submit_on_shard0(
     shard: &Shard,
     cmd: ControllerCommand,
-) -> Result<ReplyPayload, WireError> {
+) -> Result<ReplyPayload, ControllerError> {
+    let not_controller = |m: String| ControllerError::new(ErrorCode::NotController, 41, m);
     let Some(node) = ClusterNode::of(shard) else {
-        return Err(WireError::new(
-            ErrorCode::NotController,
-            "this broker is not part of a cluster",
+        return Err(not_controller(
+            "this broker is not part of a cluster".to_owned(),
         ));
     };
     let deadline = Instant::now() + Duration::from_millis(CONTROLLER_CALL_DEADLINE_MS);
@@ -283,19 +314,16 @@ async fn submit_on_shard0(
                     .await;
                 return Ok(payload);
             }
-            ControllerReply::Err(e) => return Err(controller_error(e)),
+            ControllerReply::Err(e) => return Err(e),
             ControllerReply::NotController { leader } => {
                 hint = leader.filter(|l| *l != me);
                 glommio::timer::sleep(Duration::from_millis(CONTROLLER_RETRY_MS)).await;
             }
         }
     }
-    Err(WireError::new(
-        ErrorCode::NotController,
-        format!(
-            "the controller quorum did not answer within {CONTROLLER_CALL_DEADLINE_MS} ms ({last})"
-        ),
-    ))
+    Err(not_controller(format!(
+        "the controller quorum did not answer within {CONTROLLER_CALL_DEADLINE_MS} ms ({last})"
+    )))
 }
 
 /// Tells the controller that this broker leads a partition (called on the owner
@@ -522,6 +550,7 @@ async fn publish(
         .map(|t| (t.id, t.name.clone()))
         .collect();
     node.controller.set_settings(ClusterNode::settings(broker));
+    crate::cluster::reassignment::publish_goals(broker, image, node.config.node_id).await;
     crate::cluster::view::publish_view(
         broker,
         image,
@@ -534,7 +563,7 @@ async fn publish(
 
 /// The native code for a refused command: the controller's own, made precise by its
 /// Kafka code where the native set has the exact one.
-fn controller_error(e: crate::controller::ControllerError) -> WireError {
+fn controller_error(e: ControllerError) -> WireError {
     let code = match e.kafka_code {
         36 => ErrorCode::TopicAlreadyExists,
         37 => ErrorCode::InvalidPartitions,

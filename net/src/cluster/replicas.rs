@@ -19,6 +19,7 @@ use strata_engine::Log;
 use strata_raft::{Config, Membership, NodeId, Raft, Term};
 
 use crate::broker::Broker;
+use crate::cluster::reassignment::{self, PartitionGoals};
 use crate::cluster::replicated_log::{Outbox, ReplicatedLog};
 use crate::cluster::{raft_config, TICK_MS};
 use crate::errors::WireError;
@@ -124,9 +125,13 @@ impl ShardReplicas {
                 };
                 ticks += 1;
                 let check_isr = ticks.is_multiple_of(ISR_CHECK_TICKS);
+                let drive = ticks.is_multiple_of(reassignment::DRIVE_TICKS);
                 for r in replicas {
                     r.tick();
                     me.report_if_changed(&shard, &r, check_isr);
+                    if drive {
+                        reassignment::drive(&shard, &r);
+                    }
                     if r.is_quiescent() && me.reports_settled(&r) {
                         me.awake.borrow_mut().remove(r.group());
                     }
@@ -208,7 +213,13 @@ pub async fn attach(broker: &Broker, key: &PartitionKey, log: &Log) -> Result<()
     let Some(replicas) = meta.replicas.get(key.1 as usize) else {
         return Ok(());
     };
-    if !replicas.contains(&me) {
+    let group = GroupId::Partition {
+        topic_id: meta.id,
+        partition: key.1,
+    };
+    // A reassignment's new replica starts outside the group's membership (the
+    // replicas): its leader adds it as a learner.
+    if !replicas.contains(&me) && !PartitionGoals::of(&broker.shard).is_adding(&group, me) {
         return Ok(());
     }
     let dir = partition_dir(&broker.config.data_dir, &key.0, key.1);
@@ -231,10 +242,6 @@ pub async fn attach(broker: &Broker, key: &PartitionKey, log: &Log) -> Result<()
             format!("{}-{}: cannot restore the replica: {e}", key.0, key.1),
         )
     })?;
-    let group = GroupId::Partition {
-        topic_id: meta.id,
-        partition: key.1,
-    };
     let shard_replicas = ShardReplicas::of(&broker.shard);
     let outbox: Rc<dyn Outbox> = shard_replicas.outbox(&broker.shard);
     let replica = ReplicatedLog::new(

@@ -18,8 +18,8 @@ use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use strata_engine::raft_hard_state::write_hard_state;
 use strata_engine::{AppendInfo, AppendOptions, Durability, EngineError, Log};
 use strata_raft::{
-    Append, Entry, EntryKind, LogOp, Message, MessageBody, NodeId, ProposeError, Raft, Ready, Role,
-    Term, APPEND_ENTRIES_MAX,
+    Append, Entry, EntryKind, LogOp, Membership, MembershipChange, Message, MessageBody, NodeId,
+    ProposeError, Raft, Ready, Role, Term, APPEND_ENTRIES_MAX,
 };
 use strata_schema::{check_batch, ErrorCode, ValidatedBatch};
 
@@ -251,6 +251,29 @@ impl ReplicatedLog {
     pub fn set_observers(&self, observers: &[NodeId]) {
         self.raft.borrow_mut().set_observers(observers);
         self.wake();
+    }
+
+    /// The group's membership as this replica knows it (in force once appended).
+    pub fn membership(&self) -> Membership {
+        self.raft.borrow().membership().clone()
+    }
+
+    /// Whether the last membership change is committed, so another may be proposed.
+    pub fn membership_settled(&self) -> bool {
+        let r = self.raft.borrow();
+        r.membership_offset().is_none_or(|o| o < r.commit_offset())
+    }
+
+    /// Leader: proposes one membership step (reassignment); the driver writes its
+    /// control batch with the next Ready.
+    pub fn propose_membership(&self, change: MembershipChange) -> Result<(), ProposeError> {
+        let r = self
+            .raft
+            .borrow_mut()
+            .propose_membership(change)
+            .map(|_| ());
+        self.wake();
+        r
     }
 
     /// A message for this group from the transport.
@@ -521,9 +544,24 @@ impl ReplicatedLog {
             self.log.append_replicated(bytes.to_vec()).await?;
             return Ok(());
         }
-        if e.kind == EntryKind::LeaderChange {
-            let me = self.raft.borrow().id();
-            let marker = strata_schema::leader_change_batch(e.term as i32, me, now_ms());
+        let control = match &e.kind {
+            EntryKind::Data => None,
+            EntryKind::LeaderChange => {
+                let me = self.raft.borrow().id();
+                Some(strata_schema::leader_change_batch(
+                    e.term as i32,
+                    me,
+                    now_ms(),
+                ))
+            }
+            EntryKind::Membership(m) => Some(strata_schema::membership_batch(
+                e.term as i32,
+                &m.voters,
+                &m.learners,
+                now_ms(),
+            )),
+        };
+        if let Some(marker) = control {
             let (start, term) = (e.start_offset, e.term);
             self.log
                 .append_proposed(
@@ -592,10 +630,16 @@ fn fill_entries(a: &mut Append, read: Vec<Bytes>, out: &mut Vec<Bytes>) {
         if start != next || end > a.send_end_offset {
             break;
         }
-        let kind = if h.attributes.is_control() {
-            EntryKind::LeaderChange
-        } else {
+        let kind = if !h.attributes.is_control() {
             EntryKind::Data
+        } else if let Some((voters, learners)) = strata_schema::membership_of_batch(&b) {
+            let m = Membership { voters, learners };
+            if !m.is_well_formed() {
+                break;
+            }
+            EntryKind::Membership(m)
+        } else {
+            EntryKind::LeaderChange
         };
         a.entries.push(Entry {
             start_offset: start,
@@ -605,5 +649,47 @@ fn fill_entries(a: &mut Append, read: Vec<Bytes>, out: &mut Vec<Bytes>) {
         });
         out.push(b);
         next = end;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a leader tells a follower about the batches it attaches: a membership
+    /// batch travels as the membership it carries, a leader change as a leader change.
+    #[test]
+    fn appended_batches_are_listed_with_their_kind() {
+        let mut membership = strata_schema::membership_batch(3, &[1, 2, 4], &[5], 0)
+            .bytes()
+            .to_vec();
+        strata_schema::stamp_base_offset(&mut membership, 1);
+        let marker = strata_schema::leader_change_batch(3, 1, 0);
+        let batches = vec![
+            Bytes::from(marker.bytes().to_vec()),
+            Bytes::from(membership),
+        ];
+        let mut a = Append {
+            prev_end_offset: 0,
+            prev_term: 0,
+            commit_offset: 0,
+            send_end_offset: 2,
+            entries: Vec::new(),
+        };
+        let mut out = Vec::new();
+        fill_entries(&mut a, batches, &mut out);
+        assert_eq!(out.len(), 2);
+        let kinds: Vec<EntryKind> = a.entries.iter().map(|e| e.kind.clone()).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                EntryKind::LeaderChange,
+                EntryKind::Membership(Membership {
+                    voters: vec![1, 2, 4],
+                    learners: vec![5],
+                })
+            ]
+        );
+        assert_eq!((a.entries[1].start_offset, a.entries[1].term), (1, 3));
     }
 }

@@ -76,6 +76,10 @@ const CMD_CREATE_PARTITIONS: u8 = 6;
 const CMD_ALTER_TOPIC_CONFIGS: u8 = 7;
 const CMD_REPORT_LEADER: u8 = 8;
 const CMD_ALLOCATE_PRODUCER_IDS: u8 = 9;
+const CMD_ALTER_REASSIGNMENT: u8 = 10;
+const CMD_COMPLETE_REASSIGNMENT: u8 = 11;
+const CMD_ELECT_PREFERRED_LEADER: u8 = 12;
+const CMD_UNREGISTER_BROKER: u8 = 13;
 
 const REPLY_OK: u8 = 1;
 const REPLY_NOT_CONTROLLER: u8 = 2;
@@ -213,6 +217,35 @@ pub fn encode_command(cmd: &ControllerCommand) -> Vec<u8> {
             w.u8(CMD_ALLOCATE_PRODUCER_IDS);
             w.i64(*count);
         }
+        C::AlterReassignment {
+            topic,
+            partition,
+            target,
+        } => {
+            w.u8(CMD_ALTER_REASSIGNMENT);
+            w.str(topic);
+            w.u32(*partition);
+            w.opt_nodes(target.as_deref());
+        }
+        C::CompleteReassignment {
+            topic_id,
+            partition,
+            voters,
+        } => {
+            w.u8(CMD_COMPLETE_REASSIGNMENT);
+            w.id16(topic_id);
+            w.u32(*partition);
+            w.nodes(voters);
+        }
+        C::ElectPreferredLeader { topic, partition } => {
+            w.u8(CMD_ELECT_PREFERRED_LEADER);
+            w.str(topic);
+            w.u32(*partition);
+        }
+        C::UnregisterBroker { id } => {
+            w.u8(CMD_UNREGISTER_BROKER);
+            w.u64(*id);
+        }
     }
     w.0
 }
@@ -280,6 +313,23 @@ pub fn decode_command(bytes: &[u8]) -> Result<ControllerCommand, RecordCodecErro
         },
         CMD_ALLOCATE_PRODUCER_IDS => C::AllocateProducerIds {
             count: r.i64("producer id count")?,
+        },
+        CMD_ALTER_REASSIGNMENT => C::AlterReassignment {
+            topic: r.str_max("topic name", TOPIC_NAME_BYTES_MAX)?,
+            partition: r.u32("partition")?,
+            target: r.opt_nodes("reassignment target", REPLICATION_FACTOR_MAX)?,
+        },
+        CMD_COMPLETE_REASSIGNMENT => C::CompleteReassignment {
+            topic_id: r.id16("topic id")?,
+            partition: r.u32("partition")?,
+            voters: r.nodes("voters", REPLICATION_FACTOR_MAX)?,
+        },
+        CMD_ELECT_PREFERRED_LEADER => C::ElectPreferredLeader {
+            topic: r.str_max("topic name", TOPIC_NAME_BYTES_MAX)?,
+            partition: r.u32("partition")?,
+        },
+        CMD_UNREGISTER_BROKER => C::UnregisterBroker {
+            id: r.u64("broker id")?,
         },
         tag => {
             return Err(RecordCodecError::UnknownTag {

@@ -54,6 +54,26 @@ fn every_command() -> Vec<ControllerCommand> {
             isr: vec![2, 3],
         },
         C::AllocateProducerIds { count: 1000 },
+        C::AlterReassignment {
+            topic: "t".to_owned(),
+            partition: 2,
+            target: Some(vec![2, 3, 4]),
+        },
+        C::AlterReassignment {
+            topic: "t".to_owned(),
+            partition: 0,
+            target: None,
+        },
+        C::CompleteReassignment {
+            topic_id: [5; 16],
+            partition: 2,
+            voters: vec![4, 2, 3],
+        },
+        C::ElectPreferredLeader {
+            topic: "t".to_owned(),
+            partition: 1,
+        },
+        C::UnregisterBroker { id: 4 },
     ]
 }
 

@@ -15,6 +15,7 @@ use strata_raft::NodeId;
 use super::error::ControllerError;
 use super::image::MetadataImage;
 use super::placement::{place_replicas, validate_assignments};
+use super::reassignment::{plan_alter, plan_complete, plan_elect_preferred, plan_unregister};
 use super::records::{BrokerRegistration, MetadataRecord, ADDRESS_BYTES_MAX, HOST_BYTES_MAX};
 use super::replicated_config::resolve_replicated_config;
 use crate::metadata::{validate_topic_name, CONSUMER_OFFSETS_TOPIC, PARTITIONS_MAX};
@@ -79,6 +80,28 @@ pub enum ControllerCommand {
     /// A block of producer ids for a broker's idempotent producers.
     AllocateProducerIds {
         count: i64,
+    },
+    /// Kafka AlterPartitionReassignments for one partition: move it to `target`, or
+    /// (`None`) cancel the reassignment in progress.
+    AlterReassignment {
+        topic: String,
+        partition: u32,
+        target: Option<Vec<NodeId>>,
+    },
+    /// A partition's Raft leader: the group's voters are the reassignment's target now.
+    CompleteReassignment {
+        topic_id: [u8; 16],
+        partition: u32,
+        voters: Vec<NodeId>,
+    },
+    /// Kafka ElectLeaders (PREFERRED) for one partition.
+    ElectPreferredLeader {
+        topic: String,
+        partition: u32,
+    },
+    /// Kafka UnregisterBroker: move the broker's replicas away, then forget it.
+    UnregisterBroker {
+        id: NodeId,
     },
 }
 
@@ -284,6 +307,20 @@ pub fn plan(
                 count: *count,
             }])
         }
+        C::AlterReassignment {
+            topic,
+            partition,
+            target,
+        } => plan_alter(image, topic, *partition, target.as_deref()),
+        C::CompleteReassignment {
+            topic_id,
+            partition,
+            voters,
+        } => plan_complete(image, topic_id, *partition, voters),
+        C::ElectPreferredLeader { topic, partition } => {
+            plan_elect_preferred(image, topic, *partition)
+        }
+        C::UnregisterBroker { id } => plan_unregister(image, *id),
     }
 }
 
@@ -460,8 +497,9 @@ fn plan_report_leader(
             p.leader_epoch
         )));
     }
+    // During a reassignment the target's new replicas may lead and be in sync too.
     if let Some(l) = leader {
-        if !p.replicas.contains(&l) {
+        if !p.is_hosted_by(l) {
             return Err(ControllerError::invalid_request(format!(
                 "{}: broker {l} reports itself leader but is not a replica ({:?})",
                 what(),
@@ -478,7 +516,7 @@ fn plan_report_leader(
     let mut sorted = isr.to_vec();
     sorted.sort_unstable();
     sorted.dedup();
-    if sorted.len() != isr.len() || isr.iter().any(|r| !p.replicas.contains(r)) {
+    if sorted.len() != isr.len() || isr.iter().any(|r| !p.is_hosted_by(*r)) {
         return Err(ControllerError::invalid_request(format!(
             "{}: the in-sync replicas {isr:?} must be distinct replicas of the partition ({:?})",
             what(),

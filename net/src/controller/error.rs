@@ -9,6 +9,7 @@ use strata_schema::ErrorCode;
 pub mod kafka_codes {
     pub const UNKNOWN_SERVER_ERROR: i16 = -1;
     pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    pub const REQUEST_TIMED_OUT: i16 = 7;
     pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
     pub const TOPIC_ALREADY_EXISTS: i16 = 36;
     pub const INVALID_PARTITIONS: i16 = 37;
@@ -18,7 +19,12 @@ pub mod kafka_codes {
     pub const NOT_CONTROLLER: i16 = 41;
     pub const INVALID_REQUEST: i16 = 42;
     pub const FENCED_LEADER_EPOCH: i16 = 74;
+    pub const REASSIGNMENT_IN_PROGRESS: i16 = 60;
     pub const STALE_BROKER_EPOCH: i16 = 77;
+    pub const PREFERRED_LEADER_NOT_AVAILABLE: i16 = 80;
+    pub const ELIGIBLE_LEADERS_NOT_AVAILABLE: i16 = 83;
+    pub const ELECTION_NOT_NEEDED: i16 = 84;
+    pub const NO_REASSIGNMENT_IN_PROGRESS: i16 = 85;
     pub const UNKNOWN_TOPIC_ID: i16 = 100;
     pub const DUPLICATE_BROKER_REGISTRATION: i16 = 101;
     pub const BROKER_ID_NOT_REGISTERED: i16 = 102;
@@ -108,6 +114,22 @@ impl ControllerError {
     }
     pub fn inconsistent_cluster_id(m: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidRequest, K::INCONSISTENT_CLUSTER_ID, m)
+    }
+    pub fn no_reassignment_in_progress(m: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidRequest, K::NO_REASSIGNMENT_IN_PROGRESS, m)
+    }
+    pub fn reassignment_in_progress(m: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidRequest, K::REASSIGNMENT_IN_PROGRESS, m)
+    }
+    pub fn election_not_needed(m: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidRequest, K::ELECTION_NOT_NEEDED, m)
+    }
+    pub fn preferred_leader_not_available(m: impl Into<String>) -> Self {
+        Self::new(
+            ErrorCode::NotLeaderOrFollower,
+            K::PREFERRED_LEADER_NOT_AVAILABLE,
+            m,
+        )
     }
     /// Every producer id has been handed out (retrying will not help, unlike the
     /// native code's usual meaning; the message says so).

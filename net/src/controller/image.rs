@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use strata_raft::NodeId;
 
-use super::records::{BrokerRegistration, MetadataRecord};
+use super::records::{BrokerRegistration, MetadataRecord, REPLICATION_FACTOR_MAX};
 use super::replicated_config::{resolve_replicated_config, ReplicatedConfig};
 use crate::broker_settings::DynamicBrokerConfigs;
 use crate::metadata::{TopicMeta, Topics, PARTITIONS_MAX};
@@ -36,6 +36,11 @@ pub struct PartitionImage {
     pub leader: Option<NodeId>,
     pub leader_epoch: i32,
     pub isr: Vec<NodeId>,
+    /// The replicas a reassignment in progress moves to (`None`: none in progress).
+    pub target: Option<Vec<NodeId>>,
+    /// A preferred-leader election asked of the leader of this epoch (moot once the
+    /// epoch moved on).
+    pub preferred_election_epoch: Option<i32>,
 }
 
 impl PartitionImage {
@@ -46,7 +51,35 @@ impl PartitionImage {
             replicas,
             leader: None,
             leader_epoch: LEADER_EPOCH_INITIAL,
+            target: None,
+            preferred_election_epoch: None,
         }
+    }
+
+    /// The replicas a reassignment in progress adds (in the target, not yet replicas).
+    pub fn adding(&self) -> Vec<NodeId> {
+        self.target.as_ref().map_or_else(Vec::new, |t| {
+            t.iter()
+                .copied()
+                .filter(|r| !self.replicas.contains(r))
+                .collect()
+        })
+    }
+
+    /// The replicas a reassignment in progress removes (replicas not in the target).
+    pub fn removing(&self) -> Vec<NodeId> {
+        self.target.as_ref().map_or_else(Vec::new, |t| {
+            self.replicas
+                .iter()
+                .copied()
+                .filter(|r| !t.contains(r))
+                .collect()
+        })
+    }
+
+    /// Whether broker `id` holds (or is getting) a replica: a replica or in the target.
+    pub fn is_hosted_by(&self, id: NodeId) -> bool {
+        self.replicas.contains(&id) || self.target.as_ref().is_some_and(|t| t.contains(&id))
     }
 }
 
@@ -84,6 +117,12 @@ pub enum ApplyError {
     BadPartitions { topic: String, reason: String },
     #[error("producer id block {first}+{count} is not after the next free id {next}")]
     BadProducerIdBlock { first: i64, count: i64, next: i64 },
+    #[error("partition {partition} of topic id {topic_id}: {reason}")]
+    BadReplicas {
+        topic_id: String,
+        partition: u32,
+        reason: String,
+    },
 }
 
 /// The cluster metadata.
@@ -100,6 +139,20 @@ pub struct MetadataImage {
 
 fn hex(id: &[u8; 16]) -> String {
     id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Why one partition's replica list is malformed (empty, too long, a broker twice).
+fn check_replica_set(replicas: &[NodeId]) -> Option<String> {
+    if replicas.is_empty() || replicas.len() > REPLICATION_FACTOR_MAX {
+        return Some(format!(
+            "{} replicas, 1 to {REPLICATION_FACTOR_MAX} are allowed",
+            replicas.len()
+        ));
+    }
+    let mut sorted = replicas.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    (sorted.len() != replicas.len()).then(|| format!("a replica is listed twice: {replicas:?}"))
 }
 
 /// Why a set of new partitions' replicas is malformed, if it is.
@@ -245,6 +298,54 @@ impl MetadataImage {
                 p.leader_epoch = *leader_epoch;
                 p.isr = isr.clone();
             }
+            R::AlterReassignment {
+                topic_id,
+                partition,
+                target,
+            } => {
+                if let Some(reason) = target.as_ref().and_then(|t| check_replica_set(t)) {
+                    return Err(ApplyError::BadReplicas {
+                        topic_id: hex(topic_id),
+                        partition: *partition,
+                        reason,
+                    });
+                }
+                let p = self.partition_mut(topic_id, *partition)?;
+                p.target = target.clone().filter(|t| *t != p.replicas);
+            }
+            R::CompleteReassignment {
+                topic_id,
+                partition,
+                replicas,
+            } => {
+                if let Some(reason) = check_replica_set(replicas) {
+                    return Err(ApplyError::BadReplicas {
+                        topic_id: hex(topic_id),
+                        partition: *partition,
+                        reason,
+                    });
+                }
+                let p = self.partition_mut(topic_id, *partition)?;
+                p.replicas = replicas.clone();
+                p.target = None;
+                p.isr.retain(|r| replicas.contains(r));
+                if p.leader.is_some_and(|l| !replicas.contains(&l)) {
+                    p.leader = None;
+                }
+            }
+            R::ElectPreferredLeader {
+                topic_id,
+                partition,
+                leader_epoch,
+            } => {
+                let p = self.partition_mut(topic_id, *partition)?;
+                p.preferred_election_epoch = Some(*leader_epoch);
+            }
+            R::UnregisterBroker { id } => {
+                if self.brokers.remove(id).is_none() {
+                    return Err(ApplyError::UnknownBroker(*id));
+                }
+            }
             R::ProducerIdBlock { first, count } => {
                 let end = first.checked_add(*count).filter(|_| *count >= 0);
                 match end {
@@ -266,6 +367,23 @@ impl MetadataImage {
     /// before it stay applied, on every broker alike).
     pub fn apply_all(&mut self, records: &[MetadataRecord]) -> Result<(), ApplyError> {
         records.iter().try_for_each(|r| self.apply(r))
+    }
+
+    fn partition_mut(
+        &mut self,
+        topic_id: &[u8; 16],
+        partition: u32,
+    ) -> Result<&mut PartitionImage, ApplyError> {
+        let topic = self.topic_by_id_mut(topic_id)?;
+        let count = topic.partitions.len();
+        topic
+            .partitions
+            .get_mut(partition as usize)
+            .ok_or_else(|| ApplyError::BadReplicas {
+                topic_id: hex(topic_id),
+                partition,
+                reason: format!("the topic has {count} partitions"),
+            })
     }
 
     fn topic_by_id_mut(&mut self, id: &[u8; 16]) -> Result<&mut TopicImage, ApplyError> {
@@ -299,13 +417,30 @@ impl MetadataImage {
             });
             for (i, p) in t.partitions.iter().enumerate() {
                 // A partition as created needs no record of its own.
-                if *p != PartitionImage::new(p.replicas.clone()) {
+                let fresh = PartitionImage::new(p.replicas.clone());
+                if (p.leader, p.leader_epoch, &p.isr)
+                    != (fresh.leader, fresh.leader_epoch, &fresh.isr)
+                {
                     out.push(R::PartitionLeader {
                         topic_id: t.id,
                         partition: i as u32,
                         leader: p.leader,
                         leader_epoch: p.leader_epoch,
                         isr: p.isr.clone(),
+                    });
+                }
+                if let Some(target) = &p.target {
+                    out.push(R::AlterReassignment {
+                        topic_id: t.id,
+                        partition: i as u32,
+                        target: Some(target.clone()),
+                    });
+                }
+                if let Some(epoch) = p.preferred_election_epoch {
+                    out.push(R::ElectPreferredLeader {
+                        topic_id: t.id,
+                        partition: i as u32,
+                        leader_epoch: epoch,
                     });
                 }
             }

@@ -13,6 +13,8 @@
 //!   conversions the broker needs (`to_topics`, replicas, leaders, live brokers).
 //! - [`placement`]: replicas of new partitions, rack-aware, leaders spread.
 //! - [`commands`]: [`ControllerCommand`] and [`plan`].
+//! - [`reassignment`]: reassignments, preferred-leader elections and removing a
+//!   broker, as the records the partition leaders then carry out.
 //! - [`codec`]: commands and [`ControllerReply`] as bytes for the transport's `call`.
 //! - [`liveness`]: [`BrokerLiveness`], heartbeats in, brokers to fence out.
 
@@ -22,6 +24,7 @@ pub mod error;
 pub mod image;
 pub mod liveness;
 pub mod placement;
+pub mod reassignment;
 pub mod records;
 pub mod replicated_config;
 #[cfg(test)]

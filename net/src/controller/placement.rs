@@ -108,6 +108,51 @@ pub fn place_replicas(
     Ok(out)
 }
 
+/// Replica counts per broker over the whole image (replicas and reassignment
+/// targets both count: a broker being filled is busy already).
+pub fn replica_load(image: &MetadataImage) -> BTreeMap<NodeId, usize> {
+    let mut load = BTreeMap::new();
+    for t in image.topics().values() {
+        for p in &t.partitions {
+            let mut hosts: BTreeSet<NodeId> = p.replicas.iter().copied().collect();
+            hosts.extend(p.target.iter().flatten().copied());
+            for id in hosts {
+                *load.entry(id).or_default() += 1;
+            }
+        }
+    }
+    load
+}
+
+/// A live broker to take over `leaving`'s place among `replicas`: not one of them,
+/// in the rack the other replicas use least (when racks are set), then the one with
+/// the fewest replicas in `load`, then the lowest id. `None` when no broker is free.
+pub fn replacement_for(
+    image: &MetadataImage,
+    replicas: &[NodeId],
+    leaving: NodeId,
+    load: &BTreeMap<NodeId, usize>,
+) -> Option<NodeId> {
+    let rack_of = |id: NodeId| {
+        image
+            .broker(id)
+            .and_then(|b| b.registration.rack.clone())
+            .unwrap_or_default()
+    };
+    let mut rack_use: BTreeMap<String, usize> = BTreeMap::new();
+    for &r in replicas.iter().filter(|&&r| r != leaving) {
+        *rack_use.entry(rack_of(r)).or_default() += 1;
+    }
+    image
+        .live_brokers()
+        .map(|b| b.id)
+        .filter(|id| *id != leaving && !replicas.contains(id))
+        .min_by_key(|&id| {
+            let rack = rack_use.get(&rack_of(id)).copied().unwrap_or(0);
+            (rack, load.get(&id).copied().unwrap_or(0), id)
+        })
+}
+
 /// Checks explicit replica assignments: at least one partition, every partition the
 /// same number of replicas (`replication_factor` when given), distinct registered
 /// brokers, not all of a partition's fenced.

@@ -96,6 +96,32 @@ pub enum MetadataRecord {
         first: i64,
         count: i64,
     },
+    /// A partition's replicas are to become `target` (the first its preferred
+    /// leader); `None` cancels the reassignment in progress. The partition's leader
+    /// carries it out one membership step at a time.
+    AlterReassignment {
+        topic_id: [u8; 16],
+        partition: u32,
+        target: Option<Vec<NodeId>>,
+    },
+    /// A reassignment is done: the partition's Raft group has exactly these voters;
+    /// they are its replicas now (in the target's order) and no reassignment is left.
+    CompleteReassignment {
+        topic_id: [u8; 16],
+        partition: u32,
+        replicas: Vec<NodeId>,
+    },
+    /// The leader of a partition in `leader_epoch` is asked to hand leadership to the
+    /// preferred replica (the first); a later epoch makes the request moot.
+    ElectPreferredLeader {
+        topic_id: [u8; 16],
+        partition: u32,
+        leader_epoch: i32,
+    },
+    /// A broker leaves the cluster (it holds no replicas any more).
+    UnregisterBroker {
+        id: NodeId,
+    },
 }
 
 const TAG_CLUSTER_ID: u8 = 1;
@@ -108,6 +134,10 @@ const TAG_CREATE_PARTITIONS: u8 = 7;
 const TAG_ALTER_TOPIC_CONFIGS: u8 = 8;
 const TAG_PARTITION_LEADER: u8 = 9;
 const TAG_PRODUCER_ID_BLOCK: u8 = 10;
+const TAG_ALTER_REASSIGNMENT: u8 = 11;
+const TAG_COMPLETE_REASSIGNMENT: u8 = 12;
+const TAG_ELECT_PREFERRED_LEADER: u8 = 13;
+const TAG_UNREGISTER_BROKER: u8 = 14;
 
 /// The bytes of one Raft entry holding `records`.
 pub fn encode_records(records: &[MetadataRecord]) -> Vec<u8> {
@@ -145,13 +175,17 @@ pub(crate) fn encode_record(w: &mut Writer, record: &MetadataRecord) {
         R::AlterTopicConfigs { .. } => TAG_ALTER_TOPIC_CONFIGS,
         R::PartitionLeader { .. } => TAG_PARTITION_LEADER,
         R::ProducerIdBlock { .. } => TAG_PRODUCER_ID_BLOCK,
+        R::AlterReassignment { .. } => TAG_ALTER_REASSIGNMENT,
+        R::CompleteReassignment { .. } => TAG_COMPLETE_REASSIGNMENT,
+        R::ElectPreferredLeader { .. } => TAG_ELECT_PREFERRED_LEADER,
+        R::UnregisterBroker { .. } => TAG_UNREGISTER_BROKER,
     };
     w.u8(tag);
     w.u8(RECORD_VERSION);
     w.section(|w| match record {
         R::ClusterId(id) => w.id16(id),
         R::RegisterBroker(b) => encode_registration(w, b),
-        R::FenceBroker { id } | R::UnfenceBroker { id } => w.u64(*id),
+        R::FenceBroker { id } | R::UnfenceBroker { id } | R::UnregisterBroker { id } => w.u64(*id),
         R::CreateTopic {
             name,
             id,
@@ -188,6 +222,33 @@ pub(crate) fn encode_record(w: &mut Writer, record: &MetadataRecord) {
         R::ProducerIdBlock { first, count } => {
             w.i64(*first);
             w.i64(*count);
+        }
+        R::AlterReassignment {
+            topic_id,
+            partition,
+            target,
+        } => {
+            w.id16(topic_id);
+            w.u32(*partition);
+            w.opt_nodes(target.as_deref());
+        }
+        R::CompleteReassignment {
+            topic_id,
+            partition,
+            replicas,
+        } => {
+            w.id16(topic_id);
+            w.u32(*partition);
+            w.nodes(replicas);
+        }
+        R::ElectPreferredLeader {
+            topic_id,
+            partition,
+            leader_epoch,
+        } => {
+            w.id16(topic_id);
+            w.u32(*partition);
+            w.i32(*leader_epoch);
         }
     });
 }
@@ -240,6 +301,24 @@ pub(crate) fn decode_record(r: &mut Reader<'_>) -> Result<MetadataRecord, Record
         TAG_PRODUCER_ID_BLOCK => R::ProducerIdBlock {
             first: b.i64("first producer id")?,
             count: b.i64("producer id count")?,
+        },
+        TAG_ALTER_REASSIGNMENT => R::AlterReassignment {
+            topic_id: b.id16("topic id")?,
+            partition: b.u32("partition")?,
+            target: b.opt_nodes("reassignment target", REPLICATION_FACTOR_MAX)?,
+        },
+        TAG_COMPLETE_REASSIGNMENT => R::CompleteReassignment {
+            topic_id: b.id16("topic id")?,
+            partition: b.u32("partition")?,
+            replicas: b.nodes("replicas", REPLICATION_FACTOR_MAX)?,
+        },
+        TAG_ELECT_PREFERRED_LEADER => R::ElectPreferredLeader {
+            topic_id: b.id16("topic id")?,
+            partition: b.u32("partition")?,
+            leader_epoch: b.i32("leader epoch")?,
+        },
+        TAG_UNREGISTER_BROKER => R::UnregisterBroker {
+            id: b.u64("broker id")?,
         },
         tag => {
             return Err(RecordCodecError::UnknownTag {

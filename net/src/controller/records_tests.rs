@@ -46,6 +46,27 @@ fn every_kind() -> Vec<MetadataRecord> {
             first: 0,
             count: 1000,
         },
+        MetadataRecord::AlterReassignment {
+            topic_id: [1; 16],
+            partition: 0,
+            target: Some(vec![2, 3, 4]),
+        },
+        MetadataRecord::AlterReassignment {
+            topic_id: [1; 16],
+            partition: 1,
+            target: None,
+        },
+        MetadataRecord::CompleteReassignment {
+            topic_id: [1; 16],
+            partition: 0,
+            replicas: vec![2, 3, 4],
+        },
+        MetadataRecord::ElectPreferredLeader {
+            topic_id: [1; 16],
+            partition: 0,
+            leader_epoch: 7,
+        },
+        MetadataRecord::UnregisterBroker { id: 4 },
     ]
 }
 

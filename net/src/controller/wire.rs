@@ -112,6 +112,15 @@ impl Writer {
             self.u64(n);
         }
     }
+    pub(crate) fn opt_nodes(&mut self, v: Option<&[NodeId]>) {
+        match v {
+            None => self.u8(0),
+            Some(v) => {
+                self.u8(1);
+                self.nodes(v);
+            }
+        }
+    }
     pub(crate) fn str_map(&mut self, m: &std::collections::BTreeMap<String, String>) {
         self.count(m.len());
         for (k, v) in m {
@@ -258,6 +267,17 @@ impl<'a> Reader<'a> {
     ) -> Result<Vec<NodeId>, RecordCodecError> {
         let n = self.count(what, max, 8)?;
         (0..n).map(|_| self.u64(what)).collect()
+    }
+    pub(crate) fn opt_nodes(
+        &mut self,
+        what: &'static str,
+        max: usize,
+    ) -> Result<Option<Vec<NodeId>>, RecordCodecError> {
+        match self.u8(what)? {
+            0 => Ok(None),
+            1 => Ok(Some(self.nodes(what, max)?)),
+            tag => Err(RecordCodecError::UnknownTag { what, tag }),
+        }
     }
     pub(crate) fn str_map(
         &mut self,

@@ -1,6 +1,6 @@
 //! Kafka admin apis: topics (CreateTopics, DeleteTopics, CreatePartitions) here;
-//! configs, DescribeCluster, OffsetForLeaderEpoch and DeleteRecords in files of
-//! their own. Every change runs on the metadata shard through the same `Broker`
+//! configs, DescribeCluster, OffsetForLeaderEpoch, DeleteRecords, ElectLeaders and
+//! the reassignment apis (with UnregisterBroker) in files of their own. Every change runs on the metadata shard through the same `Broker`
 //! methods the native protocol uses, so both protocols see one set of topics and
 //! configs.
 //!
@@ -26,7 +26,9 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::dispatch::call;
 use super::errors::{kafka_error, KafkaCode};
-use super::{cluster, configs, delete_records, leader_epochs, Ctx, ServedApi};
+use super::{
+    cluster, configs, delete_records, elect_leaders, leader_epochs, reassignments, Ctx, ServedApi,
+};
 use crate::broker::{scatter, Broker};
 use crate::errors::WireError;
 use crate::metadata::{CONSUMER_OFFSETS_TOPIC, PARTITIONS_MAX};
@@ -44,6 +46,10 @@ pub(crate) const APIS: &[ServedApi] = &[
     ServedApi::new(ApiKey::DescribeCluster, 0, 2),
     ServedApi::new(ApiKey::OffsetForLeaderEpoch, 2, 4),
     ServedApi::new(ApiKey::DeleteRecords, 0, 2),
+    ServedApi::new(ApiKey::ElectLeaders, 0, 2),
+    ServedApi::new(ApiKey::AlterPartitionReassignments, 0, 1),
+    ServedApi::new(ApiKey::ListPartitionReassignments, 0, 0),
+    ServedApi::new(ApiKey::UnregisterBroker, 0, 0),
 ];
 
 /// The only replication factor a single-node broker has.
@@ -65,6 +71,14 @@ pub(crate) async fn serve(ctx: &Ctx, body: Bytes) -> Response {
             call!(ctx, body, leader_epochs::offset_for_leader_epoch)
         }
         ApiKey::DeleteRecords => call!(ctx, body, delete_records::delete_records),
+        ApiKey::ElectLeaders => call!(ctx, body, elect_leaders::elect_leaders),
+        ApiKey::AlterPartitionReassignments => {
+            call!(ctx, body, reassignments::alter_partition_reassignments)
+        }
+        ApiKey::ListPartitionReassignments => {
+            call!(ctx, body, reassignments::list_partition_reassignments)
+        }
+        ApiKey::UnregisterBroker => call!(ctx, body, reassignments::unregister_broker),
         _ => super::dispatch::unsupported(ctx.correlation_id, KafkaCode::UnsupportedVersion),
     }
 }

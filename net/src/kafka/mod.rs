@@ -20,6 +20,7 @@ mod delete_records;
 mod describe_quorum;
 mod describe_topic_partitions;
 mod dispatch;
+mod elect_leaders;
 mod errors;
 mod fetch;
 mod fetch_sessions;
@@ -33,6 +34,7 @@ mod log_dirs;
 mod metadata;
 mod produce;
 mod producer_ids;
+mod reassignments;
 
 pub(crate) use connection::KafkaProtocol;
 pub(crate) use dispatch::Ctx;
