@@ -336,8 +336,7 @@ fn follow_leadership(broker: &Rc<Broker>) {
         };
         state.loading.borrow_mut().insert(p);
         let (b, s) = (Rc::clone(broker), Rc::clone(&state));
-        glommio::spawn_local(async move { load_leader(b, s, p, replica, leading).await })
-            .detach();
+        glommio::spawn_local(async move { load_leader(b, s, p, replica, leading).await }).detach();
     }
 }
 
@@ -590,10 +589,11 @@ impl Host {
         let r = Rc::clone(replica);
         // A task of its own: a write that outlives the timeout still completes (or
         // fails) in order, and a coordinator that replays the log sees it.
-        let appended = glommio::spawn_local(async move {
-            r.append(batch, Durability::Durable, min_insync).await
-        })
-        .detach();
+        let appended =
+            glommio::spawn_local(
+                async move { r.append(batch, Durability::Durable, min_insync).await },
+            )
+            .detach();
         let outcome = futures_lite::future::or(async { Some(appended.await) }, async {
             glommio::timer::sleep(Duration::from_millis(OFFSETS_COMMIT_TIMEOUT_MS)).await;
             None

@@ -206,7 +206,11 @@ fn committed_offsets_survive_the_coordinators_broker_sigkill() {
         );
     }
     let all: BTreeSet<&(i32, i64)> = read.keys().chain(rest.keys()).collect();
-    assert_eq!(all.len(), total, "every record read once across the two members");
+    assert_eq!(
+        all.len(),
+        total,
+        "every record read once across the two members"
+    );
     // Commits work on the new coordinator too.
     let done = next_offsets(&rest);
     let mut want = offsets.clone();

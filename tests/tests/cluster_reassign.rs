@@ -355,7 +355,9 @@ fn a_decommissioned_broker_hands_its_replicas_over_then_leaves() {
     let probe = consumer(&bootstrap, None, &[]);
     let (replicas, leader) = wait_for_placement(&probe, topic, "a first leader", |_, l| l > 0);
     // Decommission the leader's broker; ask a broker that stays.
-    let stays = (1..=BROKERS as i32).find(|b| *b != leader).expect("another broker");
+    let stays = (1..=BROKERS as i32)
+        .find(|b| *b != leader)
+        .expect("another broker");
     let mut wire = KafkaWire::connect(&cluster.kafka_addr(stays as usize - 1));
     let load = Load::start(&bootstrap, topic);
     load.wait_for_more(300);

@@ -141,7 +141,7 @@ impl Connection {
                 h.correlation_id
             );
         }
-        Ok(Resp::decode(&mut body, version)?)
+        Resp::decode(&mut body, version).context("decoding the response")
     }
 
     /// How many partitions are being reassigned in the cluster.

@@ -133,9 +133,7 @@ pub async fn forward(
         .map_err(|why| {
             WireError::new(
                 ErrorCode::NotCoordinator,
-                format!(
-                    "broker {to} coordinates this group but did not answer ({why}); retry"
-                ),
+                format!("broker {to} coordinates this group but did not answer ({why}); retry"),
             )
         })?;
     Ok(Response {

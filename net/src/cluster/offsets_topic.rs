@@ -95,7 +95,9 @@ pub fn request(broker: &Broker) {
                 "created {CONSUMER_OFFSETS_TOPIC} for the consumer groups"
             ),
             Err(e) if e.code == ErrorCode::TopicAlreadyExists => {}
-            Err(e) => tracing::warn!(error = %e.message, "{CONSUMER_OFFSETS_TOPIC} not created yet"),
+            Err(e) => {
+                tracing::warn!(error = %e.message, "{CONSUMER_OFFSETS_TOPIC} not created yet")
+            }
         }
         state.in_flight.set(false);
     })

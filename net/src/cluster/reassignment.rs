@@ -31,6 +31,7 @@ use strata_engine::shard::Shard;
 use strata_raft::{MembershipChange, NodeId, ProposeError};
 
 use crate::broker::Broker;
+use crate::cluster::replicas::ShardReplicas;
 use crate::cluster::replicated_log::ReplicatedLog;
 use crate::controller::{ControllerCommand, MetadataImage};
 use crate::replication::GroupId;
@@ -130,13 +131,48 @@ pub async fn publish_goals(broker: &Broker, image: &MetadataImage, me: NodeId) {
         if let Err(e) = broker
             .shard
             .invoke_on(s, move |shard| async move {
-                *PartitionGoals::of(&shard).goals.borrow_mut() = g;
+                let old = std::mem::replace(&mut *PartitionGoals::of(&shard).goals.borrow_mut(), g);
+                // A quiescent group is not ticked: wake the ones with something new to do.
+                let goals = PartitionGoals::of(&shard).goals.borrow().clone();
+                let replicas = ShardReplicas::of(&shard);
+                for (group, goal) in goals.iter() {
+                    if old.get(group) != Some(goal) {
+                        replicas.keep_awake(*group);
+                    }
+                }
             })
             .await
         {
             tracing::warn!(shard = s, error = %e, "partition goals did not reach a shard");
         }
     }
+}
+
+/// Whether the leader `replica` still has a step to take towards its goal: a
+/// reassignment in progress, or a preferred-leader election asked of its epoch that it
+/// has not tried to the limit. Keeps the group ticking while true.
+pub fn has_work(shard: &Shard, replica: &Rc<ReplicatedLog>) -> bool {
+    if !replica.is_leader() {
+        return false;
+    }
+    let goals = PartitionGoals::of(shard);
+    let group = *replica.group();
+    let Some(goal) = goals.get(&group) else {
+        return false;
+    };
+    if goal.target.is_some() {
+        return true;
+    }
+    let (_, term, me) = replica.leadership();
+    let asked = goal
+        .preferred_election_epoch
+        .is_some_and(|e| i64::from(e) == term as i64);
+    let attempts = *goals
+        .elections
+        .borrow()
+        .get(&(group, term as i32))
+        .unwrap_or(&0);
+    asked && goal.replicas.first().copied() != me && attempts < ELECTION_ATTEMPTS_MAX
 }
 
 /// One step of what a leader must do for its goal, decided from its membership.

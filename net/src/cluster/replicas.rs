@@ -59,6 +59,14 @@ impl ShardReplicas {
         r
     }
 
+    /// Keeps `group` in the tick loop (a quiescent group with a reassignment or an
+    /// election to carry out); it leaves again once quiet with nothing to do.
+    pub fn keep_awake(&self, group: GroupId) {
+        if self.by_group.borrow().contains_key(&group) {
+            self.awake.borrow_mut().insert(group);
+        }
+    }
+
     /// The shard's outbox (made on first use).
     pub(crate) fn outbox(&self, shard: &Shard) -> Rc<ShardOutbox> {
         self.outbox
@@ -132,7 +140,10 @@ impl ShardReplicas {
                     if drive {
                         reassignment::drive(&shard, &r);
                     }
-                    if r.is_quiescent() && me.reports_settled(&r) {
+                    if r.is_quiescent()
+                        && me.reports_settled(&r)
+                        && !reassignment::has_work(&shard, &r)
+                    {
                         me.awake.borrow_mut().remove(r.group());
                     }
                 }

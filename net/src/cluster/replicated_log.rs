@@ -53,6 +53,9 @@ pub trait Applier {
 }
 
 /// The replica of one group on this shard.
+/// Called with a group that leaves quiescence (puts it back in the tick loop).
+type AwakeHook = Rc<dyn Fn(GroupId)>;
+
 pub struct ReplicatedLog {
     group: GroupId,
     log: Log,
@@ -75,7 +78,7 @@ pub struct ReplicatedLog {
     lag_ticks: u32,
     /// Told when an input left the group awake (not quiescent), so the shard's tick
     /// loop ticks it again.
-    on_awake: RefCell<Option<Rc<dyn Fn(GroupId)>>>,
+    on_awake: RefCell<Option<AwakeHook>>,
 }
 
 impl ReplicatedLog {
@@ -228,7 +231,7 @@ impl ReplicatedLog {
     }
 
     /// Calls `f` with the group id whenever an input leaves the group awake.
-    pub fn set_on_awake(&self, f: Rc<dyn Fn(GroupId)>) {
+    pub fn set_on_awake(&self, f: AwakeHook) {
         *self.on_awake.borrow_mut() = Some(f);
     }
 

@@ -54,13 +54,62 @@ fn join_timeout_ms(r: &fb::JoinGroupRequest<'_>) -> u64 {
         + group_forward::FORWARD_TIMEOUT_MS
 }
 
-routed!(join, join_here, fb::JoinGroupRequest, ApiKey::JoinGroup, |r| r.group(), join_timeout_ms(&r));
-routed!(heartbeat, heartbeat_here, fb::HeartbeatRequest, ApiKey::Heartbeat, |r| r.group(), FORWARD_TIMEOUT_MS);
-routed!(leave, leave_here, fb::LeaveGroupRequest, ApiKey::LeaveGroup, |r| r.group(), FORWARD_TIMEOUT_MS);
-routed!(commit, commit_here, fb::OffsetCommitRequest, ApiKey::OffsetCommit, |r| r.group(), FORWARD_TIMEOUT_MS);
-routed!(offset_fetch, offset_fetch_here, fb::OffsetFetchRequest, ApiKey::OffsetFetch, |r| r.group(), FORWARD_TIMEOUT_MS);
-routed!(describe, describe_here, fb::DescribeGroupRequest, ApiKey::DescribeGroup, |r| r.group(), FORWARD_TIMEOUT_MS);
-routed!(delete, delete_here, fb::DeleteGroupRequest, ApiKey::DeleteGroup, |r| r.group(), FORWARD_TIMEOUT_MS);
+routed!(
+    join,
+    join_here,
+    fb::JoinGroupRequest,
+    ApiKey::JoinGroup,
+    |r| r.group(),
+    join_timeout_ms(&r)
+);
+routed!(
+    heartbeat,
+    heartbeat_here,
+    fb::HeartbeatRequest,
+    ApiKey::Heartbeat,
+    |r| r.group(),
+    FORWARD_TIMEOUT_MS
+);
+routed!(
+    leave,
+    leave_here,
+    fb::LeaveGroupRequest,
+    ApiKey::LeaveGroup,
+    |r| r.group(),
+    FORWARD_TIMEOUT_MS
+);
+routed!(
+    commit,
+    commit_here,
+    fb::OffsetCommitRequest,
+    ApiKey::OffsetCommit,
+    |r| r.group(),
+    FORWARD_TIMEOUT_MS
+);
+routed!(
+    offset_fetch,
+    offset_fetch_here,
+    fb::OffsetFetchRequest,
+    ApiKey::OffsetFetch,
+    |r| r.group(),
+    FORWARD_TIMEOUT_MS
+);
+routed!(
+    describe,
+    describe_here,
+    fb::DescribeGroupRequest,
+    ApiKey::DescribeGroup,
+    |r| r.group(),
+    FORWARD_TIMEOUT_MS
+);
+routed!(
+    delete,
+    delete_here,
+    fb::DeleteGroupRequest,
+    ApiKey::DeleteGroup,
+    |r| r.group(),
+    FORWARD_TIMEOUT_MS
+);
 
 /// Answers a request another broker forwarded here, on this broker, never
 /// forwarding it again.

@@ -126,10 +126,7 @@ pub(crate) async fn elect_leaders(ctx: &Ctx, req: ElectLeadersRequest) -> ElectL
     let wanted = wanted(&req, &image);
     let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(wanted.len());
     for w in &wanted {
-        outcomes.push(match ask(ctx, election_type, &image, w).await {
-            Ok(()) => None,
-            Err(o) => Some(o),
-        });
+        outcomes.push(ask(ctx, election_type, &image, w).await.err());
     }
     let wait_ms = (req.timeout_ms.max(0) as u64).min(ELECTION_WAIT_MS_MAX);
     let deadline = Instant::now() + Duration::from_millis(wait_ms);
