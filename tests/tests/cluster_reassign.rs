@@ -348,7 +348,13 @@ fn a_partition_moves_to_other_brokers_and_back_to_its_preferred_leader_under_loa
 
 #[test]
 fn a_decommissioned_broker_hands_its_replicas_over_then_leaves() {
-    let cluster = TestCluster::start(BROKERS, 1);
+    // Every replica of the broker must have somewhere to go among the two that stay:
+    // `__consumer_offsets` (made by the load's group requests) gets 2 replicas, not 3.
+    let dir = tempfile::tempdir().expect("a config dir");
+    let config = dir.path().join("strata.toml");
+    std::fs::write(&config, "offsets.topic.replication.factor = 2\n").expect("write the config");
+    let config = config.to_str().expect("a UTF-8 path").to_owned();
+    let cluster = TestCluster::start_with(BROKERS, 1, |_| vec!["--config".into(), config.clone()]);
     let bootstrap = cluster.kafka_bootstrap();
     let topic = "leaving";
     create_replicated(&bootstrap, topic, 1, RF);

@@ -22,12 +22,20 @@ pub const OFFSETS_TOPIC_REPLICATION_FACTOR: usize = 3;
 const REQUEST_INTERVAL_MS: i64 = 1_000;
 
 /// The replication factor to create `__consumer_offsets` with, given the brokers
-/// registered and not fenced and the controller voters the broker was started with:
-/// 3, or every broker of a smaller cluster (a cluster is at least as large as its
-/// quorum). Refused while fewer brokers than that are up, so that a cluster whose
-/// brokers are still starting does not get an offsets topic it cannot grow later.
-pub fn offsets_replication_factor(live_brokers: usize, voters: usize) -> Result<u16, String> {
-    let want = OFFSETS_TOPIC_REPLICATION_FACTOR.min(live_brokers.max(voters).max(1));
+/// registered and not fenced, the controller voters the broker was started with and
+/// the configured `offsets.topic.replication.factor`: that, or by default 3, or every
+/// broker of a smaller cluster (a cluster is at least as large as its quorum).
+/// Refused while fewer brokers than that are up, so that a cluster whose brokers are
+/// still starting does not get an offsets topic it cannot grow later.
+pub fn offsets_replication_factor(
+    live_brokers: usize,
+    voters: usize,
+    configured: Option<u16>,
+) -> Result<u16, String> {
+    let want = match configured {
+        Some(rf) => usize::from(rf),
+        None => OFFSETS_TOPIC_REPLICATION_FACTOR.min(live_brokers.max(voters).max(1)),
+    };
     if live_brokers < want {
         return Err(format!(
             "{CONSUMER_OFFSETS_TOPIC} needs {want} live brokers for its replicas, \
@@ -77,7 +85,11 @@ pub fn request(broker: &Broker) {
     }
     let view = broker.cluster_view();
     let live = view.brokers.iter().filter(|b| !b.fenced).count();
-    let rf = match offsets_replication_factor(live, cluster.voters.len()) {
+    let rf = match offsets_replication_factor(
+        live,
+        cluster.voters.len(),
+        broker.config.offsets_topic_replication_factor,
+    ) {
         Ok(rf) => rf,
         Err(why) => {
             state.last_ms.set(now);
@@ -110,19 +122,22 @@ mod tests {
 
     #[test]
     fn three_replicas_once_three_brokers_are_up() {
-        assert_eq!(offsets_replication_factor(3, 3), Ok(3));
-        assert_eq!(offsets_replication_factor(5, 3), Ok(3));
+        assert_eq!(offsets_replication_factor(3, 3, None), Ok(3));
+        assert_eq!(offsets_replication_factor(5, 3, None), Ok(3));
         // A quorum of 3 with only 2 registered yet: wait rather than create RF 2.
-        assert!(offsets_replication_factor(2, 3)
+        assert!(offsets_replication_factor(2, 3, None)
             .unwrap_err()
             .contains("needs 3 live brokers"));
     }
 
     #[test]
     fn a_smaller_cluster_replicates_on_every_broker() {
-        assert_eq!(offsets_replication_factor(1, 1), Ok(1));
-        assert_eq!(offsets_replication_factor(2, 1), Ok(2));
-        assert!(offsets_replication_factor(0, 1).is_err());
+        assert_eq!(offsets_replication_factor(1, 1, None), Ok(1));
+        assert_eq!(offsets_replication_factor(2, 1, None), Ok(2));
+        assert!(offsets_replication_factor(0, 1, None).is_err());
+        // The configured factor wins over the default, and waits for its brokers.
+        assert_eq!(offsets_replication_factor(3, 3, Some(2)), Ok(2));
+        assert!(offsets_replication_factor(3, 3, Some(4)).is_err());
     }
 
     #[test]
