@@ -220,6 +220,10 @@ pub(crate) trait Protocol: 'static {
     fn response_bytes_reserve(frame: &Self::Frame) -> u64;
     /// Answers one frame.
     async fn handle(broker: Rc<Broker>, frame: Self::Frame, peer: Rc<str>) -> Response;
+    /// Whether the connection closes once `frame` is answered (nothing after it is read).
+    fn closes_after(_broker: &Broker, _frame: &Self::Frame) -> bool {
+        false
+    }
 }
 
 /// The native protocol.
@@ -322,6 +326,7 @@ pub(crate) async fn serve<P: Protocol>(
                     break;
                 }
             };
+            let last = P::closes_after(&broker, &frame);
             let task = glommio::spawn_local(P::handle(Rc::clone(&broker), frame, Rc::clone(&peer)));
             conn.request_queued();
             let in_flight = InFlight {
@@ -331,6 +336,9 @@ pub(crate) async fn serve<P: Protocol>(
             };
             if queue.send(in_flight).await.is_err() {
                 break; // the writer is gone: the peer closed
+            }
+            if last {
+                break; // the replies queued go out, then the connection ends
             }
         }
         drop(queue);

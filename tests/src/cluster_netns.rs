@@ -19,7 +19,7 @@
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -96,6 +96,37 @@ fn ip_ok(args: &[&str]) {
     }
 }
 
+/// Deletes the namespaces (and kills the brokers in them) that an earlier run left
+/// behind when it was killed before its drop ran: `strata-<run>-…` where no process
+/// `<run>` is alive.
+fn remove_stale_namespaces() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    for name in listed.lines().filter_map(|l| l.split_whitespace().next()) {
+        let Some(run) = name
+            .strip_prefix("strata-")
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|r| r.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if run == std::process::id() % 100_000 || Path::new(&format!("/proc/{run}")).exists() {
+            continue;
+        }
+        if let Ok(pids) = Command::new("ip").args(["netns", "pids", name]).output() {
+            for pid in String::from_utf8_lossy(&pids.stdout).split_whitespace() {
+                if let Ok(pid) = pid.parse::<libc::pid_t>() {
+                    // SAFETY: kill(2) with a pid read from `ip netns pids`; no memory involved.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+        }
+        let _ = ip(&["netns", "del", name]);
+    }
+}
+
 /// One broker in its namespace.
 struct NetnsBroker {
     ns: String,
@@ -127,6 +158,7 @@ impl NetnsCluster {
             (1..=NODES_MAX).contains(&nodes),
             "a namespaced cluster has 1 to {NODES_MAX} nodes"
         );
+        remove_stale_namespaces();
         let run = std::process::id() % 100_000;
         let subnet = 1 + (std::process::id() % 250) as u8;
         let dir = tempfile::Builder::new()

@@ -31,6 +31,8 @@ const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 const CUT_OFF_PRODUCES: usize = 4;
 /// Bound on waiting for a leader change, a catch-up.
 const CONVERGE_DEADLINE: Duration = Duration::from_secs(60);
+/// Bound on one `send` (each delivery is also bounded by `message.timeout.ms`).
+const SEND_DEADLINE: Duration = Duration::from_secs(60);
 
 /// (leader, leader epoch) of `TOPIC`-0 as the broker at `addr` tells it (-1 for none).
 fn leader_seen_by(addr: &str) -> (i32, i32) {
@@ -45,10 +47,19 @@ fn leader_seen_by(addr: &str) -> (i32, i32) {
         .map_or((-1, -1), |p| (p.leader_id.0, p.leader_epoch))
 }
 
-/// Sends `record-{from}..record-{to}` to `TOPIC`-0 and notes each acknowledged one.
+/// Sends `record-{from}..record-{to}` to `TOPIC`-0 and notes each acknowledged one;
+/// no new chunk is sent after [`SEND_DEADLINE`].
 fn send(p: &FutureProducer, from: usize, to: usize, acked: &mut Vec<(usize, i64)>) {
     let values: Vec<(usize, String)> = (from..to).map(|i| (i, format!("record-{i:06}"))).collect();
+    let deadline = Instant::now() + SEND_DEADLINE;
     for chunk in values.chunks(25) {
+        if Instant::now() > deadline {
+            eprintln!(
+                "sending stopped at the deadline, {} acknowledged so far",
+                acked.len()
+            );
+            return;
+        }
         let mut deliveries = Vec::new();
         for (i, v) in chunk {
             if let Ok(d) = p.send_result(FutureRecord::<(), _>::to(TOPIC).partition(0).payload(v)) {
@@ -122,7 +133,7 @@ fn a_cut_off_leader_stops_acknowledging_is_replaced_and_truncates_when_it_return
         &[
             ("acks", "all"),
             ("enable.idempotence", "true"),
-            ("message.timeout.ms", "90000"),
+            ("message.timeout.ms", "30000"),
             ("request.timeout.ms", "3000"),
             ("linger.ms", "2"),
         ],

@@ -10,8 +10,11 @@
 //! - `failure_detector` — the broker-pair failure detector on shard 0: reports a
 //!   broker that fell silent (or whose connection dropped) to every shard's replicas,
 //!   which is what lets idle groups go quiescent.
+//! - `isolation` — a broker cut off from the quorum sends Kafka clients elsewhere.
 //! - `node` — startup, the transport's inbound side, publishing the image to shards.
 //! - `view` — the cluster as clients are told of it.
+//! - `stepped_down` — leaderships this broker lost before the image knew, so clients
+//!   are not sent back to a leader that was cut off.
 //! - `client_reads` — which replica answers a client read, and the leader-epoch fence.
 //! - `offsets_topic` — creating `__consumer_offsets` through the controller.
 //! - `group_forward` — native group requests forwarded to their coordinator.
@@ -25,11 +28,13 @@ pub mod client_reads;
 pub mod controller_host;
 pub mod failure_detector;
 pub mod group_forward;
+pub mod isolation;
 pub mod node;
 pub mod offsets_topic;
 pub mod reassignment;
 pub mod replicas;
 pub mod replicated_log;
+pub mod stepped_down;
 pub mod view;
 
 use strata_raft::{Config, NodeId};

@@ -147,6 +147,7 @@ pub async fn start(broker: &Rc<Broker>) -> Result<(), WireError> {
     .detach();
     glommio::spawn_local(Rc::clone(&controller).watch_liveness(broker.shard.clone())).detach();
     glommio::spawn_local(register_and_heartbeat(Rc::clone(broker))).detach();
+    glommio::spawn_local(crate::cluster::isolation::watch(Rc::clone(broker))).detach();
     Ok(())
 }
 

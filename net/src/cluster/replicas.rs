@@ -171,9 +171,25 @@ impl ShardReplicas {
     /// (every `ISR_CHECK_TICKS`) when the leader's in-sync set changed, so Metadata
     /// answers on every broker name the leader and the in-sync replicas.
     fn report_if_changed(&self, shard: &Shard, r: &Rc<ReplicatedLog>, check_isr: bool) {
-        let (role, term, _) = r.leadership();
+        let (role, term, leader) = r.leadership();
         if role != strata_raft::Role::Leader {
-            self.reported.borrow_mut().remove(r.group());
+            let was_leading = self.reported.borrow_mut().remove(r.group());
+            if let (
+                Some((led_term, _)),
+                GroupId::Partition {
+                    topic_id,
+                    partition,
+                },
+            ) = (was_leading, *r.group())
+            {
+                crate::cluster::stepped_down::note(
+                    shard,
+                    topic_id,
+                    partition,
+                    term.max(led_term),
+                    leader,
+                );
+            }
             return;
         }
         let known = self.reported.borrow().get(r.group()).cloned();

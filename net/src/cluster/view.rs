@@ -7,16 +7,19 @@ use std::sync::Arc;
 use strata_raft::NodeId;
 
 use crate::broker::Broker;
+use crate::cluster::stepped_down::{self, SteppedDown, SteppedDownMap};
 use crate::cluster_view::{BrokerEndpoint, ClusterView, PartitionView};
 use crate::controller::MetadataImage;
 
 /// The view of `image` as seen from broker `me` (fenced brokers are left out of the
-/// broker list and count as offline replicas).
+/// broker list and count as offline replicas), with the leaderships `me` lost that
+/// the image does not know yet (`stepped_down`).
 pub fn view_of(
     image: &MetadataImage,
     me: NodeId,
     controller: Option<NodeId>,
     shards: u32,
+    stepped_down: &SteppedDownMap,
 ) -> ClusterView {
     let brokers: Vec<BrokerEndpoint> = image
         .brokers()
@@ -40,12 +43,16 @@ pub fn view_of(
         let partitions = t
             .partitions
             .iter()
-            .map(|p| PartitionView {
-                leader: p.leader.filter(live),
-                leader_epoch: p.leader_epoch,
-                replicas: p.replicas.clone(),
-                isr: p.isr.iter().copied().filter(live).collect(),
-                offline: p.replicas.iter().copied().filter(|r| !live(r)).collect(),
+            .enumerate()
+            .map(|(i, p)| {
+                let view = PartitionView {
+                    leader: p.leader.filter(live),
+                    leader_epoch: p.leader_epoch,
+                    replicas: p.replicas.clone(),
+                    isr: p.isr.iter().copied().filter(live).collect(),
+                    offline: p.replicas.iter().copied().filter(|r| !live(r)).collect(),
+                };
+                stepped_down::corrected(view, me, stepped_down.get(&(t.id, i as u32)))
             })
             .collect();
         view.set_topic(&t.name, partitions);
@@ -61,7 +68,8 @@ pub async fn publish_view(
     controller: Option<NodeId>,
 ) {
     let shards = broker.shard.shard_count() as u32;
-    let view = Arc::new(view_of(image, me, controller, shards));
+    let stepped = SteppedDown::of(&broker.shard).pruned(image, me);
+    let view = Arc::new(view_of(image, me, controller, shards, &stepped));
     for s in 0..broker.shard.shard_count() {
         let v = Arc::clone(&view);
         if let Err(e) = broker

@@ -64,4 +64,10 @@ impl Protocol for KafkaProtocol {
     async fn handle(broker: Rc<Broker>, frame: KafkaFrame, peer: Rc<str>) -> Response {
         super::dispatch::handle(broker, frame, peer).await
     }
+
+    /// A broker cut off from the controller quorum closes a connection after its
+    /// Metadata answer, so the client asks another broker (`cluster::isolation`).
+    fn closes_after(broker: &Broker, frame: &KafkaFrame) -> bool {
+        frame.api == Some(ApiKey::Metadata) && crate::cluster::isolation::is_isolated(&broker.shard)
+    }
 }
