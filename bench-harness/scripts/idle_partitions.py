@@ -3,7 +3,7 @@
 many idle replicated partitions (kafka-python admin client, Linux /proc and `ss`).
 
     python3 bench-harness/scripts/idle_partitions.py --strata target/release/strata \\
-        --topics 100 --partitions 100 --rf 3 --data-dir /work/scale-helper/idle
+        --topics 100 --partitions 100 --rf 3 --data-dir /tmp/strata-bench-idle
 
 Starts three `strata serve` processes on 127.0.0.1 (one core each by default; data
 under --data-dir, wiped first), measures each broker with no partition (RSS; CPU and
@@ -148,7 +148,7 @@ def main():
     ap.add_argument("--rf", type=int, default=3)
     ap.add_argument("--cores", type=int, default=1, help="shards per broker")
     ap.add_argument("--base-port", type=int, default=31400)
-    ap.add_argument("--data-dir", default="/work/scale-helper/idle")
+    ap.add_argument("--data-dir", default="/tmp/strata-bench-idle")
     ap.add_argument("--idle-seconds", type=float, default=60)
     ap.add_argument("--settle-seconds", type=float, default=20)
     ap.add_argument("--leader-timeout-seconds", type=float, default=900)

@@ -84,7 +84,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--cores", type=int, default=1, help="shards per broker")
     ap.add_argument("--base-port", type=int, default=31440)
-    ap.add_argument("--data-dir", default="/work/scale-helper/rf")
+    ap.add_argument("--data-dir", default="/tmp/strata-bench-rf")
     ap.add_argument("--run-timeout-seconds", type=float, default=180)
     ap.add_argument("--json", help="also write every run and the medians here")
     a = ap.parse_args()

@@ -25,6 +25,7 @@ use crate::controller::{
     ControllerCommand, ControllerError, ControllerReply, ControllerSettings, MetadataImage,
     ReplyPayload,
 };
+use crate::controller::error::kafka_codes::BROKER_ID_NOT_REGISTERED;
 use crate::errors::WireError;
 use crate::metadata::Topics;
 use crate::replication::{GroupId, GroupMessage, Inbound, Transport, TransportConfig};
@@ -195,11 +196,18 @@ async fn register_and_heartbeat(broker: Rc<Broker>) {
         };
         match submit_on_shard0(&shard, cmd).await {
             Ok(_) => registered = true,
+            // Registrations live in the replicated metadata log: one that was taken and
+            // is now unknown was removed by UnregisterBroker (decommissioning). The
+            // broker stays out until it is restarted, rather than join again at once.
+            Err(e) if registered && e.kafka_code == BROKER_ID_NOT_REGISTERED => {
+                tracing::warn!(
+                    "this broker was unregistered from the cluster (decommissioned): it no \
+                     longer heartbeats; stop it, or restart it to register again"
+                );
+                return;
+            }
             Err(e) => {
                 tracing::info!(error = %e.message, registered, "controller not reached yet");
-                if e.code == ErrorCode::UnknownMemberId {
-                    registered = false;
-                }
             }
         }
         let wait = if registered { HEARTBEAT_MS } else { 500 };
