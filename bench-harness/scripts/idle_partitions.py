@@ -163,6 +163,7 @@ def main():
     boot = ",".join(f"127.0.0.1:{ports[i][2]}" for i in (1, 2, 3))
     procs = {i: start(a.strata, d, i, voters, ports, a.cores) for i in (1, 2, 3)}
     result = {"args": vars(a)}
+    ok = False
     try:
         admin = wait_brokers(boot, 3, 120)
         time.sleep(a.settle_seconds)
@@ -211,6 +212,7 @@ def main():
         for i, p in procs.items():
             if p.poll() is not None:
                 raise RuntimeError(f"broker {i} exited with {p.returncode}; see {d}/log{i}")
+        ok = True
     finally:
         for pr in procs.values():
             pr.send_signal(signal.SIGKILL)
@@ -219,7 +221,10 @@ def main():
         if a.json:
             with open(a.json, "w") as f:
                 json.dump(result, f, indent=1, default=str)
-        shutil.rmtree(d, ignore_errors=True)
+        if ok:
+            shutil.rmtree(d, ignore_errors=True)
+        else:
+            print(f"the brokers' data and logs are kept in {d}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -143,6 +143,7 @@ fn numbered(i: u64, from: NodeId, to: NodeId, batches: usize) -> GroupMessage {
                 prev_term: 3,
                 commit_offset: i,
                 send_end_offset: i * 100 + batches as u64,
+                log_start_offset: i,
                 entries,
             }),
         },

@@ -50,6 +50,12 @@ impl Raft {
         }
     }
 
+    /// Owner: leaves quiescence, so the group heartbeats again and its followers hear
+    /// of something that changed outside the log (the log start). A no-op when awake.
+    pub fn wake_up(&mut self) {
+        self.wake();
+    }
+
     /// Leaves quiescence (a message, a proposal, a lapse). A leader treats the quiet
     /// time as contact — it lasted only while every follower's broker was heard from —
     /// and starts a fresh check-quorum window.

@@ -37,6 +37,7 @@ impl Raft {
             prev_term,
             commit_offset,
             send_end_offset: log_end,
+            log_start_offset: self.log.log_start_offset(),
             entries: Vec::new(),
         });
         let m = self.message(to, body);
@@ -60,6 +61,7 @@ impl Raft {
             prev_term,
             commit_offset: self.commit_offset,
             send_end_offset: prev_end_offset,
+            log_start_offset: self.log.log_start_offset(),
             entries: Vec::new(),
         });
         let m = self.message(to, body);

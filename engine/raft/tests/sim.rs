@@ -13,7 +13,11 @@ fn seeds() -> Vec<u64> {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(300);
-    (0..n).collect()
+    let start: u64 = std::env::var("STRATA_SIM_SEED_START")
+        .ok()
+        .map(|s| s.parse().expect("STRATA_SIM_SEED_START is a number"))
+        .unwrap_or(0);
+    (start..start.saturating_add(n)).collect()
 }
 
 fn run_all(nodes: usize) {

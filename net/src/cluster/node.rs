@@ -20,12 +20,12 @@ use crate::cluster::controller_host::{ControllerHost, ImageListener};
 use crate::cluster::replicas::ShardReplicas;
 use crate::cluster::TICK_MS;
 use crate::cluster_config::ClusterConfig;
+use crate::controller::error::kafka_codes::BROKER_ID_NOT_REGISTERED;
 use crate::controller::{
     decode_command, decode_reply, encode_command, encode_reply, BrokerRegistration,
     ControllerCommand, ControllerError, ControllerReply, ControllerSettings, MetadataImage,
     ReplyPayload,
 };
-use crate::controller::error::kafka_codes::BROKER_ID_NOT_REGISTERED;
 use crate::errors::WireError;
 use crate::metadata::Topics;
 use crate::replication::{GroupId, GroupMessage, Inbound, Transport, TransportConfig};

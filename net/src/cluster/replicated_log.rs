@@ -79,6 +79,8 @@ pub struct ReplicatedLog {
     /// Told when an input left the group awake (not quiescent), so the shard's tick
     /// loop ticks it again.
     on_awake: RefCell<Option<AwakeHook>>,
+    /// A move of the log start to the leader's is under way.
+    following_log_start: Rc<Cell<bool>>,
 }
 
 impl ReplicatedLog {
@@ -111,6 +113,7 @@ impl ReplicatedLog {
             stopped: Cell::new(false),
             lag_ticks,
             on_awake: RefCell::new(None),
+            following_log_start: Rc::new(Cell::new(false)),
         })
     }
 
@@ -282,6 +285,9 @@ impl ReplicatedLog {
     /// A message for this group from the transport.
     pub fn receive(&self, message: Message, batches: Vec<Bytes>) {
         if let MessageBody::Append(a) = &message.body {
+            if message.term >= self.raft.borrow().term() {
+                self.follow_log_start(a.log_start_offset);
+            }
             let mut received = self.received.borrow_mut();
             if received.len() + batches.len() <= RECEIVED_BATCHES_MAX {
                 for (e, b) in a.entries.iter().zip(batches) {
@@ -292,6 +298,34 @@ impl ReplicatedLog {
         if let Err(e) = self.raft.borrow_mut().step(message) {
             tracing::debug!(group = %self.group, error = %e, "raft message refused");
         }
+        self.wake();
+    }
+
+    /// Follower: moves the log start up to the leader's `leader_start`, within what
+    /// this replica has committed (the rest follows with a later append), so records
+    /// the leader deleted (DeleteRecords, retention) are gone here too and stay gone
+    /// when this replica leads.
+    fn follow_log_start(&self, leader_start: u64) {
+        let target = (leader_start as i64).min(self.log.high_watermark());
+        if target <= self.log.log_start_offset() || self.following_log_start.replace(true) {
+            return;
+        }
+        let log = self.log.clone();
+        let busy = Rc::clone(&self.following_log_start);
+        let group = self.group;
+        glommio::spawn_local(async move {
+            if let Err(e) = log.delete_records_before(target).await {
+                tracing::debug!(%group, target, error = %e, "log start not moved to the leader's");
+            }
+            busy.set(false);
+        })
+        .detach();
+    }
+
+    /// Leader: lets the followers hear of a log start moved outside the log
+    /// (DeleteRecords) at once, waking the group if it was quiescent.
+    pub fn announce_log_start(&self) {
+        self.raft.borrow_mut().wake_up();
         self.wake();
     }
 
@@ -594,6 +628,9 @@ impl ReplicatedLog {
     async fn attach_batches(&self, mut m: Message) -> GroupMessage {
         let mut batches = Vec::new();
         if let MessageBody::Append(a) = &mut m.body {
+            a.log_start_offset = a
+                .log_start_offset
+                .max(self.log.log_start_offset().max(0) as u64);
             if a.send_end_offset > a.prev_end_offset {
                 match self
                     .log
@@ -677,6 +714,7 @@ mod tests {
             prev_term: 0,
             commit_offset: 0,
             send_end_offset: 2,
+            log_start_offset: 0,
             entries: Vec::new(),
         };
         let mut out = Vec::new();

@@ -1,6 +1,8 @@
 //! DeleteRecords: moves partitions' log start offsets forward (offset -1 = the high
 //! watermark), on each partition's owner shard, through the engine's
-//! `Log::delete_records_before`. Records below the new start can no longer be read;
+//! `Log::delete_records_before`; in a cluster on the partition's leader only, whose
+//! followers move their log start to the leader's as its appends and heartbeats tell
+//! them (`ReplicatedLog::follow_log_start`). Records below the new start can no longer be read;
 //! closed segments wholly below it are deleted. Internal topics are refused: their
 //! records are the consumer groups' state.
 
@@ -15,6 +17,7 @@ use super::admin::{on_owners, owner_of, refuse, Outcome};
 use super::errors::{kafka_error, KafkaCode};
 use super::Ctx;
 use crate::broker::Broker;
+use crate::cluster::replicas::ShardReplicas;
 use crate::errors::WireError;
 
 /// The offset that means "up to the high watermark".
@@ -35,13 +38,32 @@ async fn delete_before(broker: Rc<Broker>, (topic, partition, offset): Item) -> 
         .log(&topic, partition as u32)
         .await
         .map_err(|e| kafka_error(&broker.closed_means_deleted(&topic, e)))?;
+    // In a cluster the leader deletes; its followers follow its log start.
+    let replica = if broker.config.cluster.is_some() {
+        match ShardReplicas::of(&broker.shard).get(&topic, partition as u32) {
+            Some(r) if r.is_leader() => Some(r),
+            _ => {
+                return Err(refuse(
+                    KafkaCode::NotLeaderOrFollower,
+                    format!("this broker does not lead {topic}-{partition}"),
+                ))
+            }
+        }
+    } else {
+        None
+    };
     let target = match offset {
         HIGH_WATERMARK => log.high_watermark(),
         o => o,
     };
-    log.delete_records_before(target)
+    let start = log
+        .delete_records_before(target)
         .await
-        .map_err(|e| kafka_error(&broker.closed_means_deleted(&topic, WireError::from(e))))
+        .map_err(|e| kafka_error(&broker.closed_means_deleted(&topic, WireError::from(e))))?;
+    if let Some(r) = replica {
+        r.announce_log_start();
+    }
+    Ok(start)
 }
 
 pub(crate) async fn delete_records(ctx: &Ctx, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
