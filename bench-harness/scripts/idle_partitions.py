@@ -15,7 +15,7 @@ the broker-to-broker connections (every TCP segment either way on the cluster
 listeners' connections, from `ss -ti`). Bounded: every wait gives up (and the script
 fails) after its timeout; the brokers are killed at the end whatever happens.
 """
-import argparse, json, os, re, shutil, signal, subprocess, sys, time
+import argparse, json, os, re, resource, shutil, signal, subprocess, sys, time
 
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
@@ -29,7 +29,19 @@ def start(bin_, d, i, voters, ports, cores):
     return subprocess.Popen([bin_, "serve", "--cores", str(cores), "--node-id", str(i),
         "--cluster-listen", f"127.0.0.1:{ports[i][0]}", "--voters", voters,
         "--listen", f"127.0.0.1:{ports[i][1]}", "--kafka-listen", f"127.0.0.1:{ports[i][2]}",
-        "--metrics-addr", "off", "--data-dir", os.path.join(d, f"n{i}")], stdout=log, stderr=log)
+        "--metrics-addr", "off", "--data-dir", os.path.join(d, f"n{i}")], stdout=log, stderr=log,
+        preexec_fn=raise_open_files)
+
+
+def raise_open_files():
+    """Every partition replica keeps a few files open (segment, indexes): 10,000 of
+    them need more descriptors than the usual limit, as Kafka's do."""
+    want = 262144
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, want), max(hard, want)))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def rss_kib(pid):

@@ -10,6 +10,7 @@
 //! - `failure_detector` — the broker-pair failure detector on shard 0: reports a
 //!   broker that fell silent (or whose connection dropped) to every shard's replicas,
 //!   which is what lets idle groups go quiescent.
+//! - `leader_reports` — partition leaders' reports, coalesced into one command.
 //! - `isolation` — a broker cut off from the quorum sends Kafka clients elsewhere.
 //! - `node` — startup, the transport's inbound side, publishing the image to shards.
 //! - `view` — the cluster as clients are told of it.
@@ -29,6 +30,7 @@ pub mod controller_host;
 pub mod failure_detector;
 pub mod group_forward;
 pub mod isolation;
+pub mod leader_reports;
 pub mod node;
 pub mod offsets_topic;
 pub mod reassignment;

@@ -23,8 +23,8 @@ use crate::cluster_config::ClusterConfig;
 use crate::controller::error::kafka_codes::BROKER_ID_NOT_REGISTERED;
 use crate::controller::{
     decode_command, decode_reply, encode_command, encode_reply, BrokerRegistration,
-    ControllerCommand, ControllerError, ControllerReply, ControllerSettings, MetadataImage,
-    ReplyPayload,
+    ControllerCommand, ControllerError, ControllerReply, ControllerSettings, LeaderReport,
+    MetadataImage, ReplyPayload,
 };
 use crate::errors::WireError;
 use crate::metadata::Topics;
@@ -344,27 +344,22 @@ pub async fn report_leader(
     term: u64,
     isr: Vec<NodeId>,
 ) -> bool {
-    let leader = shard
-        .invoke_on(METADATA_SHARD, |s| async move {
-            ClusterNode::of(&s).map(|n| n.config.node_id)
+    shard
+        .invoke_on(METADATA_SHARD, move |s| async move {
+            let Some(leader) = ClusterNode::of(&s).map(|n| n.config.node_id) else {
+                return false;
+            };
+            let report = LeaderReport {
+                topic_id,
+                partition,
+                leader: Some(leader),
+                leader_epoch: term.min(i32::MAX as u64) as i32,
+                isr,
+            };
+            crate::cluster::leader_reports::report(&s, report).await
         })
         .await
-        .ok()
-        .flatten();
-    let cmd = ControllerCommand::ReportLeader {
-        topic_id,
-        partition,
-        leader,
-        leader_epoch: term.min(i32::MAX as u64) as i32,
-        isr,
-    };
-    match submit(shard, cmd).await {
-        Ok(_) => true,
-        Err(e) => {
-            tracing::debug!(error = %e.message, partition, "leader report not taken");
-            false
-        }
-    }
+        .unwrap_or(false)
 }
 
 /// Calls broker `to` over shard 0's transport, from any shard: its answer, or why

@@ -29,6 +29,8 @@ use strata_schema::ErrorCode;
 
 /// How often (in ticks) a leader compares its in-sync set with what it last reported.
 const ISR_CHECK_TICKS: u64 = 20;
+/// Pause before a replica stopped by a passing error starts again.
+const REATTACH_AFTER_MS: u64 = 1_000;
 
 /// A partition: its topic and index.
 type PartitionKey = (String, u32);
@@ -285,7 +287,15 @@ pub async fn attach(broker: &Broker, key: &PartitionKey, log: &Log) -> Result<()
     if fresh && replicas.first() == Some(&me) {
         replica.campaign_now();
     }
-    glommio::spawn_local(Rc::clone(&replica).run()).detach();
+    let driver = Rc::clone(&replica);
+    let (shard, key_again, log_again) = (broker.shard.clone(), key.clone(), log.clone());
+    glommio::spawn_local(async move {
+        let failed = Rc::clone(&driver).run().await;
+        if let Some(e) = failed.filter(|e| e.heals()) {
+            reattach_later(shard, key_again, log_again, driver, e).await;
+        }
+    })
+    .detach();
     if let Some(old) = shard_replicas
         .by_partition
         .borrow_mut()
@@ -306,6 +316,41 @@ pub async fn attach(broker: &Broker, key: &PartitionKey, log: &Log) -> Result<()
     }));
     shard_replicas.start_ticking(&broker.shard);
     Ok(())
+}
+
+/// A replica stopped by an error that passes (descriptors or memory ran out) starts
+/// again from what its log and hard state hold, as after a restart of this broker —
+/// which Raft is built for — once [`REATTACH_AFTER_MS`] passed, unless the partition
+/// was closed or given another replica meanwhile. Retrying the Ready that failed
+/// instead could leave a hole in the log the state machine believes written.
+async fn reattach_later(
+    shard: Shard,
+    key: PartitionKey,
+    log: Log,
+    stopped: Rc<ReplicatedLog>,
+    why: strata_engine::EngineError,
+) {
+    tracing::info!(partition = %format!("{}-{}", key.0, key.1), error = %why, "replica restarts in {REATTACH_AFTER_MS} ms");
+    let pause = glommio::timer::sleep(Duration::from_millis(REATTACH_AFTER_MS));
+    futures_lite::future::or(pause, shard.stopped()).await;
+    if shard.is_stopping() {
+        return;
+    }
+    let current = ShardReplicas::of(&shard)
+        .by_partition
+        .borrow()
+        .get(&key)
+        .cloned();
+    if !current.is_some_and(|c| Rc::ptr_eq(&c, &stopped)) {
+        return;
+    }
+    let broker = Broker::of(&shard);
+    // Boxed: `attach` spawns the driver that may come back here.
+    let again: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), WireError>> + '_>> =
+        Box::pin(attach(&broker, &key, &log));
+    if let Err(e) = again.await {
+        tracing::warn!(partition = %format!("{}-{}", key.0, key.1), error = %e.message, "replica did not restart");
+    }
 }
 
 /// Stops the replica of a partition being closed on this shard.

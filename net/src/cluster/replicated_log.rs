@@ -469,23 +469,21 @@ impl ReplicatedLog {
         let _ = rx.recv().await;
     }
 
-    /// The driver: carries out one Ready at a time until stopped.
-    pub async fn run(self: Rc<Self>) {
-        let Some(rx) = self.wake_rx.borrow_mut().take() else {
-            return;
-        };
+    /// The driver: carries out one Ready at a time until stopped; the error that
+    /// stopped it, if one did.
+    pub async fn run(self: Rc<Self>) -> Option<EngineError> {
+        let rx = self.wake_rx.borrow_mut().take()?;
         loop {
             if self.stopped.get() {
-                return;
+                return None;
             }
             let has_ready = self.raft.borrow().has_ready();
             if !has_ready {
                 for tx in self.settled_tx.borrow_mut().drain(..) {
                     let _ = tx.try_send(());
                 }
-                if rx.recv().await.is_none() {
-                    return;
-                }
+                // The channel closes only when the replica is dropped.
+                rx.recv().await?;
                 continue;
             }
             let ready = self.raft.borrow_mut().ready();
@@ -496,7 +494,7 @@ impl ReplicatedLog {
                 // group sees as a silent member.
                 tracing::warn!(group = %self.group, error = %e, "replica stopped");
                 self.stopped.set(true);
-                return;
+                return Some(e);
             }
             self.readies_done.set(self.readies_done.get() + 1);
             for tx in self.settled_tx.borrow_mut().drain(..) {

@@ -7,7 +7,7 @@
 use strata_raft::NodeId;
 use strata_schema::ErrorCode;
 
-use super::commands::ControllerCommand;
+use super::commands::{ControllerCommand, LeaderReport, LEADER_REPORTS_MAX};
 use super::error::ControllerError;
 use super::records::{
     decode_assignment, decode_registration, encode_assignment, encode_registration, MetadataRecord,
@@ -80,6 +80,7 @@ const CMD_ALTER_REASSIGNMENT: u8 = 10;
 const CMD_COMPLETE_REASSIGNMENT: u8 = 11;
 const CMD_ELECT_PREFERRED_LEADER: u8 = 12;
 const CMD_UNREGISTER_BROKER: u8 = 13;
+const CMD_REPORT_LEADERS: u8 = 14;
 
 const REPLY_OK: u8 = 1;
 const REPLY_NOT_CONTROLLER: u8 = 2;
@@ -199,6 +200,17 @@ pub fn encode_command(cmd: &ControllerCommand) -> Vec<u8> {
             w.bool(*incremental);
             w.bool(*validate_only);
         }
+        C::ReportLeaders(reports) => {
+            w.u8(CMD_REPORT_LEADERS);
+            w.u32(reports.len() as u32);
+            for r in reports {
+                w.id16(&r.topic_id);
+                w.u32(r.partition);
+                w.opt_node(r.leader);
+                w.i32(r.leader_epoch);
+                w.nodes(&r.isr);
+            }
+        }
         C::ReportLeader {
             topic_id,
             partition,
@@ -311,6 +323,27 @@ pub fn decode_command(bytes: &[u8]) -> Result<ControllerCommand, RecordCodecErro
             leader_epoch: r.i32("leader epoch")?,
             isr: r.nodes("in-sync replicas", REPLICATION_FACTOR_MAX)?,
         },
+        CMD_REPORT_LEADERS => {
+            let n = r.u32("leader reports")? as usize;
+            if n > LEADER_REPORTS_MAX {
+                return Err(RecordCodecError::TooMany {
+                    what: "leader reports",
+                    count: n,
+                    max: LEADER_REPORTS_MAX,
+                });
+            }
+            let mut reports = Vec::with_capacity(n);
+            for _ in 0..n {
+                reports.push(LeaderReport {
+                    topic_id: r.id16("topic id")?,
+                    partition: r.u32("partition")?,
+                    leader: r.opt_node("leader")?,
+                    leader_epoch: r.i32("leader epoch")?,
+                    isr: r.nodes("in-sync replicas", REPLICATION_FACTOR_MAX)?,
+                });
+            }
+            C::ReportLeaders(reports)
+        }
         CMD_ALLOCATE_PRODUCER_IDS => C::AllocateProducerIds {
             count: r.i64("producer id count")?,
         },

@@ -53,6 +53,22 @@ fn every_command() -> Vec<ControllerCommand> {
             leader_epoch: 4,
             isr: vec![2, 3],
         },
+        C::ReportLeaders(vec![
+            crate::controller::LeaderReport {
+                topic_id: [5; 16],
+                partition: 1,
+                leader: Some(2),
+                leader_epoch: 4,
+                isr: vec![2, 3],
+            },
+            crate::controller::LeaderReport {
+                topic_id: [6; 16],
+                partition: 0,
+                leader: None,
+                leader_epoch: 0,
+                isr: vec![],
+            },
+        ]),
         C::AllocateProducerIds { count: 1000 },
         C::AlterReassignment {
             topic: "t".to_owned(),

@@ -24,6 +24,19 @@ use crate::topic_config::{key_spec, ConfigError};
 /// Most producer ids one [`ControllerCommand::AllocateProducerIds`] may take.
 pub const PRODUCER_IDS_PER_BLOCK_MAX: i64 = 1_000_000;
 
+/// Most leader reports one [`ControllerCommand::ReportLeaders`] carries.
+pub const LEADER_REPORTS_MAX: usize = 1_000;
+
+/// One partition leader's report: its leadership and in-sync set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaderReport {
+    pub topic_id: [u8; 16],
+    pub partition: u32,
+    pub leader: Option<NodeId>,
+    pub leader_epoch: i32,
+    pub isr: Vec<NodeId>,
+}
+
 /// What a broker asks the controller for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ControllerCommand {
@@ -77,6 +90,11 @@ pub enum ControllerCommand {
         leader_epoch: i32,
         isr: Vec<NodeId>,
     },
+    /// Many partition leaders' reports in one command (a broker's reports of one
+    /// moment, coalesced: one metadata-log entry instead of one each). Each is
+    /// planned like a [`ReportLeader`](Self::ReportLeader); a refused one (a stale
+    /// epoch) is left out, the others are taken.
+    ReportLeaders(Vec<LeaderReport>),
     /// A block of producer ids for a broker's idempotent producers.
     AllocateProducerIds {
         count: i64,
@@ -290,6 +308,29 @@ pub fn plan(
             leader_epoch,
             isr,
         } => plan_report_leader(image, topic_id, *partition, *leader, *leader_epoch, isr),
+        C::ReportLeaders(reports) => {
+            if reports.len() > LEADER_REPORTS_MAX {
+                return Err(ControllerError::invalid_request(format!(
+                    "{} leader reports in one command; at most {LEADER_REPORTS_MAX}",
+                    reports.len()
+                )));
+            }
+            let mut records = Vec::with_capacity(reports.len());
+            for r in reports {
+                match plan_report_leader(
+                    image,
+                    &r.topic_id,
+                    r.partition,
+                    r.leader,
+                    r.leader_epoch,
+                    &r.isr,
+                ) {
+                    Ok(taken) => records.extend(taken),
+                    Err(e) => tracing::debug!(error = %e.message, "a leader report left out"),
+                }
+            }
+            Ok(records)
+        }
         C::AllocateProducerIds { count } => {
             if *count < 1 || *count > PRODUCER_IDS_PER_BLOCK_MAX {
                 return Err(ControllerError::invalid_request(format!(

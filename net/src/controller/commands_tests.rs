@@ -607,6 +607,49 @@ fn leader_reports_are_checked_against_replicas_and_epochs() {
 }
 
 #[test]
+fn coalesced_leader_reports_take_the_good_ones_and_leave_stale_ones_out() {
+    let mut image = image_with_topic();
+    let topic = image.topic("orders").unwrap();
+    let id = topic.id;
+    let leaders: Vec<NodeId> = topic.partitions.iter().map(|p| p.replicas[0]).collect();
+    assert!(leaders.len() >= 2, "the test topic has several partitions");
+    let report = |partition: u32, leader: NodeId, epoch| crate::controller::LeaderReport {
+        topic_id: id,
+        partition,
+        leader: Some(leader),
+        leader_epoch: epoch,
+        isr: vec![leader],
+    };
+    let first = ControllerCommand::ReportLeaders(
+        leaders
+            .iter()
+            .enumerate()
+            .map(|(i, l)| report(i as u32, *l, 2))
+            .collect(),
+    );
+    let records = run(&mut image, &first).unwrap();
+    assert_eq!(
+        records.len(),
+        leaders.len(),
+        "one record per partition, one entry"
+    );
+    for (i, l) in leaders.iter().enumerate() {
+        assert_eq!(image.leader(&id, i as u32), Some((Some(*l), 2)));
+    }
+    // A stale report (epoch 1) beside a new one: only the new one is taken.
+    let mixed =
+        ControllerCommand::ReportLeaders(vec![report(0, leaders[0], 1), report(1, leaders[1], 3)]);
+    assert_eq!(run(&mut image, &mixed).unwrap().len(), 1);
+    assert_eq!(image.leader(&id, 0), Some((Some(leaders[0]), 2)));
+    assert_eq!(image.leader(&id, 1), Some((Some(leaders[1]), 3)));
+    let too_many = ControllerCommand::ReportLeaders(vec![
+        report(0, leaders[0], 4);
+        crate::controller::LEADER_REPORTS_MAX + 1
+    ]);
+    assert_eq!(refused(&image, &too_many).kafka_code, K::INVALID_REQUEST);
+}
+
+#[test]
 fn producer_id_blocks_never_overlap() {
     let mut image = MetadataImage::new();
     let take = |count| ControllerCommand::AllocateProducerIds { count };

@@ -34,7 +34,7 @@ mod wire;
 pub use codec::{
     decode_command, decode_reply, encode_command, encode_reply, ControllerReply, ReplyPayload,
 };
-pub use commands::{plan, ControllerCommand, ControllerSettings};
+pub use commands::{plan, ControllerCommand, ControllerSettings, LeaderReport, LEADER_REPORTS_MAX};
 pub use error::ControllerError;
 pub use image::{ApplyError, BrokerState, ImageError, MetadataImage, PartitionImage, TopicImage};
 pub use liveness::BrokerLiveness;
