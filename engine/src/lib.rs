@@ -21,6 +21,7 @@ pub mod file;
 pub mod index;
 pub mod leader_epochs;
 pub mod log;
+pub mod log_restart;
 pub mod placement;
 pub mod preallocation;
 pub mod producer_state;
