@@ -79,6 +79,9 @@ pub struct ReplicatedLog {
     /// Told when an input left the group awake (not quiescent), so the shard's tick
     /// loop ticks it again.
     on_awake: RefCell<Option<AwakeHook>>,
+    /// The engine log start the state machine was last told of (see
+    /// [`follow_log_start`](Self::follow_log_start)).
+    told_log_start: Cell<i64>,
 }
 
 impl ReplicatedLog {
@@ -95,6 +98,7 @@ impl ReplicatedLog {
     ) -> Rc<ReplicatedLog> {
         let (wake_tx, wake_rx) = local_channel::new_bounded(1);
         let leadership = (raft.role(), raft.term(), raft.leader());
+        let told_log_start = log.log_start_offset();
         Rc::new(ReplicatedLog {
             group,
             log,
@@ -111,6 +115,7 @@ impl ReplicatedLog {
             stopped: Cell::new(false),
             lag_ticks,
             on_awake: RefCell::new(None),
+            told_log_start: Cell::new(told_log_start),
         })
     }
 
@@ -444,6 +449,7 @@ impl ReplicatedLog {
             if self.stopped.get() {
                 return;
             }
+            self.follow_log_start().await;
             let has_ready = self.raft.borrow().has_ready();
             if !has_ready {
                 for tx in self.settled_tx.borrow_mut().drain(..) {
@@ -469,6 +475,54 @@ impl ReplicatedLog {
                 let _ = tx.try_send(());
             }
             self.note_leadership();
+        }
+    }
+
+    /// Retention or DeleteRecords moved a partition's engine log start: compacts the
+    /// state machine's log to the first batch boundary at or above it (never past what
+    /// it applied; the rest at a later call), so a follower whose log ends below it is
+    /// sent a snapshot and restarts its log there. Leader and followers each follow
+    /// their own log's start. Not for the controller group: its snapshot would have to
+    /// carry the metadata image, which is not supported.
+    async fn follow_log_start(&self) {
+        if !matches!(self.group, GroupId::Partition { .. }) {
+            return;
+        }
+        let start = self.log.log_start_offset();
+        if start <= self.told_log_start.get() {
+            return;
+        }
+        let end = self.log.log_end_offset();
+        // DeleteRecords may start the log inside a batch; the state machine's log
+        // starts at the batch's end, where a follower can continue.
+        let boundary = match self.log.read(start, 1, Some(end)).await {
+            Ok(read) => read
+                .batches
+                .first()
+                .and_then(|b| check_batch(b).ok())
+                .map_or(start, |h| {
+                    if h.base_offset < start {
+                        h.base_offset + i64::from(h.last_offset_delta) + 1
+                    } else {
+                        h.base_offset
+                    }
+                }),
+            // The start moved again meanwhile: the next call sees the new one.
+            Err(_) => return,
+        };
+        let Ok(boundary) = u64::try_from(boundary) else {
+            return;
+        };
+        let mut raft = self.raft.borrow_mut();
+        let target = boundary.min(raft.applied_offset());
+        if target > raft.log_start_offset() {
+            if let Err(e) = raft.compact(target) {
+                tracing::debug!(group = %self.group, error = %e, "raft log not compacted");
+                return;
+            }
+        }
+        if target == boundary {
+            self.told_log_start.set(start);
         }
     }
 
@@ -498,10 +552,22 @@ impl ReplicatedLog {
                     }
                 }
                 LogOp::InstallSnapshot(meta) => {
-                    // Partition snapshots (a follower behind the leader's log start) are
-                    // not served yet; the leader never compacts its Raft log, so this
-                    // only comes from a controller snapshot, which is not sent either.
-                    tracing::warn!(group = %self.group, end_offset = meta.end_offset, "snapshot install is not supported; ignored");
+                    if !matches!(self.group, GroupId::Partition { .. }) {
+                        // The controller never compacts its Raft log (see
+                        // `follow_log_start`), so no leader sends this.
+                        tracing::error!(group = %self.group, end_offset = meta.end_offset, "a controller snapshot cannot be installed (metadata snapshots are not supported); ignored");
+                        continue;
+                    }
+                    // A partition's snapshot carries no data: its log is behind the
+                    // leader's log start, so it drops it and continues empty there.
+                    let end = meta.end_offset;
+                    let epoch_below = i32::try_from(meta.term).unwrap_or(i32::MAX);
+                    self.log
+                        .restart_at(end.min(i64::MAX as u64) as i64, epoch_below)
+                        .await?;
+                    self.received.borrow_mut().retain(|(start, _), _| *start >= end);
+                    self.told_log_start.set(self.log.log_start_offset());
+                    tracing::info!(group = %self.group, log_start_offset = end, "log restarted at the leader's log start");
                 }
             }
         }
