@@ -326,7 +326,10 @@ mod tests {
             std::fs::write(path.join(LOG_RESTART_NAME), "99").unwrap();
             let log = Log::open(&path, config(), LogEnv::default()).await.unwrap();
             assert_eq!((log.log_start_offset(), log.log_end_offset()), (0, end));
-            assert_eq!(log.read(0, 1 << 20, None).await.unwrap().log_start_offset, 0);
+            assert_eq!(
+                log.read(0, 1 << 20, None).await.unwrap().log_start_offset,
+                0
+            );
             log.close().await.unwrap();
         });
     }

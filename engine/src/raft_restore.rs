@@ -199,10 +199,16 @@ mod tests {
             log.close().await.unwrap();
             let log = Log::open(&path, config, LogEnv::default()).await.unwrap();
             assert!(log.segment_count() > 3);
-            let found = log.raft_memberships(MEMBERSHIP_SCAN_BYTES_MAX).await.unwrap();
+            let found = log
+                .raft_memberships(MEMBERSHIP_SCAN_BYTES_MAX)
+                .await
+                .unwrap();
             assert_eq!(
                 found,
-                vec![(offsets[0], steps[0].clone()), (offsets[1], steps[1].clone())]
+                vec![
+                    (offsets[0], steps[0].clone()),
+                    (offsets[1], steps[1].clone())
+                ]
             );
             let hard = HardState::default();
             let mut restored = log.raft_restored_state(hard, membership(&[1, 2, 3], &[]));

@@ -23,8 +23,7 @@ fn create_topic(bootstrap: &str) {
     let admin = admin(bootstrap);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let new =
-            NewTopic::new(TOPIC, 1, TopicReplication::Fixed(3)).set("segment.bytes", "65536");
+        let new = NewTopic::new(TOPIC, 1, TopicReplication::Fixed(3)).set("segment.bytes", "65536");
         let results = futures_lite::future::block_on(admin.create_topics(
             [&new],
             &AdminOptions::new().operation_timeout(Some(KAFKA_TIMEOUT)),
@@ -45,13 +44,11 @@ fn create_topic(bootstrap: &str) {
 /// offset) pairs.
 fn send(p: &FutureProducer, from: usize, to: usize) -> Vec<(usize, i64)> {
     let mut acked = Vec::new();
-    let values: Vec<(usize, String)> =
-        (from..to).map(|i| (i, format!("record-{i:06}"))).collect();
+    let values: Vec<(usize, String)> = (from..to).map(|i| (i, format!("record-{i:06}"))).collect();
     for chunk in values.chunks(25) {
         let mut ds = Vec::new();
         for (i, v) in chunk {
-            if let Ok(d) = p.send_result(FutureRecord::<(), _>::to(TOPIC).partition(0).payload(v))
-            {
+            if let Ok(d) = p.send_result(FutureRecord::<(), _>::to(TOPIC).partition(0).payload(v)) {
                 ds.push((*i, d));
             }
         }
@@ -103,7 +100,11 @@ fn a_follower_behind_the_leaders_log_start_restarts_there_catches_up_and_leads()
         ],
     );
     let mut acked = send(&p, 0, 200);
-    assert_eq!(acked.len(), 200, "the healthy cluster acknowledges everything");
+    assert_eq!(
+        acked.len(),
+        200,
+        "the healthy cluster acknowledges everything"
+    );
     eprintln!("leader {leader}; stopping follower {behind}");
     cluster.stop(behind as usize - 1);
     acked.extend(send(&p, 200, 600));
@@ -143,14 +144,21 @@ fn a_follower_behind_the_leaders_log_start_restarts_there_catches_up_and_leads()
         std::thread::sleep(Duration::from_millis(200));
         now_leading = leader_of(&probe, TOPIC);
     }
-    assert_eq!(now_leading, behind, "the only broker with every record leads");
+    assert_eq!(
+        now_leading, behind,
+        "the only broker with every record leads"
+    );
 
     let kept: Vec<(usize, i64)> = acked
         .iter()
         .copied()
         .filter(|(_, o)| *o >= log_start)
         .collect();
-    assert!(kept.len() >= 450, "{} records after the delete point", kept.len());
+    assert!(
+        kept.len() >= 450,
+        "{} records after the delete point",
+        kept.len()
+    );
     let seen = read_all(&bootstrap, TOPIC, &kept);
     assert_eq!(
         seen.first().map(|(o, _)| *o),
@@ -159,7 +167,9 @@ fn a_follower_behind_the_leaders_log_start_restarts_there_catches_up_and_leads()
     );
     check_log(&seen, &kept);
     // Its log was restarted: no segment of it is below the old leader's start.
-    let dir = cluster.data_dir(behind as usize - 1).join(format!("{TOPIC}-0"));
+    let dir = cluster
+        .data_dir(behind as usize - 1)
+        .join(format!("{TOPIC}-0"));
     let lowest_segment = std::fs::read_dir(&dir)
         .expect("partition dir")
         .filter_map(|e| e.ok())

@@ -565,7 +565,9 @@ impl ReplicatedLog {
                     self.log
                         .restart_at(end.min(i64::MAX as u64) as i64, epoch_below)
                         .await?;
-                    self.received.borrow_mut().retain(|(start, _), _| *start >= end);
+                    self.received
+                        .borrow_mut()
+                        .retain(|(start, _), _| *start >= end);
                     self.told_log_start.set(self.log.log_start_offset());
                     tracing::info!(group = %self.group, log_start_offset = end, "log restarted at the leader's log start");
                 }

@@ -17,8 +17,8 @@ use super::admin::{on_owners, owner_of, refuse, Outcome};
 use super::errors::{kafka_error, KafkaCode};
 use super::Ctx;
 use crate::broker::Broker;
-use strata_schema::check_batch;
 use crate::errors::WireError;
+use strata_schema::check_batch;
 
 /// The offset that means "up to the high watermark".
 const HIGH_WATERMARK: i64 = -1;

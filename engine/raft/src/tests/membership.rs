@@ -131,7 +131,10 @@ fn a_replica_restarted_mid_move_uses_the_newest_membership_in_its_log() {
     c.elect(1);
     c.propose(1, 2);
     c.deliver_all();
-    for change in [MembershipChange::AddLearner(4), MembershipChange::Promote(4)] {
+    for change in [
+        MembershipChange::AddLearner(4),
+        MembershipChange::Promote(4),
+    ] {
         c.raft(1).propose_membership(change).unwrap();
         c.process(1);
         c.deliver_all();
