@@ -5,25 +5,38 @@
 //! restarted empty at the leader's start and it catches up from there. Then the other
 //! follower stops and the leader dies, so the restarted broker must lead: it has
 //! every record acknowledged after the delete point, once, at its offset, in order,
-//! and its log starts where the leader's did.
+//! and its log starts where the leader's did. And a reassignment's new replica joining
+//! a partition whose log no longer starts at 0 starts its log at the leader's start.
 
 use std::time::{Duration, Instant};
 
+use kafka_protocol::messages::alter_partition_reassignments_request::{
+    ReassignablePartition, ReassignableTopic,
+};
+use kafka_protocol::messages::{
+    AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, ApiKey, BrokerId,
+    TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use strata_tests::cluster::TestCluster;
 use strata_tests::cluster_kafka::{check_log, leader_of, read_all};
 use strata_tests::kafka::{admin, consumer, producer, KAFKA_TIMEOUT};
+use strata_tests::kafka_wire::KafkaWire;
 
 const TOPIC: &str = "log-start";
 
-/// Creates the topic with 64 KiB segments (retrying while the controller elects).
-fn create_topic(bootstrap: &str) {
+/// Creates the topic with `rf` replicas and 64 KiB segments (retrying while the
+/// controller elects).
+fn create_topic(bootstrap: &str, rf: i32) {
     let admin = admin(bootstrap);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let new = NewTopic::new(TOPIC, 1, TopicReplication::Fixed(3)).set("segment.bytes", "65536");
+        let new =
+            NewTopic::new(TOPIC, 1, TopicReplication::Fixed(rf)).set("segment.bytes", "65536");
         let results = futures_lite::future::block_on(admin.create_topics(
             [&new],
             &AdminOptions::new().operation_timeout(Some(KAFKA_TIMEOUT)),
@@ -85,7 +98,7 @@ fn delete_before(bootstrap: &str, offset: i64) -> i64 {
 fn a_follower_behind_the_leaders_log_start_restarts_there_catches_up_and_leads() {
     let mut cluster = TestCluster::start(3, 1);
     let bootstrap = cluster.kafka_bootstrap();
-    create_topic(&bootstrap);
+    create_topic(&bootstrap, 3);
     let probe = consumer(&bootstrap, None, &[]);
     let leader = leader_of(&probe, TOPIC);
     let followers: Vec<i32> = (1..=3).filter(|&b| b != leader).collect();
@@ -170,13 +183,116 @@ fn a_follower_behind_the_leaders_log_start_restarts_there_catches_up_and_leads()
     let dir = cluster
         .data_dir(behind as usize - 1)
         .join(format!("{TOPIC}-0"));
-    let lowest_segment = std::fs::read_dir(&dir)
-        .expect("partition dir")
+    assert_eq!(lowest_segment(&dir), Some(log_start), "{}", dir.display());
+}
+
+/// Base offset of the oldest segment file in a partition directory.
+fn lowest_segment(dir: &std::path::Path) -> Option<i64> {
+    std::fs::read_dir(dir)
+        .ok()?
         .filter_map(|e| e.ok())
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
             name.strip_suffix(".log")?.parse::<i64>().ok()
         })
-        .min();
-    assert_eq!(lowest_segment, Some(log_start), "{}", dir.display());
+        .min()
+}
+
+/// The partition's replicas in the cluster's metadata.
+fn replicas_of(c: &BaseConsumer) -> Vec<i32> {
+    c.fetch_metadata(Some(TOPIC), Duration::from_secs(10))
+        .ok()
+        .and_then(|md| {
+            let t = md.topics().first()?;
+            Some(t.partitions().first()?.replicas().to_vec())
+        })
+        .unwrap_or_default()
+}
+
+/// Asks for the partition to move to `replicas`.
+fn reassign(wire: &mut KafkaWire, replicas: &[i32]) {
+    let req = AlterPartitionReassignmentsRequest::default()
+        .with_timeout_ms(30_000)
+        .with_topics(vec![ReassignableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str(TOPIC)))
+            .with_partitions(vec![ReassignablePartition::default()
+                .with_partition_index(0)
+                .with_replicas(Some(
+                    replicas.iter().copied().map(BrokerId).collect(),
+                ))])]);
+    let resp: AlterPartitionReassignmentsResponse =
+        wire.call(ApiKey::AlterPartitionReassignments, 0, &req);
+    assert_eq!(resp.error_code, 0);
+    let p = &resp.responses[0].partitions[0];
+    assert_eq!(p.error_code, 0, "{:?}", p.error_message);
+}
+
+/// Waits (bounded) until the metadata shows `replicas` as the partition's replicas.
+fn wait_for_replicas(c: &BaseConsumer, replicas: &[i32], cluster: &TestCluster) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut now = replicas_of(c);
+    while now != replicas {
+        assert!(
+            Instant::now() < deadline,
+            "replicas {now:?}, not {replicas:?}\n{}",
+            cluster.stderr_tails()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+        now = replicas_of(c);
+    }
+}
+
+#[test]
+fn a_new_replica_of_a_partition_whose_log_start_moved_starts_there() {
+    let cluster = TestCluster::start(3, 1);
+    let bootstrap = cluster.kafka_bootstrap();
+    create_topic(&bootstrap, 2);
+    let probe = consumer(&bootstrap, None, &[]);
+    leader_of(&probe, TOPIC);
+    let replicas = replicas_of(&probe);
+    let spare = (1..=3)
+        .find(|b| !replicas.contains(b))
+        .expect("a spare broker");
+    let p = producer(
+        &bootstrap,
+        &[
+            ("acks", "all"),
+            ("enable.idempotence", "true"),
+            ("message.timeout.ms", "60000"),
+            ("linger.ms", "2"),
+        ],
+    );
+    let mut acked = send(&p, 0, 400);
+    let delete_at = acked.iter().find(|(i, _)| *i == 250).expect("record 250").1;
+    let log_start = delete_before(&bootstrap, delete_at);
+    assert!(
+        log_start > 0 && log_start <= delete_at,
+        "log start {log_start}"
+    );
+    acked.extend(send(&p, 400, 500));
+
+    // The spare broker joins as a learner (its log empty, at 0: below the leader's
+    // start); then the partition moves onto it alone, so everything read back next
+    // comes from the log it built.
+    let mut wire = KafkaWire::connect(&cluster.kafka_addr(0));
+    let mut grown = replicas.clone();
+    grown.push(spare);
+    reassign(&mut wire, &grown);
+    wait_for_replicas(&probe, &grown, &cluster);
+    let dir = cluster
+        .data_dir(spare as usize - 1)
+        .join(format!("{TOPIC}-0"));
+    assert_eq!(lowest_segment(&dir), Some(log_start), "{}", dir.display());
+    reassign(&mut wire, &[spare]);
+    wait_for_replicas(&probe, &[spare], &cluster);
+    acked.extend(send(&p, 500, 600));
+
+    let kept: Vec<(usize, i64)> = acked
+        .iter()
+        .copied()
+        .filter(|(_, o)| *o >= log_start)
+        .collect();
+    let seen = read_all(&bootstrap, TOPIC, &kept);
+    assert_eq!(seen.first().map(|(o, _)| *o), Some(log_start));
+    check_log(&seen, &kept);
 }
