@@ -1,7 +1,8 @@
 //! A follower whose log ends below its leader's log start: 3 brokers, a topic with
 //! replication factor 3 and small segments; one follower is stopped while records are
 //! produced and DeleteRecords moves the leader's log start past everything the
-//! follower holds. When it restarts it cannot be sent the deleted records: its log is
+//! follower holds (the follower that stays up moves its own start to the leader's).
+//! When it restarts it cannot be sent the deleted records: its log is
 //! restarted empty at the leader's start and it catches up from there. Then the other
 //! follower stops and the leader dies, so the restarted broker must lead: it has
 //! every record acknowledged after the delete point, once, at its offset, in order,
@@ -131,6 +132,20 @@ fn a_follower_behind_the_leaders_log_start_restarts_there_catches_up_and_leads()
         "log start {log_start} (asked {delete_at})"
     );
     acked.extend(send(&p, 600, 800));
+    // The follower that stayed up moves its own log start to the leader's.
+    let checkpoint = cluster
+        .data_dir(other as usize - 1)
+        .join(format!("{TOPIC}-0"))
+        .join("log-start-offset");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let want = format!("{log_start}\n");
+    while std::fs::read_to_string(&checkpoint).ok().as_deref() != Some(want.as_str()) {
+        assert!(
+            Instant::now() < deadline,
+            "follower {other}'s log start never reached {log_start}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     eprintln!("restarting {behind}");
     cluster.restart(behind as usize - 1);

@@ -80,6 +80,10 @@ pub struct Append {
     pub send_end_offset: u64,
     /// The batches carried, contiguous from `prev_end_offset`.
     pub entries: Vec<Entry>,
+    /// The leader's log start: the application of a follower moves its own log start
+    /// up to it (within what it committed), as retention and DeleteRecords moved the
+    /// leader's. The state machine itself ignores it.
+    pub log_start_offset: u64,
 }
 
 /// A follower's answer to an append or a snapshot.

@@ -38,6 +38,7 @@ impl Raft {
             commit_offset,
             send_end_offset: log_end,
             entries: Vec::new(),
+            log_start_offset: log_start,
         });
         let m = self.message(to, body);
         self.send(m);
@@ -61,6 +62,7 @@ impl Raft {
             commit_offset: self.commit_offset,
             send_end_offset: prev_end_offset,
             entries: Vec::new(),
+            log_start_offset: self.log.log_start_offset(),
         });
         let m = self.message(to, body);
         self.send(m);

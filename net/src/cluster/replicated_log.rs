@@ -82,6 +82,9 @@ pub struct ReplicatedLog {
     /// The engine log start the state machine was last told of (see
     /// [`follow_log_start`](Self::follow_log_start)).
     told_log_start: Cell<i64>,
+    /// The highest log start a leader's append named (see
+    /// [`follow_leader_log_start`](Self::follow_leader_log_start)).
+    leader_log_start: Cell<u64>,
 }
 
 impl ReplicatedLog {
@@ -116,6 +119,7 @@ impl ReplicatedLog {
             lag_ticks,
             on_awake: RefCell::new(None),
             told_log_start: Cell::new(told_log_start),
+            leader_log_start: Cell::new(0),
         })
     }
 
@@ -287,6 +291,9 @@ impl ReplicatedLog {
     /// A message for this group from the transport.
     pub fn receive(&self, message: Message, batches: Vec<Bytes>) {
         if let MessageBody::Append(a) = &message.body {
+            if a.log_start_offset > self.leader_log_start.get() {
+                self.leader_log_start.set(a.log_start_offset);
+            }
             let mut received = self.received.borrow_mut();
             if received.len() + batches.len() <= RECEIVED_BATCHES_MAX {
                 for (e, b) in a.entries.iter().zip(batches) {
@@ -449,6 +456,7 @@ impl ReplicatedLog {
             if self.stopped.get() {
                 return;
             }
+            self.follow_leader_log_start().await;
             self.follow_log_start().await;
             let has_ready = self.raft.borrow().has_ready();
             if !has_ready {
@@ -523,6 +531,28 @@ impl ReplicatedLog {
         }
         if target == boundary {
             self.told_log_start.set(start);
+        }
+    }
+
+    /// Follower of a partition: once it committed up to the log start its leader
+    /// announced, moves its own log start there (Kafka's followers do the same), so
+    /// records retention or DeleteRecords removed on the leader do not come back
+    /// should this replica lead. Any leader's start is committed, and the same batch
+    /// boundary in every replica's log.
+    async fn follow_leader_log_start(&self) {
+        if !matches!(self.group, GroupId::Partition { .. }) || self.is_leader() {
+            return;
+        }
+        let leader_start = self.leader_log_start.get();
+        let own_start = self.log.log_start_offset();
+        let Ok(target) = i64::try_from(leader_start) else {
+            return;
+        };
+        if target <= own_start || self.log.high_watermark() < target {
+            return;
+        }
+        if let Err(e) = self.log.delete_records_before(target).await {
+            tracing::debug!(group = %self.group, error = %e, "log start not moved to the leader's");
         }
     }
 
@@ -746,6 +776,7 @@ mod tests {
             commit_offset: 0,
             send_end_offset: 2,
             entries: Vec::new(),
+            log_start_offset: 0,
         };
         let mut out = Vec::new();
         fill_entries(&mut a, batches, &mut out);

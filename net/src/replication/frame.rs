@@ -326,6 +326,7 @@ fn encode_group_message<'a>(
                         commit_offset: a.commit_offset,
                         send_end_offset: a.send_end_offset,
                         entries: Some(entries),
+                        log_start_offset: a.log_start_offset,
                     },
                 )
                 .as_union_value(),
@@ -603,6 +604,7 @@ fn decode_group_message(
                 commit_offset: a.commit_offset(),
                 send_end_offset: a.send_end_offset(),
                 entries,
+                log_start_offset: a.log_start_offset(),
             })
         }
         fb::Body::AppendAccepted => MessageBody::AppendResponse(AppendResult::Accepted {

@@ -1126,6 +1126,7 @@ impl<'a> Append<'a> {
   pub const VT_COMMIT_OFFSET: flatbuffers::VOffsetT = 8;
   pub const VT_SEND_END_OFFSET: flatbuffers::VOffsetT = 10;
   pub const VT_ENTRIES: flatbuffers::VOffsetT = 12;
+  pub const VT_LOG_START_OFFSET: flatbuffers::VOffsetT = 14;
 
   #[inline]
   pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
@@ -1137,6 +1138,7 @@ impl<'a> Append<'a> {
     args: &'args AppendArgs<'args>
   ) -> flatbuffers::WIPOffset<Append<'bldr>> {
     let mut builder = AppendBuilder::new(_fbb);
+    builder.add_log_start_offset(args.log_start_offset);
     builder.add_send_end_offset(args.send_end_offset);
     builder.add_commit_offset(args.commit_offset);
     builder.add_prev_term(args.prev_term);
@@ -1181,6 +1183,13 @@ impl<'a> Append<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<Entry>>>>(Append::VT_ENTRIES, None)}
   }
+  #[inline]
+  pub fn log_start_offset(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Append::VT_LOG_START_OFFSET, Some(0)).unwrap()}
+  }
 }
 
 impl flatbuffers::Verifiable for Append<'_> {
@@ -1195,6 +1204,7 @@ impl flatbuffers::Verifiable for Append<'_> {
      .visit_field::<u64>("commit_offset", Self::VT_COMMIT_OFFSET, false)?
      .visit_field::<u64>("send_end_offset", Self::VT_SEND_END_OFFSET, false)?
      .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<Entry>>>>("entries", Self::VT_ENTRIES, false)?
+     .visit_field::<u64>("log_start_offset", Self::VT_LOG_START_OFFSET, false)?
      .finish();
     Ok(())
   }
@@ -1205,6 +1215,7 @@ pub struct AppendArgs<'a> {
     pub commit_offset: u64,
     pub send_end_offset: u64,
     pub entries: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, flatbuffers::ForwardsUOffset<Entry<'a>>>>>,
+    pub log_start_offset: u64,
 }
 impl<'a> Default for AppendArgs<'a> {
   #[inline]
@@ -1215,6 +1226,7 @@ impl<'a> Default for AppendArgs<'a> {
       commit_offset: 0,
       send_end_offset: 0,
       entries: None,
+      log_start_offset: 0,
     }
   }
 }
@@ -1245,6 +1257,10 @@ impl<'a: 'b, 'b> AppendBuilder<'a, 'b> {
     self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(Append::VT_ENTRIES, entries);
   }
   #[inline]
+  pub fn add_log_start_offset(&mut self, log_start_offset: u64) {
+    self.fbb_.push_slot::<u64>(Append::VT_LOG_START_OFFSET, log_start_offset, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> AppendBuilder<'a, 'b> {
     let start = _fbb.start_table();
     AppendBuilder {
@@ -1267,6 +1283,7 @@ impl core::fmt::Debug for Append<'_> {
       ds.field("commit_offset", &self.commit_offset());
       ds.field("send_end_offset", &self.send_end_offset());
       ds.field("entries", &self.entries());
+      ds.field("log_start_offset", &self.log_start_offset());
       ds.finish()
   }
 }

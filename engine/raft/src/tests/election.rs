@@ -229,6 +229,7 @@ fn malformed_or_misaddressed_messages_are_refused() {
             prev_term: 0,
             commit_offset: 0,
             send_end_offset: 5,
+            log_start_offset: 0,
             entries: vec![crate::Entry {
                 start_offset: 3,
                 end_offset: 5,
