@@ -144,6 +144,7 @@ fn numbered(i: u64, from: NodeId, to: NodeId, batches: usize) -> GroupMessage {
                 commit_offset: i,
                 send_end_offset: i * 100 + batches as u64,
                 entries,
+                log_start_offset: i,
             }),
         },
         batches: bytes,
