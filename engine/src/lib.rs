@@ -21,6 +21,7 @@ pub mod file;
 pub mod index;
 pub mod leader_epochs;
 pub mod log;
+pub mod log_restart;
 pub mod placement;
 pub mod preallocation;
 pub mod producer_state;
@@ -46,5 +47,6 @@ pub use log::{
 };
 pub use producer_state::{ProducerBatch, ProducerEntry, ProducerStates, SequenceCheck};
 pub use raft_hard_state::{read_hard_state, write_hard_state};
+pub use raft_restore::{MEMBERSHIPS_RESTORED_MAX, MEMBERSHIP_SCAN_BYTES_MAX};
 pub use retention::RetentionOutcome;
 pub use storage_metrics::{StorageMetrics, StorageMetricsSnapshot};

@@ -290,7 +290,7 @@ impl LogState {
         i.checked_sub(1)
     }
 
-    fn wake_all(&mut self) {
+    pub(crate) fn wake_all(&mut self) {
         for w in self.waiters.drain(..) {
             w.wake();
         }
@@ -929,7 +929,7 @@ impl LogInner {
             .insert(self.id, q.base_offset, q.last_offset, bytes);
     }
 
-    fn closed_error(&self) -> EngineError {
+    pub(crate) fn closed_error(&self) -> EngineError {
         EngineError::Closed {
             path: self.dir.clone(),
         }

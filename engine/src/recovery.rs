@@ -238,6 +238,7 @@ pub(crate) async fn open_log(
         .spawn_blocking({
             let dir = dir.clone();
             move || {
+                crate::log_restart::finish_interrupted_restart(&dir)?;
                 list_dir(&dir, sync)
                     .map(|l| (l, crate::delete_records::read_log_start_checkpoint(&dir)))
             }

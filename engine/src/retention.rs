@@ -1,5 +1,6 @@
 //! Retention: deletes whole closed segments that are older than `retention.ms` or
-//! beyond `retention.bytes`, oldest first. The active segment is rolled first when it
+//! beyond `retention.bytes`, oldest first, never a segment holding records at or
+//! above the high watermark. The active segment is rolled first when it
 //! alone is past `retention.ms`, so idle data does not live forever.
 
 use std::path::Path;
@@ -109,8 +110,11 @@ impl Log {
             .remove_oldest_segments(|st| {
                 let total: u64 = st.segments.iter().map(|s| s.size_bytes).sum();
                 let oldest = &st.segments[0];
+                // Only records below the high watermark may go: on a replica the rest
+                // is not committed yet (Kafka's rule too).
                 st.segments.len() > 1
                     && oldest.closed
+                    && st.segments[1].base_offset <= st.high_watermark
                     && (expired(oldest.max_timestamp_ms)
                         || config
                             .retention_bytes

@@ -31,6 +31,7 @@ fn retention_by_time_deletes_old_segments_only() {
             log.append(batch(i, 1, 1000, ts), durable()).await.unwrap();
         }
         let segs_before = log.segment_count();
+        log.set_high_watermark(log.log_end_offset());
         let out = log.apply_retention(now).await.unwrap();
         assert!(out.segments_deleted > 0);
         assert!(log.segment_count() < segs_before);
@@ -61,6 +62,7 @@ fn retention_by_size_keeps_at_most_the_limit_plus_active() {
         for i in 0..200u64 {
             log.append(batch(i, 1, 1000, 0), durable()).await.unwrap();
         }
+        log.set_high_watermark(log.log_end_offset());
         let out = log.apply_retention(0).await.unwrap();
         assert!(out.segments_deleted > 0);
         assert!(
@@ -70,6 +72,32 @@ fn retention_by_size_keeps_at_most_the_limit_plus_active() {
         );
         assert!(log.size_bytes() >= 40 * 1024 - 16 * 1024);
         assert_eq!(log.log_end_offset(), 200);
+    });
+}
+
+#[test]
+fn retention_never_deletes_records_at_or_above_the_high_watermark() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    run_local(move || async move {
+        let mut cfg = config(CleanupPolicy::Delete);
+        cfg.retention_bytes = Some(1);
+        let log = Log::open(&path, cfg, LogEnv::default()).await.unwrap();
+        for i in 0..200u64 {
+            log.append(batch(i, 1, 1000, 0), durable()).await.unwrap();
+        }
+        // A replica whose commit offset trails its log: only whole segments below it go.
+        log.set_high_watermark(100);
+        log.apply_retention(0).await.unwrap();
+        let start = log.log_start_offset();
+        assert!(start > 0 && start <= 100, "start {start}");
+        assert_eq!(read_all(&log).await.last().unwrap().0, 199);
+        log.set_high_watermark(0);
+        assert_eq!(log.high_watermark(), start, "clamped to the log start");
+        assert_eq!(log.apply_retention(0).await.unwrap().segments_deleted, 0);
+        log.set_high_watermark(200);
+        log.apply_retention(0).await.unwrap();
+        assert!(log.log_start_offset() > 100);
     });
 }
 

@@ -391,6 +391,7 @@ fn retention_keeps_the_state_of_live_producers() {
         // Producer 2's only batch is in the first segment, which retention deletes.
         log.append(pbatch(2, 0, 0, 1), durable()).await.unwrap();
         append_seqs(&log, 0, 60).await;
+        log.set_high_watermark(log.log_end_offset());
         let out = log.apply_retention(0).await.unwrap();
         assert!(out.segments_deleted > 0 && log.log_start_offset() > 0);
         drop(log);

@@ -71,7 +71,9 @@
 //! - **Retention and snapshots.** When segments below some applied offset are deleted,
 //!   call [`Raft::compact`]; a follower whose log ends below the leader's log start is
 //!   sent a [`MessageBody::Snapshot`], to which the application attaches its state
-//!   (the controller's metadata image; producer state for a partition).
+//!   (the controller's metadata image; a partition's carries none: the follower
+//!   restarts its log empty at the snapshot's end). Every [`Append`] names the
+//!   leader's log start, so a follower's application can move its own start after it.
 //!
 //! # Simulation
 //!

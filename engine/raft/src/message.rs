@@ -78,13 +78,12 @@ pub struct Append {
     pub commit_offset: u64,
     /// The leader's log end when the message was made (what the transport may attach).
     pub send_end_offset: u64,
-    /// The leader's log start: the records below it are gone (retention, DeleteRecords).
-    /// A follower moves its own log start up to it, within what it has committed, as
-    /// Kafka followers follow the leader's log start offset. The state machine fills
-    /// its own log start; the owner may raise it to its storage's.
-    pub log_start_offset: u64,
     /// The batches carried, contiguous from `prev_end_offset`.
     pub entries: Vec<Entry>,
+    /// The leader's log start: the application of a follower moves its own log start
+    /// up to it (within what it committed), as retention and DeleteRecords moved the
+    /// leader's. The state machine itself ignores it.
+    pub log_start_offset: u64,
 }
 
 /// A follower's answer to an append or a snapshot.

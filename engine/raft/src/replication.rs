@@ -37,8 +37,8 @@ impl Raft {
             prev_term,
             commit_offset,
             send_end_offset: log_end,
-            log_start_offset: self.log.log_start_offset(),
             entries: Vec::new(),
+            log_start_offset: log_start,
         });
         let m = self.message(to, body);
         self.send(m);
@@ -61,8 +61,8 @@ impl Raft {
             prev_term,
             commit_offset: self.commit_offset,
             send_end_offset: prev_end_offset,
-            log_start_offset: self.log.log_start_offset(),
             entries: Vec::new(),
+            log_start_offset: self.log.log_start_offset(),
         });
         let m = self.message(to, body);
         self.send(m);

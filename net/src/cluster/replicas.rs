@@ -262,7 +262,18 @@ pub async fn attach(broker: &Broker, key: &PartitionKey, log: &Log) -> Result<()
             format!("{}-{}: replicas {replicas:?}: {e}", key.0, key.1),
         )
     })?;
-    let restored = log.raft_restored_state(hard, membership);
+    let mut restored = log.raft_restored_state(hard, membership);
+    // In the middle of a move the log's membership batches say who votes now, not the
+    // image's replicas; elsewhere they agree, and the scan is skipped.
+    if PartitionGoals::of(&broker.shard)
+        .get(&group)
+        .is_some_and(|g| g.target.is_some())
+    {
+        restored.memberships = log
+            .raft_memberships(strata_engine::MEMBERSHIP_SCAN_BYTES_MAX)
+            .await
+            .map_err(WireError::from)?;
+    }
     let fresh = restored.log_end_offset == 0 && restored.hard_state.term == 0;
     let cfg: Config = raft_config(me, &key.0, key.1);
     let raft = Raft::new(cfg, restored).map_err(|e| {

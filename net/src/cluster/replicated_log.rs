@@ -79,8 +79,12 @@ pub struct ReplicatedLog {
     /// Told when an input left the group awake (not quiescent), so the shard's tick
     /// loop ticks it again.
     on_awake: RefCell<Option<AwakeHook>>,
-    /// A move of the log start to the leader's is under way.
-    following_log_start: Rc<Cell<bool>>,
+    /// The engine log start the state machine was last told of (see
+    /// [`follow_log_start`](Self::follow_log_start)).
+    told_log_start: Cell<i64>,
+    /// The highest log start a leader's append named (see
+    /// [`follow_leader_log_start`](Self::follow_leader_log_start)).
+    leader_log_start: Cell<u64>,
 }
 
 impl ReplicatedLog {
@@ -97,6 +101,7 @@ impl ReplicatedLog {
     ) -> Rc<ReplicatedLog> {
         let (wake_tx, wake_rx) = local_channel::new_bounded(1);
         let leadership = (raft.role(), raft.term(), raft.leader());
+        let told_log_start = log.log_start_offset();
         Rc::new(ReplicatedLog {
             group,
             log,
@@ -113,7 +118,8 @@ impl ReplicatedLog {
             stopped: Cell::new(false),
             lag_ticks,
             on_awake: RefCell::new(None),
-            following_log_start: Rc::new(Cell::new(false)),
+            told_log_start: Cell::new(told_log_start),
+            leader_log_start: Cell::new(0),
         })
     }
 
@@ -285,8 +291,8 @@ impl ReplicatedLog {
     /// A message for this group from the transport.
     pub fn receive(&self, message: Message, batches: Vec<Bytes>) {
         if let MessageBody::Append(a) = &message.body {
-            if message.term >= self.raft.borrow().term() {
-                self.follow_log_start(a.log_start_offset);
+            if a.log_start_offset > self.leader_log_start.get() {
+                self.leader_log_start.set(a.log_start_offset);
             }
             let mut received = self.received.borrow_mut();
             if received.len() + batches.len() <= RECEIVED_BATCHES_MAX {
@@ -299,27 +305,6 @@ impl ReplicatedLog {
             tracing::debug!(group = %self.group, error = %e, "raft message refused");
         }
         self.wake();
-    }
-
-    /// Follower: moves the log start up to the leader's `leader_start`, within what
-    /// this replica has committed (the rest follows with a later append), so records
-    /// the leader deleted (DeleteRecords, retention) are gone here too and stay gone
-    /// when this replica leads.
-    fn follow_log_start(&self, leader_start: u64) {
-        let target = (leader_start as i64).min(self.log.high_watermark());
-        if target <= self.log.log_start_offset() || self.following_log_start.replace(true) {
-            return;
-        }
-        let log = self.log.clone();
-        let busy = Rc::clone(&self.following_log_start);
-        let group = self.group;
-        glommio::spawn_local(async move {
-            if let Err(e) = log.delete_records_before(target).await {
-                tracing::debug!(%group, target, error = %e, "log start not moved to the leader's");
-            }
-            busy.set(false);
-        })
-        .detach();
     }
 
     /// Leader: lets the followers hear of a log start moved outside the log
@@ -477,6 +462,8 @@ impl ReplicatedLog {
             if self.stopped.get() {
                 return None;
             }
+            self.follow_leader_log_start().await;
+            self.follow_log_start().await;
             let has_ready = self.raft.borrow().has_ready();
             if !has_ready {
                 for tx in self.settled_tx.borrow_mut().drain(..) {
@@ -501,6 +488,76 @@ impl ReplicatedLog {
                 let _ = tx.try_send(());
             }
             self.note_leadership();
+        }
+    }
+
+    /// Retention or DeleteRecords moved a partition's engine log start: compacts the
+    /// state machine's log to the first batch boundary at or above it (never past what
+    /// it applied; the rest at a later call), so a follower whose log ends below it is
+    /// sent a snapshot and restarts its log there. Leader and followers each follow
+    /// their own log's start. Not for the controller group: its snapshot would have to
+    /// carry the metadata image, which is not supported.
+    async fn follow_log_start(&self) {
+        if !matches!(self.group, GroupId::Partition { .. }) {
+            return;
+        }
+        let start = self.log.log_start_offset();
+        if start <= self.told_log_start.get() {
+            return;
+        }
+        let end = self.log.log_end_offset();
+        // DeleteRecords may start the log inside a batch; the state machine's log
+        // starts at the batch's end, where a follower can continue.
+        let boundary = match self.log.read(start, 1, Some(end)).await {
+            Ok(read) => read
+                .batches
+                .first()
+                .and_then(|b| check_batch(b).ok())
+                .map_or(start, |h| {
+                    if h.base_offset < start {
+                        h.base_offset + i64::from(h.last_offset_delta) + 1
+                    } else {
+                        h.base_offset
+                    }
+                }),
+            // The start moved again meanwhile: the next call sees the new one.
+            Err(_) => return,
+        };
+        let Ok(boundary) = u64::try_from(boundary) else {
+            return;
+        };
+        let mut raft = self.raft.borrow_mut();
+        let target = boundary.min(raft.applied_offset());
+        if target > raft.log_start_offset() {
+            if let Err(e) = raft.compact(target) {
+                tracing::debug!(group = %self.group, error = %e, "raft log not compacted");
+                return;
+            }
+        }
+        if target == boundary {
+            self.told_log_start.set(start);
+        }
+    }
+
+    /// Follower of a partition: once it committed up to the log start its leader
+    /// announced, moves its own log start there (Kafka's followers do the same), so
+    /// records retention or DeleteRecords removed on the leader do not come back
+    /// should this replica lead. Any leader's start is committed, and the same batch
+    /// boundary in every replica's log.
+    async fn follow_leader_log_start(&self) {
+        if !matches!(self.group, GroupId::Partition { .. }) || self.is_leader() {
+            return;
+        }
+        let leader_start = self.leader_log_start.get();
+        let own_start = self.log.log_start_offset();
+        let Ok(target) = i64::try_from(leader_start) else {
+            return;
+        };
+        if target <= own_start || self.log.high_watermark() < target {
+            return;
+        }
+        if let Err(e) = self.log.delete_records_before(target).await {
+            tracing::debug!(group = %self.group, error = %e, "log start not moved to the leader's");
         }
     }
 
@@ -530,10 +587,24 @@ impl ReplicatedLog {
                     }
                 }
                 LogOp::InstallSnapshot(meta) => {
-                    // Partition snapshots (a follower behind the leader's log start) are
-                    // not served yet; the leader never compacts its Raft log, so this
-                    // only comes from a controller snapshot, which is not sent either.
-                    tracing::warn!(group = %self.group, end_offset = meta.end_offset, "snapshot install is not supported; ignored");
+                    if !matches!(self.group, GroupId::Partition { .. }) {
+                        // The controller never compacts its Raft log (see
+                        // `follow_log_start`), so no leader sends this.
+                        tracing::error!(group = %self.group, end_offset = meta.end_offset, "a controller snapshot cannot be installed (metadata snapshots are not supported); ignored");
+                        continue;
+                    }
+                    // A partition's snapshot carries no data: its log is behind the
+                    // leader's log start, so it drops it and continues empty there.
+                    let end = meta.end_offset;
+                    let epoch_below = i32::try_from(meta.term).unwrap_or(i32::MAX);
+                    self.log
+                        .restart_at(end.min(i64::MAX as u64) as i64, epoch_below)
+                        .await?;
+                    self.received
+                        .borrow_mut()
+                        .retain(|(start, _), _| *start >= end);
+                    self.told_log_start.set(self.log.log_start_offset());
+                    tracing::info!(group = %self.group, log_start_offset = end, "log restarted at the leader's log start");
                 }
             }
         }
@@ -712,8 +783,8 @@ mod tests {
             prev_term: 0,
             commit_offset: 0,
             send_end_offset: 2,
-            log_start_offset: 0,
             entries: Vec::new(),
+            log_start_offset: 0,
         };
         let mut out = Vec::new();
         fill_entries(&mut a, batches, &mut out);

@@ -2,9 +2,11 @@
 //! watermark), on each partition's owner shard, through the engine's
 //! `Log::delete_records_before`; in a cluster on the partition's leader only, whose
 //! followers move their log start to the leader's as its appends and heartbeats tell
-//! them (`ReplicatedLog::follow_log_start`). Records below the new start can no longer be read;
+//! them. Records below the new start can no longer be read;
 //! closed segments wholly below it are deleted. Internal topics are refused: their
-//! records are the consumer groups' state.
+//! records are the consumer groups' state. In a cluster only a partition's leader
+//! deletes, and a replicated log's new start is the start of the batch holding the
+//! requested offset.
 
 use std::rc::Rc;
 
@@ -17,8 +19,8 @@ use super::admin::{on_owners, owner_of, refuse, Outcome};
 use super::errors::{kafka_error, KafkaCode};
 use super::Ctx;
 use crate::broker::Broker;
-use crate::cluster::replicas::ShardReplicas;
 use crate::errors::WireError;
+use strata_schema::check_batch;
 
 /// The offset that means "up to the high watermark".
 const HIGH_WATERMARK: i64 = -1;
@@ -34,28 +36,28 @@ async fn delete_before(broker: Rc<Broker>, (topic, partition, offset): Item) -> 
             format!("records of internal topic {topic} cannot be deleted"),
         ));
     }
+    // In a cluster only the leader deletes (its followers that fall behind its new
+    // start restart their logs there); elsewhere NOT_LEADER_OR_FOLLOWER.
+    let replica = crate::cluster::replicas::leader_replica(&broker, &topic, partition as u32)
+        .map_err(|e| kafka_error(&e))?;
+    let replicated = replica.is_some();
     let log = broker
         .log(&topic, partition as u32)
         .await
         .map_err(|e| kafka_error(&broker.closed_means_deleted(&topic, e)))?;
-    // In a cluster the leader deletes; its followers follow its log start.
-    let replica = if broker.config.cluster.is_some() {
-        match ShardReplicas::of(&broker.shard).get(&topic, partition as u32) {
-            Some(r) if r.is_leader() => Some(r),
-            _ => {
-                return Err(refuse(
-                    KafkaCode::NotLeaderOrFollower,
-                    format!("this broker does not lead {topic}-{partition}"),
-                ))
-            }
-        }
-    } else {
-        None
-    };
-    let target = match offset {
+    let mut target = match offset {
         HIGH_WATERMARK => log.high_watermark(),
         o => o,
     };
+    if replicated && (log.log_start_offset()..log.high_watermark()).contains(&target) {
+        // A replicated log starts at a batch boundary (a follower restarted at the
+        // start must be able to append the batch there): keep the batch holding it.
+        if let Ok(read) = log.read(target, 1, None).await {
+            if let Some(h) = read.batches.first().and_then(|b| check_batch(b).ok()) {
+                target = target.min(h.base_offset);
+            }
+        }
+    }
     let start = log
         .delete_records_before(target)
         .await

@@ -603,8 +603,8 @@ fn decode_group_message(
                 prev_term: a.prev_term(),
                 commit_offset: a.commit_offset(),
                 send_end_offset: a.send_end_offset(),
-                log_start_offset: a.log_start_offset(),
                 entries,
+                log_start_offset: a.log_start_offset(),
             })
         }
         fb::Body::AppendAccepted => MessageBody::AppendResponse(AppendResult::Accepted {

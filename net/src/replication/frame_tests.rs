@@ -92,8 +92,8 @@ fn message(r: &mut SplitMix64, variant: u64) -> GroupMessage {
                 prev_term: r.next_u64(),
                 commit_offset: r.next_u64(),
                 send_end_offset: r.next_u64(),
-                log_start_offset: r.next_u64(),
                 entries,
+                log_start_offset: r.next_u64(),
             })
         }
         5 => MessageBody::AppendResponse(AppendResult::Accepted {

@@ -120,3 +120,45 @@ fn memberships_beyond_the_bound_are_refused() {
     assert!(Membership::new(&ids).is_err());
     assert!(Membership::new(&ids[..crate::MEMBERS_MAX]).is_ok());
 }
+
+/// A replica restarted in the middle of a move restores the membership its log holds
+/// (the newest membership entry), not the one it started with: a promoted learner
+/// comes back a voter, can campaign and win, and the others count it.
+#[test]
+fn a_replica_restarted_mid_move_uses_the_newest_membership_in_its_log() {
+    let mut c = Cluster::new(&[1, 2, 3], |_| {});
+    c.add_node(4, Membership::default(), |_| {});
+    c.elect(1);
+    c.propose(1, 2);
+    c.deliver_all();
+    for change in [
+        MembershipChange::AddLearner(4),
+        MembershipChange::Promote(4),
+    ] {
+        c.raft(1).propose_membership(change).unwrap();
+        c.process(1);
+        c.deliver_all();
+        c.tick_all(2);
+    }
+    let moved = c.raft(1).membership().clone();
+    assert!(moved.is_voter(4));
+    for id in [2, 3, 4] {
+        c.restart(id);
+        assert_eq!(c.raft(id).membership(), &moved, "node {id} after restart");
+    }
+    // The leader goes; the promoted replica can lead the new membership.
+    c.isolate(1, &[2, 3, 4]);
+    c.tick_all(30);
+    c.raft(4).campaign_now();
+    c.process(4);
+    c.deliver_all();
+    let leaders: Vec<_> = c.leaders().into_iter().filter(|(id, _)| *id != 1).collect();
+    assert_eq!(leaders.len(), 1, "{leaders:?}");
+    let new_leader = leaders[0].0;
+    c.propose(new_leader, 1);
+    c.deliver_all();
+    c.tick_all(2);
+    let end = c.raft(new_leader).log_end_offset();
+    assert_eq!(c.raft(new_leader).commit_offset(), end);
+    assert_eq!(c.raft(4).commit_offset(), end);
+}

@@ -233,6 +233,62 @@ fn a_follower_behind_the_log_start_gets_a_snapshot() {
     );
 }
 
+/// After installing the snapshot, the follower replicates from the new start like any
+/// other: later batches commit on it, its log matches the leader's, and it can lead.
+#[test]
+fn a_follower_restarted_at_the_log_start_replicates_commits_and_can_lead() {
+    let mut c = Cluster::new(&[1, 2, 3], |_| {});
+    c.elect(1);
+    c.isolate(3, &[1, 2]);
+    for _ in 0..8 {
+        c.propose(1, 2);
+        c.deliver_all();
+    }
+    c.tick_node(1, 2);
+    // The leader and the caught-up follower apply their own retention.
+    let start = c.node(1).log[6].start_offset;
+    for id in [1, 2] {
+        c.raft(id).compact(start).unwrap();
+        c.nodes
+            .get_mut(&id)
+            .unwrap()
+            .log
+            .retain(|e| e.start_offset >= start);
+    }
+    let term_below = c.raft(1).epochs().log_start_term();
+    c.heal();
+    c.tick_all(4);
+    assert_eq!(c.node(3).snapshots_installed, 1);
+    assert_eq!(c.raft(3).log_start_offset(), start);
+    assert_eq!(c.raft(3).epochs().log_start_term(), term_below);
+    // New batches replicate from the new start and commit everywhere.
+    for _ in 0..3 {
+        c.propose(1, 2);
+        c.deliver_all();
+    }
+    c.tick_all(2);
+    let commit = c.raft(1).commit_offset();
+    assert_eq!(commit, c.raft(1).log_end_offset());
+    assert_eq!(c.raft(3).commit_offset(), commit);
+    c.assert_logs_equal(&[1, 2, 3]);
+    // It survives a restart (its log holds only what came after the snapshot) and
+    // can take over: what the group acknowledged is in its log.
+    c.restart(3);
+    c.tick_all(2);
+    c.raft(1).transfer_leadership(3).unwrap();
+    c.process(1);
+    c.deliver_all();
+    assert_eq!(c.raft(3).role(), crate::Role::Leader);
+    c.isolate(1, &[2, 3]);
+    c.propose(3, 1);
+    c.deliver_all();
+    c.tick_all(2);
+    assert_eq!(c.raft(2).commit_offset(), c.raft(3).log_end_offset());
+    c.assert_logs_equal(&[2, 3]);
+    assert!(c.node(3).log.iter().all(|e| e.start_offset >= start));
+    assert_eq!(c.node(3).log.first().unwrap().start_offset, start);
+}
+
 #[test]
 fn the_leader_reports_its_durable_end_and_the_high_watermark_separately() {
     let mut c = Cluster::new(&[1, 2, 3], |_| {});
