@@ -681,8 +681,17 @@ impl Log {
     /// Removes every batch at or after `offset`, which must be a batch boundary
     /// within [log start, log end]. Durable before it returns.
     pub async fn truncate(&self, offset: i64) -> Result<()> {
+        self.with_appends_paused(self.truncate_paused(offset)).await
+    }
+
+    /// Runs `work` (which rewrites the log's tail) with new appends held back, then
+    /// lets them go.
+    pub(crate) async fn with_appends_paused<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
         self.inner.state.borrow_mut().appends_paused = true;
-        let result = self.truncate_paused(offset).await;
+        let result = work.await;
         let mut st = self.inner.state.borrow_mut();
         st.appends_paused = false;
         st.wake_all();

@@ -138,16 +138,11 @@ impl Log {
                 end: self.log_end_offset(),
             });
         }
-        self.inner.state.borrow_mut().appends_paused = true;
-        let result = self.restart_paused(RestartIntent {
+        self.with_appends_paused(self.restart_paused(RestartIntent {
             offset,
             epoch_below,
-        });
-        let result = result.await;
-        let mut st = self.inner.state.borrow_mut();
-        st.appends_paused = false;
-        st.wake_all();
-        result
+        }))
+        .await
     }
 
     async fn restart_paused(&self, intent: RestartIntent) -> Result<()> {

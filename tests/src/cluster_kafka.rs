@@ -13,10 +13,24 @@ use crate::kafka::{admin, consumer, read_record, KAFKA_TIMEOUT};
 
 /// Creates `topic` (retrying while the controller quorum elects its first leader).
 pub fn create_replicated(bootstrap: &str, topic: &str, partitions: i32, rf: i32) {
+    create_replicated_with(bootstrap, topic, partitions, rf, &[]);
+}
+
+/// [`create_replicated`] with topic configs.
+pub fn create_replicated_with(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    rf: i32,
+    configs: &[(&str, &str)],
+) {
     let admin = admin(bootstrap);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(rf));
+        let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(rf));
+        for (k, v) in configs {
+            new = new.set(k, v);
+        }
         let results = futures_lite::future::block_on(admin.create_topics(
             [&new],
             &AdminOptions::new().operation_timeout(Some(KAFKA_TIMEOUT)),

@@ -19,39 +19,20 @@ use kafka_protocol::messages::{
     TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::AdminOptions;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use strata_tests::cluster::TestCluster;
-use strata_tests::cluster_kafka::{check_log, leader_of, read_all};
+use strata_tests::cluster_kafka::{check_log, create_replicated_with, leader_of, read_all};
 use strata_tests::kafka::{admin, consumer, producer, KAFKA_TIMEOUT};
 use strata_tests::kafka_wire::KafkaWire;
 
 const TOPIC: &str = "log-start";
 
-/// Creates the topic with `rf` replicas and 64 KiB segments (retrying while the
-/// controller elects).
+/// Creates the topic with `rf` replicas and 64 KiB segments.
 fn create_topic(bootstrap: &str, rf: i32) {
-    let admin = admin(bootstrap);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let new =
-            NewTopic::new(TOPIC, 1, TopicReplication::Fixed(rf)).set("segment.bytes", "65536");
-        let results = futures_lite::future::block_on(admin.create_topics(
-            [&new],
-            &AdminOptions::new().operation_timeout(Some(KAFKA_TIMEOUT)),
-        ))
-        .expect("create_topics request");
-        match &results[0] {
-            Ok(_) => return,
-            Err((_, e)) if Instant::now() < deadline => {
-                eprintln!("create {TOPIC}: {e}; retrying");
-                std::thread::sleep(Duration::from_millis(500));
-            }
-            Err((_, e)) => panic!("create {TOPIC}: {e}"),
-        }
-    }
+    create_replicated_with(bootstrap, TOPIC, 1, rf, &[("segment.bytes", "65536")]);
 }
 
 /// Produces records `from..to` with acks=all; returns the acknowledged (record,

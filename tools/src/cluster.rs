@@ -25,19 +25,20 @@ pub enum ClusterCommand {
 }
 
 pub fn run(cmd: ClusterCommand, brokers: Vec<String>) -> anyhow::Result<()> {
-    if let ClusterCommand::Decommission(args) = &cmd {
-        return crate::cluster_ops::decommission(args);
-    }
-    let admin = Admin::connect(AdminConfig {
-        brokers,
-        ..AdminConfig::default()
-    })?;
+    let admin = || {
+        Admin::connect(AdminConfig {
+            brokers,
+            ..AdminConfig::default()
+        })
+    };
     let out = match cmd {
-        ClusterCommand::Status => status(&admin.describe_cluster(false).wait()?),
-        ClusterCommand::Brokers => brokers_table(&admin.describe_cluster(false).wait()?),
+        // Kafka's UnregisterBroker, over the Kafka listener.
+        ClusterCommand::Decommission(args) => return crate::cluster_ops::decommission(&args),
+        ClusterCommand::Status => status(&admin()?.describe_cluster(false).wait()?),
+        ClusterCommand::Brokers => brokers_table(&admin()?.describe_cluster(false).wait()?),
         ClusterCommand::Partitions { topic } => {
             let topics: Option<Vec<&str>> = topic.as_deref().map(|t| vec![t]);
-            let cluster = admin.describe_replication(topics.as_deref())?;
+            let cluster = admin()?.describe_replication(topics.as_deref())?;
             if let Some(t) = &topic {
                 if let Some((_, Err(e))) = cluster.topics.iter().find(|(n, _)| n == t) {
                     anyhow::bail!("cannot describe topic {t}: {e}");
@@ -45,7 +46,6 @@ pub fn run(cmd: ClusterCommand, brokers: Vec<String>) -> anyhow::Result<()> {
             }
             partitions_table(&cluster)
         }
-        ClusterCommand::Decommission(_) => unreachable!("answered above"),
     };
     print!("{out}");
     Ok(())

@@ -51,11 +51,15 @@ pub async fn report(shard: &Shard, report: LeaderReport) -> bool {
     {
         let mut waiting = reports.waiting.borrow_mut();
         let key = (report.topic_id, report.partition);
-        let entry = waiting
-            .entry(key)
-            .or_insert_with(|| (report.clone(), Vec::new()));
-        entry.0 = report;
-        entry.1.push(tx);
+        match waiting.get_mut(&key) {
+            Some((newest, waiters)) => {
+                *newest = report;
+                waiters.push(tx);
+            }
+            None => {
+                waiting.insert(key, (report, vec![tx]));
+            }
+        }
     }
     if !reports.sending.replace(true) {
         glommio::spawn_local(send_loop(shard.clone(), Rc::clone(&reports))).detach();
@@ -77,16 +81,19 @@ async fn send_loop(shard: Shard, reports: Rc<LeaderReports>) {
             reports.sending.set(false);
             return;
         }
-        let cmd = ControllerCommand::ReportLeaders(batch.iter().map(|(r, _)| r.clone()).collect());
+        let (batch, waiters): (Vec<LeaderReport>, Vec<Vec<LocalSender<bool>>>) =
+            batch.into_iter().unzip();
+        let count = batch.len();
+        let cmd = ControllerCommand::ReportLeaders(batch);
         let taken = match crate::cluster::node::submit(&shard, cmd).await {
             Ok(_) => true,
             Err(e) => {
-                tracing::debug!(error = %e.message, reports = batch.len(), "leader reports not taken");
+                tracing::debug!(error = %e.message, reports = count, "leader reports not taken");
                 false
             }
         };
-        for (_, waiters) in batch {
-            for w in waiters {
+        for waiting in waiters {
+            for w in waiting {
                 let _ = w.try_send(taken);
             }
         }

@@ -55,9 +55,7 @@ impl SteppedDown {
         let mut entries = self.entries.borrow_mut();
         entries.retain(|(topic_id, partition), (term, _)| {
             image
-                .topics()
-                .values()
-                .find(|t| t.id == *topic_id)
+                .topic_by_id(topic_id)
                 .and_then(|t| t.partitions.get(*partition as usize))
                 .is_some_and(|p| p.leader == Some(me) && i64::from(p.leader_epoch) <= *term as i64)
         });

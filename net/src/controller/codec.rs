@@ -204,11 +204,14 @@ pub fn encode_command(cmd: &ControllerCommand) -> Vec<u8> {
             w.u8(CMD_REPORT_LEADERS);
             w.u32(reports.len() as u32);
             for r in reports {
-                w.id16(&r.topic_id);
-                w.u32(r.partition);
-                w.opt_node(r.leader);
-                w.i32(r.leader_epoch);
-                w.nodes(&r.isr);
+                write_report(
+                    &mut w,
+                    &r.topic_id,
+                    r.partition,
+                    r.leader,
+                    r.leader_epoch,
+                    &r.isr,
+                );
             }
         }
         C::ReportLeader {
@@ -219,11 +222,7 @@ pub fn encode_command(cmd: &ControllerCommand) -> Vec<u8> {
             isr,
         } => {
             w.u8(CMD_REPORT_LEADER);
-            w.id16(topic_id);
-            w.u32(*partition);
-            w.opt_node(*leader);
-            w.i32(*leader_epoch);
-            w.nodes(isr);
+            write_report(&mut w, topic_id, *partition, *leader, *leader_epoch, isr);
         }
         C::AllocateProducerIds { count } => {
             w.u8(CMD_ALLOCATE_PRODUCER_IDS);
@@ -316,13 +315,22 @@ pub fn decode_command(bytes: &[u8]) -> Result<ControllerCommand, RecordCodecErro
             incremental: r.bool("incremental")?,
             validate_only: r.bool("validate only")?,
         },
-        CMD_REPORT_LEADER => C::ReportLeader {
-            topic_id: r.id16("topic id")?,
-            partition: r.u32("partition")?,
-            leader: r.opt_node("leader")?,
-            leader_epoch: r.i32("leader epoch")?,
-            isr: r.nodes("in-sync replicas", REPLICATION_FACTOR_MAX)?,
-        },
+        CMD_REPORT_LEADER => {
+            let LeaderReport {
+                topic_id,
+                partition,
+                leader,
+                leader_epoch,
+                isr,
+            } = read_report(&mut r)?;
+            C::ReportLeader {
+                topic_id,
+                partition,
+                leader,
+                leader_epoch,
+                isr,
+            }
+        }
         CMD_REPORT_LEADERS => {
             let n = r.u32("leader reports")? as usize;
             if n > LEADER_REPORTS_MAX {
@@ -334,13 +342,7 @@ pub fn decode_command(bytes: &[u8]) -> Result<ControllerCommand, RecordCodecErro
             }
             let mut reports = Vec::with_capacity(n);
             for _ in 0..n {
-                reports.push(LeaderReport {
-                    topic_id: r.id16("topic id")?,
-                    partition: r.u32("partition")?,
-                    leader: r.opt_node("leader")?,
-                    leader_epoch: r.i32("leader epoch")?,
-                    isr: r.nodes("in-sync replicas", REPLICATION_FACTOR_MAX)?,
-                });
+                reports.push(read_report(&mut r)?);
             }
             C::ReportLeaders(reports)
         }
@@ -466,3 +468,29 @@ pub fn decode_reply(bytes: &[u8]) -> Result<ControllerReply, RecordCodecError> {
 #[cfg(test)]
 #[path = "codec_tests.rs"]
 mod tests;
+
+/// One partition leader's report, as `ReportLeader` and `ReportLeaders` carry it.
+fn write_report(
+    w: &mut Writer,
+    topic_id: &[u8; 16],
+    partition: u32,
+    leader: Option<NodeId>,
+    leader_epoch: i32,
+    isr: &[NodeId],
+) {
+    w.id16(topic_id);
+    w.u32(partition);
+    w.opt_node(leader);
+    w.i32(leader_epoch);
+    w.nodes(isr);
+}
+
+fn read_report(r: &mut Reader<'_>) -> Result<LeaderReport, RecordCodecError> {
+    Ok(LeaderReport {
+        topic_id: r.id16("topic id")?,
+        partition: r.u32("partition")?,
+        leader: r.opt_node("leader")?,
+        leader_epoch: r.i32("leader epoch")?,
+        isr: r.nodes("in-sync replicas", REPLICATION_FACTOR_MAX)?,
+    })
+}

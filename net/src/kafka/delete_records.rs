@@ -40,7 +40,6 @@ async fn delete_before(broker: Rc<Broker>, (topic, partition, offset): Item) -> 
     // start restart their logs there); elsewhere NOT_LEADER_OR_FOLLOWER.
     let replica = crate::cluster::replicas::leader_replica(&broker, &topic, partition as u32)
         .map_err(|e| kafka_error(&e))?;
-    let replicated = replica.is_some();
     let log = broker
         .log(&topic, partition as u32)
         .await
@@ -49,7 +48,7 @@ async fn delete_before(broker: Rc<Broker>, (topic, partition, offset): Item) -> 
         HIGH_WATERMARK => log.high_watermark(),
         o => o,
     };
-    if replicated && (log.log_start_offset()..log.high_watermark()).contains(&target) {
+    if replica.is_some() && (log.log_start_offset()..log.high_watermark()).contains(&target) {
         // A replicated log starts at a batch boundary (a follower restarted at the
         // start must be able to append the batch there): keep the batch holding it.
         if let Ok(read) = log.read(target, 1, None).await {
