@@ -15,13 +15,7 @@ import argparse, os, shutil, signal, subprocess, sys, tempfile, time
 from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 
-
-def start(bin_, d, i, voters, ports):
-    log = open(os.path.join(d, f"log{i}"), "ab")
-    return subprocess.Popen([bin_, "serve", "--cores", "1", "--node-id", str(i),
-        "--cluster-listen", f"127.0.0.1:{ports[i][0]}", "--voters", voters,
-        "--listen", f"127.0.0.1:{ports[i][1]}", "--kafka-listen", f"127.0.0.1:{ports[i][2]}",
-        "--metrics-addr", "off", "--data-dir", os.path.join(d, f"n{i}")], stdout=log, stderr=log)
+from local_cluster import start
 
 
 def leader(admin, topic):

@@ -15,33 +15,14 @@ the broker-to-broker connections (every TCP segment either way on the cluster
 listeners' connections, from `ss -ti`). Bounded: every wait gives up (and the script
 fails) after its timeout; the brokers are killed at the end whatever happens.
 """
-import argparse, json, os, re, resource, shutil, signal, subprocess, sys, time
+import argparse, json, os, re, shutil, signal, subprocess, sys, time
 
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from local_cluster import start, wait_brokers
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def start(bin_, d, i, voters, ports, cores):
-    os.makedirs(os.path.join(d, f"n{i}"), exist_ok=True)
-    log = open(os.path.join(d, f"log{i}"), "ab")
-    return subprocess.Popen([bin_, "serve", "--cores", str(cores), "--node-id", str(i),
-        "--cluster-listen", f"127.0.0.1:{ports[i][0]}", "--voters", voters,
-        "--listen", f"127.0.0.1:{ports[i][1]}", "--kafka-listen", f"127.0.0.1:{ports[i][2]}",
-        "--metrics-addr", "off", "--data-dir", os.path.join(d, f"n{i}")], stdout=log, stderr=log,
-        preexec_fn=raise_open_files)
-
-
-def raise_open_files():
-    """Every partition replica keeps a few files open (segment, indexes): 10,000 of
-    them need more descriptors than the usual limit, as Kafka's do."""
-    want = 262144
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, want), max(hard, want)))
-    except (ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def rss_kib(pid):
@@ -107,23 +88,6 @@ def measure(procs, cluster_ports, seconds):
     }
 
 
-def wait_brokers(boot, n, timeout_s):
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            admin = KafkaAdminClient(bootstrap_servers=boot, request_timeout_ms=180000)
-            brokers = admin.describe_cluster().get("brokers", [])
-            if len(brokers) >= n:
-                return admin
-            last = f"{len(brokers)} brokers registered"
-            admin.close()
-        except Exception as e:  # not up yet
-            last = repr(e)
-        time.sleep(1)
-    raise RuntimeError(f"the cluster did not come up within {timeout_s} s ({last})")
-
-
 def create(admin, name, partitions, rf, attempts=5):
     """Creates one topic; a timed-out attempt may still have created it."""
     for attempt in range(attempts):
@@ -177,7 +141,7 @@ def main():
     result = {"args": vars(a)}
     ok = False
     try:
-        admin = wait_brokers(boot, 3, 120)
+        admin = wait_brokers(boot, 3, 120, request_timeout_ms=180000)
         time.sleep(a.settle_seconds)
         print(f"measuring the empty cluster for {a.idle_seconds:.0f} s", flush=True)
         empty = measure(procs, cluster_ports, a.idle_seconds)

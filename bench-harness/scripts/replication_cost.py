@@ -16,33 +16,8 @@ on a run after --run-timeout-seconds, and kills the brokers at the end.
 """
 import argparse, json, os, shutil, signal, statistics, subprocess, sys, tempfile, time
 
-from kafka.admin import KafkaAdminClient
 
-
-def start(bin_, d, i, voters, ports, cores):
-    os.makedirs(os.path.join(d, f"n{i}"), exist_ok=True)
-    log = open(os.path.join(d, f"log{i}"), "ab")
-    return subprocess.Popen([bin_, "serve", "--cores", str(cores), "--node-id", str(i),
-        "--cluster-listen", f"127.0.0.1:{ports[i][0]}", "--voters", voters,
-        "--listen", f"127.0.0.1:{ports[i][1]}", "--kafka-listen", f"127.0.0.1:{ports[i][2]}",
-        "--metrics-addr", "off", "--data-dir", os.path.join(d, f"n{i}")], stdout=log, stderr=log)
-
-
-def wait_brokers(boot, n, timeout_s):
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            admin = KafkaAdminClient(bootstrap_servers=boot, request_timeout_ms=30000)
-            brokers = admin.describe_cluster().get("brokers", [])
-            admin.close()
-            if len(brokers) >= n:
-                return
-            last = f"{len(brokers)} brokers registered"
-        except Exception as e:  # not up yet
-            last = repr(e)
-        time.sleep(1)
-    raise RuntimeError(f"the cluster did not come up within {timeout_s} s ({last})")
+from local_cluster import start, wait_brokers
 
 
 def run_once(a, boot, rf, topic, out):
@@ -98,7 +73,7 @@ def main():
     runs = []
     out = tempfile.mktemp(prefix="strata-rf-", suffix=".json")
     try:
-        wait_brokers(boot, 3, 120)
+        wait_brokers(boot, 3, 120).close()
         time.sleep(3)
         for r in range(a.rounds):
             for rf in (3, 1):
