@@ -762,6 +762,9 @@ impl Log {
             st.written_end_offset = offset;
             st.durable_end_offset = offset;
             st.durable_wanted_offset = st.durable_wanted_offset.min(offset);
+            // The files differ from what the open found even when the shape is back
+            // where it was (a cut to the opened end): the close re-indexes.
+            st.opened_shape = None;
             st.high_watermark = st.high_watermark.min(offset);
             st.epochs.truncate_from(offset);
             st.epochs_dirty = true;

@@ -180,6 +180,8 @@ impl Log {
         {
             let mut st = inner.state.borrow_mut();
             st.segments = vec![Segment::empty(offset)];
+            // New files: the close writes them whole, whatever the open found.
+            st.opened_shape = None;
             st.log_start_offset = offset;
             st.high_watermark = offset;
             st.written_end_offset = offset;

@@ -329,24 +329,24 @@ pub(crate) async fn open_log(
                 && index_sizes_ok(index_size, time_size)
         });
         inner.state.borrow_mut().segments.push(Segment::empty(base));
-        match trusted {
-            Some(m) => {
-                open_clean_active(&inner, base, size, m.next_offset).await?;
-                inner.state.borrow_mut().opened = OpenKind::Clean;
-            }
-            None => {
-                let mut replay = if snapshot_offsets.is_empty() {
-                    ProducerReplay {
-                        from: i64::MAX,
-                        state: ProducerStates::default(),
-                    }
-                } else {
-                    start_replay(&inner, &snapshots, listing.bases[0], base).await?
-                };
-                recover_active(&inner, base, size, &mut replay).await?;
-                replayed = Some(replay);
-                inner.state.borrow_mut().opened = OpenKind::Recovered;
-            }
+        let clean = match trusted {
+            Some(m) => open_clean_active(&inner, base, size, m.next_offset).await?,
+            None => false,
+        };
+        if clean {
+            inner.state.borrow_mut().opened = OpenKind::Clean;
+        } else {
+            let mut replay = if snapshot_offsets.is_empty() {
+                ProducerReplay {
+                    from: i64::MAX,
+                    state: ProducerStates::default(),
+                }
+            } else {
+                start_replay(&inner, &snapshots, listing.bases[0], base).await?
+            };
+            recover_active(&inner, base, size, &mut replay).await?;
+            replayed = Some(replay);
+            inner.state.borrow_mut().opened = OpenKind::Recovered;
         }
     }
     {
@@ -664,15 +664,22 @@ async fn header_at(file: &StorageFile, pos: u64) -> Result<Option<BatchHeader>> 
     Ok(BatchHeader::decode(&raw).ok())
 }
 
+/// Takes the active segment as the clean marker describes it; false (nothing taken)
+/// when its index points past the segment's end, so the marker cannot be trusted and
+/// the segment is recovered instead.
 async fn open_clean_active(
     inner: &Rc<LogInner>,
     base: i64,
     size: u64,
     next_offset: i64,
-) -> Result<()> {
+) -> Result<bool> {
     let index = OffsetIndex::decode(
         &read_whole(inner, &segment_path(&inner.dir, base, INDEX_SUFFIX)).await?,
     );
+    let indexed_bytes = index.last().map_or(0, |(_, p)| u64::from(p));
+    if indexed_bytes > size {
+        return Ok(false);
+    }
     let time_index = TimeIndex::decode(
         &read_whole(inner, &segment_path(&inner.dir, base, TIME_INDEX_SUFFIX)).await?,
     );
@@ -695,11 +702,11 @@ async fn open_clean_active(
     seg.size_bytes = size;
     seg.written_bytes = size;
     seg.max_timestamp_ms = time_index.max_timestamp_ms().unwrap_or(-1);
-    seg.bytes_since_index = size - index.last().map_or(0, |(_, p)| u64::from(p));
+    seg.bytes_since_index = size - indexed_bytes;
     seg.first_append_ms = first_append_ms;
     seg.index = index;
     seg.time_index = time_index;
-    Ok(())
+    Ok(true)
 }
 
 /// Validates the active segment after an unclean stop: keeps the index entries that

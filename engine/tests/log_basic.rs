@@ -234,3 +234,79 @@ fn reading_many_segments_keeps_few_files_open() {
         assert!(after <= before + 20, "{before} -> {after} open files");
     });
 }
+
+/// A cut back to the end the log was opened at changes the files all the same: the
+/// close must re-index, or the next clean open trusts an index past the segment's end.
+#[test]
+fn truncating_back_to_the_opened_end_then_closing_reopens_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    run_local(move || async move {
+        let log = Log::open(&path, small_segments(), LogEnv::default())
+            .await
+            .unwrap();
+        // A rolled segment has its index on disk; the cut makes it active again.
+        for i in 0..3u64 {
+            log.append(batch(i, 4, 1400, 1000), written())
+                .await
+                .unwrap();
+        }
+        log.roll().await.unwrap();
+        log.append(batch(3, 1, 10, 1000), written()).await.unwrap();
+        log.truncate(0).await.unwrap();
+        log.close().await.unwrap();
+        let log = Log::open(&path, small_segments(), LogEnv::default())
+            .await
+            .unwrap();
+        assert_eq!(log.log_end_offset(), 0);
+        let info = log.append(batch(7, 1, 10, 2000), durable()).await.unwrap();
+        assert_eq!(info.base_offset, 0);
+        log.set_high_watermark(log.log_end_offset());
+        let got = read_all(&log).await;
+        assert_eq!(got, vec![(0, 0, vec!["7:0:".to_string()])]);
+        log.close().await.unwrap();
+        let log = Log::open(&path, small_segments(), LogEnv::default())
+            .await
+            .unwrap();
+        log.set_high_watermark(log.log_end_offset());
+        assert_eq!(read_all(&log).await, got);
+    });
+}
+
+/// A clean marker beside an index that points past the active segment's end (files
+/// that disagree) is not trusted: the segment is recovered and reads stay whole.
+#[test]
+fn a_clean_marker_with_an_index_past_the_segment_end_is_recovered() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    run_local(move || async move {
+        let log = Log::open(&path, small_segments(), LogEnv::default())
+            .await
+            .unwrap();
+        for i in 0..3u64 {
+            log.append(batch(i, 2, 100, 1000), durable()).await.unwrap();
+        }
+        log.close().await.unwrap();
+        let index = std::fs::read_dir(&path)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|x| x == "index"))
+            .expect("an index file");
+        // Well-formed entries (the first at position 0), the second past the end.
+        let mut stale = Vec::new();
+        for (rel, pos) in [(0u32, 0u32), (1, 1 << 30)] {
+            stale.extend_from_slice(&rel.to_le_bytes());
+            stale.extend_from_slice(&pos.to_le_bytes());
+        }
+        std::fs::write(&index, stale).unwrap();
+        let log = Log::open(&path, small_segments(), LogEnv::default())
+            .await
+            .unwrap();
+        assert_eq!(log.log_end_offset(), 6);
+        log.set_high_watermark(log.log_end_offset());
+        let got: Vec<(i64, i64)> = read_all(&log).await.iter().map(|b| (b.0, b.1)).collect();
+        assert_eq!(got, vec![(0, 1), (2, 3), (4, 5)]);
+        let info = log.append(batch(9, 1, 10, 2000), durable()).await.unwrap();
+        assert_eq!(info.base_offset, 6);
+    });
+}
