@@ -3,6 +3,7 @@
 mod common;
 
 use common::*;
+use strata_engine::segment::{segment_path, INDEX_SUFFIX};
 use strata_engine::{run_local, EngineError, Log, LogConfig, LogEnv};
 
 fn small_segments() -> LogConfig {
@@ -235,6 +236,12 @@ fn reading_many_segments_keeps_few_files_open() {
     });
 }
 
+async fn open_small(path: &std::path::Path) -> Log {
+    Log::open(path, small_segments(), LogEnv::default())
+        .await
+        .unwrap()
+}
+
 /// A cut back to the end the log was opened at changes the files all the same: the
 /// close must re-index, or the next clean open trusts an index past the segment's end.
 #[test]
@@ -242,9 +249,7 @@ fn truncating_back_to_the_opened_end_then_closing_reopens_clean() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t-0");
     run_local(move || async move {
-        let log = Log::open(&path, small_segments(), LogEnv::default())
-            .await
-            .unwrap();
+        let log = open_small(&path).await;
         // A rolled segment has its index on disk; the cut makes it active again.
         for i in 0..3u64 {
             log.append(batch(i, 4, 1400, 1000), written())
@@ -255,9 +260,7 @@ fn truncating_back_to_the_opened_end_then_closing_reopens_clean() {
         log.append(batch(3, 1, 10, 1000), written()).await.unwrap();
         log.truncate(0).await.unwrap();
         log.close().await.unwrap();
-        let log = Log::open(&path, small_segments(), LogEnv::default())
-            .await
-            .unwrap();
+        let log = open_small(&path).await;
         assert_eq!(log.log_end_offset(), 0);
         let info = log.append(batch(7, 1, 10, 2000), durable()).await.unwrap();
         assert_eq!(info.base_offset, 0);
@@ -265,9 +268,7 @@ fn truncating_back_to_the_opened_end_then_closing_reopens_clean() {
         let got = read_all(&log).await;
         assert_eq!(got, vec![(0, 0, vec!["7:0:".to_string()])]);
         log.close().await.unwrap();
-        let log = Log::open(&path, small_segments(), LogEnv::default())
-            .await
-            .unwrap();
+        let log = open_small(&path).await;
         log.set_high_watermark(log.log_end_offset());
         assert_eq!(read_all(&log).await, got);
     });
@@ -280,18 +281,12 @@ fn a_clean_marker_with_an_index_past_the_segment_end_is_recovered() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t-0");
     run_local(move || async move {
-        let log = Log::open(&path, small_segments(), LogEnv::default())
-            .await
-            .unwrap();
+        let log = open_small(&path).await;
         for i in 0..3u64 {
             log.append(batch(i, 2, 100, 1000), durable()).await.unwrap();
         }
         log.close().await.unwrap();
-        let index = std::fs::read_dir(&path)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| p.extension().is_some_and(|x| x == "index"))
-            .expect("an index file");
+        let index = segment_path(&path, 0, INDEX_SUFFIX);
         // Well-formed entries (the first at position 0), the second past the end.
         let mut stale = Vec::new();
         for (rel, pos) in [(0u32, 0u32), (1, 1 << 30)] {
@@ -299,9 +294,7 @@ fn a_clean_marker_with_an_index_past_the_segment_end_is_recovered() {
             stale.extend_from_slice(&pos.to_le_bytes());
         }
         std::fs::write(&index, stale).unwrap();
-        let log = Log::open(&path, small_segments(), LogEnv::default())
-            .await
-            .unwrap();
+        let log = open_small(&path).await;
         assert_eq!(log.log_end_offset(), 6);
         log.set_high_watermark(log.log_end_offset());
         let got: Vec<(i64, i64)> = read_all(&log).await.iter().map(|b| (b.0, b.1)).collect();
