@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use flatbuffers::FlatBufferBuilder;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{ApiKey as KafkaApiKey, FetchRequest as KafkaFetch, RequestHeader};
+use kafka_protocol::messages::{
+    ApiKey as KafkaApiKey, ApiVersionsRequest, FetchRequest as KafkaFetch, RequestHeader,
+};
 use kafka_protocol::protocol::{Encodable, HeaderVersion, StrBytes};
 use strata_client::{Admin, AdminConfig, Producer, ProducerConfig, ProducerRecord};
 use strata_schema::protocol::{
@@ -25,6 +27,7 @@ use strata_schema::protocol::{
 };
 use strata_schema::{encode_frame, split_frame, ApiKey, FRAME_BYTES_MAX};
 use strata_tests::broker::{high_watermark, TestBroker};
+use strata_tests::kafka_wire::KafkaWire;
 
 /// Default seconds the non-reading clients pump requests.
 const PUMP_SECS_DEFAULT: u64 = 10;
@@ -296,6 +299,19 @@ fn metadata_answered(stream: &mut TcpStream) -> bool {
     false
 }
 
+/// A native connection to `broker` whose Metadata was answered, retried until one
+/// is (a closed connection's uncount reaches the counts in the background).
+fn native_served(broker: &TestBroker) -> TcpStream {
+    wait_for(
+        "a native connection under the limit served",
+        DEADLINE,
+        || {
+            let mut c = TcpStream::connect(broker.addr()).expect("connect");
+            metadata_answered(&mut c).then_some(c)
+        },
+    )
+}
+
 #[test]
 fn clients_that_never_read_are_bounded_and_freed_when_they_close() {
     let broker = TestBroker::start();
@@ -413,51 +429,37 @@ fn max_connections_per_ip_and_in_total_close_new_connections_at_once() {
     std::fs::write(&config, "max.connections.per.ip = 3\n").expect("write config");
     let config = config.to_str().expect("utf-8 path").to_owned();
     let mut broker = TestBroker::start_with_args(2, &["--config", &config]);
-    // Both listeners count together: two native and one Kafka connection.
-    let mut open: Vec<TcpStream> = vec![
-        TcpStream::connect(broker.addr()).expect("connect"),
-        TcpStream::connect(broker.addr()).expect("connect"),
-    ];
-    for c in open.iter_mut() {
-        assert!(
-            metadata_answered(c),
-            "a connection under the limit is served"
-        );
-    }
-    let kafka = TcpStream::connect(broker.kafka_addr()).expect("connect");
-    open.push(kafka);
-    // The count of a new connection lands asynchronously: the fourth is refused
-    // once the first three are counted.
-    wait_for(
-        "a fourth connection from 127.0.0.1 closed",
+    // Both listeners count together: two native and one Kafka connection, each
+    // answered before the next opens, so all three are counted (a connection is
+    // counted before it is served). The start's readiness probe may still be
+    // counted for a moment, so each is retried until served.
+    let mut open: Vec<TcpStream> = (0..2).map(|_| native_served(&broker)).collect();
+    let kafka = wait_for(
+        "a Kafka connection under the limit served",
         DEADLINE,
         || {
-            let mut fourth = TcpStream::connect(broker.addr()).expect("connect");
-            closed_by_broker(&mut fourth, Duration::from_secs(1)).then_some(())
+            let mut wire = KafkaWire::connect(&broker.kafka_addr());
+            let request = wire.encode(KafkaApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+            wire.round_trip_raw(&request).is_ok().then_some(wire)
         },
+    );
+    let mut fourth = TcpStream::connect(broker.addr()).expect("connect");
+    assert!(
+        closed_by_broker(&mut fourth, DEADLINE),
+        "a fourth connection from 127.0.0.1 is closed at once"
     );
     for c in open.iter_mut().take(2) {
         assert!(metadata_answered(c), "the first connections still work");
     }
     // One closes: a new one is served again.
-    open.pop();
-    wait_for("a connection accepted after one closed", DEADLINE, || {
-        let mut c = TcpStream::connect(broker.addr()).expect("connect");
-        metadata_answered(&mut c).then_some(c)
-    });
+    drop(kafka);
+    native_served(&broker);
     broker.stop_gracefully();
 
     // In total, from the flag.
     let mut broker = TestBroker::start_with_args(2, &["--max-connections", "2"]);
     // The start's readiness probe may still be counted for a moment.
-    let mut open: Vec<TcpStream> = (0..2)
-        .map(|_| {
-            wait_for("a connection under the limit served", DEADLINE, || {
-                let mut c = TcpStream::connect(broker.addr()).expect("connect");
-                metadata_answered(&mut c).then_some(c)
-            })
-        })
-        .collect();
+    let mut open: Vec<TcpStream> = (0..2).map(|_| native_served(&broker)).collect();
     let mut third = TcpStream::connect(broker.addr()).expect("connect");
     assert!(
         closed_by_broker(&mut third, DEADLINE),
