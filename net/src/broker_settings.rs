@@ -178,6 +178,16 @@ pub fn apply_static(
         "offsets.topic.replication.factor" => {
             config.offsets_topic_replication_factor = Some(ranged(key, v, 1, i64::from(i16::MAX))?)
         }
+        "metadata.log.max.record.bytes.between.snapshots" => {
+            config.metadata_snapshot_interval_bytes = ranged(key, v, 1, i64::MAX)?
+        }
+        "auto.leader.rebalance.enable" => config.auto_leader_rebalance = boolean(key, v)?,
+        "leader.imbalance.check.interval.seconds" => {
+            config.leader_imbalance_check_interval_s = ranged(key, v, 1, i64::from(u32::MAX))?
+        }
+        "leader.imbalance.per.broker.percentage" => {
+            config.leader_imbalance_per_broker_percentage = ranged(key, v, 0, 100)?
+        }
         "auto.create.topics.enable" => config.auto_create_topics = boolean(key, v)?,
         "group.initial.rebalance.delay.ms" => {
             config.group_initial_rebalance_delay_ms = ranged(
@@ -427,7 +437,7 @@ pub fn is_static_key(key: &str) -> bool {
 
 /// The broker settings that are not topic defaults (those come from
 /// `topic_config::TOPIC_CONFIG_KEY_SPECS`), in the order DescribeConfigs lists them.
-pub const STATIC_KEYS: [&str; 17] = [
+pub const STATIC_KEYS: [&str; 21] = [
     "advertised.listeners",
     "listeners",
     "broker.id",
@@ -442,6 +452,10 @@ pub const STATIC_KEYS: [&str; 17] = [
     "connections.max.idle.ms",
     "offsets.topic.num.partitions",
     "offsets.topic.replication.factor",
+    "metadata.log.max.record.bytes.between.snapshots",
+    "auto.leader.rebalance.enable",
+    "leader.imbalance.check.interval.seconds",
+    "leader.imbalance.per.broker.percentage",
     "log.retention.hours",
     "log.retention.minutes",
     "log.roll.hours",

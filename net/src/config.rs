@@ -72,6 +72,17 @@ pub struct BrokerConfig {
     /// Kafka's `offsets.topic.replication.factor`: replicas of `__consumer_offsets` in
     /// a cluster; `None` = 3, or fewer while fewer brokers are registered.
     pub offsets_topic_replication_factor: Option<u16>,
+    /// Kafka's `metadata.log.max.record.bytes.between.snapshots`: bytes of the
+    /// metadata log a controller replica applies before it writes a new snapshot of
+    /// its image and lets the log start move up (a cluster only).
+    pub metadata_snapshot_interval_bytes: u64,
+    /// Kafka's `auto.leader.rebalance.enable`: the controller leader moves leadership
+    /// back to preferred replicas (a cluster only).
+    pub auto_leader_rebalance: bool,
+    /// Kafka's `leader.imbalance.check.interval.seconds`.
+    pub leader_imbalance_check_interval_s: u64,
+    /// Kafka's `leader.imbalance.per.broker.percentage`.
+    pub leader_imbalance_per_broker_percentage: u32,
     /// The cluster this broker is a member of (`--node-id`, `--cluster-listen`,
     /// `--voters`, `--rack`); `None` = a single-node broker. When set, `broker_id`
     /// is its node id.
@@ -109,6 +120,13 @@ impl Default for BrokerConfig {
                 crate::broker_settings::GROUP_MAX_SESSION_TIMEOUT_MS_DEFAULT,
             default_replication_factor: 1,
             offsets_topic_replication_factor: None,
+            metadata_snapshot_interval_bytes:
+                crate::cluster::metadata_snapshot::SNAPSHOT_INTERVAL_BYTES_DEFAULT,
+            auto_leader_rebalance: true,
+            leader_imbalance_check_interval_s:
+                crate::controller::leader_balance::IMBALANCE_CHECK_INTERVAL_S_DEFAULT,
+            leader_imbalance_per_broker_percentage:
+                crate::controller::leader_balance::IMBALANCE_PER_BROKER_PERCENTAGE_DEFAULT,
             offsets_topic_num_partitions:
                 crate::broker_settings::OFFSETS_TOPIC_NUM_PARTITIONS_DEFAULT,
             static_kafka_keys: BTreeMap::new(),

@@ -24,25 +24,42 @@ pub fn create_replicated_with(
     rf: i32,
     configs: &[(&str, &str)],
 ) {
+    let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(rf));
+    for (k, v) in configs {
+        new = new.set(k, v);
+    }
+    create_retrying(bootstrap, &new);
+}
+
+/// Creates `topic` with one partition per entry of `assignment`, on exactly those
+/// brokers (the first of each its preferred leader), retrying as
+/// [`create_replicated`] does.
+pub fn create_assigned(bootstrap: &str, topic: &str, assignment: &[&[i32]]) {
+    let new = NewTopic::new(
+        topic,
+        assignment.len() as i32,
+        TopicReplication::Variable(assignment),
+    );
+    create_retrying(bootstrap, &new);
+}
+
+/// Sends CreateTopics for `new` until it succeeds (60 s at most).
+fn create_retrying(bootstrap: &str, new: &NewTopic<'_>) {
     let admin = admin(bootstrap);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(rf));
-        for (k, v) in configs {
-            new = new.set(k, v);
-        }
         let results = futures_lite::future::block_on(admin.create_topics(
-            [&new],
+            [new],
             &AdminOptions::new().operation_timeout(Some(KAFKA_TIMEOUT)),
         ))
         .expect("create_topics request");
         match &results[0] {
             Ok(_) => return,
             Err((_, e)) if Instant::now() < deadline => {
-                eprintln!("create {topic}: {e}; retrying");
+                eprintln!("create {}: {e}; retrying", new.name);
                 std::thread::sleep(Duration::from_millis(500));
             }
-            Err((_, e)) => panic!("create {topic}: {e}"),
+            Err((_, e)) => panic!("create {}: {e}", new.name),
         }
     }
 }

@@ -5,12 +5,11 @@
 
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::FutureRecord;
 use strata_tests::cluster::TestCluster;
-use strata_tests::cluster_kafka::{check_log, create_replicated, read_all};
-use strata_tests::kafka::{admin, consumer, producer, KAFKA_TIMEOUT};
+use strata_tests::cluster_kafka::{check_log, create_assigned, create_replicated, read_all};
+use strata_tests::kafka::{consumer, producer};
 
 /// Records produced through the non-voter.
 const RECORDS: usize = 300;
@@ -56,23 +55,7 @@ fn a_non_voter_broker_joins_follows_the_metadata_and_leads_partitions() {
     wait_for_topic(&on_observer, "seen", 4);
 
     // Created through the observer (forwarded to the controller), led by broker 4.
-    let admin = admin(&observer);
-    let new = NewTopic::new("led", 1, TopicReplication::Variable(&[&[4, 1, 2]]));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let r = futures_lite::future::block_on(admin.create_topics(
-            [&new],
-            &AdminOptions::new().operation_timeout(Some(KAFKA_TIMEOUT)),
-        ))
-        .expect("create_topics request");
-        match &r[0] {
-            Ok(_) => break,
-            Err((_, e)) => {
-                assert!(Instant::now() < deadline, "create through broker 4: {e}");
-                std::thread::sleep(Duration::from_millis(500));
-            }
-        }
-    }
+    create_assigned(&observer, "led", &[&[4, 1, 2]]);
     let parts = wait_for_topic(&on_observer, "led", 4);
     assert_eq!(parts[0].1, vec![4, 1, 2], "the explicit assignment is kept");
 

@@ -14,14 +14,16 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use crate::replication::LocalBoxFuture;
+use bytes::Bytes;
 use glommio::channels::local_channel::{self, LocalSender};
 use glommio::sync::Semaphore;
 use strata_engine::raft_hard_state::read_hard_state;
-use strata_engine::{Durability, Log, LogConfig, LogEnv};
+use strata_engine::{Durability, EngineError, Log, LogConfig, LogEnv};
 use strata_raft::{Config, Membership, NodeId, Raft, Role, Term};
 use strata_schema::{check_batch, validate_batch, ErrorCode, NativeBatchBuilder, ValidatedBatch};
 
-use crate::cluster::replicated_log::{Applier, Outbox, ReplicatedLog};
+use crate::cluster::metadata_snapshot::{self, MetadataSnapshot};
+use crate::cluster::replicated_log::{Applier, Outbox, ReplicatedLog, SnapshotState};
 use crate::controller::{
     decode_records, encode_records, plan, BrokerLiveness, ControllerCommand, ControllerError,
     ControllerReply, ControllerSettings, MetadataImage, MetadataRecord, ReplyPayload,
@@ -65,10 +67,21 @@ struct HostState {
     liveness: RefCell<BrokerLiveness>,
     listener: RefCell<Option<Rc<dyn ImageListener>>>,
     leader_since: Cell<Option<Term>>,
+    /// Where this replica's snapshots of the image are (see `metadata_snapshot`).
+    snapshot_dir: PathBuf,
+    /// Bytes of log applied since the newest snapshot before the next is written.
+    snapshot_interval_bytes: u64,
+    applied_bytes_since_snapshot: Cell<u64>,
+    /// Term of the entry at `applied_end - 1`.
+    applied_term: Cell<Term>,
+    /// End of the newest snapshot (0: none yet).
+    snapshot_end: Cell<u64>,
 }
 
 impl ControllerHost {
-    /// Opens the metadata log and restores the replica; `voters` is the quorum.
+    /// Opens the metadata log and restores the replica (the newest snapshot of the
+    /// image, then the log above it); `voters` is the quorum; a new snapshot is
+    /// written every `snapshot_interval_bytes` of applied log.
     pub async fn open(
         me: NodeId,
         data_dir: &std::path::Path,
@@ -76,11 +89,14 @@ impl ControllerHost {
         env: LogEnv,
         outbox: Rc<dyn Outbox>,
         settings: ControllerSettings,
+        snapshot_interval_bytes: u64,
     ) -> Result<Rc<ControllerHost>, WireError> {
         let dir: PathBuf = data_dir.join(META_DIR).join(METADATA_LOG_DIR);
         let log = Log::open(&dir, LogConfig::default(), env)
             .await
             .map_err(WireError::from)?;
+        let snapshot_dir = metadata_snapshot::snapshot_dir(&dir);
+        let snapshot = restore_snapshot(&log, &snapshot_dir).await?;
         let hard = read_hard_state(&dir)
             .await
             .map_err(WireError::from)?
@@ -105,13 +121,22 @@ impl ControllerHost {
                 ),
             )
         })?;
+        let (image, snapshot_end, snapshot_term) = match snapshot {
+            Some(s) => (s.image, s.end_offset, s.term),
+            None => (MetadataImage::new(), 0, 0),
+        };
         let state = Rc::new(HostState {
-            image: RefCell::new(MetadataImage::new()),
-            applied_end: Cell::new(0),
+            image: RefCell::new(image),
+            applied_end: Cell::new(snapshot_end),
             waiters: RefCell::new(Vec::new()),
             liveness: RefCell::new(BrokerLiveness::new()),
             listener: RefCell::new(None),
             leader_since: Cell::new(None),
+            snapshot_dir,
+            snapshot_interval_bytes: snapshot_interval_bytes.max(1),
+            applied_bytes_since_snapshot: Cell::new(0),
+            applied_term: Cell::new(snapshot_term),
+            snapshot_end: Cell::new(snapshot_end),
         });
         let applier: Rc<dyn Applier> = Rc::new(ControllerApplier {
             state: Rc::clone(&state),
@@ -125,6 +150,9 @@ impl ControllerHost {
             Some(applier),
             u32::MAX,
         );
+        replica.set_snapshot_state(Rc::new(ControllerSnapshots {
+            state: Rc::clone(&state),
+        }));
         let host = Rc::new(ControllerHost {
             me,
             replica: RefCell::new(Some(Rc::clone(&replica))),
@@ -320,6 +348,98 @@ impl ControllerHost {
     }
 }
 
+/// Reads the newest snapshot of the image and squares the log with it: a log whose
+/// restart behind an installed snapshot was lost to a crash restarts now; a log that
+/// starts above every snapshot cannot rebuild the image and is refused.
+async fn restore_snapshot(
+    log: &Log,
+    snapshot_dir: &std::path::Path,
+) -> Result<Option<MetadataSnapshot>, WireError> {
+    let read_dir = snapshot_dir.to_path_buf();
+    let snapshot = glommio::executor()
+        .spawn_blocking(move || metadata_snapshot::read_newest(&read_dir))
+        .await
+        .map_err(|e| {
+            WireError::from(EngineError::io("read metadata snapshots", snapshot_dir, e))
+        })?;
+    let start = log.log_start_offset().max(0) as u64;
+    let end = log.log_end_offset().max(0) as u64;
+    let snapshot_end = snapshot.as_ref().map_or(0, |s| s.end_offset);
+    if snapshot_end < start {
+        return Err(WireError::new(
+            ErrorCode::StorageError,
+            format!(
+                "the metadata log in {} starts at offset {start} but no whole snapshot of the \
+                 image reaches it (newest ends at {snapshot_end}); the image cannot be rebuilt",
+                log.dir().display()
+            ),
+        ));
+    }
+    if let Some(s) = snapshot.as_ref().filter(|s| s.end_offset > end) {
+        let epoch_below = i32::try_from(s.term).unwrap_or(i32::MAX);
+        log.restart_at(s.end_offset.min(i64::MAX as u64) as i64, epoch_below)
+            .await
+            .map_err(WireError::from)?;
+        tracing::info!(
+            end_offset = s.end_offset,
+            "metadata log restarted at its installed snapshot"
+        );
+    }
+    if let Some(s) = &snapshot {
+        tracing::info!(
+            end_offset = s.end_offset,
+            term = s.term,
+            "metadata image restored from its snapshot"
+        );
+    }
+    Ok(snapshot)
+}
+
+/// Automatic leader balancing on the controller leader (see
+/// `controller::leader_balance`), configured as Kafka's broker keys are.
+#[derive(Clone, Copy, Debug)]
+pub struct LeaderBalancing {
+    pub check_interval_ms: u64,
+    pub imbalance_percentage: u32,
+}
+
+impl ControllerHost {
+    /// On the leader: every `check_interval_ms`, asks for the preferred-leader
+    /// elections that bring each broker's leader imbalance within bounds. Runs until
+    /// the shard stops.
+    pub async fn watch_leader_balance(
+        self: Rc<Self>,
+        shard: strata_engine::shard::Shard,
+        balancing: LeaderBalancing,
+    ) {
+        while !shard.is_stopping() {
+            let tick = glommio::timer::sleep(Duration::from_millis(balancing.check_interval_ms));
+            futures_lite::future::or(tick, shard.stopped()).await;
+            if !self.replica().is_leader() {
+                continue;
+            }
+            let Ok(_one_at_a_time) = self.lock.acquire_permit(1).await else {
+                return;
+            };
+            let records = {
+                let image = self.state.image.borrow();
+                crate::controller::leader_balance::plan_leader_rebalance(
+                    &image,
+                    balancing.imbalance_percentage,
+                )
+            };
+            if records.is_empty() {
+                continue;
+            }
+            tracing::info!(
+                elections = records.len(),
+                "moving leaders back to their preferred replicas"
+            );
+            let _ = self.commit(records).await;
+        }
+    }
+}
+
 fn not_available(message: &str) -> ControllerReply {
     ControllerReply::Err(ControllerError::new(
         ErrorCode::NotController,
@@ -365,27 +485,170 @@ impl Applier for ControllerApplier {
                         apply_batch(&state, &b, h.base_offset);
                     }
                     next = batch_end;
+                    state.applied_term.set(h.leader_epoch.max(0) as Term);
+                    let since = state.applied_bytes_since_snapshot.get();
+                    state
+                        .applied_bytes_since_snapshot
+                        .set(since.saturating_add(b.len() as u64));
                 }
             }
             state.applied_end.set(next.max(state.applied_end.get()));
-            let listener = state.listener.borrow().clone();
-            if let Some(l) = listener {
-                let fut = {
-                    let image = state.image.borrow();
-                    l.image_changed(&image, state.applied_end.get())
-                };
-                fut.await;
+            if state.applied_bytes_since_snapshot.get() >= state.snapshot_interval_bytes {
+                take_snapshot(&state, &log).await;
             }
-            let applied = state.applied_end.get();
-            let mut waiters = state.waiters.borrow_mut();
-            waiters.retain(|(offset, tx)| {
-                if *offset <= applied {
-                    let _ = tx.try_send(());
-                    false
-                } else {
-                    true
+            publish(&state).await;
+        })
+    }
+}
+
+/// Tells the listener of the image and wakes the commands waiting for it.
+async fn publish(state: &HostState) {
+    let listener = state.listener.borrow().clone();
+    if let Some(l) = listener {
+        let fut = {
+            let image = state.image.borrow();
+            l.image_changed(&image, state.applied_end.get())
+        };
+        fut.await;
+    }
+    let applied = state.applied_end.get();
+    let mut waiters = state.waiters.borrow_mut();
+    waiters.retain(|(offset, tx)| {
+        if *offset <= applied {
+            let _ = tx.try_send(());
+            false
+        } else {
+            true
+        }
+    });
+}
+
+/// Writes a snapshot of the image as applied, then moves the log start up to the
+/// previous snapshot's end: one interval of log stays behind the newest snapshot, so
+/// a follower that far behind catches up by appends rather than a whole image. The
+/// replica's Raft log follows the engine log start (`ReplicatedLog`), and snapshots
+/// below the new start are removed. A failed write is retried an interval later.
+async fn take_snapshot(state: &HostState, log: &Log) {
+    let (end, term) = (state.applied_end.get(), state.applied_term.get());
+    let bytes = metadata_snapshot::encode(end, term, &state.image.borrow());
+    let size_bytes = bytes.len();
+    let dir = state.snapshot_dir.clone();
+    let written = glommio::executor()
+        .spawn_blocking(move || metadata_snapshot::write(&dir, &bytes))
+        .await;
+    state.applied_bytes_since_snapshot.set(0);
+    if let Err(e) = written {
+        tracing::error!(dir = %state.snapshot_dir.display(), error = %e, "cannot write a metadata snapshot");
+        return;
+    }
+    let previous = state.snapshot_end.replace(end);
+    tracing::info!(
+        end_offset = end,
+        term,
+        size_bytes,
+        "metadata snapshot written"
+    );
+    if previous as i64 > log.log_start_offset() {
+        if let Err(e) = log.delete_records_before(previous as i64).await {
+            tracing::warn!(error = %e, offset = previous, "metadata log start not moved");
+        }
+    }
+    remove_snapshots_below(state, log.log_start_offset().max(0) as u64).await;
+}
+
+/// Removes the snapshots the log start passed (best effort: a leftover is harmless).
+async fn remove_snapshots_below(state: &HostState, end_offset: u64) {
+    let dir = state.snapshot_dir.clone();
+    let removed = glommio::executor()
+        .spawn_blocking(move || metadata_snapshot::remove_below(&dir, end_offset))
+        .await;
+    if let Err(e) = removed {
+        tracing::warn!(dir = %state.snapshot_dir.display(), error = %e, "old metadata snapshots not removed");
+    }
+}
+
+/// The controller group's snapshots: its image, in `metadata_snapshot` files.
+struct ControllerSnapshots {
+    state: Rc<HostState>,
+}
+
+impl SnapshotState for ControllerSnapshots {
+    fn read(&self, end_offset: u64, term: Term) -> LocalBoxFuture<Option<Bytes>> {
+        let dir = self.state.snapshot_dir.clone();
+        Box::pin(async move {
+            let read = glommio::executor()
+                .spawn_blocking(move || metadata_snapshot::read(&dir, end_offset, term))
+                .await;
+            match read {
+                Ok(bytes) => bytes.map(Bytes::from),
+                Err(e) => {
+                    tracing::warn!(error = %e, end_offset, "cannot read a metadata snapshot to send");
+                    None
                 }
-            });
+            }
+        })
+    }
+
+    fn check(&self, end_offset: u64, term: Term, bytes: &[u8]) -> bool {
+        match metadata_snapshot::peek(bytes) {
+            Ok(key) if key == (end_offset, term) => true,
+            Ok(key) => {
+                tracing::warn!(
+                    ?key,
+                    end_offset,
+                    term,
+                    "a metadata snapshot holds another key than it was sent as"
+                );
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, end_offset, "a received metadata snapshot is damaged");
+                false
+            }
+        }
+    }
+
+    fn install(
+        &self,
+        end_offset: u64,
+        term: Term,
+        bytes: Bytes,
+    ) -> LocalBoxFuture<Result<(), EngineError>> {
+        let state = Rc::clone(&self.state);
+        Box::pin(async move {
+            let corrupt = |detail: String| EngineError::Corrupt {
+                path: state.snapshot_dir.clone(),
+                position_bytes: 0,
+                detail,
+            };
+            let snapshot = metadata_snapshot::decode(&bytes)
+                .map_err(|e| corrupt(format!("the leader's snapshot at {end_offset}: {e}")))?;
+            if (snapshot.end_offset, snapshot.term) != (end_offset, term) {
+                return Err(corrupt(format!(
+                    "the leader's snapshot sent as ({end_offset}, {term}) holds ({}, {})",
+                    snapshot.end_offset, snapshot.term
+                )));
+            }
+            let dir = state.snapshot_dir.clone();
+            glommio::executor()
+                .spawn_blocking(move || metadata_snapshot::write(&dir, &bytes))
+                .await
+                .map_err(|e| {
+                    EngineError::io("write a metadata snapshot", &state.snapshot_dir, e)
+                })?;
+            *state.image.borrow_mut() = snapshot.image;
+            state.applied_end.set(end_offset);
+            state.applied_term.set(term);
+            state.snapshot_end.set(end_offset);
+            state.applied_bytes_since_snapshot.set(0);
+            remove_snapshots_below(&state, end_offset).await;
+            tracing::info!(
+                end_offset,
+                term,
+                "metadata image installed from the leader's snapshot"
+            );
+            publish(&state).await;
+            Ok(())
         })
     }
 }

@@ -7,6 +7,8 @@
 //!   leader reports to the controller.
 //! - `controller_host` — the controller group on shard 0: applies committed metadata
 //!   records, plans and commits commands on the leader, forwards them elsewhere.
+//! - `metadata_snapshot` — snapshots of the metadata image: the files the metadata
+//!   log is compacted behind, and what a leader sends a follower left behind them.
 //! - `failure_detector` — the broker-pair failure detector on shard 0: reports a
 //!   broker that fell silent (or whose connection dropped) to every shard's replicas,
 //!   which is what lets idle groups go quiescent.
@@ -31,6 +33,7 @@ pub mod failure_detector;
 pub mod group_forward;
 pub mod isolation;
 pub mod leader_reports;
+pub mod metadata_snapshot;
 pub mod node;
 pub mod offsets_topic;
 pub mod reassignment;

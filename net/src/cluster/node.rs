@@ -16,7 +16,7 @@ use strata_raft::NodeId;
 use strata_schema::ErrorCode;
 
 use crate::broker::{Broker, METADATA_SHARD};
-use crate::cluster::controller_host::{ControllerHost, ImageListener};
+use crate::cluster::controller_host::{ControllerHost, ImageListener, LeaderBalancing};
 use crate::cluster::replicas::ShardReplicas;
 use crate::cluster::TICK_MS;
 use crate::cluster_config::ClusterConfig;
@@ -89,6 +89,7 @@ pub async fn start(broker: &Rc<Broker>) -> Result<(), WireError> {
         broker.env.clone(),
         outbox,
         ClusterNode::settings(broker),
+        broker.config.metadata_snapshot_interval_bytes,
     )
     .await?;
     let node = Rc::new(ClusterNode {
@@ -147,6 +148,19 @@ pub async fn start(broker: &Rc<Broker>) -> Result<(), WireError> {
     })
     .detach();
     glommio::spawn_local(Rc::clone(&controller).watch_liveness(broker.shard.clone())).detach();
+    if broker.config.auto_leader_rebalance {
+        let balancing = LeaderBalancing {
+            check_interval_ms: broker
+                .config
+                .leader_imbalance_check_interval_s
+                .saturating_mul(1000),
+            imbalance_percentage: broker.config.leader_imbalance_per_broker_percentage,
+        };
+        glommio::spawn_local(
+            Rc::clone(&controller).watch_leader_balance(broker.shard.clone(), balancing),
+        )
+        .detach();
+    }
     glommio::spawn_local(register_and_heartbeat(Rc::clone(broker))).detach();
     glommio::spawn_local(crate::cluster::isolation::watch(Rc::clone(broker))).detach();
     Ok(())

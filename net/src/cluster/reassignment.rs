@@ -41,6 +41,10 @@ pub const DRIVE_TICKS: u64 = 5;
 /// Leadership transfers one preferred-leader election may start (each pauses the
 /// partition's appends for up to an election timeout if it fails).
 const ELECTION_ATTEMPTS_MAX: u32 = 3;
+/// A preferred replica is handed leadership only if it answered within this many
+/// ticks (two heartbeats and a margin): a transfer to a broker that just died would
+/// pause the partition for an election timeout and spend an attempt.
+const PREFERRED_CONTACT_TICKS: u32 = 5;
 
 /// What the image wants of one partition this broker hosts.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -267,7 +271,11 @@ pub fn drive(shard: &Shard, replica: &Rc<ReplicatedLog>) {
         .preferred_election_epoch
         .is_some_and(|e| i64::from(e) == term as i64);
     if let (true, Some(to)) = (asked, preferred) {
-        if to != me && goal.target.is_none() && in_sync.contains(&to) {
+        if to != me
+            && goal.target.is_none()
+            && in_sync.contains(&to)
+            && replica.heard_within(to, PREFERRED_CONTACT_TICKS)
+        {
             let key = (group, term as i32);
             let attempts = *goals.elections.borrow().get(&key).unwrap_or(&0);
             if attempts < ELECTION_ATTEMPTS_MAX && replica.transfer_leadership(to).is_ok() {

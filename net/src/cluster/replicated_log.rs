@@ -52,6 +52,32 @@ pub trait Applier {
     fn leadership_changed(&self, _role: Role, _term: Term, _leader: Option<NodeId>) {}
 }
 
+/// The state a group's snapshots stand for (the controller's metadata image). A group
+/// without one (a partition) snapshots to an empty log: the follower restarts its log
+/// at the leader's log start and keeps nothing of what lay below.
+pub trait SnapshotState {
+    /// The bytes of this replica's snapshot ending at `end_offset` in `term`, if it
+    /// holds that one (a leader attaches them to the snapshot it sends).
+    fn read(&self, end_offset: u64, term: Term) -> LocalBoxFuture<Option<Bytes>>;
+    /// Whether received `bytes` are whole and are the snapshot they were sent as (a
+    /// damaged one is dropped before the state machine sees it).
+    fn check(&self, end_offset: u64, term: Term, bytes: &[u8]) -> bool;
+    /// Makes a leader's snapshot `bytes`, ending at `end_offset` in `term`, this
+    /// replica's state, durably, before the log restarts there.
+    fn install(
+        &self,
+        end_offset: u64,
+        term: Term,
+        bytes: Bytes,
+    ) -> LocalBoxFuture<Result<(), EngineError>>;
+}
+
+/// Snapshots the state machine installed whose state waits for the Ready that
+/// installs it, at most; beyond it a received snapshot is dropped unread (the leader
+/// sends it again). A peer's queue may hold several the leader sent while this
+/// replica was down, delivered in one burst when it is back.
+const RECEIVED_SNAPSHOTS_MAX: usize = 16;
+
 /// The replica of one group on this shard.
 /// Called with a group that leaves quiescence (puts it back in the tick loop).
 type AwakeHook = Rc<dyn Fn(GroupId)>;
@@ -85,6 +111,11 @@ pub struct ReplicatedLog {
     /// The highest log start a leader's append named (see
     /// [`follow_leader_log_start`](Self::follow_leader_log_start)).
     leader_log_start: Cell<u64>,
+    /// What this group's snapshots carry; `None` for a partition.
+    snapshot_state: RefCell<Option<Rc<dyn SnapshotState>>>,
+    /// Snapshots received with their state, waiting for the `LogOp::InstallSnapshot`
+    /// that installs them: `(end_offset, term, bytes)`.
+    received_snapshots: RefCell<Vec<(u64, Term, Bytes)>>,
 }
 
 impl ReplicatedLog {
@@ -120,7 +151,20 @@ impl ReplicatedLog {
             on_awake: RefCell::new(None),
             told_log_start: Cell::new(told_log_start),
             leader_log_start: Cell::new(0),
+            snapshot_state: RefCell::new(None),
+            received_snapshots: RefCell::new(Vec::new()),
         })
+    }
+
+    /// Sets the state this group's snapshots carry (the controller's image). Its log
+    /// then follows its engine log start as a partition's does: whatever moves that
+    /// start up must have written the snapshot ending there first.
+    pub fn set_snapshot_state(&self, state: Rc<dyn SnapshotState>) {
+        *self.snapshot_state.borrow_mut() = Some(state);
+    }
+
+    fn snapshot_state(&self) -> Option<Rc<dyn SnapshotState>> {
+        self.snapshot_state.borrow().clone()
     }
 
     /// The group this replica belongs to.
@@ -183,6 +227,16 @@ impl ReplicatedLog {
         }
         isr.sort_unstable();
         isr
+    }
+
+    /// On the leader: whether voter `id` answered within the last `ticks` ticks (a
+    /// follower whose broker just died is still in sync for the lag bound, but is
+    /// not heard from).
+    pub fn heard_within(&self, id: NodeId, ticks: u32) -> bool {
+        let r = self.raft.borrow();
+        r.role() == Role::Leader
+            && r.progress(id)
+                .is_some_and(|p| p.ticks_since_contact <= ticks)
     }
 
     /// Records `replica` is behind this leader's log end: 0 for the leader itself,
@@ -290,21 +344,77 @@ impl ReplicatedLog {
 
     /// A message for this group from the transport.
     pub fn receive(&self, message: Message, batches: Vec<Bytes>) {
-        if let MessageBody::Append(a) = &message.body {
-            if a.log_start_offset > self.leader_log_start.get() {
-                self.leader_log_start.set(a.log_start_offset);
-            }
-            let mut received = self.received.borrow_mut();
-            if received.len() + batches.len() <= RECEIVED_BATCHES_MAX {
-                for (e, b) in a.entries.iter().zip(batches) {
-                    received.insert((e.start_offset, e.term), b);
+        match (&message.body, self.snapshot_state()) {
+            (MessageBody::Append(a), _) => {
+                if a.log_start_offset > self.leader_log_start.get() {
+                    self.leader_log_start.set(a.log_start_offset);
+                }
+                let mut received = self.received.borrow_mut();
+                if received.len() + batches.len() <= RECEIVED_BATCHES_MAX {
+                    for (e, b) in a.entries.iter().zip(batches) {
+                        received.insert((e.start_offset, e.term), b);
+                    }
                 }
             }
+            (MessageBody::Snapshot(meta), Some(state)) => {
+                let key = (meta.end_offset, meta.term);
+                if !self.stash_snapshot(meta, state.as_ref(), batches) {
+                    return;
+                }
+                let installed = {
+                    let mut raft = self.raft.borrow_mut();
+                    let start_before = raft.log_start_offset();
+                    if let Err(e) = raft.step(message) {
+                        tracing::debug!(group = %self.group, error = %e, "raft message refused");
+                    }
+                    raft.log_start_offset() == key.0 && start_before != key.0
+                };
+                if !installed {
+                    // Not needed (the log holds it already, or it is stale): the
+                    // state is not kept for an install that will not come.
+                    let mut received = self.received_snapshots.borrow_mut();
+                    if let Some(i) = received.iter().rposition(|(e, t, _)| (*e, *t) == key) {
+                        received.remove(i);
+                    }
+                }
+                self.wake();
+                return;
+            }
+            _ => {}
         }
         if let Err(e) = self.raft.borrow_mut().step(message) {
             tracing::debug!(group = %self.group, error = %e, "raft message refused");
         }
         self.wake();
+    }
+
+    /// Keeps a received snapshot's state for its install; false (drop the message)
+    /// when it came without it or damaged, or too many wait already.
+    fn stash_snapshot(
+        &self,
+        meta: &strata_raft::SnapshotMeta,
+        state: &dyn SnapshotState,
+        batches: Vec<Bytes>,
+    ) -> bool {
+        {
+            // Without the state it stands for, a snapshot cannot be installed: the
+            // leader sends it again when it finds this replica still behind.
+            let Some(bytes) = batches
+                .into_iter()
+                .next()
+                .filter(|b| state.check(meta.end_offset, meta.term, b))
+            else {
+                tracing::debug!(group = %self.group, end_offset = meta.end_offset, "a snapshot came without its state whole; dropped");
+                return false;
+            };
+            let mut received = self.received_snapshots.borrow_mut();
+            if received.len() >= RECEIVED_SNAPSHOTS_MAX {
+                tracing::debug!(group = %self.group, end_offset = meta.end_offset, "too many snapshots wait for their install; dropped");
+                return false;
+            }
+            received.push((meta.end_offset, meta.term, bytes));
+        }
+        true
     }
 
     /// Leader: lets the followers hear of a log start moved outside the log
@@ -495,10 +605,10 @@ impl ReplicatedLog {
     /// state machine's log to the first batch boundary at or above it (never past what
     /// it applied; the rest at a later call), so a follower whose log ends below it is
     /// sent a snapshot and restarts its log there. Leader and followers each follow
-    /// their own log's start. Not for the controller group: its snapshot would have to
-    /// carry the metadata image, which is not supported.
+    /// their own log's start. The controller group's start moves only once the
+    /// snapshot of its image ending there is written (see [`SnapshotState`]).
     async fn follow_log_start(&self) {
-        if !matches!(self.group, GroupId::Partition { .. }) {
+        if !matches!(self.group, GroupId::Partition { .. }) && self.snapshot_state().is_none() {
             return;
         }
         let start = self.log.log_start_offset();
@@ -587,15 +697,31 @@ impl ReplicatedLog {
                     }
                 }
                 LogOp::InstallSnapshot(meta) => {
-                    if !matches!(self.group, GroupId::Partition { .. }) {
-                        // The controller never compacts its Raft log (see
-                        // `follow_log_start`), so no leader sends this.
-                        tracing::error!(group = %self.group, end_offset = meta.end_offset, "a controller snapshot cannot be installed (metadata snapshots are not supported); ignored");
-                        continue;
+                    let end = meta.end_offset;
+                    if let Some(state) = self.snapshot_state() {
+                        // `receive` steps a snapshot only with its state.
+                        let bytes = {
+                            let mut received = self.received_snapshots.borrow_mut();
+                            let at = received
+                                .iter()
+                                .position(|(e, t, _)| (*e, *t) == (end, meta.term));
+                            at.map(|i| received.remove(i).2)
+                        };
+                        let Some(bytes) = bytes else {
+                            return Err(EngineError::Corrupt {
+                                path: self.dir.clone(),
+                                position_bytes: 0,
+                                detail: format!(
+                                    "raft installed the snapshot ending at {end} in term {} but its state never arrived",
+                                    meta.term
+                                ),
+                            });
+                        };
+                        state.install(end, meta.term, bytes).await?;
                     }
                     // A partition's snapshot carries no data: its log is behind the
-                    // leader's log start, so it drops it and continues empty there.
-                    let end = meta.end_offset;
+                    // leader's log start, so it drops it and continues empty there
+                    // (the controller's, once its image is installed, does the same).
                     let epoch_below = i32::try_from(meta.term).unwrap_or(i32::MAX);
                     self.log
                         .restart_at(end.min(i64::MAX as u64) as i64, epoch_below)
@@ -696,6 +822,16 @@ impl ReplicatedLog {
     /// Fills an append's entries with the batches it carries, read from the log.
     async fn attach_batches(&self, mut m: Message) -> GroupMessage {
         let mut batches = Vec::new();
+        if let (MessageBody::Snapshot(meta), Some(state)) = (&m.body, self.snapshot_state()) {
+            match state.read(meta.end_offset, meta.term).await {
+                Some(bytes) => batches.push(bytes),
+                // Sent without: the follower drops it, and the leader sends the
+                // snapshot at its log start again when the follower stays behind.
+                None => {
+                    tracing::warn!(group = %self.group, end_offset = meta.end_offset, term = meta.term, "no snapshot at the log start to send")
+                }
+            }
+        }
         if let MessageBody::Append(a) = &mut m.body {
             a.log_start_offset = a
                 .log_start_offset

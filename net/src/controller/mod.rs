@@ -17,11 +17,13 @@
 //!   broker, as the records the partition leaders then carry out.
 //! - [`codec`]: commands and [`ControllerReply`] as bytes for the transport's `call`.
 //! - [`liveness`]: [`BrokerLiveness`], heartbeats in, brokers to fence out.
+//! - [`leader_balance`]: automatic leader balancing, as preferred-leader elections.
 
 pub mod codec;
 pub mod commands;
 pub mod error;
 pub mod image;
+pub mod leader_balance;
 pub mod liveness;
 pub mod placement;
 pub mod reassignment;

@@ -245,6 +245,30 @@ fn static_setting(
             offsets_rf_default(config).to_string(),
             "Replicas of __consumer_offsets (1 on a single node; in a cluster 3, or fewer while fewer brokers are registered).",
         ),
+        "metadata.log.max.record.bytes.between.snapshots" => (
+            T::Long,
+            config.metadata_snapshot_interval_bytes.to_string(),
+            crate::cluster::metadata_snapshot::SNAPSHOT_INTERVAL_BYTES_DEFAULT.to_string(),
+            "Bytes of the metadata log a controller replica applies before it writes a snapshot of the metadata image and compacts the log below its previous one.",
+        ),
+        "auto.leader.rebalance.enable" => (
+            T::Boolean,
+            config.auto_leader_rebalance.to_string(),
+            "true".to_owned(),
+            "Whether the controller moves leadership back to each partition's preferred replica when a broker leads too few of its preferred partitions (a cluster only).",
+        ),
+        "leader.imbalance.check.interval.seconds" => (
+            T::Long,
+            config.leader_imbalance_check_interval_s.to_string(),
+            crate::controller::leader_balance::IMBALANCE_CHECK_INTERVAL_S_DEFAULT.to_string(),
+            "How often the controller looks for brokers that lead too few of their preferred partitions.",
+        ),
+        "leader.imbalance.per.broker.percentage" => (
+            T::Int,
+            config.leader_imbalance_per_broker_percentage.to_string(),
+            crate::controller::leader_balance::IMBALANCE_PER_BROKER_PERCENTAGE_DEFAULT.to_string(),
+            "The share of a broker's preferred partitions it may not lead before the controller moves them back.",
+        ),
         "auto.create.topics.enable" => (
             T::Boolean,
             config.auto_create_topics.to_string(),

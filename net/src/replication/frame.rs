@@ -361,6 +361,14 @@ fn encode_group_message<'a>(
         MessageBody::Snapshot(s) => {
             let voters = Some(fbb.create_vector(&s.membership.voters));
             let learners = Some(fbb.create_vector(&s.membership.learners));
+            debug_assert!(m.batches.len() <= 1, "a snapshot carries one state at most");
+            let data = m.batches.first().cloned().unwrap_or_default();
+            let data_position = *tail_bytes;
+            let data_bytes = data.len() as u32;
+            if !data.is_empty() {
+                *tail_bytes += data.len() as u64;
+                tail.push(data);
+            }
             (
                 fb::Body::Snapshot,
                 fb::Snapshot::create(
@@ -370,6 +378,8 @@ fn encode_group_message<'a>(
                         term: s.term,
                         voters,
                         learners,
+                        data_position,
+                        data_bytes,
                     },
                 )
                 .as_union_value(),
@@ -563,19 +573,7 @@ fn decode_group_message(
             let mut entries = Vec::with_capacity(n);
             batches.reserve_exact(n);
             for e in a.entries().into_iter().flatten() {
-                let position = e.batch_position();
-                let len_bytes = e.batch_bytes();
-                let out_of_tail = || ReplicationFrameError::BatchOutOfTail {
-                    index,
-                    position,
-                    len_bytes,
-                    tail_bytes: tail.len(),
-                };
-                let start = usize::try_from(position).map_err(|_| out_of_tail())?;
-                let end = start
-                    .checked_add(len_bytes as usize)
-                    .filter(|end| *end <= tail.len())
-                    .ok_or_else(out_of_tail)?;
+                let bytes = tail_slice(tail, index, e.batch_position(), e.batch_bytes())?;
                 let kind = match e.kind() {
                     fb::EntryKind::Data => EntryKind::Data,
                     fb::EntryKind::LeaderChange => EntryKind::LeaderChange,
@@ -596,7 +594,7 @@ fn decode_group_message(
                     term: e.term(),
                     kind,
                 });
-                batches.push(tail.slice(start..end));
+                batches.push(bytes);
             }
             MessageBody::Append(Append {
                 prev_end_offset: a.prev_end_offset(),
@@ -623,6 +621,9 @@ fn decode_group_message(
         }
         fb::Body::Snapshot => {
             let s = gm.body_as_snapshot().ok_or(missing("body"))?;
+            if s.data_bytes() > 0 {
+                batches.push(tail_slice(tail, index, s.data_position(), s.data_bytes())?);
+            }
             MessageBody::Snapshot(SnapshotMeta {
                 end_offset: s.end_offset(),
                 term: s.term(),
@@ -652,6 +653,28 @@ fn decode_group_message(
         },
         batches,
     })
+}
+
+/// The `len_bytes` at `position` of the frame tail (a slice, not a copy), for
+/// message `index`.
+fn tail_slice(
+    tail: &Bytes,
+    index: usize,
+    position: u64,
+    len_bytes: u32,
+) -> Result<Bytes, ReplicationFrameError> {
+    let out_of_tail = || ReplicationFrameError::BatchOutOfTail {
+        index,
+        position,
+        len_bytes,
+        tail_bytes: tail.len(),
+    };
+    let start = usize::try_from(position).map_err(|_| out_of_tail())?;
+    let end = start
+        .checked_add(len_bytes as usize)
+        .filter(|end| *end <= tail.len())
+        .ok_or_else(out_of_tail)?;
+    Ok(tail.slice(start..end))
 }
 
 /// A membership as sent; the state machine checks it is well formed (sorted,

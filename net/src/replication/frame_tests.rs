@@ -104,11 +104,18 @@ fn message(r: &mut SplitMix64, variant: u64) -> GroupMessage {
             hint_term: r.next_u64(),
             hint_end_offset: r.next_u64(),
         }),
-        7 => MessageBody::Snapshot(SnapshotMeta {
-            end_offset: r.next_u64(),
-            term: r.next_u64(),
-            membership: members(r),
-        }),
+        7 => {
+            // Half of them carry a state (the controller's image), half none.
+            if r.chance(500) {
+                let bytes: Vec<u8> = (0..r.range(1, 2000)).map(|_| r.next_u64() as u8).collect();
+                batches.push(Bytes::from(bytes));
+            }
+            MessageBody::Snapshot(SnapshotMeta {
+                end_offset: r.next_u64(),
+                term: r.next_u64(),
+                membership: members(r),
+            })
+        }
         _ => MessageBody::TimeoutNow,
     };
     GroupMessage {

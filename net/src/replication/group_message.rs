@@ -8,15 +8,16 @@ use super::GroupId;
 /// A Raft message of `group`. For an [`MessageBody::Append`], the sender fills
 /// `message.body.entries` and `batches` with the same length: `batches[i]` is the
 /// stored bytes (80-byte header + payload) of `entries[i]`, sent by reference in the
-/// frame tail and received as a slice of the receive buffer. Every other message has
-/// no batches.
+/// frame tail and received as a slice of the receive buffer. A
+/// [`MessageBody::Snapshot`] may carry one: the state the snapshot stands for (the
+/// controller's metadata image). Every other message has no batches.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GroupMessage {
     /// The group the message belongs to.
     pub group: GroupId,
     /// The message.
     pub message: Message,
-    /// The batches of an append, one per entry.
+    /// The batches of an append, one per entry (or a snapshot's state).
     pub batches: Vec<Bytes>,
 }
 

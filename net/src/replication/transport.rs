@@ -142,7 +142,7 @@ pub enum SendError {
     Stopped,
     #[error("an append lists {entries} entries but carries {batches} batches")]
     BatchesMismatch { entries: usize, batches: usize },
-    #[error("a message that is not an append carries {batches} batches")]
+    #[error("a message that is not an append carries {batches} batches (a snapshot one at most)")]
     UnexpectedBatches { batches: usize },
     #[error("an append of {entries} entries exceeds the maximum of {max}")]
     TooManyEntries { entries: usize, max: usize },
@@ -604,20 +604,33 @@ fn check_message(m: &GroupMessage) -> Result<(), SendError> {
                     max: APPEND_ENTRIES_MAX,
                 });
             }
-            let bytes = m.batch_bytes();
-            if bytes > APPEND_BATCH_BYTES_MAX {
-                return Err(SendError::TooLarge {
-                    bytes,
-                    max: APPEND_BATCH_BYTES_MAX,
+            check_batch_bytes(m)
+        }
+        MessageBody::Snapshot(_) => {
+            if m.batches.len() > 1 {
+                return Err(SendError::UnexpectedBatches {
+                    batches: m.batches.len(),
                 });
             }
-            Ok(())
+            check_batch_bytes(m)
         }
         _ if !m.batches.is_empty() => Err(SendError::UnexpectedBatches {
             batches: m.batches.len(),
         }),
         _ => Ok(()),
     }
+}
+
+/// The bytes a message carries fit one frame.
+fn check_batch_bytes(m: &GroupMessage) -> Result<(), SendError> {
+    let bytes = m.batch_bytes();
+    if bytes > APPEND_BATCH_BYTES_MAX {
+        return Err(SendError::TooLarge {
+            bytes,
+            max: APPEND_BATCH_BYTES_MAX,
+        });
+    }
+    Ok(())
 }
 
 /// Dials `peer`, writes what is queued for it, and dials again when the connection is

@@ -1535,6 +1535,8 @@ impl<'a> Snapshot<'a> {
   pub const VT_TERM: flatbuffers::VOffsetT = 6;
   pub const VT_VOTERS: flatbuffers::VOffsetT = 8;
   pub const VT_LEARNERS: flatbuffers::VOffsetT = 10;
+  pub const VT_DATA_POSITION: flatbuffers::VOffsetT = 12;
+  pub const VT_DATA_BYTES: flatbuffers::VOffsetT = 14;
 
   #[inline]
   pub unsafe fn init_from_table(table: flatbuffers::Table<'a>) -> Self {
@@ -1546,8 +1548,10 @@ impl<'a> Snapshot<'a> {
     args: &'args SnapshotArgs<'args>
   ) -> flatbuffers::WIPOffset<Snapshot<'bldr>> {
     let mut builder = SnapshotBuilder::new(_fbb);
+    builder.add_data_position(args.data_position);
     builder.add_term(args.term);
     builder.add_end_offset(args.end_offset);
+    builder.add_data_bytes(args.data_bytes);
     if let Some(x) = args.learners { builder.add_learners(x); }
     if let Some(x) = args.voters { builder.add_voters(x); }
     builder.finish()
@@ -1582,6 +1586,20 @@ impl<'a> Snapshot<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'a, u64>>>(Snapshot::VT_LEARNERS, None)}
   }
+  #[inline]
+  pub fn data_position(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Snapshot::VT_DATA_POSITION, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn data_bytes(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(Snapshot::VT_DATA_BYTES, Some(0)).unwrap()}
+  }
 }
 
 impl flatbuffers::Verifiable for Snapshot<'_> {
@@ -1595,6 +1613,8 @@ impl flatbuffers::Verifiable for Snapshot<'_> {
      .visit_field::<u64>("term", Self::VT_TERM, false)?
      .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, u64>>>("voters", Self::VT_VOTERS, false)?
      .visit_field::<flatbuffers::ForwardsUOffset<flatbuffers::Vector<'_, u64>>>("learners", Self::VT_LEARNERS, false)?
+     .visit_field::<u64>("data_position", Self::VT_DATA_POSITION, false)?
+     .visit_field::<u32>("data_bytes", Self::VT_DATA_BYTES, false)?
      .finish();
     Ok(())
   }
@@ -1604,6 +1624,8 @@ pub struct SnapshotArgs<'a> {
     pub term: u64,
     pub voters: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, u64>>>,
     pub learners: Option<flatbuffers::WIPOffset<flatbuffers::Vector<'a, u64>>>,
+    pub data_position: u64,
+    pub data_bytes: u32,
 }
 impl<'a> Default for SnapshotArgs<'a> {
   #[inline]
@@ -1613,6 +1635,8 @@ impl<'a> Default for SnapshotArgs<'a> {
       term: 0,
       voters: None,
       learners: None,
+      data_position: 0,
+      data_bytes: 0,
     }
   }
 }
@@ -1639,6 +1663,14 @@ impl<'a: 'b, 'b> SnapshotBuilder<'a, 'b> {
     self.fbb_.push_slot_always::<flatbuffers::WIPOffset<_>>(Snapshot::VT_LEARNERS, learners);
   }
   #[inline]
+  pub fn add_data_position(&mut self, data_position: u64) {
+    self.fbb_.push_slot::<u64>(Snapshot::VT_DATA_POSITION, data_position, 0);
+  }
+  #[inline]
+  pub fn add_data_bytes(&mut self, data_bytes: u32) {
+    self.fbb_.push_slot::<u32>(Snapshot::VT_DATA_BYTES, data_bytes, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut flatbuffers::FlatBufferBuilder<'a>) -> SnapshotBuilder<'a, 'b> {
     let start = _fbb.start_table();
     SnapshotBuilder {
@@ -1660,6 +1692,8 @@ impl core::fmt::Debug for Snapshot<'_> {
       ds.field("term", &self.term());
       ds.field("voters", &self.voters());
       ds.field("learners", &self.learners());
+      ds.field("data_position", &self.data_position());
+      ds.field("data_bytes", &self.data_bytes());
       ds.finish()
   }
 }
