@@ -237,9 +237,7 @@ impl Broker {
             .borrow_mut()
             .insert(claim.key.clone(), log.clone());
         // In a cluster the partition's Raft replica starts with its log.
-        if let Err(e) = crate::cluster::replicas::attach(self, &claim.key, &log).await {
-            tracing::warn!(%topic, partition, error = %e.message, "replica not started");
-        }
+        crate::cluster::replicas::attach_or_retry(self, &claim.key, &log).await;
         Ok(())
     }
 
@@ -385,6 +383,11 @@ impl Broker {
             .iter()
             .map(|(k, l)| (k.clone(), l.clone()))
             .collect()
+    }
+
+    /// The partition's log if this shard has it open.
+    pub(crate) fn open_log(&self, key: &(String, u32)) -> Option<Log> {
+        self.logs.borrow().get(key).cloned()
     }
 
     /// Closes and forgets one open log, so that the next `log` opens it again. Holds

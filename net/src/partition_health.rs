@@ -207,6 +207,7 @@ impl Broker {
                 let _ = self.reopen(&key.0, key.1).await;
             }
         }
+        crate::cluster::replicas::retry_unstarted(self).await;
         let logs = self.open_logs();
         self.health.forget_healthy(now, |k| {
             logs.iter()

@@ -167,9 +167,7 @@ impl Broker {
             }
         }
         for (key, log) in to_attach {
-            if let Err(e) = crate::cluster::replicas::attach(self, &key, &log).await {
-                tracing::warn!(topic = %key.0, partition = key.1, error = %e.message, "replica not started");
-            }
+            crate::cluster::replicas::attach_or_retry(self, &key, &log).await;
         }
         if !to_open.is_empty() {
             self.claim_partition_dirs(&topics, &to_open).await;

@@ -11,7 +11,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use strata_engine::raft_hard_state::read_hard_state;
 use strata_engine::shard::Shard;
@@ -48,6 +48,9 @@ pub struct ShardReplicas {
     /// The groups the tick loop ticks: every group not (yet) quiescent.
     awake: RefCell<HashSet<GroupId>>,
     ticking: Cell<bool>,
+    /// Partitions whose replica failed to start (or restart), with when the healer
+    /// tries again and the back-off that led there.
+    unstarted: RefCell<HashMap<PartitionKey, (Instant, u64)>>,
 }
 
 impl ShardReplicas {
@@ -329,6 +332,62 @@ pub async fn attach(broker: &Broker, key: &PartitionKey, log: &Log) -> Result<()
     Ok(())
 }
 
+/// [`attach`], and on failure a later attempt by the shard's healer (see
+/// [`retry_unstarted`]) with back-off, so a replica that could not start (no
+/// descriptors, say) does not wait for the next metadata change.
+pub async fn attach_or_retry(broker: &Broker, key: &PartitionKey, log: &Log) {
+    let replicas = ShardReplicas::of(&broker.shard);
+    match attach(broker, key, log).await {
+        Ok(()) => {
+            if replicas.unstarted.borrow_mut().remove(key).is_some() {
+                tracing::info!(topic = %key.0, partition = key.1, "replica started");
+            }
+        }
+        Err(e) => {
+            let mut unstarted = replicas.unstarted.borrow_mut();
+            let backoff_ms = unstarted
+                .get(key)
+                .map_or(crate::partition_health::HEAL_BACKOFF_MS_MIN, |(_, b)| {
+                    crate::partition_health::next_backoff_ms(*b)
+                });
+            if !unstarted.contains_key(key) {
+                tracing::warn!(topic = %key.0, partition = key.1, error = %e.message, "replica not started; retrying with back-off");
+            }
+            let due = Instant::now() + Duration::from_millis(backoff_ms);
+            unstarted.insert(key.clone(), (due, backoff_ms));
+        }
+    }
+}
+
+/// The healer's pass: starts again the replicas due whose partition is still open
+/// here and hosted by this broker without a running replica.
+pub async fn retry_unstarted(broker: &Broker) {
+    let replicas = ShardReplicas::of(&broker.shard);
+    let now = Instant::now();
+    let due: Vec<PartitionKey> = replicas
+        .unstarted
+        .borrow()
+        .iter()
+        .filter(|(_, (at, _))| now >= *at)
+        .map(|(k, _)| k.clone())
+        .collect();
+    for key in due {
+        let running = replicas
+            .by_partition
+            .borrow()
+            .get(&key)
+            .is_some_and(|r| !r.is_stopped());
+        let log = broker.open_log(&key);
+        match log {
+            Some(log) if !running => attach_or_retry(broker, &key, &log).await,
+            // Started meanwhile, or no longer open here (closed, moved, deleted).
+            _ => {
+                replicas.unstarted.borrow_mut().remove(&key);
+            }
+        }
+    }
+}
+
 /// A replica stopped by an error that passes (descriptors or memory ran out) starts
 /// again from what its log and hard state hold, as after a restart of this broker —
 /// which Raft is built for — once [`REATTACH_AFTER_MS`] passed, unless the partition
@@ -357,11 +416,9 @@ async fn reattach_later(
     }
     let broker = Broker::of(&shard);
     // Boxed: `attach` spawns the driver that may come back here.
-    let again: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), WireError>> + '_>> =
-        Box::pin(attach(&broker, &key, &log));
-    if let Err(e) = again.await {
-        tracing::warn!(partition = %format!("{}-{}", key.0, key.1), error = %e.message, "replica did not restart");
-    }
+    let again: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + '_>> =
+        Box::pin(attach_or_retry(&broker, &key, &log));
+    again.await;
 }
 
 /// Stops the replica of a partition being closed on this shard.

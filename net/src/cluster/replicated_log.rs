@@ -204,6 +204,11 @@ impl ReplicatedLog {
         settled.then(|| (r.term(), end))
     }
 
+    /// Whether the driver stopped (the replica was detached, or an error stopped it).
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.get()
+    }
+
     /// Whether this replica leads its group now.
     pub fn is_leader(&self) -> bool {
         self.raft.borrow().role() == Role::Leader
