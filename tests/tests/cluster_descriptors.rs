@@ -1,14 +1,17 @@
 //! A cluster broker that runs out of file descriptors recovers without a restart: 3
-//! brokers; broker 3's soft descriptor limit is lowered to what it uses, and a topic
-//! of 40 partitions with 3 replicas is created, so broker 3 cannot open (or start
-//! the replicas of) most of them. Once its limit is raised again, the shard's healer
-//! opens them and starts their replicas on its own: with broker 1 then SIGKILLed,
-//! every partition still takes an `acks=all` record, which needs broker 3's replica
-//! in the majority.
+//! brokers; broker 3's soft descriptor limit is lowered to what it uses, a topic of
+//! 40 partitions with 3 replicas is created, and the controller quorum's leader (or
+//! broker 1 if broker 3 leads it) is SIGKILLed, so broker 3 can neither open most
+//! partitions, nor start their replicas, nor persist its votes in the elections that
+//! follow. Once its limit is raised again, the shard's healer opens the partitions
+//! and starts their replicas, and its controller replica is rebuilt: with one broker
+//! gone, every partition still takes an `acks=all` record and a topic can still be
+//! created, both of which need broker 3 in the majority.
 
 use std::time::{Duration, Instant};
 
 use rdkafka::producer::FutureRecord;
+use strata_tests::broker::run_cli;
 use strata_tests::cluster::TestCluster;
 use strata_tests::cluster_kafka::create_replicated;
 use strata_tests::kafka::producer;
@@ -60,11 +63,36 @@ fn open_fds(pid: u32) -> u64 {
         .count() as u64
 }
 
+/// The broker leading the controller quorum, as `strata cluster status` says.
+fn controller(cluster: &TestCluster) -> Option<usize> {
+    let out = run_cli(
+        &["--brokers", &cluster.native_addr(0), "cluster", "status"],
+        None,
+        Duration::from_secs(30),
+    );
+    let line = out.stdout.lines().find(|l| l.starts_with("controller:"))?;
+    line.split_whitespace().last()?.parse().ok()
+}
+
 #[test]
 fn a_broker_out_of_descriptors_opens_its_replicas_once_it_has_them_again() {
     let mut cluster = TestCluster::start(3, 1);
-    let staying = format!("{},{}", cluster.kafka_addr(1), cluster.kafka_addr(2));
     create_replicated(&cluster.kafka_bootstrap(), "warm-up", 1, 3);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let leader = loop {
+        if let Some(id) = controller(&cluster) {
+            break id;
+        }
+        assert!(Instant::now() < deadline, "no controller leader");
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    // Broker 1 unless it is broker 3 that must stay.
+    let victim = if leader == 3 { 0 } else { leader - 1 };
+    let staying = (0..3)
+        .filter(|i| *i != victim)
+        .map(|i| cluster.kafka_addr(i))
+        .collect::<Vec<_>>()
+        .join(",");
     let pid = cluster.node(2).pid();
     let (soft_before, _) = fd_limits(pid);
     set_soft_fd_limit(pid, open_fds(pid) + 4);
@@ -85,11 +113,13 @@ fn a_broker_out_of_descriptors_opens_its_replicas_once_it_has_them_again() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    std::thread::sleep(Duration::from_secs(2));
+    // Elections of the partitions and (if it led) of the controller, while broker 3
+    // cannot write its votes down.
+    cluster.kill(victim);
+    std::thread::sleep(Duration::from_secs(3));
     set_soft_fd_limit(pid, soft_before);
 
-    // Without broker 1, a majority of every partition includes broker 3.
-    cluster.kill(0);
+    // With one broker gone, a majority of every group includes broker 3.
     let p = producer(&staying, &[("message.timeout.ms", "60000")]);
     let deliveries: Vec<_> = (0..PARTITIONS)
         .map(|partition| {
@@ -112,7 +142,10 @@ fn a_broker_out_of_descriptors_opens_its_replicas_once_it_has_them_again() {
     }
     assert!(
         failed.is_empty(),
-        "partitions that took no acks=all record without broker 1: {failed:?}\n{}",
+        "partitions that took no acks=all record without broker {}: {failed:?}\n{}",
+        victim + 1,
         cluster.stderr_tails()
     );
+    // The controller quorum commits with broker 3's replica.
+    create_replicated(&staying, "after-the-shortage", 1, 2);
 }

@@ -97,28 +97,10 @@ impl ControllerHost {
             .map_err(WireError::from)?;
         let snapshot_dir = metadata_snapshot::snapshot_dir(&dir);
         let snapshot = restore_snapshot(&log, &snapshot_dir).await?;
-        let hard = read_hard_state(&dir)
-            .await
-            .map_err(WireError::from)?
-            .unwrap_or_default();
         let membership = Membership::new(voters).map_err(|e| {
             WireError::new(
                 ErrorCode::InvalidConfig,
                 format!("controller quorum {voters:?}: {e}"),
-            )
-        })?;
-        let restored = log.raft_restored_state(hard, membership);
-        let raft = Raft::new(
-            Config::new(me, me.wrapping_mul(0x2545_F491_4F6C_DD1D)),
-            restored,
-        )
-        .map_err(|e| {
-            WireError::new(
-                ErrorCode::StorageError,
-                format!(
-                    "cannot restore the controller replica from {}: {e}",
-                    dir.display()
-                ),
             )
         })?;
         let (image, snapshot_end, snapshot_term) = match snapshot {
@@ -138,31 +120,54 @@ impl ControllerHost {
             applied_term: Cell::new(snapshot_term),
             snapshot_end: Cell::new(snapshot_end),
         });
-        let applier: Rc<dyn Applier> = Rc::new(ControllerApplier {
-            state: Rc::clone(&state),
-        });
-        let replica = ReplicatedLog::new(
-            GroupId::Controller,
+        let seed = ReplicaSeed {
+            me,
             log,
             dir,
-            raft,
+            membership,
             outbox,
-            Some(applier),
-            u32::MAX,
-        );
-        replica.set_snapshot_state(Rc::new(ControllerSnapshots {
-            state: Rc::clone(&state),
-        }));
+        };
+        let replica = seed.replica(&state).await?;
         let host = Rc::new(ControllerHost {
             me,
-            replica: RefCell::new(Some(Rc::clone(&replica))),
+            replica: RefCell::new(Some(replica)),
             state,
             lock: Semaphore::new(1),
             settings: RefCell::new(settings),
             entropy_counter: Cell::new(0),
         });
-        glommio::spawn_local(Rc::clone(&replica).run()).detach();
+        glommio::spawn_local(Rc::clone(&host).supervise(seed)).detach();
         Ok(host)
+    }
+
+    /// Runs the replica; one stopped by an error that passes (descriptors or memory
+    /// ran out, say while writing its hard state) is rebuilt from what its log and
+    /// hard state hold, as after a restart, once [`REBUILD_AFTER_MS`] passed (and
+    /// again while rebuilding fails). Anything else leaves it stopped: the broker
+    /// then counts as a silent member of the quorum.
+    async fn supervise(self: Rc<Self>, seed: ReplicaSeed) {
+        loop {
+            let failed = self.replica().run().await;
+            let Some(e) = failed.filter(EngineError::heals) else {
+                return;
+            };
+            tracing::warn!(error = %e, "controller replica stopped; rebuilding it in {REBUILD_AFTER_MS} ms");
+            loop {
+                glommio::timer::sleep(Duration::from_millis(REBUILD_AFTER_MS)).await;
+                match seed.replica(&self.state).await {
+                    Ok(replica) => {
+                        let old = self.replica();
+                        replica.set_observers(&old.inspect(|r| r.observers().to_vec()));
+                        *self.replica.borrow_mut() = Some(replica);
+                        tracing::info!("controller replica rebuilt");
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e.message, "controller replica not rebuilt yet")
+                    }
+                }
+            }
+        }
     }
 
     /// Sets who is told of image changes.
@@ -345,6 +350,58 @@ impl ControllerHost {
             tracing::warn!(?records, "fencing silent brokers");
             let _ = self.commit(records).await;
         }
+    }
+}
+
+/// Pause before a controller replica stopped by a passing error is rebuilt.
+const REBUILD_AFTER_MS: u64 = 1_000;
+
+/// What a controller replica is (re)built from: its log stays open across rebuilds.
+struct ReplicaSeed {
+    me: NodeId,
+    log: Log,
+    dir: PathBuf,
+    membership: Membership,
+    outbox: Rc<dyn Outbox>,
+}
+
+impl ReplicaSeed {
+    /// A replica restored from the log and the hard state, applying to `state`.
+    async fn replica(&self, state: &Rc<HostState>) -> Result<Rc<ReplicatedLog>, WireError> {
+        let hard = read_hard_state(&self.dir)
+            .await
+            .map_err(WireError::from)?
+            .unwrap_or_default();
+        let restored = self.log.raft_restored_state(hard, self.membership.clone());
+        let raft = Raft::new(
+            Config::new(self.me, self.me.wrapping_mul(0x2545_F491_4F6C_DD1D)),
+            restored,
+        )
+        .map_err(|e| {
+            WireError::new(
+                ErrorCode::StorageError,
+                format!(
+                    "cannot restore the controller replica from {}: {e}",
+                    self.dir.display()
+                ),
+            )
+        })?;
+        let applier: Rc<dyn Applier> = Rc::new(ControllerApplier {
+            state: Rc::clone(state),
+        });
+        let replica = ReplicatedLog::new(
+            GroupId::Controller,
+            self.log.clone(),
+            self.dir.clone(),
+            raft,
+            Rc::clone(&self.outbox),
+            Some(applier),
+            u32::MAX,
+        );
+        replica.set_snapshot_state(Rc::new(ControllerSnapshots {
+            state: Rc::clone(state),
+        }));
+        Ok(replica)
     }
 }
 
