@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::kafka::{admin, consumer, read_record, KAFKA_TIMEOUT};
@@ -85,6 +86,28 @@ pub fn leader_of(c: &BaseConsumer, topic: &str) -> i32 {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Produces records `from..to` (as `record-NNNNNN`, the form [`read_all`] and
+/// [`check_log`] know) to `topic`-0, 25 in flight at a time; returns the acknowledged
+/// (record, offset) pairs.
+pub fn send_acked(p: &FutureProducer, topic: &str, from: usize, to: usize) -> Vec<(usize, i64)> {
+    let mut acked = Vec::new();
+    let values: Vec<(usize, String)> = (from..to).map(|i| (i, format!("record-{i:06}"))).collect();
+    for chunk in values.chunks(25) {
+        let mut ds = Vec::new();
+        for (i, v) in chunk {
+            if let Ok(d) = p.send_result(FutureRecord::<(), _>::to(topic).partition(0).payload(v)) {
+                ds.push((*i, d));
+            }
+        }
+        for (i, d) in ds {
+            if let Ok(Ok(d)) = futures_lite::future::block_on(d) {
+                acked.push((i, d.offset));
+            }
+        }
+    }
+    acked
 }
 
 /// Reads `topic`-0 from the start until every acknowledged record was seen (or 90 s).

@@ -110,23 +110,14 @@ fn fail_over_broker_1(balancing: bool) -> (TestCluster, tempfile::TempDir, Vec<(
     let bootstrap = cluster.kafka_bootstrap();
     create_replicated(&bootstrap, TOPIC, PARTITIONS, 3);
     let probe = consumer(&bootstrap, None, &[]);
-    if balancing {
-        wait_for(
-            &cluster,
-            &probe,
-            "every partition led by its preferred replica",
-            Duration::from_secs(60),
-            led_by_preferred,
-        );
+    let what = if balancing {
+        "every partition led by its preferred replica"
     } else {
-        wait_for(
-            &cluster,
-            &probe,
-            "every partition led",
-            Duration::from_secs(60),
-            |_, l| l > 0,
-        );
-    }
+        "every partition led"
+    };
+    wait_for(&cluster, &probe, what, Duration::from_secs(60), |r, l| {
+        l > 0 && (!balancing || led_by_preferred(r, l))
+    });
     let p = producer(&bootstrap, &[("message.timeout.ms", "30000")]);
     let mut acked = send(&p, 0);
     cluster.kill(0);

@@ -21,10 +21,11 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::AdminOptions;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use strata_tests::cluster::TestCluster;
-use strata_tests::cluster_kafka::{check_log, create_replicated_with, leader_of, read_all};
+use strata_tests::cluster_kafka::{
+    check_log, create_replicated_with, leader_of, read_all, send_acked,
+};
 use strata_tests::kafka::{admin, consumer, producer, KAFKA_TIMEOUT};
 use strata_tests::kafka_wire::KafkaWire;
 
@@ -33,27 +34,6 @@ const TOPIC: &str = "log-start";
 /// Creates the topic with `rf` replicas and 64 KiB segments.
 fn create_topic(bootstrap: &str, rf: i32) {
     create_replicated_with(bootstrap, TOPIC, 1, rf, &[("segment.bytes", "65536")]);
-}
-
-/// Produces records `from..to` with acks=all; returns the acknowledged (record,
-/// offset) pairs.
-fn send(p: &FutureProducer, from: usize, to: usize) -> Vec<(usize, i64)> {
-    let mut acked = Vec::new();
-    let values: Vec<(usize, String)> = (from..to).map(|i| (i, format!("record-{i:06}"))).collect();
-    for chunk in values.chunks(25) {
-        let mut ds = Vec::new();
-        for (i, v) in chunk {
-            if let Ok(d) = p.send_result(FutureRecord::<(), _>::to(TOPIC).partition(0).payload(v)) {
-                ds.push((*i, d));
-            }
-        }
-        for (i, d) in ds {
-            if let Ok(Ok(d)) = futures_lite::future::block_on(d) {
-                acked.push((i, d.offset));
-            }
-        }
-    }
-    acked
 }
 
 /// Deletes the records of the partition below `offset`; returns the new log start.
@@ -94,7 +74,7 @@ fn a_follower_behind_the_leaders_log_start_restarts_there_catches_up_and_leads()
             ("linger.ms", "2"),
         ],
     );
-    let mut acked = send(&p, 0, 200);
+    let mut acked = send_acked(&p, TOPIC, 0, 200);
     assert_eq!(
         acked.len(),
         200,
@@ -102,7 +82,7 @@ fn a_follower_behind_the_leaders_log_start_restarts_there_catches_up_and_leads()
     );
     eprintln!("leader {leader}; stopping follower {behind}");
     cluster.stop(behind as usize - 1);
-    acked.extend(send(&p, 200, 600));
+    acked.extend(send_acked(&p, TOPIC, 200, 600));
     // Past everything the stopped follower holds (record 200 was not written to it).
     let delete_at = acked.iter().find(|(i, _)| *i == 450).expect("record 450").1;
     let log_start = delete_before(&bootstrap, delete_at);
@@ -112,7 +92,7 @@ fn a_follower_behind_the_leaders_log_start_restarts_there_catches_up_and_leads()
         log_start > first_kept && log_start <= delete_at,
         "log start {log_start} (asked {delete_at})"
     );
-    acked.extend(send(&p, 600, 800));
+    acked.extend(send_acked(&p, TOPIC, 600, 800));
     // The follower that stayed up moves its own log start to the leader's.
     let checkpoint = cluster
         .data_dir(other as usize - 1)
@@ -135,7 +115,7 @@ fn a_follower_behind_the_leaders_log_start_restarts_there_catches_up_and_leads()
     eprintln!("stopping follower {other}");
     cluster.stop(other as usize - 1);
     let before = acked.len();
-    acked.extend(send(&p, 800, 900));
+    acked.extend(send_acked(&p, TOPIC, 800, 900));
     assert_eq!(
         acked.len() - before,
         100,
@@ -258,14 +238,14 @@ fn a_new_replica_of_a_partition_whose_log_start_moved_starts_there() {
             ("linger.ms", "2"),
         ],
     );
-    let mut acked = send(&p, 0, 400);
+    let mut acked = send_acked(&p, TOPIC, 0, 400);
     let delete_at = acked.iter().find(|(i, _)| *i == 250).expect("record 250").1;
     let log_start = delete_before(&bootstrap, delete_at);
     assert!(
         log_start > 0 && log_start <= delete_at,
         "log start {log_start}"
     );
-    acked.extend(send(&p, 400, 500));
+    acked.extend(send_acked(&p, TOPIC, 400, 500));
 
     // The spare broker joins as a learner (its log empty, at 0: below the leader's
     // start); then the partition moves onto it alone, so everything read back next
@@ -281,7 +261,7 @@ fn a_new_replica_of_a_partition_whose_log_start_moved_starts_there() {
     assert_eq!(lowest_segment(&dir), Some(log_start), "{}", dir.display());
     reassign(&mut wire, &[spare]);
     wait_for_replicas(&probe, &[spare], &cluster);
-    acked.extend(send(&p, 500, 600));
+    acked.extend(send_acked(&p, TOPIC, 500, 600));
 
     let kept: Vec<(usize, i64)> = acked
         .iter()

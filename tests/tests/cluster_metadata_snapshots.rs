@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 
 use rdkafka::admin::AdminOptions;
 use rdkafka::consumer::Consumer;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use strata_tests::cluster::TestCluster;
-use strata_tests::cluster_kafka::{check_log, create_assigned, create_replicated, read_all};
+use strata_tests::cluster_kafka::{
+    check_log, create_assigned, create_replicated, read_all, send_acked,
+};
 use strata_tests::kafka::{admin, consumer, producer, KAFKA_TIMEOUT};
 
 /// Topics created while broker 3 is down (each one metadata entry, and a leader
@@ -93,25 +94,6 @@ fn wait_for_topics(cluster: &TestCluster, bootstrap: &str, want: &BTreeSet<Strin
     );
 }
 
-fn send(p: &FutureProducer, topic: &str, n: usize) -> Vec<(usize, i64)> {
-    let mut acked = Vec::new();
-    let values: Vec<(usize, String)> = (0..n).map(|i| (i, format!("record-{i:06}"))).collect();
-    for chunk in values.chunks(50) {
-        let mut ds = Vec::new();
-        for (i, v) in chunk {
-            if let Ok(d) = p.send_result(FutureRecord::<(), _>::to(topic).partition(0).payload(v)) {
-                ds.push((*i, d));
-            }
-        }
-        for (i, d) in ds {
-            if let Ok(Ok(d)) = futures_lite::future::block_on(d) {
-                acked.push((i, d.offset));
-            }
-        }
-    }
-    acked
-}
-
 #[test]
 fn a_broker_behind_the_metadata_log_start_installs_the_leaders_snapshot() {
     let dir = tempfile::tempdir().expect("a config dir");
@@ -150,7 +132,7 @@ fn a_broker_behind_the_metadata_log_start_installs_the_leaders_snapshot() {
     delete_topic(&staying, "doomed");
     want.remove("doomed");
     let p = producer(&staying, &[]);
-    let acked = send(&p, "made-while-down-00", RECORDS);
+    let acked = send_acked(&p, "made-while-down-00", 0, RECORDS);
     assert_eq!(
         acked.len(),
         RECORDS,
@@ -206,7 +188,7 @@ fn a_broker_behind_the_metadata_log_start_installs_the_leaders_snapshot() {
     want.insert("after-install".to_owned());
     wait_for_topics(&cluster, &all, &want, "after the install");
     let p = producer(&node3, &[]);
-    let acked = send(&p, "after-install", RECORDS);
+    let acked = send_acked(&p, "after-install", 0, RECORDS);
     assert_eq!(
         acked.len(),
         RECORDS,

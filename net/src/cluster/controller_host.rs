@@ -591,7 +591,7 @@ async fn take_snapshot(state: &HostState, log: &Log) {
     let size_bytes = bytes.len();
     let dir = state.snapshot_dir.clone();
     let written = glommio::executor()
-        .spawn_blocking(move || metadata_snapshot::write(&dir, &bytes))
+        .spawn_blocking(move || metadata_snapshot::write(&dir, end, term, &bytes))
         .await;
     state.applied_bytes_since_snapshot.set(0);
     if let Err(e) = written {
@@ -688,7 +688,7 @@ impl SnapshotState for ControllerSnapshots {
             }
             let dir = state.snapshot_dir.clone();
             glommio::executor()
-                .spawn_blocking(move || metadata_snapshot::write(&dir, &bytes))
+                .spawn_blocking(move || metadata_snapshot::write(&dir, end_offset, term, &bytes))
                 .await
                 .map_err(|e| {
                     EngineError::io("write a metadata snapshot", &state.snapshot_dir, e)

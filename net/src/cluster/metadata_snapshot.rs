@@ -146,13 +146,12 @@ pub fn list(dir: &Path) -> std::io::Result<Vec<(u64, Term)>> {
     Ok(out)
 }
 
-/// Writes snapshot `bytes` (from [`encode`] or a leader) durably under its key.
-/// Blocking.
-pub fn write(dir: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
-    let (end, term) = peek(bytes)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+/// Writes snapshot `bytes` (from [`encode`], or a leader's already checked) durably
+/// as the one ending at `end_offset` in `term`. Blocking.
+pub fn write(dir: &Path, end_offset: u64, term: Term, bytes: &[u8]) -> std::io::Result<PathBuf> {
+    debug_assert_eq!(peek(bytes), Ok((end_offset, term)));
     std::fs::create_dir_all(dir)?;
-    let path = snapshot_path(dir, end, term);
+    let path = snapshot_path(dir, end_offset, term);
     strata_engine::clean_marker::write_durably(&path, bytes)?;
     Ok(path)
 }
@@ -275,10 +274,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let dir = dir.path().join(SNAPSHOT_DIR);
         assert_eq!(read_newest(&dir).unwrap(), None);
-        write(&dir, &encode(10, 2, &MetadataImage::new())).unwrap();
-        write(&dir, &encode(20, 3, &MetadataImage::new())).unwrap();
+        write(&dir, 10, 2, &encode(10, 2, &MetadataImage::new())).unwrap();
+        write(&dir, 20, 3, &encode(20, 3, &MetadataImage::new())).unwrap();
         let newest = snapshot_path(&dir, 30, 3);
-        write(&dir, &encode(30, 3, &image())).unwrap();
+        write(&dir, 30, 3, &encode(30, 3, &image())).unwrap();
         assert_eq!(list(&dir).unwrap(), vec![(10, 2), (20, 3), (30, 3)]);
         assert_eq!(read_newest(&dir).unwrap().unwrap().end_offset, 30);
         assert!(read(&dir, 30, 3).unwrap().is_some());

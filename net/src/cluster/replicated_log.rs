@@ -349,6 +349,8 @@ impl ReplicatedLog {
 
     /// A message for this group from the transport.
     pub fn receive(&self, message: Message, batches: Vec<Bytes>) {
+        // A snapshot whose state was kept for its install: (end offset, term).
+        let mut stashed = None;
         match (&message.body, self.snapshot_state()) {
             (MessageBody::Append(a), _) => {
                 if a.log_start_offset > self.leader_log_start.get() {
@@ -362,34 +364,31 @@ impl ReplicatedLog {
                 }
             }
             (MessageBody::Snapshot(meta), Some(state)) => {
-                let key = (meta.end_offset, meta.term);
                 if !self.stash_snapshot(meta, state.as_ref(), batches) {
                     return;
                 }
-                let installed = {
-                    let mut raft = self.raft.borrow_mut();
-                    let start_before = raft.log_start_offset();
-                    if let Err(e) = raft.step(message) {
-                        tracing::debug!(group = %self.group, error = %e, "raft message refused");
-                    }
-                    raft.log_start_offset() == key.0 && start_before != key.0
-                };
-                if !installed {
-                    // Not needed (the log holds it already, or it is stale): the
-                    // state is not kept for an install that will not come.
-                    let mut received = self.received_snapshots.borrow_mut();
-                    if let Some(i) = received.iter().rposition(|(e, t, _)| (*e, *t) == key) {
-                        received.remove(i);
-                    }
-                }
-                self.wake();
-                return;
+                stashed = Some((meta.end_offset, meta.term));
             }
             _ => {}
         }
-        if let Err(e) = self.raft.borrow_mut().step(message) {
+        let mut raft = self.raft.borrow_mut();
+        let start_before = raft.log_start_offset();
+        if let Err(e) = raft.step(message) {
             tracing::debug!(group = %self.group, error = %e, "raft message refused");
         }
+        if let Some(key) = stashed {
+            // Installing resets the log to start at the snapshot's end.
+            let installed = raft.log_start_offset() == key.0 && start_before != key.0;
+            if !installed {
+                // Not needed (the log holds it already, or it is stale): the state
+                // is not kept for an install that will not come.
+                let mut received = self.received_snapshots.borrow_mut();
+                if let Some(i) = received.iter().rposition(|(e, t, _)| (*e, *t) == key) {
+                    received.remove(i);
+                }
+            }
+        }
+        drop(raft);
         self.wake();
     }
 
@@ -401,24 +400,22 @@ impl ReplicatedLog {
         state: &dyn SnapshotState,
         batches: Vec<Bytes>,
     ) -> bool {
-        {
-            // Without the state it stands for, a snapshot cannot be installed: the
-            // leader sends it again when it finds this replica still behind.
-            let Some(bytes) = batches
-                .into_iter()
-                .next()
-                .filter(|b| state.check(meta.end_offset, meta.term, b))
-            else {
-                tracing::debug!(group = %self.group, end_offset = meta.end_offset, "a snapshot came without its state whole; dropped");
-                return false;
-            };
-            let mut received = self.received_snapshots.borrow_mut();
-            if received.len() >= RECEIVED_SNAPSHOTS_MAX {
-                tracing::debug!(group = %self.group, end_offset = meta.end_offset, "too many snapshots wait for their install; dropped");
-                return false;
-            }
-            received.push((meta.end_offset, meta.term, bytes));
+        // Without the state it stands for, a snapshot cannot be installed: the leader
+        // sends it again when it finds this replica still behind.
+        let Some(bytes) = batches
+            .into_iter()
+            .next()
+            .filter(|b| state.check(meta.end_offset, meta.term, b))
+        else {
+            tracing::debug!(group = %self.group, end_offset = meta.end_offset, "a snapshot came without its state whole; dropped");
+            return false;
+        };
+        let mut received = self.received_snapshots.borrow_mut();
+        if received.len() >= RECEIVED_SNAPSHOTS_MAX {
+            tracing::debug!(group = %self.group, end_offset = meta.end_offset, "too many snapshots wait for their install; dropped");
+            return false;
         }
+        received.push((meta.end_offset, meta.term, bytes));
         true
     }
 

@@ -20,9 +20,14 @@ pub const IMBALANCE_CHECK_INTERVAL_S_DEFAULT: u64 = 300;
 /// Kafka's `leader.imbalance.per.broker.percentage` default.
 pub const IMBALANCE_PER_BROKER_PERCENTAGE_DEFAULT: u32 = 10;
 
-/// Per preferred broker: how many partitions it is preferred for, and which of them
-/// (topic, partition) it does not lead.
-type Preferred<'a> = (u64, Vec<(&'a str, u32)>);
+/// Per preferred broker: the partitions it is preferred for, those it does not
+/// lead, and of these the ones an election may be asked for now (topic, partition).
+#[derive(Default)]
+struct Preferred<'a> {
+    partitions: u64,
+    not_led: u64,
+    movable: Vec<(&'a str, u32)>,
+}
 
 /// The preferred-leader elections that bring every broker's imbalance (partitions it
 /// is preferred for but does not lead, over those it is preferred for) to at most
@@ -40,29 +45,26 @@ pub fn plan_leader_rebalance(
                 continue;
             };
             let entry = preferred.entry(first).or_default();
-            entry.0 += 1;
-            if p.leader != Some(first) {
-                entry.1.push((t.name.as_str(), i as u32));
+            entry.partitions += 1;
+            if p.leader == Some(first) {
+                continue;
+            }
+            entry.not_led += 1;
+            if p.target.is_none() && p.preferred_election_epoch != Some(p.leader_epoch) {
+                entry.movable.push((t.name.as_str(), i as u32));
             }
         }
     }
     let mut out = Vec::new();
-    for (broker, (count, not_led)) in preferred {
+    for (broker, p) in preferred {
         if image.broker(broker).is_none_or(|b| b.fenced) {
             continue;
         }
-        // Integer form of not_led / count > percentage / 100.
-        if (not_led.len() as u64) * 100 <= count * u64::from(imbalance_percentage) {
+        // Integer form of not_led / partitions > percentage / 100.
+        if p.not_led * 100 <= p.partitions * u64::from(imbalance_percentage) {
             continue;
         }
-        for (topic, partition) in not_led {
-            let Some(t) = image.topic(topic) else {
-                continue;
-            };
-            let p = &t.partitions[partition as usize];
-            if p.target.is_some() || p.preferred_election_epoch == Some(p.leader_epoch) {
-                continue;
-            }
+        for (topic, partition) in p.movable {
             if let Ok(records) = plan_elect_preferred(image, topic, partition) {
                 out.extend(records);
             }
